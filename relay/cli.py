@@ -1,0 +1,243 @@
+"""``qkd-relay``: the one console script. Each subcommand parses its arguments and calls into a module."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from relay import topology as topology_module
+from relay.demo import run_demo
+from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
+from relay.etsi014.models import KeyRequest
+from relay.kms_sim.config import SimSettings, from_topology
+from relay.kms_sim.service import ADMIN_HOST, start_kms
+from relay.pki.layout import KeyDirectory, MissingKeyMaterial
+from relay.pki.provision import provision
+from relay.topology import Topology, TopologyError
+
+DEFAULT_KEYS_ROOT = Path("keys")
+
+
+class CliError(Exception):
+    """A failure the user can fix; printed as one line, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (CliError, TopologyError, MissingKeyMaterial, OSError) as exc:
+        print(f"qkd-relay: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qkd-relay", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    keys = commands.add_parser("keys", help="certificates and identities").add_subparsers(required=True)
+    init = keys.add_parser("init", help="create a private CA and certificates for every entity of a topology")
+    _topology_options(init)
+    init.add_argument("--force", action="store_true", help="regenerate everything, CA included")
+    init.set_defaults(handler=_keys_init)
+
+    demo = commands.add_parser("demo", help="start the topology's vendor KMSs and check every QKD link")
+    _topology_options(demo)
+    demo.set_defaults(handler=_demo)
+
+    kms_sim = commands.add_parser("kms-sim", help="simulated vendor KMS (ETSI 014 over mutual TLS)")
+    kms_commands = kms_sim.add_subparsers(required=True)
+    run = kms_commands.add_parser("run", help="serve one vendor KMS of the topology until interrupted")
+    _topology_options(run)
+    run.add_argument("--kms", required=True, help="vendor KMS ID from the topology, e.g. KMS-R1")
+    run.add_argument("--availability-timeout", type=float, default=SimSettings.availability_timeout_s,
+                     help="seconds a fetched key waits for its slave (default: %(default)s)")
+    run.add_argument("--initial-keys", type=int, default=SimSettings.initial_key_count,
+                     help="keys stored per link at start (default: %(default)s)")
+    run.add_argument("--max-key-count", type=int, default=SimSettings.max_key_count,
+                     help="bound of each link's key store (default: %(default)s)")
+    run.add_argument("--qber-threshold", type=float, default=SimSettings.qber_threshold,
+                     help="QBER above which a link halts (default: %(default)s)")
+    run.set_defaults(handler=_kms_sim_run)
+    links = kms_commands.add_parser("links", help="show each QKD link's stored key and QBER")
+    _admin_options(links)
+    links.set_defaults(handler=_kms_sim_links)
+    qber = kms_commands.add_parser("set-qber", help="set a link's QBER (above the threshold plays an eavesdropper)")
+    _admin_options(qber)
+    qber.add_argument("link", help="QKD link ID")
+    qber.add_argument("qber", type=float, help="new QBER, 0 to 0.5")
+    qber.set_defaults(handler=_kms_sim_set_qber)
+
+    sae = commands.add_parser("sae", help="act as an SAE against a KME or gateway (ETSI 014 client)")
+    sae_commands = sae.add_subparsers(required=True)
+    for name, help_text, handler in (
+        ("status", "Get status", _sae_status),
+        ("get-key", "Get key (master)", _sae_get_key),
+        ("get-key-with-ids", "Get key with key IDs (slave)", _sae_get_key_with_ids),
+    ):
+        command = sae_commands.add_parser(name, help=help_text)
+        _topology_options(command)
+        command.add_argument("--sae", required=True, help="our SAE ID (selects the client certificate)")
+        command.add_argument("--url", required=True, help="KME or gateway base URL, e.g. https://127.0.0.1:18411")
+        command.add_argument("--post", action="store_true", help="use the POST form")
+        command.set_defaults(handler=handler)
+        if name == "get-key-with-ids":
+            command.add_argument("master", help="master SAE ID")
+            command.add_argument("key_ids", nargs="+", metavar="KEY_ID")
+        else:
+            command.add_argument("slave", help="slave SAE ID")
+        if name == "get-key":
+            command.add_argument("--number", type=int)
+            command.add_argument("--size", type=int, help="bits")
+    return parser
+
+
+def _topology_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topology", type=Path, help="topology YAML (default: the embedded three-region one)")
+    parser.add_argument("--keys", type=Path, default=DEFAULT_KEYS_ROOT, help="key directory root (default: keys)")
+
+
+def _admin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topology", type=Path, help="topology YAML (default: the embedded three-region one)")
+    parser.add_argument("--kms", required=True, help="vendor KMS ID from the topology")
+
+
+def _load_topology(path: Path | None) -> Topology:
+    return topology_module.load(path) if path else topology_module.load_default()
+
+
+def _key_directory(args: argparse.Namespace) -> KeyDirectory:
+    return KeyDirectory(args.keys / _load_topology(args.topology).name)
+
+
+def _keys_init(args: argparse.Namespace) -> int:
+    report = provision(_load_topology(args.topology), args.keys, force=args.force)
+    print(f"key material in {report.directory.root}: created {len(report.created)}, kept {len(report.kept)}")
+    for name in report.created:
+        print(f"  created {name}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    topology = _load_topology(args.topology)
+    report = provision(topology, args.keys)
+    print(f"certificates in {report.directory.root} ({len(report.created)} created)")
+    checks = asyncio.run(run_demo(topology, report.directory))
+    for check in checks:
+        verdict = "identical key" if check.identical else "KEYS DIFFER"
+        print(f"{check.qkd_link}: {check.master} -> {check.slave} key_ID {check.key_id}: {verdict}")
+    return 0 if all(check.identical for check in checks) else 1
+
+
+def _kms_sim_run(args: argparse.Namespace) -> int:
+    topology = _load_topology(args.topology)
+    try:
+        settings = SimSettings(
+            availability_timeout_s=args.availability_timeout,
+            initial_key_count=args.initial_keys,
+            max_key_count=args.max_key_count,
+            qber_threshold=args.qber_threshold,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    config = from_topology(topology, args.kms, settings)
+    keys = KeyDirectory(args.keys / topology.name)
+
+    async def serve() -> None:
+        running = await start_kms(config, keys)
+        for kme_id, site in running.kme_sites.items():
+            print(f"{config.kms_id}: {kme_id} serving ETSI 014 at {site.url}", flush=True)
+        print(f"{config.kms_id}: admin at {running.admin_url}", flush=True)
+        try:
+            await _until_signalled()
+        finally:
+            await running.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _admin_url(args: argparse.Namespace) -> str:
+    return f"http://{ADMIN_HOST}:{_load_topology(args.topology).vendor_kms(args.kms).admin_port}"
+
+
+def _kms_sim_links(args: argparse.Namespace) -> int:
+    body = asyncio.run(_admin_call("GET", f"{_admin_url(args)}/admin/links"))
+    print(json.dumps(body, indent=2))
+    return 0
+
+
+def _kms_sim_set_qber(args: argparse.Namespace) -> int:
+    url = f"{_admin_url(args)}/admin/links/{args.link}/qber"
+    body = asyncio.run(_admin_call("PUT", url, {"qber": args.qber}))
+    state = "HALTED" if body["halted"] else "delivering"
+    print(f"{body['id']}: QBER {body['qber']:.3f}, {state}")
+    return 0
+
+
+async def _admin_call(method: str, url: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, url, json=payload) as response:
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    raise CliError(body.get("message", f"admin answered {response.status}"))
+                return body
+    except aiohttp.ClientError as exc:
+        raise CliError(f"cannot reach the simulator admin at {url}: {exc}") from None
+
+
+def _sae_status(args: argparse.Namespace) -> int:
+    return _run_sae(args, lambda client: client.get_status(args.slave))
+
+
+def _sae_get_key(args: argparse.Namespace) -> int:
+    request = KeyRequest(number=args.number, size=args.size)
+    return _run_sae(args, lambda client: client.get_key(args.slave, request, use_post=args.post))
+
+
+def _sae_get_key_with_ids(args: argparse.Namespace) -> int:
+    return _run_sae(args, lambda client: client.get_key_with_ids(args.master, args.key_ids, use_post=args.post))
+
+
+def _run_sae(args: argparse.Namespace, call: Callable[[Etsi014Client], Coroutine[Any, Any, Any]]) -> int:
+    context = _key_directory(args).client_context(args.sae)
+
+    async def run() -> Any:
+        async with Etsi014Client(args.url, context) as client:
+            return await call(client)
+
+    try:
+        result = asyncio.run(run())
+    except KmeError as exc:
+        print(json.dumps({"http_status": exc.status, **(exc.error.to_json() if exc.error else {})}, indent=2))
+        return 1
+    except (KmeUnreachable, KmeProtocolError) as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(result.to_json(), indent=2))
+    return 0
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The ETSI GS QKD 014 HTTP surface, shared by the vendor KMS simulator and the gateway's northbound API.
+
+This module owns everything HTTP: routes (GET and POST forms), the caller's SAE ID from its verified
+client certificate, strict JSON parsing, body limits and the mapping of errors onto 400/401/503 with JSON
+Error bodies. What keys exist and who may have them is the backend's business
+(:class:`KeyDeliveryBackend`), so the simulator and the gateway share one spec-exact front end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from relay.etsi014.errors import Etsi014Error, UnauthorizedError, ValidationError
+from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
+from relay.pki.tls import peer_identity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+MAX_SAE_ID_LENGTH = 256
+
+
+class KeyDeliveryBackend(Protocol):
+    """What a KME does once the request is authenticated and well formed."""
+
+    async def status(self, master_sae_id: str, slave_sae_id: str) -> Status: ...
+
+    async def enc_keys(self, master_sae_id: str, slave_sae_id: str, request: KeyRequest) -> KeyContainer:
+        """Draw keys for ``master`` shared with ``slave``; they leave the pool (clause 5.2 post-condition)."""
+        ...
+
+    async def dec_keys(self, slave_sae_id: str, master_sae_id: str, key_ids: KeyIds) -> KeyContainer:
+        """Hand ``slave`` the keys the master obtained, once; 401 if any was not issued to ``slave``."""
+        ...
+
+
+BACKEND_KEY = web.AppKey("etsi014_backend", KeyDeliveryBackend)
+MAX_BODY_KEY = web.AppKey("etsi014_max_body_bytes", int)
+
+
+def create_app(backend: KeyDeliveryBackend, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_error_middleware])
+    app[BACKEND_KEY] = backend
+    app[MAX_BODY_KEY] = max_body_bytes
+    app.router.add_get("/api/v1/keys/{slave_SAE_ID}/status", _status)
+    app.router.add_route("GET", "/api/v1/keys/{slave_SAE_ID}/enc_keys", _enc_keys)
+    app.router.add_route("POST", "/api/v1/keys/{slave_SAE_ID}/enc_keys", _enc_keys)
+    app.router.add_route("GET", "/api/v1/keys/{master_SAE_ID}/dec_keys", _dec_keys)
+    app.router.add_route("POST", "/api/v1/keys/{master_SAE_ID}/dec_keys", _dec_keys)
+    return app
+
+
+async def _status(request: web.Request) -> web.Response:
+    caller = _calling_sae(request)
+    slave = _path_sae_id(request, "slave_SAE_ID", caller)
+    status = await request.app[BACKEND_KEY].status(caller, slave)
+    return _json(status.to_json())
+
+
+async def _enc_keys(request: web.Request) -> web.Response:
+    caller = _calling_sae(request)
+    slave = _path_sae_id(request, "slave_SAE_ID", caller)
+    if request.method == "GET":
+        key_request = KeyRequest.from_query(dict(request.query))
+    else:
+        _refuse_query(request)
+        body = await _read_json(request)
+        key_request = KeyRequest() if body is None else KeyRequest.from_json(body)
+    container = await request.app[BACKEND_KEY].enc_keys(caller, slave, key_request)
+    return _json(container.to_json())
+
+
+async def _dec_keys(request: web.Request) -> web.Response:
+    caller = _calling_sae(request)
+    master = _path_sae_id(request, "master_SAE_ID", caller)
+    if request.method == "GET":
+        key_ids = KeyIds.from_query(dict(request.query))
+    else:
+        _refuse_query(request)
+        body = await _read_json(request)
+        if body is None:
+            raise ValidationError("dec_keys POST needs a Key IDs body")
+        key_ids = KeyIds.from_json(body)
+    container = await request.app[BACKEND_KEY].dec_keys(caller, master, key_ids)
+    return _json(container.to_json())
+
+
+def _calling_sae(request: web.Request) -> str:
+    """The SAE ID of the caller, from the verified client certificate (see ``relay.pki.tls``)."""
+    transport = request.transport
+    sae_id = peer_identity(transport.get_extra_info("peercert") if transport else None, "sae")
+    if sae_id is None:
+        raise UnauthorizedError("the client certificate does not identify an SAE")
+    return sae_id
+
+
+def _path_sae_id(request: web.Request, name: str, caller: str) -> str:
+    """SAE IDs arrive URL-encoded in the path; aiohttp has decoded them by the time we read match_info."""
+    value = request.match_info[name]
+    if not value.strip():
+        raise ValidationError(f"{name} in the URL path is empty")
+    if len(value) > MAX_SAE_ID_LENGTH or not value.isprintable():
+        raise ValidationError(f"{name} in the URL path is not a valid SAE ID")
+    if value == caller:
+        raise ValidationError(f"{name} must differ from the calling SAE's own ID")
+    return value
+
+
+def _refuse_query(request: web.Request) -> None:
+    if request.query:
+        raise ValidationError("POST requests carry their parameters in the JSON body, not the query")
+
+
+async def _read_json(request: web.Request) -> Any:
+    """Parse a JSON body strictly; an empty body is allowed (the spec's Key request is all-optional)."""
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_no_duplicate_members, parse_constant=_no_constant
+        )
+    except UnicodeDecodeError:
+        raise ValidationError("request body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+
+
+def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValidationError(f"JSON member {name!r} appears more than once")
+        result[name] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValidationError(f"{name} is not valid JSON")
+
+
+def _json(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
+    return _json(Error(message, details).to_json(), status=status)
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every failure leaves as JSON with the spec's status codes; nothing leaks a stack trace."""
+    try:
+        return await handler(request)
+    except Etsi014Error as exc:
+        return _error(exc.http_status, exc.message, exc.details)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"request body exceeds {request.app[MAX_BODY_KEY]} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+    except Exception:
+        log.exception("unexpected failure serving %s %s", request.method, request.path)
+        return _error(503, "internal error in the KME")

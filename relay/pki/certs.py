@@ -1,0 +1,150 @@
+"""A private CA and the certificates of every KME, gateway and SAE of a topology.
+
+ECDSA P-256 keeps handshakes cheap and is accepted by every 014 client we know of (OpenSSL, rustls,
+requests). Post-quantum authenticity of relayed keys comes from the gateways' ML-DSA identities
+(``relay.crypto``), not from these certificates.
+
+Each certificate carries its identity as the subject commonName and as one URI SAN
+``urn:qkd-relay:<role>:<id>`` per role; ``relay.pki.tls.peer_identity`` explains which one is trusted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+URI_PREFIX = "urn:qkd-relay:"
+DEFAULT_VALIDITY_DAYS = 825
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A private key and the certificate that binds it to an entity."""
+
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+
+@dataclass(frozen=True)
+class EntityFiles:
+    """Where an entity's material lives: split PEMs (most clients) and a combined cert+key PEM (rustls)."""
+
+    cert: Path
+    key: Path
+    combined: Path
+
+
+def create_ca(common_name: str, *, days: int = DEFAULT_VALIDITY_DAYS) -> Identity:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Identity(key, cert)
+
+
+def issue(
+    ca: Identity,
+    entity_id: str,
+    roles: tuple[str, ...],
+    *,
+    dns_names: tuple[str, ...] = ("localhost",),
+    ip_addresses: tuple[str, ...] = ("127.0.0.1", "::1"),
+    days: int = DEFAULT_VALIDITY_DAYS,
+) -> Identity:
+    """Issue a certificate usable as TLS server and client, so one file serves a gateway in both roles.
+
+    ``roles`` lists what the entity acts as ("kme", "gateway", "sae"): a gateway is also an SAE of its
+    vendor KMS, so its certificate names it in both roles.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    alt_names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(f"{URI_PREFIX}{role}:{entity_id}") for role in roles
+    ]
+    alt_names += [x509.DNSName(name) for name in dns_names]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(addr)) for addr in ip_addresses]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, entity_id)]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Identity(key, cert)
+
+
+def write_identity(directory: Path, name: str, identity: Identity) -> EntityFiles:
+    """Write ``name.crt``, ``name.key`` (mode 0600) and ``name.pem`` (certificate then key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = EntityFiles(directory / f"{name}.crt", directory / f"{name}.key", directory / f"{name}.pem")
+    files.cert.write_bytes(identity.cert_pem)
+    _write_private(files.key, identity.key_pem)
+    _write_private(files.combined, identity.cert_pem + identity.key_pem)
+    return files
+
+
+def load_identity(files: EntityFiles) -> Identity:
+    key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{files.key} is not an EC private key")
+    return Identity(key, x509.load_pem_x509_certificate(files.cert.read_bytes()))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, 0o600)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -1,0 +1,45 @@
+"""Where a topology's certificates live, and TLS contexts built from them.
+
+Layout of ``keys/<topology>/``: ``ca.crt`` / ``ca.key`` (the private CA) and, for every KME, gateway and
+SAE, ``<id>.crt``, ``<id>.key`` and ``<id>.pem`` (certificate and key in one file).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from relay.pki.certs import EntityFiles
+from relay.pki.tls import client_context, server_context
+
+
+class MissingKeyMaterial(FileNotFoundError):
+    """Certificates were not generated yet; the message says which command creates them."""
+
+
+@dataclass(frozen=True)
+class KeyDirectory:
+    root: Path
+
+    @property
+    def ca(self) -> EntityFiles:
+        return self.entity("ca")
+
+    def entity(self, name: str) -> EntityFiles:
+        return EntityFiles(self.root / f"{name}.crt", self.root / f"{name}.key", self.root / f"{name}.pem")
+
+    def server_context(self, name: str, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
+        files = self._existing(name)
+        return server_context(files.cert, files.key, self.ca.cert, minimum=minimum)
+
+    def client_context(self, name: str, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
+        files = self._existing(name)
+        return client_context(self.ca.cert, files.cert, files.key, minimum=minimum)
+
+    def _existing(self, name: str) -> EntityFiles:
+        files = self.entity(name)
+        for path in (self.ca.cert, files.cert, files.key):
+            if not path.is_file():
+                raise MissingKeyMaterial(f"{path} is missing; run `qkd-relay keys init` first")
+        return files

@@ -1,0 +1,56 @@
+"""``qkd-relay keys init``: certificates for every entity of a topology, under one private CA.
+
+Idempotent: an existing CA and existing certificates are kept (so running it twice does not invalidate
+what running services loaded); ``force`` regenerates everything.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from relay.pki.certs import create_ca, issue, load_identity, write_identity
+from relay.pki.layout import KeyDirectory
+from relay.topology import Topology
+
+
+@dataclass(frozen=True)
+class ProvisionReport:
+    directory: KeyDirectory
+    created: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+def entity_roles(topology: Topology) -> dict[str, tuple[str, ...]]:
+    """Every entity that needs a certificate, with the roles its certificate names."""
+    roles: dict[str, tuple[str, ...]] = {}
+    for kms in topology.kms:
+        roles.update({kme.id: ("kme",) for kme in kms.kmes})
+    roles.update({gateway.id: ("gateway", "sae") for gateway in topology.gateways})
+    roles.update({sae.id: ("sae",) for sae in topology.saes})
+    return roles
+
+
+def provision(topology: Topology, keys_root: Path, *, force: bool = False) -> ProvisionReport:
+    directory = KeyDirectory(keys_root / topology.name)
+    if force and directory.root.exists():
+        shutil.rmtree(directory.root)
+    created: list[str] = []
+    kept: list[str] = []
+    if directory.ca.cert.is_file() and directory.ca.key.is_file():
+        ca = load_identity(directory.ca)
+        kept.append("ca")
+    else:
+        ca = create_ca(f"qkd-relay {topology.name} CA")
+        write_identity(directory.root, "ca", ca)
+        created.append("ca")
+    for entity_id, roles in entity_roles(topology).items():
+        files = directory.entity(entity_id)
+        if files.cert.is_file() and files.key.is_file() and "ca" not in created:
+            kept.append(entity_id)
+            continue
+        dns_names = ("localhost", entity_id.lower())
+        write_identity(directory.root, entity_id, issue(ca, entity_id, roles, dns_names=dns_names))
+        created.append(entity_id)
+    return ProvisionReport(directory, tuple(created), tuple(kept))
