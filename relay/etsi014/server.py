@@ -65,7 +65,7 @@ async def _enc_keys(request: web.Request) -> web.Response:
     caller = _calling_sae(request)
     slave = _path_sae_id(request, "slave_SAE_ID", caller)
     if request.method == "GET":
-        key_request = KeyRequest.from_query(dict(request.query))
+        key_request = KeyRequest.from_query(_single_valued_query(request))
     else:
         _refuse_query(request)
         body = await _read_json(request)
@@ -78,7 +78,7 @@ async def _dec_keys(request: web.Request) -> web.Response:
     caller = _calling_sae(request)
     master = _path_sae_id(request, "master_SAE_ID", caller)
     if request.method == "GET":
-        key_ids = KeyIds.from_query(dict(request.query))
+        key_ids = KeyIds.from_query(_single_valued_query(request))
     else:
         _refuse_query(request)
         body = await _read_json(request)
@@ -108,6 +108,14 @@ def _path_sae_id(request: web.Request, name: str, caller: str) -> str:
     if value == caller:
         raise ValidationError(f"{name} must differ from the calling SAE's own ID")
     return value
+
+
+def _single_valued_query(request: web.Request) -> dict[str, str]:
+    """``?number=1&number=5`` is ambiguous; refuse it rather than guess which one the SAE meant."""
+    repeated = sorted(name for name in request.query.keys() if len(request.query.getall(name)) > 1)
+    if repeated:
+        raise ValidationError(f"query parameter(s) given more than once: {', '.join(repeated)}")
+    return dict(request.query)
 
 
 def _refuse_query(request: web.Request) -> None:

@@ -139,6 +139,7 @@ async def test_sae_ids_are_url_encoded_in_paths(kms: KmsHarness, clients: Any) -
         ("number=abc01", "'number' must be an integer"),
         ("number=129", "number must be between"),
         ("colour=blue", "unknown item"),
+        ("number=1&number=5", "more than once"),
     ],
 )
 async def test_bad_enc_keys_get_parameters_are_400(kms: KmsHarness, query: str, message_part: str) -> None:
