@@ -8,13 +8,11 @@ so that a gateway can relay containers it does not fully understand.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from relay.etsi014.errors import ValidationError
+from relay.wire import canonical_uuid, strict_base64, to_base64
 
 JsonObject = dict[str, Any]
 
@@ -173,7 +171,7 @@ class Key:
     key_extension: JsonObject | None = None
 
     def to_json(self) -> JsonObject:
-        body: JsonObject = {"key_ID": self.key_id, "key": base64.b64encode(self.key).decode("ascii")}
+        body: JsonObject = {"key_ID": self.key_id, "key": to_base64(self.key)}
         if self.key_id_extension is not None:
             body["key_ID_extension"] = self.key_id_extension
         if self.key_extension is not None:
@@ -256,17 +254,17 @@ class KeyIds:
 
 def validate_key_id(value: str) -> str:
     """Key IDs are UUIDs (clause 6.3); we return the canonical lowercase form so lookups are stable."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValidationError(f"key_ID is not a UUID: {value[:64]!r}") from None
+    canonical = canonical_uuid(value)
+    if canonical is None:
+        raise ValidationError(f"key_ID is not a UUID: {value[:64]!r}")
+    return canonical
 
 
 def decode_base64(value: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError("key is not valid base64 (RFC 4648)") from None
+    decoded = strict_base64(value)
+    if decoded is None:
+        raise ValidationError("key is not valid base64 (RFC 4648)")
+    return decoded
 
 
 def _require_object(data: Any, what: str) -> JsonObject:
