@@ -41,8 +41,20 @@ class VendorKms:
 
 @dataclass(frozen=True)
 class Gateway:
+    """A relay gateway: ETSI 014 for local SAEs, ETSI 020 for other KMSs, gRPC for neighbouring gateways."""
+
     id: str
     region: str
+    etsi014_port: int
+    etsi020_port: int
+    grpc_port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Region:
+    id: str
+    redis_port: int
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ class Link:
 class Topology:
     name: str
     kms: tuple[VendorKms, ...]
+    regions: tuple[Region, ...]
     gateways: tuple[Gateway, ...]
     saes: tuple[Sae, ...]
     qkd_links: tuple[QkdLink, ...]
@@ -94,6 +107,24 @@ class Topology:
 
     def qkd_links_of(self, kms_id: str) -> tuple[QkdLink, ...]:
         return tuple(link for link in self.qkd_links if link.kms == kms_id)
+
+    def gateway(self, gateway_id: str) -> Gateway:
+        for gateway in self.gateways:
+            if gateway.id == gateway_id:
+                return gateway
+        raise TopologyError(f"unknown gateway {gateway_id!r}")
+
+    def region(self, region_id: str) -> Region:
+        for region in self.regions:
+            if region.id == region_id:
+                return region
+        raise TopologyError(f"unknown region {region_id!r}")
+
+    def links_of(self, gateway_id: str) -> tuple[Link, ...]:
+        return tuple(link for link in self.links if gateway_id in link.gateways)
+
+    def home_gateway(self, sae_id: str) -> str | None:
+        return next((sae.gateway for sae in self.saes if sae.id == sae_id), None)
 
 
 def load(path: Path) -> Topology:
@@ -112,18 +143,21 @@ def load_default() -> Topology:
 def parse(document: Any) -> Topology:
     root = _object(document, "topology")
     kms = tuple(_parse_kms(item) for item in _list(root, "kms"))
+    regions: list[Region] = []
     gateways: list[Gateway] = []
     saes: list[Sae] = []
     for region in _list(root, "regions"):
         region = _object(region, "region")
         region_id = _text(region, "id")
-        gateways += [Gateway(_text(_object(g, "gateway"), "id"), region_id) for g in _list(region, "gateways")]
+        regions.append(Region(region_id, _port(region, "redis_port")))
+        gateways += [_parse_gateway(g, region_id) for g in _list(region, "gateways")]
         saes += [
             Sae(_text(_object(s, "sae"), "id"), _text(s, "gateway")) for s in region.get("saes", [])
         ]
     topology = Topology(
         name=_text(root, "name"),
         kms=kms,
+        regions=tuple(regions),
         gateways=tuple(gateways),
         saes=tuple(saes),
         qkd_links=tuple(_parse_qkd_link(item) for item in root.get("qkd_links", [])),
@@ -140,6 +174,18 @@ def _parse_kms(item: Any) -> VendorKms:
         for k in _list(item, "kmes")
     )
     return VendorKms(_text(item, "id"), _text(item, "region"), _port(item, "admin_port"), kmes)
+
+
+def _parse_gateway(item: Any, region_id: str) -> Gateway:
+    item = _object(item, "gateway")
+    return Gateway(
+        id=_text(item, "id"),
+        region=region_id,
+        etsi014_port=_port(item, "etsi014_port"),
+        etsi020_port=_port(item, "etsi020_port"),
+        grpc_port=_port(item, "grpc_port"),
+        host=str(item.get("host", "127.0.0.1")),
+    )
 
 
 def _parse_qkd_link(item: Any) -> QkdLink:
@@ -175,7 +221,8 @@ def _parse_link(item: Any) -> Link:
 
 def _check_references(topology: Topology) -> None:
     entity_ids = (
-        [k.id for k in topology.kms]
+        [r.id for r in topology.regions]
+        + [k.id for k in topology.kms]
         + [kme.id for k in topology.kms for kme in k.kmes]
         + [g.id for g in topology.gateways]
         + [s.id for s in topology.saes]
@@ -183,6 +230,7 @@ def _check_references(topology: Topology) -> None:
     duplicates = sorted({i for i in entity_ids if entity_ids.count(i) > 1})
     if duplicates:
         raise TopologyError(f"identifiers used more than once: {', '.join(duplicates)}")
+    _check_ports(topology)
     gateway_ids = {g.id for g in topology.gateways}
     for sae in topology.saes:
         if sae.gateway not in gateway_ids:
@@ -206,6 +254,16 @@ def _check_references(topology: Topology) -> None:
                 raise TopologyError(f"link {list(link.gateways)} names unknown qkd_link {link.qkd_link}")
             if {e.sae for e in qkd.endpoints} != set(link.gateways):
                 raise TopologyError(f"qkd_link {qkd.id} does not join the gateways of its link")
+
+
+def _check_ports(topology: Topology) -> None:
+    """Every listener of the topology runs on one machine in the local testbed, so ports must not clash."""
+    ports = [region.redis_port for region in topology.regions]
+    ports += [kms.admin_port for kms in topology.kms] + [kme.port for kms in topology.kms for kme in kms.kmes]
+    ports += [p for g in topology.gateways for p in (g.etsi014_port, g.etsi020_port, g.grpc_port)]
+    clashes = sorted({port for port in ports if ports.count(port) > 1})
+    if clashes:
+        raise TopologyError(f"ports used more than once: {', '.join(map(str, clashes))}")
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

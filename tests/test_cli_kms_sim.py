@@ -34,10 +34,12 @@ kms:
     kmes: [{{id: KME-X-A, port: {kme_a}}}, {{id: KME-X-B, port: {kme_b}}}]
 regions:
   - id: r1
-    gateways: [{{id: GW-A}}]
+    redis_port: 1011
+    gateways: [{{id: GW-A, etsi014_port: 1012, etsi020_port: 1013, grpc_port: 1014}}]
     saes: [{{id: SAE-A, gateway: GW-A}}]
   - id: r2
-    gateways: [{{id: GW-B}}]
+    redis_port: 1021
+    gateways: [{{id: GW-B, etsi014_port: 1022, etsi020_port: 1023, grpc_port: 1024}}]
 qkd_links:
   - {{id: QL-AB, kms: KMS-X, rate_bps: 100000, endpoints: [{{sae: GW-A, kme: KME-X-A}}, {{sae: GW-B, kme: KME-X-B}}]}}
 links:

@@ -45,6 +45,8 @@ def mutate(change: Any) -> dict[str, Any]:
         (lambda d: d["kms"][0].update(admin_port=70000), "must be a TCP port"),
         (lambda d: d["links"][0].update(gateways=["GW1", "GW1"]), "two different known gateways"),
         (lambda d: d.pop("links"), "'links' must be a non-empty list"),
+        (lambda d: d["regions"][0]["gateways"][0].update(grpc_port=18411), "ports used more than once: 18411"),
+        (lambda d: d["regions"][0].pop("redis_port"), "'redis_port' must be a TCP port"),
     ],
 )
 def test_inconsistent_topologies_are_refused_with_the_reason(change: Any, message: str) -> None:

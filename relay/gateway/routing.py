@@ -1,0 +1,60 @@
+"""Shortest paths over the topology's relay links, skipping links that are down.
+
+Cost is the link's configured ``cost`` (1 by default, so the default is hop count). Ties are broken by
+fewer hops, then by gateway IDs, so every gateway computes the same path for the same state. Policy is
+not a routing input on purpose: a ``require-qkd`` link short of QKD key stalls with 503 instead of being
+routed around over a weaker path, which would be a silent downgrade.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from relay.topology import Link
+
+
+class NoRoute(Exception):
+    """No path of working links joins the two gateways."""
+
+
+@dataclass(frozen=True)
+class Route:
+    gateways: tuple[str, ...]
+    links: tuple[Link, ...]
+    cost: float
+
+    @property
+    def hops(self) -> int:
+        return len(self.links)
+
+
+def shortest_route(links: Iterable[Link], source: str, target: str, *, down: frozenset[Link] = frozenset()) -> Route:
+    if source == target:
+        return Route((source,), (), 0.0)
+    adjacency: dict[str, list[tuple[str, Link]]] = {}
+    for link in links:
+        if link in down:
+            continue
+        a, b = link.gateways
+        adjacency.setdefault(a, []).append((b, link))
+        adjacency.setdefault(b, []).append((a, link))
+    # Entries: (cost, hops, path of gateway IDs, push counter, links taken); tuples compare in that order,
+    # and the counter keeps parallel links between the same gateways from ever comparing Link objects.
+    frontier: list[tuple[float, int, tuple[str, ...], int, tuple[Link, ...]]] = [(0.0, 0, (source,), 0, ())]
+    pushes = 0
+    settled: set[str] = set()
+    while frontier:
+        cost, hops, path, _, taken = heapq.heappop(frontier)
+        node = path[-1]
+        if node in settled:
+            continue
+        if node == target:
+            return Route(path, taken, cost)
+        settled.add(node)
+        for neighbour, link in adjacency.get(node, ()):
+            if neighbour not in settled:
+                pushes += 1
+                heapq.heappush(frontier, (cost + link.cost, hops + 1, (*path, neighbour), pushes, (*taken, link)))
+    raise NoRoute(f"no working path from {source} to {target}")
