@@ -1,0 +1,35 @@
+"""Shared fixtures for the crypto tests (helpers live in tests/crypto/support.py)."""
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from relay.crypto.identity import generate_identity, load_trust_store
+from relay.crypto.suites import SUITE_A, SUITE_B
+
+from .support import Identities, Link
+
+
+@pytest.fixture(scope="session")
+def identities(tmp_path_factory: pytest.TempPathFactory) -> Identities:
+    """Four gateways (a sender and a receiver per suite) pinned in one identities directory."""
+    directory = tmp_path_factory.mktemp("identities")
+    by_id = {
+        f"{suite.id.lower()}-{role}": generate_identity(f"{suite.id.lower()}-{role}", directory, suite)
+        for suite in (SUITE_A, SUITE_B)
+        for role in ("sender", "receiver")
+    }
+    return Identities(directory, load_trust_store(directory), by_id)
+
+
+@pytest.fixture(params=[SUITE_A, SUITE_B], ids=["suiteA", "suiteB"])
+def link(request: pytest.FixtureRequest, identities: Identities) -> Link:
+    return identities.link(request.param)
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[asyncio.Runner]:
+    """One event loop for synchronous hypothesis tests that need to await open_hop."""
+    with asyncio.Runner() as runner:
+        yield runner
