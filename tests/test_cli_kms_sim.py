@@ -19,6 +19,7 @@ import requests
 from cryptography import x509
 from etsi_qkd_014_client import QKD014Client
 
+from relay.crypto import load_trust_store
 from tests.conftest import free_port, write_text
 
 QKD_RELAY = [sys.executable, "-m", "relay.cli"]
@@ -107,6 +108,10 @@ def test_keys_init_writes_split_and_combined_pems_signed_by_the_ca(tmp_path: Pat
         assert (root / f"{entity}.key").stat().st_mode & 0o777 == 0o600
         combined = (root / f"{entity}.pem").read_text()
         assert "BEGIN CERTIFICATE" in combined and "BEGIN PRIVATE KEY" in combined
+    for gateway_id in ("GW-A", "GW-B"):
+        assert (root / "identities" / f"{gateway_id}.mldsa.pub").is_file()
+        assert (root / "identities" / f"{gateway_id}.mldsa.key").stat().st_mode & 0o777 == 0o600
+    assert load_trust_store(root / "identities").get("GW-B").gateway_id == "GW-B"
     gateway = x509.load_pem_x509_certificate((root / "GW-A.crt").read_bytes())
     uris = gateway.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.UniformResourceIdentifier

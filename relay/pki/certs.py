@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from relay.crypto.files import write_private_file
 
 URI_PREFIX = "urn:qkd-relay:"
 DEFAULT_VALIDITY_DAYS = 825
@@ -123,12 +124,14 @@ def issue(
 
 
 def write_identity(directory: Path, name: str, identity: Identity) -> EntityFiles:
-    """Write ``name.crt``, ``name.key`` (mode 0600) and ``name.pem`` (certificate then key)."""
+    """Write ``name.crt``, ``name.key`` (mode 0600) and ``name.pem`` (certificate then key), replacing any."""
     directory.mkdir(parents=True, exist_ok=True)
     files = EntityFiles(directory / f"{name}.crt", directory / f"{name}.key", directory / f"{name}.pem")
+    for path in (files.cert, files.key, files.combined):
+        path.unlink(missing_ok=True)
     files.cert.write_bytes(identity.cert_pem)
-    _write_private(files.key, identity.key_pem)
-    _write_private(files.combined, identity.cert_pem + identity.key_pem)
+    write_private_file(files.key, identity.key_pem)
+    write_private_file(files.combined, identity.cert_pem + identity.key_pem)
     return files
 
 
@@ -137,13 +140,6 @@ def load_identity(files: EntityFiles) -> Identity:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{files.key} is not an EC private key")
     return Identity(key, x509.load_pem_x509_certificate(files.cert.read_bytes()))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
 
 
 def _now() -> dt.datetime:

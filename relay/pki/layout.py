@@ -1,7 +1,8 @@
 """Where a topology's certificates live, and TLS contexts built from them.
 
 Layout of ``keys/<topology>/``: ``ca.crt`` / ``ca.key`` (the private CA) and, for every KME, gateway and
-SAE, ``<id>.crt``, ``<id>.key`` and ``<id>.pem`` (certificate and key in one file).
+SAE, ``<id>.crt``, ``<id>.key`` and ``<id>.pem`` (certificate and key in one file); ``identities/`` holds
+the gateways' ML-DSA keys.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ class MissingKeyMaterial(FileNotFoundError):
 @dataclass(frozen=True)
 class KeyDirectory:
     root: Path
+
+    @property
+    def identities(self) -> Path:
+        """Gateway ML-DSA identities: private keys and the pinned public keys of every gateway."""
+        return self.root / "identities"
 
     @property
     def ca(self) -> EntityFiles:

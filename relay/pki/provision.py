@@ -1,4 +1,5 @@
-"""``qkd-relay keys init``: certificates for every entity of a topology, under one private CA.
+"""``qkd-relay keys init``: certificates for every entity of a topology, under one private CA, and an
+ML-DSA identity per gateway (``identities/``, see ``relay.crypto.identity``).
 
 Idempotent: an existing CA and existing certificates are kept (so running it twice does not invalidate
 what running services loaded); ``force`` regenerates everything.
@@ -10,6 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay.crypto.identity import PRIVATE_SUFFIX, generate_identity
 from relay.pki.certs import create_ca, issue, load_identity, write_identity
 from relay.pki.layout import KeyDirectory
 from relay.topology import Topology
@@ -53,4 +55,10 @@ def provision(topology: Topology, keys_root: Path, *, force: bool = False) -> Pr
         dns_names = ("localhost", entity_id.lower())
         write_identity(directory.root, entity_id, issue(ca, entity_id, roles, dns_names=dns_names))
         created.append(entity_id)
+    for gateway in topology.gateways:
+        if (directory.identities / f"{gateway.id}{PRIVATE_SUFFIX}").is_file():
+            kept.append(f"{gateway.id} ML-DSA identity")
+        else:
+            generate_identity(gateway.id, directory.identities)
+            created.append(f"{gateway.id} ML-DSA identity")
     return ProvisionReport(directory, tuple(created), tuple(kept))
