@@ -1,0 +1,116 @@
+"""One connection abstraction over a standalone Redis or a Redis Cluster, with one failure type.
+
+Pool code runs Lua scripts through :class:`RedisBackend` and nothing else, so it neither knows nor cares
+which kind of deployment it talks to, and every way Redis can fail to serve (refused connection, timeout,
+AOF still loading, cluster down or resharding) surfaces as :class:`PoolUnavailable`, which the gateway
+answers with 503. A semaphore bounds the commands in flight: a burst of a thousand SAE requests then
+queues in the process instead of opening a thousand sockets (the cluster client refuses beyond its
+per-node limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+
+from relay.pool.errors import PoolUnavailable
+from relay.pool.scripts import Script
+
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,  # includes BusyLoadingError (AOF loading after a restart)
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,  # includes MasterDownError
+    redis_errors.TryAgainError,
+    redis_errors.ReadOnlyError,
+    redis_errors.RedisClusterException,  # no reachable startup node, slot not covered
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Where the pools live. ``cluster`` selects the Cluster client; ``url`` then names any one node."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    cluster: bool = False
+    max_in_flight: int = 64
+    socket_timeout_s: float = 2.0
+    connect_timeout_s: float = 2.0
+    retries: int = 1  # re-sending a script can only burn a key, never deliver one twice
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1 or self.retries < 0:
+            raise ValueError("max_in_flight must be positive and retries non-negative")
+
+
+@dataclass
+class BackendMetrics:
+    scripts_run: int = 0
+    unavailable: int = 0
+
+
+@dataclass
+class RedisBackend:
+    """Runs the pool scripts; create with :meth:`connect`, close with :meth:`close` (or ``async with``)."""
+
+    client: Redis | RedisCluster
+    config: RedisConfig
+    metrics: BackendMetrics = field(default_factory=BackendMetrics)
+
+    def __post_init__(self) -> None:
+        self._gate = asyncio.Semaphore(self.config.max_in_flight)
+        self._scripts: dict[Script, AsyncScript] = {s: self.client.register_script(s.value) for s in Script}
+
+    @classmethod
+    def connect(cls, config: RedisConfig) -> RedisBackend:
+        """Connections are opened lazily, so this never fails for an unreachable Redis; the first call does."""
+        options: dict[str, Any] = {
+            "socket_timeout": config.socket_timeout_s,
+            "socket_connect_timeout": config.connect_timeout_s,
+            "retry": Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), config.retries),
+            "max_connections": config.max_in_flight,  # per node for the cluster; the gate never exceeds it
+        }
+        client: Redis | RedisCluster
+        if config.cluster:
+            client = RedisCluster.from_url(config.url, **options)
+        else:
+            client = Redis.from_url(config.url, **options)
+        return cls(client, config)
+
+    @property
+    def where(self) -> str:
+        kind = "Redis Cluster" if self.config.cluster else "Redis"
+        return f"{kind} at {_without_password(self.config.url)}"
+
+    async def __aenter__(self) -> RedisBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
+        async with self._gate:
+            self.metrics.scripts_run += 1
+            try:
+                return await self._scripts[script](keys=keys, args=args)
+            except _UNAVAILABLE as exc:
+                self.metrics.unavailable += 1
+                message = f"key pool storage unavailable ({self.where}): {type(exc).__name__}: {exc}"
+                raise PoolUnavailable(message) from exc
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url

@@ -1,0 +1,43 @@
+"""Plain counters for the pools, export-agnostic: an exporter reads them with ``dataclasses.asdict``.
+
+Each object belongs to one pool, store or filler instance (no process-wide registry), so a test or an
+exporter sees exactly the counts of the object it holds. Levels are not counters; read them with
+:func:`relay.pool.status.pool_status`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class QkdPoolMetrics:
+    stored: int = 0
+    refused: int = 0  # offered key_IDs already present or tombstoned
+    taken: int = 0
+    empty: int = 0  # take_any found nothing: QKD key exhausted (alarm)
+    not_found: int = 0  # take_specific for a key_ID not held or already used
+    discarded: int = 0
+
+
+@dataclass
+class RelayedStoreMetrics:
+    ready_stored: int = 0
+    ready_taken: int = 0
+    ready_short: int = 0  # take_ready found fewer keys than asked: the gateway relays on demand
+    slave_stored: int = 0
+    slave_refused: int = 0
+    delivered: int = 0
+    not_found: int = 0
+    unauthorized: int = 0
+
+
+@dataclass
+class FillerMetrics:
+    batches: int = 0
+    keys_fetched: int = 0  # from the vendor KMS
+    keys_stored: int = 0  # in this gateway's pools, after the peer accepted them
+    keys_lost: int = 0  # fetched but not accepted by the peer: vendor key spent for nothing
+    kms_errors: int = 0
+    announce_errors: int = 0
+    pool_unavailable: int = 0

@@ -1,0 +1,137 @@
+"""Relayed keys: ready for a master SAE (pre-relayed), and waiting for a slave SAE (by key_ID).
+
+Ready pools are per SAE pair on the master's gateway: ``take_ready`` hands out whole batches, oldest
+first. Keys waiting for slaves live on the slave's gateway in one store per *master* (not per pair): the
+014 dec_keys call names the master and the key_IDs, and only with every key of that master in one hash
+slot can one atomic script tell "no such key" (400) from "exists, but not issued to you" (401).
+
+Pre-relayed keys must expire at the master before the slave's copy does, or a master could be handed a
+key its slave can no longer fetch: hence ``ready_ttl_s`` < ``waiting_ttl_s``, with the difference covering
+the time from the slave-side store to the master-side store (the end-to-end ack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from relay.crypto.at_rest import StorageCipher
+from relay.etsi014.models import Key
+from relay.pool.connection import RedisBackend
+from relay.pool.errors import KeysNotIssuedToSlave, RelayedKeysNotFound
+from relay.pool.keys import Keyspace
+from relay.pool.metrics import RelayedStoreMetrics
+from relay.pool.store import Lifetimes, SealedStore, Verdict
+from relay.pool.watermarks import Watermarks
+
+
+@dataclass(frozen=True)
+class RelayedStoreSettings:
+    ready_ttl_s: float = 240.0
+    waiting_ttl_s: float = 300.0
+    retired_ttl_s: float = 86_400.0
+    ready_watermarks: Watermarks = field(default_factory=lambda: Watermarks(low=4, high=32))
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ready_ttl_s < self.waiting_ttl_s:
+            raise ValueError("ready_ttl_s must be positive and shorter than waiting_ttl_s")
+        Lifetimes(self.waiting_ttl_s, self.retired_ttl_s)  # validates the tombstone lifetime
+
+    @property
+    def ready(self) -> Lifetimes:
+        return Lifetimes(self.ready_ttl_s, self.retired_ttl_s)
+
+    @property
+    def waiting(self) -> Lifetimes:
+        return Lifetimes(self.waiting_ttl_s, self.retired_ttl_s)
+
+
+@dataclass(frozen=True)
+class ReadyPoolGauge:
+    """The ready pool of one SAE pair, as seen by :func:`relay.pool.status.pool_status`."""
+
+    store: RelayedKeyStore
+    master_sae_id: str
+    slave_sae_id: str
+
+    @property
+    def name(self) -> str:
+        return f"ready:{self.master_sae_id}->{self.slave_sae_id}"
+
+    @property
+    def watermarks(self) -> Watermarks:
+        return self.store.settings.ready_watermarks
+
+    async def level(self) -> int:
+        return await self.store.ready_level(self.master_sae_id, self.slave_sae_id)
+
+
+class RelayedKeyStore:
+    def __init__(
+        self, backend: RedisBackend, cipher: StorageCipher, keyspace: Keyspace, settings: RelayedStoreSettings
+    ) -> None:
+        self.settings = settings
+        self.metrics = RelayedStoreMetrics()
+        self._backend = backend
+        self._cipher = cipher
+        self._keyspace = keyspace
+
+    async def put_ready(self, master_sae_id: str, slave_sae_id: str, keys: Sequence[Key]) -> list[str]:
+        """Store keys already relayed to the slave's gateway; returns the key_IDs stored."""
+        stored = await self._ready(master_sae_id, slave_sae_id).put(keys)
+        self.metrics.ready_stored += len(stored)
+        return stored
+
+    async def take_ready(self, master_sae_id: str, slave_sae_id: str, number: int) -> list[Key]:
+        """``number`` ready keys, each handed out once; ``[]`` if fewer are ready (then relay on demand).
+
+        All or nothing because an enc_keys answer is whole: a partial batch would still need a relay.
+        """
+        keys = await self._ready(master_sae_id, slave_sae_id).take_oldest(number)
+        if keys:
+            self.metrics.ready_taken += len(keys)
+        else:
+            self.metrics.ready_short += 1
+        return keys
+
+    async def ready_level(self, master_sae_id: str, slave_sae_id: str) -> int:
+        return await self._ready(master_sae_id, slave_sae_id).level()
+
+    def ready_gauge(self, master_sae_id: str, slave_sae_id: str) -> ReadyPoolGauge:
+        return ReadyPoolGauge(self, master_sae_id, slave_sae_id)
+
+    async def put_for_slave(self, master_sae_id: str, slave_sae_id: str, keys: Sequence[Key]) -> list[str]:
+        """Store relayed keys for ``slave_sae_id``; returns the key_IDs stored.
+
+        A key_ID already stored or already delivered is skipped, so a retried transfer can be confirmed
+        again without ever making a delivered key available a second time.
+        """
+        stored = await self._waiting(master_sae_id).put(keys, owner=slave_sae_id)
+        self.metrics.slave_stored += len(stored)
+        self.metrics.slave_refused += len(keys) - len(stored)
+        return stored
+
+    async def take_for_slave(self, slave_sae_id: str, master_sae_id: str, key_ids: Sequence[str]) -> list[Key]:
+        """Every requested key, in request order, exactly once; or none.
+
+        Raises :class:`RelayedKeysNotFound` if any key_ID is unknown, expired or already delivered, else
+        :class:`KeysNotIssuedToSlave` if any belongs to another slave (checked in that order, as 014 does).
+        """
+        outcome = await self._waiting(master_sae_id).take_ids(key_ids, owner=slave_sae_id)
+        if outcome.verdicts is None:
+            self.metrics.delivered += len(outcome.keys)
+            return list(outcome.keys)
+        not_found = outcome.refused(Verdict.MISSING) + outcome.refused(Verdict.RETIRED)
+        if not_found:
+            self.metrics.not_found += 1
+            raise RelayedKeysNotFound(master_sae_id, [k for k in key_ids if k in not_found])
+        self.metrics.unauthorized += 1
+        raise KeysNotIssuedToSlave(slave_sae_id, outcome.refused(Verdict.DENIED))
+
+    def _ready(self, master_sae_id: str, slave_sae_id: str) -> SealedStore:
+        names = self._keyspace.ready(master_sae_id, slave_sae_id)
+        return SealedStore(self._backend, self._cipher, names, self.settings.ready)
+
+    def _waiting(self, master_sae_id: str) -> SealedStore:
+        names = self._keyspace.waiting_for_slaves(master_sae_id)
+        return SealedStore(self._backend, self._cipher, names, self.settings.waiting)

@@ -1,0 +1,114 @@
+"""The Lua scripts behind every store operation; each one runs atomically inside Redis.
+
+Atomicity is what makes delivery at-most-once across any number of gateway processes: the check
+("is it there, is it unused, is it this slave's?") and the removal happen in one script, so two callers
+can never both win. Every script receives the store's index and tombstone sets as ``KEYS`` and builds the
+per-key hash names from ``material_prefix`` (same hash tag, hence same slot; Redis Cluster allows that).
+
+Time comes from the Redis server (``TIME``), not from the callers, so gateways with skewed clocks agree on
+expiry. Expired entries become tombstones too: a key_ID enters a store at most once, ever, while its
+tombstone lives. Pruning is bounded per call so one call never stalls Redis on a large backlog.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+PRUNE_BATCH = 256
+
+_PRELUDE = f"""
+local index, retired = KEYS[1], KEYS[2]
+local prefix, retired_ttl = ARGV[1], tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+local function retire(id)
+  redis.call('DEL', prefix .. id)
+  redis.call('ZREM', index, id)
+  redis.call('ZADD', retired, now + retired_ttl, id)
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', now, 'LIMIT', 0, {PRUNE_BATCH})) do
+  retire(id)
+end
+redis.call('ZREMRANGEBYSCORE', retired, '-inf', now)
+"""
+
+# ARGV[3] ttl ms, ARGV[4] owner, then key_ID, sealed blob pairs. Returns the key_IDs stored; IDs already
+# present or tombstoned are skipped, so a retried put never revives a delivered key.
+_PUT = """
+local deadline = now + tonumber(ARGV[3])
+local owner = ARGV[4]
+local stored = {}
+for i = 5, #ARGV, 2 do
+  local id, name = ARGV[i], prefix .. ARGV[i]
+  if not redis.call('ZSCORE', retired, id) and redis.call('EXISTS', name) == 0 then
+    redis.call('HSET', name, 'b', ARGV[i + 1], 'o', owner)
+    redis.call('PEXPIREAT', name, deadline)
+    redis.call('ZADD', index, deadline, id)
+    stored[#stored + 1] = id
+  end
+end
+return stored
+"""
+
+# ARGV[3] n. The n keys closest to expiry, or nothing if fewer than n are live: {id1, blob1, id2, ...}.
+_TAKE_OLDEST = """
+local ids = redis.call('ZRANGEBYSCORE', index, '(' .. now, '+inf', 'LIMIT', 0, tonumber(ARGV[3]))
+if #ids < tonumber(ARGV[3]) then return {} end
+local taken = {}
+for _, id in ipairs(ids) do
+  taken[#taken + 1] = id
+  taken[#taken + 1] = redis.call('HGET', prefix .. id, 'b')
+  retire(id)
+end
+return taken
+"""
+
+# ARGV[3] owner, then key_IDs. All or nothing: {'ok', blob1, blob2, ...} in request order, or
+# {'refused', verdict1, verdict2, ...} with a verdict per key_ID: ok | retired | missing | denied.
+_TAKE_IDS = """
+local owner = ARGV[3]
+local verdicts, refused = {}, false
+for i = 4, #ARGV do
+  local id, name = ARGV[i], prefix .. ARGV[i]
+  local verdict = 'ok'
+  if redis.call('ZSCORE', retired, id) then verdict = 'retired'
+  elseif redis.call('EXISTS', name) == 0 then verdict = 'missing'
+  elseif redis.call('HGET', name, 'o') ~= owner then verdict = 'denied' end
+  refused = refused or verdict ~= 'ok'
+  verdicts[#verdicts + 1] = verdict
+end
+if refused then return {'refused', unpack(verdicts)} end
+local blobs = {'ok'}
+for i = 4, #ARGV do
+  blobs[#blobs + 1] = redis.call('HGET', prefix .. ARGV[i], 'b')
+  retire(ARGV[i])
+end
+return blobs
+"""
+
+# ARGV[3..] key_IDs to retire whether or not they are stored. Returns how many were live.
+_RETIRE = """
+local live = 0
+for i = 3, #ARGV do
+  live = live + redis.call('EXISTS', prefix .. ARGV[i])
+  retire(ARGV[i])
+end
+return live
+"""
+
+# Number of live (unexpired) keys.
+_LEVEL = """
+return redis.call('ZCOUNT', index, '(' .. now, '+inf')
+"""
+
+
+class Script(Enum):
+    """Each member's value is the full Lua source (shared prelude + body)."""
+
+    PUT = _PRELUDE + _PUT
+    TAKE_OLDEST = _PRELUDE + _TAKE_OLDEST
+    TAKE_IDS = _PRELUDE + _TAKE_IDS
+    RETIRE = _PRELUDE + _RETIRE
+    LEVEL = _PRELUDE + _LEVEL

@@ -1,0 +1,140 @@
+"""A sealed, expiring, single-use key store in one hash slot: the building block of every pool.
+
+QKD pool lanes, ready pools and keys waiting for slaves differ only in how keys are taken (oldest first,
+or by key_ID for a given owner), so they share this class and its scripts. Values are sealed with the
+node's :class:`StorageCipher` before they leave the process; the associated data is the key's Redis name
+plus its owner, so a blob moved to another key_ID, store or slave no longer opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from relay.crypto.at_rest import StorageCipher
+from relay.crypto.errors import AtRestError
+from relay.etsi014.models import Key
+from relay.pool.connection import RedisBackend
+from relay.pool.errors import StoredKeyCorrupted
+from relay.pool.keys import StoreKeys, check_key_id
+from relay.pool.scripts import Script
+
+MAX_BATCH = 1024  # keys per script call; keeps every call short and well inside Lua's stack limits
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """How long keys live, and how long their key_IDs stay tombstoned after use or expiry.
+
+    The tombstone must outlive any copy of the key elsewhere (the peer's pool, a message in flight) so a
+    replayed key_ID is refused rather than served; hence at least twice ``ttl_s``. Tombstones cost about
+    100 bytes each: at 10 keys/s, one day of tombstones is under 100 MB.
+    """
+
+    ttl_s: float
+    retired_ttl_s: float
+
+    def __post_init__(self) -> None:
+        if self.ttl_s <= 0 or self.retired_ttl_s < 2 * self.ttl_s:
+            raise ValueError("ttl_s must be positive and retired_ttl_s at least twice ttl_s")
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, round(self.ttl_s * 1000))
+
+    @property
+    def retired_ttl_ms(self) -> int:
+        return max(1, round(self.retired_ttl_s * 1000))
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    RETIRED = "retired"  # taken or expired before
+    MISSING = "missing"  # never stored here (or its material vanished)
+    DENIED = "denied"  # stored for another owner
+
+
+@dataclass(frozen=True)
+class TakeOutcome:
+    """Either every requested key (``keys``), or nothing and a verdict per requested key_ID."""
+
+    keys: tuple[Key, ...] = ()
+    verdicts: dict[str, Verdict] | None = None
+
+    def refused(self, verdict: Verdict) -> list[str]:
+        return [key_id for key_id, v in (self.verdicts or {}).items() if v is verdict]
+
+
+class SealedStore:
+    def __init__(
+        self, backend: RedisBackend, cipher: StorageCipher, names: StoreKeys, lifetimes: Lifetimes
+    ) -> None:
+        self._backend = backend
+        self._cipher = cipher
+        self.names = names
+        self.lifetimes = lifetimes
+
+    async def put(self, keys: Sequence[Key], owner: str = "") -> list[str]:
+        """Store keys for ``owner``; returns the key_IDs stored (present or tombstoned ones are skipped)."""
+        if not keys:
+            return []
+        _check_batch([key.key_id for key in keys])
+        args: list[str | bytes | int] = [owner]
+        for key in keys:
+            args += [key.key_id, self._cipher.seal(self._aad(key.key_id, owner), key.key)]
+        stored = await self._run(Script.PUT, self.lifetimes.ttl_ms, *args)
+        return [key_id.decode() for key_id in stored]
+
+    async def take_oldest(self, n: int) -> list[Key]:
+        """The ``n`` keys closest to expiry, retired atomically; ``[]`` if fewer than ``n`` are live."""
+        if not 1 <= n <= MAX_BATCH:
+            raise ValueError(f"can take 1 to {MAX_BATCH} keys at once")
+        flat = await self._run(Script.TAKE_OLDEST, n)
+        return [self._open(flat[i].decode(), flat[i + 1], "") for i in range(0, len(flat), 2)]
+
+    async def take_ids(self, key_ids: Sequence[str], owner: str = "") -> TakeOutcome:
+        """All requested keys of ``owner``, retired atomically, or none with the reason per key_ID."""
+        _check_batch(key_ids)
+        if not key_ids or len(set(key_ids)) != len(key_ids):
+            raise ValueError("key_IDs must be non-empty and distinct")
+        status, *rest = await self._run(Script.TAKE_IDS, owner, *key_ids)
+        if status == b"refused":
+            return TakeOutcome(verdicts={k: Verdict(v.decode()) for k, v in zip(key_ids, rest, strict=True)})
+        return TakeOutcome(keys=tuple(self._open(k, blob, owner) for k, blob in zip(key_ids, rest, strict=True)))
+
+    async def retire(self, key_ids: Sequence[str]) -> int:
+        """Tombstone key_IDs whether or not they are stored; returns how many were live."""
+        if not key_ids:
+            return 0
+        _check_batch(key_ids)
+        return int(await self._run(Script.RETIRE, *key_ids))
+
+    async def level(self) -> int:
+        return int(await self._run(Script.LEVEL))
+
+    async def _run(self, script: Script, *args: str | bytes | int) -> Any:
+        keys = [self.names.index, self.names.retired]
+        return await self._backend.run(
+            script, keys, [self.names.material_prefix, self.lifetimes.retired_ttl_ms, *args]
+        )
+
+    def _aad(self, key_id: str, owner: str) -> str:
+        return f"{self.names.material(key_id)}\x00{owner}"
+
+    def _open(self, key_id: str, blob: bytes | None, owner: str) -> Key:
+        """The script has already retired the key, so a corrupted one is destroyed, never handed out."""
+        if blob is None:
+            raise StoredKeyCorrupted(f"material of key_ID {key_id} in {self.names.index} is missing")
+        try:
+            return Key(key_id, self._cipher.open(self._aad(key_id, owner), blob))
+        except AtRestError as exc:
+            raise StoredKeyCorrupted(f"key_ID {key_id} in {self.names.index}: {exc}") from None
+
+
+def _check_batch(key_ids: Sequence[str]) -> None:
+    if len(key_ids) > MAX_BATCH:
+        raise ValueError(f"at most {MAX_BATCH} keys per call")
+    for key_id in key_ids:
+        check_key_id(key_id)

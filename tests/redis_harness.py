@@ -1,0 +1,205 @@
+"""Private ``redis-server`` processes for tests and benchmarks: standalone (optionally with AOF) or a cluster.
+
+Tests that kill, restart or reconfigure Redis must not touch a shared server, so each gets its own process
+on free loopback ports in a directory it owns. Everything here is synchronous and blocking (subprocesses,
+short polling loops) so it works the same from pytest fixtures and from scripts; always use the context
+managers, or call ``stop()`` in a ``finally``, so no server outlives its test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from tests.conftest import free_port
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+START_TIMEOUT_S = 10.0
+_START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
+
+
+class RedisHarnessError(RuntimeError):
+    """A server did not start, or a cluster did not reach ``cluster_state:ok`` in time."""
+
+
+@dataclass
+class RedisServer:
+    """One ``redis-server`` process; ``restart()`` reuses the same port and directory (and so its AOF)."""
+
+    directory: Path
+    appendonly: bool = False
+    cluster: bool = False
+    port: int = 0
+    cluster_port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "redis.log"
+
+    def start(self) -> None:
+        """Start on fresh free ports the first time; on the same ports when restarting."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fixed_ports = self.port != 0
+        for attempt in range(1 if fixed_ports else _START_ATTEMPTS):
+            if not fixed_ports:
+                self.port = free_port()
+                self.cluster_port = free_port() if self.cluster else 0
+            self.process = subprocess.Popen(
+                self._command(), cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            if self._wait_ready():
+                return
+            self.stop()
+        raise RedisHarnessError(f"redis-server did not start on {self.address}; see {self.log_file}")
+
+    def stop(self) -> None:
+        """Graceful shutdown (SIGTERM); SIGKILL if it does not exit within a few seconds."""
+        self._end(kill=False)
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL): only what was already written to the AOF survives."""
+        self._end(kill=True)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def _command(self) -> list[str]:
+        command = [
+            REDIS_SERVER,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--logfile", str(self.log_file),
+            "--save", "",
+            "--daemonize", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
+        ]  # fmt: skip
+        if self.cluster:
+            command += [
+                "--cluster-enabled", "yes",
+                "--cluster-port", str(self.cluster_port),
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "2000",
+            ]  # fmt: skip
+        return command
+
+    def _wait_ready(self) -> bool:
+        """PING until it answers; False if the process died first (typically: port already taken)."""
+        assert self.process is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    return False
+                try:
+                    if client.ping():
+                        return True
+                except (redis.ConnectionError, redis.TimeoutError):  # BusyLoadingError while the AOF loads
+                    pass
+                time.sleep(0.02)
+        return False
+
+    def _end(self, *, kill: bool) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class RedisClusterProcesses:
+    """A Redis Cluster of master-only nodes (no replicas): enough to spread hash slots over processes."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        """One startup node; the cluster client discovers the others."""
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        try:
+            for node in self.nodes:
+                node.start()
+            subprocess.run(
+                [REDIS_CLI, "--cluster", "create", *(n.address for n in self.nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, capture_output=True, timeout=30,
+            )  # fmt: skip
+            self._wait_state_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def _wait_state_ok(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if all(self._node_ok(node) for node in self.nodes):
+                return
+            time.sleep(0.05)
+        raise RedisHarnessError("the cluster did not reach cluster_state:ok")
+
+    def _node_ok(self, node: RedisServer) -> bool:
+        with node.client() as client:
+            info = client.cluster("INFO")
+        if isinstance(info, bytes):
+            info = info.decode()
+        if isinstance(info, str):
+            info = dict(line.split(":", 1) for line in info.split() if ":" in line)
+        return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == len(self.nodes)
+
+
+@contextmanager
+def redis_server(directory: Path, *, appendonly: bool = False) -> Iterator[RedisServer]:
+    """A standalone server in ``directory``, stopped on exit however the block ends."""
+    server = RedisServer(directory, appendonly=appendonly)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def redis_cluster(directory: Path, *, masters: int = 3) -> Iterator[RedisClusterProcesses]:
+    """A ``masters``-node cluster, one sub-directory per node, stopped on exit."""
+    cluster = RedisClusterProcesses([RedisServer(directory / f"node{i}", cluster=True) for i in range(masters)])
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
