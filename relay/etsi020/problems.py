@@ -15,26 +15,28 @@ TYPE_PREFIX = "https://qkd.etsi.org/gs020-interop-kms/"
 
 @dataclass(frozen=True)
 class ProblemType:
-    slug: str
+    uri: str
     title: str
 
-    @property
-    def uri(self) -> str:
-        return TYPE_PREFIX + self.slug
+
+def _etsi(slug: str, title: str) -> ProblemType:
+    return ProblemType(TYPE_PREFIX + slug, title)
 
 
-MISSING_PARAMETERS = ProblemType("missing-parameters", "missing parameters")
-INVALID_PARAMETER = ProblemType("invalid-parameter", "invalid parameter format")
-KEY_ROUTING_ERROR = ProblemType("key-routing-error", "key routing error")
-VOID_NOT_UNDERSTOOD = ProblemType("void-request-not-understood", "void request not understood")
-NO_KEY_IDS_OR_CONFIRMATION = ProblemType("no-key-ids-or-confirmation", "no key ids or confirmation")
-ACK_NOT_UNDERSTOOD = ProblemType("ack-not-understood", "ack not understood")
-KEY_NOT_PRESENT = ProblemType("key-not-present", "key not present")
-UNAUTHORIZED = ProblemType("unauthorized", "unauthorized")
-TIMEOUT = ProblemType("timeout", "timeout")
-SERVER_SIDE_ERROR = ProblemType("server-side-general-error", "server side general error")
-INSUFFICIENT_KEY_MATERIAL = ProblemType("insufficient-key-material", "insufficient key material")
-UNSUPPORTED_MANDATORY_EXTENSION = ProblemType("unsupported-mandatory-extension", "unsupported mandatory extension")
+MISSING_PARAMETERS = _etsi("missing-parameters", "missing parameters")
+INVALID_PARAMETER = _etsi("invalid-parameter", "invalid parameter format")
+KEY_ROUTING_ERROR = _etsi("key-routing-error", "key routing error")
+VOID_NOT_UNDERSTOOD = _etsi("void-request-not-understood", "void request not understood")
+NO_KEY_IDS_OR_CONFIRMATION = _etsi("no-key-ids-or-confirmation", "no key ids or confirmation")
+ACK_NOT_UNDERSTOOD = _etsi("ack-not-understood", "ack not understood")
+KEY_NOT_PRESENT = _etsi("key-not-present", "key not present")
+UNAUTHORIZED = _etsi("unauthorized", "unauthorized")
+TIMEOUT = _etsi("timeout", "timeout")
+SERVER_SIDE_ERROR = _etsi("server-side-general-error", "server side general error")
+INSUFFICIENT_KEY_MATERIAL = _etsi("insufficient-key-material", "insufficient key material")
+UNSUPPORTED_MANDATORY_EXTENSION = _etsi("unsupported-mandatory-extension", "unsupported mandatory extension")
+# RFC 9457 section 4.2.1: a problem that is nothing more than its HTTP status (unknown path, method).
+HTTP_STATUS_ONLY = ProblemType("about:blank", "")
 
 
 @dataclass
