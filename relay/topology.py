@@ -108,24 +108,6 @@ class Topology:
     def qkd_links_of(self, kms_id: str) -> tuple[QkdLink, ...]:
         return tuple(link for link in self.qkd_links if link.kms == kms_id)
 
-    def gateway(self, gateway_id: str) -> Gateway:
-        for gateway in self.gateways:
-            if gateway.id == gateway_id:
-                return gateway
-        raise TopologyError(f"unknown gateway {gateway_id!r}")
-
-    def region(self, region_id: str) -> Region:
-        for region in self.regions:
-            if region.id == region_id:
-                return region
-        raise TopologyError(f"unknown region {region_id!r}")
-
-    def links_of(self, gateway_id: str) -> tuple[Link, ...]:
-        return tuple(link for link in self.links if gateway_id in link.gateways)
-
-    def home_gateway(self, sae_id: str) -> str | None:
-        return next((sae.gateway for sae in self.saes if sae.id == sae_id), None)
-
 
 def load(path: Path) -> Topology:
     try:
