@@ -18,6 +18,8 @@ from relay import topology as topology_module
 from relay.demo import run_demo
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
+from relay.gateway.config import GatewaySettings, plan_gateway
+from relay.gateway.service import start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
 from relay.kms_sim.service import ADMIN_HOST, start_kms
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
@@ -80,6 +82,18 @@ def _build_parser() -> argparse.ArgumentParser:
     qber.add_argument("link", help="QKD link ID")
     qber.add_argument("qber", type=float, help="new QBER, 0 to 0.5")
     qber.set_defaults(handler=_kms_sim_set_qber)
+
+    gateway = commands.add_parser("gateway", help="the key-relay gateway").add_subparsers(required=True)
+    gateway_run = gateway.add_parser("run", help="serve one gateway of the topology until interrupted")
+    _topology_options(gateway_run)
+    gateway_run.add_argument("--id", required=True, help="gateway ID from the topology, e.g. GW1")
+    gateway_run.add_argument("--redis-url", help="Redis for the pools (default: the region's, from the topology)")
+    gateway_run.add_argument("--listen-host", default=GatewaySettings.listen_host,
+                             help="address to listen on (default: %(default)s)")
+    gateway_run.add_argument("--no-prerelay", action="store_true", help="relay on demand only")
+    gateway_run.add_argument("--hop-timeout", type=float, default=GatewaySettings.hop_timeout_s,
+                             help="seconds one hop, with the hops behind it, may take (default: %(default)s)")
+    gateway_run.set_defaults(handler=_gateway_run)
 
     sae = commands.add_parser("sae", help="act as an SAE against a KME or gateway (ETSI 014 client)")
     sae_commands = sae.add_subparsers(required=True)
@@ -161,6 +175,31 @@ def _kms_sim_run(args: argparse.Namespace) -> int:
         for kme_id, site in running.kme_sites.items():
             print(f"{config.kms_id}: {kme_id} serving ETSI 014 at {site.url}", flush=True)
         print(f"{config.kms_id}: admin at {running.admin_url}", flush=True)
+        try:
+            await _until_signalled()
+        finally:
+            await running.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _gateway_run(args: argparse.Namespace) -> int:
+    topology = _load_topology(args.topology)
+    try:
+        settings = GatewaySettings(
+            listen_host=args.listen_host, redis_url=args.redis_url, prerelay=not args.no_prerelay,
+            hop_timeout_s=args.hop_timeout,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    plan = plan_gateway(topology, args.id, settings)
+    keys = KeyDirectory(args.keys / topology.name)
+
+    async def serve() -> None:
+        running = await start_gateway(plan, settings, keys)
+        print(f"{plan.id}: ETSI 014 at {running.sites['etsi014'].url}", flush=True)
+        print(f"{plan.id}: gRPC at {settings.listen_host}:{running.grpc_port}", flush=True)
         try:
             await _until_signalled()
         finally:

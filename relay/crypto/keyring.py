@@ -150,6 +150,10 @@ class KeyRing:
     def suite(self) -> Suite:
         return self.identity.suite
 
+    @property
+    def lifetime_ms(self) -> int:
+        return self._lifetime_ms
+
     def current_announcement(self) -> EncapsulationKeyAnnouncement:
         """The signed key to hand to peers; rotates first if the current key has expired."""
         self.retire_expired()

@@ -11,7 +11,7 @@ per-node limit).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,10 +101,17 @@ class RedisBackend:
         await self.client.aclose()
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
+        self.metrics.scripts_run += 1
+        return await self._guarded(self._scripts[script](keys=keys, args=args))
+
+    async def command(self, *args: str | bytes | int) -> Any:
+        """One plain single-key command (e.g. ``SET name value NX PX ttl``), gated and mapped like scripts."""
+        return await self._guarded(self.client.execute_command(*args))
+
+    async def _guarded(self, call: Awaitable[Any]) -> Any:
         async with self._gate:
-            self.metrics.scripts_run += 1
             try:
-                return await self._scripts[script](keys=keys, args=args)
+                return await call
             except _UNAVAILABLE as exc:
                 self.metrics.unavailable += 1
                 message = f"key pool storage unavailable ({self.where}): {type(exc).__name__}: {exc}"

@@ -30,6 +30,7 @@ class RelayedStoreMetrics:
     delivered: int = 0
     not_found: int = 0
     unauthorized: int = 0
+    voided: int = 0
 
 
 @dataclass

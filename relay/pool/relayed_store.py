@@ -128,6 +128,15 @@ class RelayedKeyStore:
         self.metrics.unauthorized += 1
         raise KeysNotIssuedToSlave(slave_sae_id, outcome.refused(Verdict.DENIED))
 
+    async def void_for_slave(self, master_sae_id: str, slave_sae_id: str, key_ids: Sequence[str]) -> list[str]:
+        """Withdraw keys not yet delivered to ``slave_sae_id`` (every one of them if ``key_ids`` is empty).
+
+        Returns the key_IDs voided; the others were already delivered, expired, or never stored here.
+        """
+        voided = await self._waiting(master_sae_id).void(slave_sae_id, key_ids)
+        self.metrics.voided += len(voided)
+        return voided
+
     def _ready(self, master_sae_id: str, slave_sae_id: str) -> SealedStore:
         names = self._keyspace.ready(master_sae_id, slave_sae_id)
         return SealedStore(self._backend, self._cipher, names, self.settings.ready)

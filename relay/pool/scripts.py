@@ -98,6 +98,25 @@ end
 return live
 """
 
+# ARGV[3] owner, then key_IDs; no key_IDs means every live key of that owner (ETSI 020 all_confirmation).
+# Retires the owner's live keys among them and returns their key_IDs; others' keys are left alone.
+_VOID = """
+local owner, ids = ARGV[3], {}
+if #ARGV > 3 then
+  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  ids = redis.call('ZRANGEBYSCORE', index, '(' .. now, '+inf')
+end
+local voided = {}
+for _, id in ipairs(ids) do
+  if redis.call('HGET', prefix .. id, 'o') == owner then
+    retire(id)
+    voided[#voided + 1] = id
+  end
+end
+return voided
+"""
+
 # Number of live (unexpired) keys.
 _LEVEL = """
 return redis.call('ZCOUNT', index, '(' .. now, '+inf')
@@ -111,4 +130,5 @@ class Script(Enum):
     TAKE_OLDEST = _PRELUDE + _TAKE_OLDEST
     TAKE_IDS = _PRELUDE + _TAKE_IDS
     RETIRE = _PRELUDE + _RETIRE
+    VOID = _PRELUDE + _VOID
     LEVEL = _PRELUDE + _LEVEL

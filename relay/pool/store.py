@@ -111,6 +111,11 @@ class SealedStore:
         _check_batch(key_ids)
         return int(await self._run(Script.RETIRE, *key_ids))
 
+    async def void(self, owner: str, key_ids: Sequence[str]) -> list[str]:
+        """Retire the live keys of ``owner`` among ``key_ids`` (all of them if empty); returns those voided."""
+        _check_batch(key_ids)
+        return [key_id.decode() for key_id in await self._run(Script.VOID, owner, *key_ids)]
+
     async def level(self) -> int:
         return int(await self._run(Script.LEVEL))
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from relay.crypto.at_rest import StorageCipher
+from relay.etsi014.models import Key
 from relay.pool.connection import RedisBackend
 from relay.pool.errors import KeysNotIssuedToSlave, RelayedKeysNotFound, StoredKeyCorrupted
 from relay.pool.keys import Keyspace
@@ -132,3 +133,21 @@ def test_settings_keep_ready_keys_shorter_lived_than_waiting_ones() -> None:
     with pytest.raises(ValueError):
         RelayedStoreSettings(ready_ttl_s=10, waiting_ttl_s=300, retired_ttl_s=400)
     assert RelayedStoreSettings(ready_watermarks=Watermarks(1, 2)).ready_watermarks.high == 2
+
+
+async def test_void_withdraws_only_undelivered_keys_of_that_slave(store: RelayedKeyStore) -> None:
+    await store.put_for_slave("A", "B", [Key("k1", b"1" * 32), Key("k2", b"2" * 32)])
+    await store.put_for_slave("A", "C", [Key("k3", b"3" * 32)])
+    await store.take_for_slave("B", "A", ["k1"])
+    assert await store.void_for_slave("A", "B", ["k1", "k2", "k3"]) == ["k2"]
+    with pytest.raises(RelayedKeysNotFound):
+        await store.take_for_slave("B", "A", ["k2"])
+    assert [k.key for k in await store.take_for_slave("C", "A", ["k3"])] == [b"3" * 32]
+
+
+async def test_void_everything_between_a_pair(store: RelayedKeyStore) -> None:
+    await store.put_for_slave("A", "B", [Key("k1", b"1" * 32), Key("k2", b"2" * 32)])
+    await store.put_for_slave("A", "C", [Key("k3", b"3" * 32)])
+    assert sorted(await store.void_for_slave("A", "B", [])) == ["k1", "k2"]
+    assert await store.put_for_slave("A", "B", [Key("k1", b"1" * 32)]) == []  # tombstoned
+    assert [k.key_id for k in await store.take_for_slave("C", "A", ["k3"])] == ["k3"]

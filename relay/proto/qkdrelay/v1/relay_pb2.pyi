@@ -55,12 +55,14 @@ class VoidKeysResponse(_message.Message):
     def __init__(self, voided_key_ids: _Optional[_Iterable[str]] = ..., failed_to_void_key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AnnounceKeysRequest(_message.Message):
-    __slots__ = ("qkd_link_id", "key_ids")
+    __slots__ = ("qkd_link_id", "key_ids", "sender_role")
     QKD_LINK_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_IDS_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ROLE_FIELD_NUMBER: _ClassVar[int]
     qkd_link_id: str
     key_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, qkd_link_id: _Optional[str] = ..., key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    sender_role: str
+    def __init__(self, qkd_link_id: _Optional[str] = ..., key_ids: _Optional[_Iterable[str]] = ..., sender_role: _Optional[str] = ...) -> None: ...
 
 class AnnounceKeysResponse(_message.Message):
     __slots__ = ("accepted_key_ids",)
@@ -75,9 +77,7 @@ class GetEncapsulationKeyRequest(_message.Message):
     def __init__(self, suite: _Optional[str] = ...) -> None: ...
 
 class SignedEncapsulationKey(_message.Message):
-    __slots__ = ("announcement", "signature")
+    __slots__ = ("announcement",)
     ANNOUNCEMENT_FIELD_NUMBER: _ClassVar[int]
-    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     announcement: bytes
-    signature: bytes
-    def __init__(self, announcement: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, announcement: _Optional[bytes] = ...) -> None: ...

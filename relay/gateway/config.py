@@ -1,0 +1,136 @@
+"""What one gateway needs to know about the topology, resolved once at start-up.
+
+A :class:`GatewayPlan` is the topology seen from one gateway: its neighbours with each link's policy and,
+where a QKD link exists, this gateway's ETSI 014 role on it and the vendor KME it pulls from. Everything
+else in ``relay.gateway`` takes a plan and never reads the topology again, so a typo in the topology
+fails here, with the gateway's name in the message, rather than on the first relayed key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from relay.pool import QkdPoolSettings, RelayedStoreSettings, Role
+from relay.topology import Gateway, Link, Topology, TopologyError
+
+
+class LinkPolicy(StrEnum):
+    QKD_PQC = "qkd+pqc"  # hybrid; an exhausted QKD pool degrades the hop to pqc-only, logged and counted
+    PQC_ONLY = "pqc-only"  # no quantum channel: ML-KEM alone, by explicit policy
+    REQUIRE_QKD = "require-qkd"  # hybrid or nothing: an exhausted QKD pool answers 503
+
+
+@dataclass(frozen=True)
+class QkdLinkEnd:
+    """This gateway's end of a QKD link: it is an SAE (named by its gateway ID) of ``kme_url``."""
+
+    link_id: str
+    role: Role
+    own_sae_id: str
+    peer_sae_id: str
+    kme_url: str
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    gateway: Gateway
+    link: Link
+    policy: LinkPolicy
+    qkd: QkdLinkEnd | None
+
+    @property
+    def id(self) -> str:
+        return self.gateway.id
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.gateway.host}:{self.gateway.grpc_port}"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Tunables with defaults fit for the testbed; every one is a CLI option of ``gateway run``."""
+
+    listen_host: str = "127.0.0.1"
+    redis_url: str | None = None  # default: the region's Redis from the topology
+    key_size_bits: int = 256  # size of relayed keys when the SAE does not ask for another
+    hop_timeout_s: float = 5.0  # one RelayKey call, including the hops behind it
+    hop_attempts: int = 3  # sends of the same sealed hop before the transfer is voided
+    relay_attempts: int = 2  # fresh keys on fresh routes for one on-demand request
+    link_down_s: float = 5.0  # how long routing avoids a link whose peer did not answer
+    prerelay: bool = True
+    prerelay_interval_s: float = 0.2
+    prerelay_batch: int = 8  # keys relayed concurrently per SAE pair and round
+    qkd_pool: QkdPoolSettings = field(default_factory=QkdPoolSettings)
+    relayed_store: RelayedStoreSettings = field(default_factory=RelayedStoreSettings)
+
+    def __post_init__(self) -> None:
+        if min(self.hop_attempts, self.relay_attempts, self.prerelay_batch) < 1:
+            raise ValueError("hop_attempts, relay_attempts and prerelay_batch must be at least 1")
+        if min(self.hop_timeout_s, self.link_down_s, self.prerelay_interval_s) <= 0:
+            raise ValueError("timeouts and intervals must be positive")
+        if self.key_size_bits % 8 or not 8 <= self.key_size_bits <= 8192:
+            raise ValueError("key_size_bits must be a multiple of 8 between 8 and 8192")
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    topology: Topology
+    gateway: Gateway
+    redis_url: str
+    neighbours: dict[str, Neighbour]
+    sae_homes: dict[str, str]  # every SAE of the topology -> its gateway ID
+
+    @property
+    def id(self) -> str:
+        return self.gateway.id
+
+    @property
+    def local_saes(self) -> tuple[str, ...]:
+        return tuple(sae for sae, home in self.sae_homes.items() if home == self.id)
+
+    @property
+    def remote_saes(self) -> tuple[str, ...]:
+        return tuple(sae for sae, home in self.sae_homes.items() if home != self.id)
+
+
+def plan_gateway(topology: Topology, gateway_id: str, settings: GatewaySettings | None = None) -> GatewayPlan:
+    settings = settings or GatewaySettings()
+    gateways = {gateway.id: gateway for gateway in topology.gateways}
+    if gateway_id not in gateways:
+        raise TopologyError(f"gateway {gateway_id!r} is not in topology {topology.name!r}: {sorted(gateways)}")
+    gateway = gateways[gateway_id]
+    redis_port = next(region.redis_port for region in topology.regions if region.id == gateway.region)
+    neighbours: dict[str, Neighbour] = {}
+    for link in topology.links:
+        if gateway_id not in link.gateways:
+            continue
+        peer_id = link.gateways[1] if link.gateways[0] == gateway_id else link.gateways[0]
+        qkd = _qkd_end(topology, link, gateway_id) if link.qkd_link else None
+        neighbours[peer_id] = Neighbour(gateways[peer_id], link, LinkPolicy(link.policy), qkd)
+    return GatewayPlan(
+        topology=topology,
+        gateway=gateway,
+        redis_url=settings.redis_url or f"redis://127.0.0.1:{redis_port}/0",
+        neighbours=neighbours,
+        sae_homes={sae.id: sae.gateway for sae in topology.saes},
+    )
+
+
+def _qkd_end(topology: Topology, link: Link, gateway_id: str) -> QkdLinkEnd:
+    """The first endpoint of a QKD link is its master (it calls enc_keys), the second its slave."""
+    qkd_link = next(q for q in topology.qkd_links if q.id == link.qkd_link)
+    ends = [end.sae for end in qkd_link.endpoints]
+    if set(ends) != set(link.gateways):
+        raise TopologyError(f"QKD link {qkd_link.id} joins {ends}, but its relay link joins {list(link.gateways)}")
+    own = qkd_link.endpoints[ends.index(gateway_id)]
+    peer = qkd_link.endpoints[1 - ends.index(gateway_id)]
+    kme = next(k for k in topology.vendor_kms(qkd_link.kms).kmes if k.id == own.kme)
+    return QkdLinkEnd(
+        link_id=qkd_link.id,
+        role=Role.MASTER if ends.index(gateway_id) == 0 else Role.SLAVE,
+        own_sae_id=own.sae,
+        peer_sae_id=peer.sae,
+        kme_url=f"https://{kme.host}:{kme.port}",
+    )

@@ -1,0 +1,54 @@
+"""Mutual TLS for the gateway-to-gateway gRPC channels, and the peer's gateway ID from its certificate.
+
+gRPC's TLS stack (BoringSSL in grpcio) negotiates TLS 1.3 with the hybrid X25519MLKEM768 group by
+default, so the channel itself resists store-now-decrypt-later; ``negotiated_group`` lets tests and the
+README state what was actually used rather than what we hope.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from relay.pki.certs import URI_PREFIX
+from relay.pki.layout import KeyDirectory
+
+GATEWAY_URI_PREFIX = f"{URI_PREFIX}gateway:"
+# Certificates name hosts "localhost" and "<id lowercased>"; the testbed dials 127.0.0.1, so the TLS
+# server name to verify is given explicitly.
+TLS_SERVER_NAME = "localhost"
+
+
+def server_credentials(keys: KeyDirectory, gateway_id: str) -> grpc.ServerCredentials:
+    files = keys.entity(gateway_id)
+    return grpc.ssl_server_credentials(
+        [(files.key.read_bytes(), files.cert.read_bytes())],
+        root_certificates=keys.ca.cert.read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def channel_credentials(keys: KeyDirectory, gateway_id: str) -> grpc.ChannelCredentials:
+    files = keys.entity(gateway_id)
+    return grpc.ssl_channel_credentials(
+        root_certificates=keys.ca.cert.read_bytes(),
+        private_key=files.key.read_bytes(),
+        certificate_chain=files.cert.read_bytes(),
+    )
+
+
+def channel_options() -> list[tuple[str, str | int]]:
+    return [("grpc.ssl_target_name_override", TLS_SERVER_NAME)]
+
+
+def peer_gateway_id(context: grpc.aio.ServicerContext) -> str | None:
+    """The calling gateway, from the URI SAN of its verified certificate; None if it is not a gateway."""
+    uris = context.auth_context().get("peer_uri", [])
+    for uri in (value.decode("utf-8", "replace") for value in uris):
+        if uri.startswith(GATEWAY_URI_PREFIX):
+            return uri[len(GATEWAY_URI_PREFIX):]
+    return None
+
+
+def negotiated_group(context: grpc.aio.ServicerContext) -> str | None:
+    values = context.auth_context().get("ssl_negotiated_key_exchange_group", [])
+    return values[0].decode() if values else None

@@ -1,0 +1,92 @@
+"""The gRPC side of each neighbour: one mutual-TLS channel, its stubs, and the neighbour's verified ek.
+
+A :class:`Peer` also remembers when its neighbour last failed to answer, so routing can avoid the link
+for a while (``link_down_s``) instead of making every request wait for the same timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import grpc
+
+from relay.crypto import Clock, EncapsulationKey, EncapsulationKeyAnnouncement, TrustStore
+from relay.crypto.errors import BadAnnouncement
+from relay.gateway.config import Neighbour
+from relay.gateway.grpc_tls import channel_credentials, channel_options
+from relay.pki.layout import KeyDirectory
+from relay.pool import Role
+from relay.proto.qkdrelay.v1 import relay_pb2 as pb
+from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
+
+EK_REFRESH_MARGIN_MS = 60_000  # fetch a new encapsulation key this long before the cached one expires
+CONTROL_TIMEOUT_S = 5.0
+
+TRANSPORT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+"""Codes that say nothing about the request itself: the peer did not answer (in time)."""
+
+
+class Peer:
+    def __init__(
+        self, neighbour: Neighbour, keys: KeyDirectory, own_id: str, trust: TrustStore, clock: Clock,
+        *, link_down_s: float,
+    ) -> None:
+        self.neighbour = neighbour
+        self._trust = trust
+        self._clock = clock
+        self._link_down_s = link_down_s
+        self._down_until = 0.0
+        self._channel = grpc.aio.secure_channel(
+            neighbour.grpc_target, channel_credentials(keys, own_id), options=channel_options()
+        )
+        self.relay = rpc.KeyRelayStub(self._channel)
+        self._pool_sync = rpc.QkdPoolSyncStub(self._channel)
+        self._encapsulation_keys = rpc.EncapsulationKeysStub(self._channel)
+        self._ek: EncapsulationKey | None = None
+        self._ek_lock = asyncio.Lock()
+
+    @property
+    def id(self) -> str:
+        return self.neighbour.id
+
+    @property
+    def is_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def mark_down(self) -> None:
+        self._down_until = time.monotonic() + self._link_down_s
+
+    def mark_up(self) -> None:
+        self._down_until = 0.0
+
+    async def encapsulation_key(self) -> EncapsulationKey:
+        """The neighbour's current ML-KEM key, verified against its pinned ML-DSA identity."""
+        async with self._ek_lock:
+            now = self._clock()
+            if self._ek is None or self._ek.not_after_ms - EK_REFRESH_MARGIN_MS < now:
+                answer = await self._encapsulation_keys.GetEncapsulationKey(
+                    pb.GetEncapsulationKeyRequest(), timeout=CONTROL_TIMEOUT_S
+                )
+                announcement = EncapsulationKeyAnnouncement.from_bytes(answer.announcement)
+                key = announcement.verify(self._trust, now)
+                if key.gateway_id != self.id:
+                    raise BadAnnouncement(f"{self.id} answered with the encapsulation key of {key.gateway_id}")
+                self._ek = key
+            return self._ek
+
+    def forget_encapsulation_key(self) -> None:
+        """After the neighbour refused our ek (it restarted and lost its keyring), fetch a fresh one."""
+        self._ek = None
+
+    async def announce(self, link_id: str, sender: Role, key_ids: Sequence[str]) -> Sequence[str]:
+        """:class:`relay.pool.PeerAnnouncer` over gRPC: the neighbour fetches and stores the keys."""
+        answer = await self._pool_sync.AnnounceKeys(
+            pb.AnnounceKeysRequest(qkd_link_id=link_id, key_ids=list(key_ids), sender_role=sender.value),
+            timeout=CONTROL_TIMEOUT_S,
+        )
+        return list(answer.accepted_key_ids)
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,90 @@
+"""Keeps each SAE pair's ready pool between its watermarks, so enc_keys is served without a relay.
+
+Each round tops up every pair below its high watermark with up to ``prerelay_batch`` keys relayed
+concurrently; a key enters the ready pool only after the slave's gateway confirmed storing it. Failures
+(a link down, a ``require-qkd`` link out of QKD key) are counted and retried next round: pre-relay must
+never compete harder for scarce QKD key than the on-demand requests it exists to spare, so it backs off
+while a pair keeps failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from relay.gateway.errors import RelayFailed
+from relay.gateway.relay_engine import RelayEngine
+from relay.pool import PoolError, RelayedKeyStore
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_ROUNDS = 32
+
+
+@dataclass
+class PrerelayMetrics:
+    rounds: int = 0
+    keys_prerelayed: int = 0
+    failures: int = 0
+
+
+class Prerelay:
+    def __init__(
+        self,
+        engine: RelayEngine,
+        store: RelayedKeyStore,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        key_size_bytes: int,
+        batch: int,
+        interval_s: float,
+    ) -> None:
+        self.metrics = PrerelayMetrics()
+        self._engine = engine
+        self._store = store
+        self._pairs = list(pairs)
+        self._key_size = key_size_bytes
+        self._batch = batch
+        self._interval_s = interval_s
+        self._skip: dict[tuple[str, str], int] = {}  # rounds a failing pair sits out
+        self._failures: dict[tuple[str, str], int] = {}
+
+    async def run(self) -> None:
+        """Top up forever; cancel the task to stop."""
+        while True:
+            await self.fill_once()
+            await asyncio.sleep(self._interval_s)
+
+    async def fill_once(self) -> int:
+        """One round over every pair; returns how many keys entered ready pools."""
+        self.metrics.rounds += 1
+        added = await asyncio.gather(*(self._top_up(pair) for pair in self._pairs))
+        return sum(added)
+
+    async def _top_up(self, pair: tuple[str, str]) -> int:
+        if self._skip.get(pair, 0) > 0:
+            self._skip[pair] -= 1
+            return 0
+        master, slave = pair
+        watermarks = self._store.settings.ready_watermarks
+        try:
+            missing = watermarks.deficit(await self._store.ready_level(master, slave))
+            if missing == 0:
+                return 0
+            keys = await self._engine.relay_new_keys(master, slave, min(missing, self._batch), self._key_size)
+            try:
+                stored = await self._store.put_ready(master, slave, keys)
+            except PoolError:
+                self._engine.void_later(master, slave, [key.key_id for key in keys])  # never reach the master
+                raise
+        except (RelayFailed, PoolError) as exc:
+            failures = self._failures[pair] = self._failures.get(pair, 0) + 1
+            self._skip[pair] = min(2**failures, MAX_BACKOFF_ROUNDS)
+            self.metrics.failures += 1
+            log.info("pre-relay %s -> %s paused for %d rounds: %s", master, slave, self._skip[pair], exc)
+            return 0
+        self._failures.pop(pair, None)
+        self.metrics.keys_prerelayed += len(stored)
+        return len(stored)

@@ -1,0 +1,166 @@
+"""Assemble and run one gateway: Redis pools, QKD fillers, the relay engine and its three listeners.
+
+Listeners: northbound ETSI 014 for local SAEs (mTLS), ETSI 020 for other KMSs (mTLS, TLS 1.3), and gRPC
+for neighbour gateways (mTLS). Background tasks: a QKD filler per link this gateway is master of, the
+pre-relay filler, and encapsulation-key rotation. Everything is built from a :class:`GatewayPlan` and
+the topology's key directory; nothing global, so tests run several gateways in one process too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from relay.crypto import (
+    Clock,
+    KeyRing,
+    RedisReplayGuard,
+    StorageCipher,
+    load_identity,
+    load_kem_provider,
+    load_or_create_storage_key,
+    load_trust_store,
+    system_clock_ms,
+)
+from relay.etsi014.client import Etsi014Client
+from relay.etsi014.server import create_app as create_etsi014_app
+from relay.gateway.config import GatewayPlan, GatewaySettings
+from relay.gateway.grpc_services import add_services
+from relay.gateway.grpc_tls import server_credentials
+from relay.gateway.northbound import NorthboundBackend
+from relay.gateway.peers import Peer
+from relay.gateway.prerelay import Prerelay
+from relay.gateway.relay_engine import HopCrypto, RelayEngine
+from relay.gateway.transfers import TransferLog
+from relay.http_server import RunningSite, start_site
+from relay.pki.layout import KeyDirectory
+from relay.pool import (
+    AnnouncementReceiver,
+    FillerSettings,
+    Keyspace,
+    QkdFiller,
+    RedisBackend,
+    RedisConfig,
+    RelayedKeyStore,
+    Role,
+    link_pools,
+)
+
+log = logging.getLogger(__name__)
+
+GRPC_GRACE_S = 1.0
+
+
+@dataclass
+class RunningGateway:
+    plan: GatewayPlan
+    engine: RelayEngine
+    store: RelayedKeyStore
+    fillers: list[QkdFiller]
+    prerelay: Prerelay | None
+    sites: dict[str, RunningSite]
+    grpc_port: int
+    _grpc_server: grpc.aio.Server
+    _tasks: list[asyncio.Task[None]]
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for site in self.sites.values():
+            await site.stop()
+        await self._grpc_server.stop(GRPC_GRACE_S)
+        await self.engine.close()
+        for close in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                await close()
+
+
+async def start_gateway(
+    plan: GatewayPlan,
+    settings: GatewaySettings,
+    keys: KeyDirectory,
+    *,
+    clock: Clock = system_clock_ms,
+    kem_provider: str = "cryptography",
+) -> RunningGateway:
+    closers: list[Callable[[], Awaitable[None]]] = []
+    backend = RedisBackend.connect(RedisConfig(url=plan.redis_url))
+    closers.append(backend.close)
+    cipher = StorageCipher(load_or_create_storage_key(keys.root / "storage" / f"{plan.id}.key"))
+    keyspace = Keyspace(prefix=f"qkdr.{plan.id}")
+    identity = load_identity(plan.id, keys.identities)
+    trust = load_trust_store(keys.identities)
+    kem = load_kem_provider(kem_provider)
+    keyring = KeyRing(identity, kem=kem, clock=clock)
+    crypto = HopCrypto(identity, keyring, trust, kem, RedisReplayGuard(backend.client, keyspace.prefix), clock)
+    store = RelayedKeyStore(backend, cipher, keyspace, settings.relayed_store)
+
+    peers = {
+        neighbour_id: Peer(neighbour, keys, plan.id, trust, clock, link_down_s=settings.link_down_s)
+        for neighbour_id, neighbour in plan.neighbours.items()
+    }
+    closers.extend(peer.close for peer in peers.values())
+    lanes = {}
+    fillers: list[QkdFiller] = []
+    receivers: dict[str, AnnouncementReceiver] = {}
+    for neighbour_id, neighbour in plan.neighbours.items():
+        if neighbour.qkd is None:
+            continue
+        qkd = neighbour.qkd
+        pools = lanes[neighbour_id] = link_pools(backend, cipher, keyspace, qkd.link_id, settings.qkd_pool)
+        kme = Etsi014Client(qkd.kme_url, keys.client_context(plan.id))
+        closers.append(kme.close)
+        if qkd.role is Role.MASTER:
+            fillers.append(QkdFiller(qkd.link_id, qkd.peer_sae_id, kme, pools, peers[neighbour_id], FillerSettings()))
+        else:
+            receivers[qkd.link_id] = AnnouncementReceiver(qkd.link_id, qkd.peer_sae_id, kme, pools)
+
+    engine = RelayEngine(plan, settings, crypto, peers, lanes, store, TransferLog(backend, keyspace.prefix))
+    northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
+
+    server = grpc.aio.server()
+    add_services(server, engine, receivers, keyring)
+    grpc_port = server.add_secure_port(
+        f"{settings.listen_host}:{plan.gateway.grpc_port}", server_credentials(keys, plan.id)
+    )
+    if grpc_port == 0:
+        raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
+    await server.start()
+    sites: dict[str, RunningSite] = {}
+    try:
+        sites["etsi014"] = await start_site(
+            create_etsi014_app(northbound), settings.listen_host, plan.gateway.etsi014_port,
+            keys.server_context(plan.id),
+        )
+    except BaseException:
+        await server.stop(None)
+        for close in reversed(closers):
+            await close()
+        raise
+
+    prerelay = None
+    if settings.prerelay:
+        pairs = [(master, slave) for master in plan.local_saes for slave in plan.remote_saes]
+        prerelay = Prerelay(engine, store, pairs, key_size_bytes=settings.key_size_bits // 8,
+                            batch=settings.prerelay_batch, interval_s=settings.prerelay_interval_s)
+    tasks = [asyncio.create_task(filler.run(), name=f"qkd-filler-{filler.link_id}") for filler in fillers]
+    if prerelay is not None:
+        tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
+    tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
+    log.info("gateway %s: ETSI 014 on %s, gRPC on %s:%d, Redis %s", plan.id, sites["etsi014"].url,
+             settings.listen_host, grpc_port, backend.where)
+    return RunningGateway(plan, engine, store, fillers, prerelay, sites, grpc_port, server, tasks, closers)
+
+
+async def _rotate_forever(keyring: KeyRing) -> None:
+    """Rotate at half the key lifetime, so peers always hold an unexpired announcement."""
+    while True:
+        await asyncio.sleep(keyring.lifetime_ms / 2000)
+        keyring.rotate()

@@ -1,0 +1,96 @@
+"""The receiving gateway's record of each transfer, so a retried hop is answered, never processed twice.
+
+A sender retries a hop with the very same sealed message when it got no answer. The replay guard refuses
+that message a second time, and the QKD key it names is already spent, so the receiver must remember how
+the first attempt ended: ``done`` (answer again with the same confirmation), ``failed`` (the sender voids
+and starts over with a fresh key), or ``pending``. A pending record is alive only while the attempt runs
+in this process; one left behind by a crash or a lost Redis write is dead, and becomes ``failed``.
+
+Records live in the gateway's Redis under ``<prefix>:xfer:<transfer_id hex>`` (public IDs only) and
+expire after ``ttl_s``, well beyond the hop freshness window after which a retry is refused anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+
+from relay.pool import PoolUnavailable, RedisBackend
+
+
+class TransferState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    state: TransferState
+    confirmation: bytes = b""
+    stored_at: str = ""
+    reason: str = ""
+    owner: str = ""  # the process instance running a pending attempt
+
+
+class TransferLog:
+    def __init__(self, backend: RedisBackend, prefix: str, *, ttl_s: float = 900.0) -> None:
+        self._backend = backend
+        self._prefix = prefix
+        self._ttl_ms = round(ttl_s * 1000)
+        self._instance = os.urandom(8).hex()  # tells this process's pending records from a dead one's
+        self._active: set[bytes] = set()
+
+    async def claim(self, transfer_id: bytes) -> TransferRecord | None:
+        """None if this call now owns the transfer; otherwise how an earlier attempt stands.
+
+        A live attempt of this process answers PENDING; a dead one is turned into FAILED first.
+        """
+        name = self._name(transfer_id)
+        if await self._backend.command("SET", name, f"pending:{self._instance}", "NX", "PX", self._ttl_ms):
+            self._active.add(transfer_id)
+            return None
+        record = _decode(await self._backend.command("GET", name))
+        if record.state is TransferState.PENDING and not self._is_live(transfer_id, record):
+            record = TransferRecord(TransferState.FAILED, reason="an earlier attempt was interrupted")
+            await self._write(transfer_id, f"failed:{record.reason}")
+        return record
+
+    async def finish(self, transfer_id: bytes, confirmation: bytes, stored_at: str) -> None:
+        try:
+            await self._write(transfer_id, f"done:{base64.b64encode(confirmation).decode()}:{stored_at}")
+        finally:
+            self._active.discard(transfer_id)
+
+    async def fail(self, transfer_id: bytes, reason: str) -> None:
+        """Best effort: if Redis is down the record stays pending, and the next claim finds it dead."""
+        try:
+            await self._write(transfer_id, f"failed:{reason[:200]}")
+        except PoolUnavailable:
+            pass
+        finally:
+            self._active.discard(transfer_id)
+
+    def _is_live(self, transfer_id: bytes, record: TransferRecord) -> bool:
+        return record.owner == self._instance and transfer_id in self._active
+
+    async def _write(self, transfer_id: bytes, value: str) -> None:
+        await self._backend.command("SET", self._name(transfer_id), value, "PX", self._ttl_ms)
+
+    def _name(self, transfer_id: bytes) -> str:
+        return f"{self._prefix}:xfer:{transfer_id.hex()}"
+
+
+def _decode(raw: bytes | None) -> TransferRecord:
+    """A record that vanished between SET NX and GET (expiry) is reported as failed, never as done."""
+    if raw is None:
+        return TransferRecord(TransferState.FAILED, reason="the transfer record expired")
+    state, _, rest = raw.decode().partition(":")
+    if state == TransferState.DONE:
+        confirmation, _, stored_at = rest.partition(":")
+        return TransferRecord(TransferState.DONE, base64.b64decode(confirmation), stored_at)
+    if state == TransferState.PENDING:
+        return TransferRecord(TransferState.PENDING, owner=rest)
+    return TransferRecord(TransferState.FAILED, reason=rest)
