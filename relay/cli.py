@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from relay.kms_sim.config import SimSettings, from_topology
 from relay.kms_sim.service import ADMIN_HOST, start_kms
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
 from relay.pki.provision import provision
+from relay.pool import QkdPoolSettings, RelayedStoreSettings, Watermarks
 from relay.topology import Topology, TopologyError
 
 DEFAULT_KEYS_ROOT = Path("keys")
@@ -93,6 +95,10 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway_run.add_argument("--no-prerelay", action="store_true", help="relay on demand only")
     gateway_run.add_argument("--hop-timeout", type=float, default=GatewaySettings.hop_timeout_s,
                              help="seconds one hop, with the hops behind it, may take (default: %(default)s)")
+    gateway_run.add_argument("--qkd-pool", type=_watermarks, default=QkdPoolSettings().watermarks, metavar="LOW:HIGH",
+                             help="QKD pool watermarks per lane: alarm below LOW, fill up to HIGH (default: 16:128)")
+    gateway_run.add_argument("--ready-pool", type=_watermarks, default=RelayedStoreSettings().ready_watermarks,
+                             metavar="LOW:HIGH", help="pre-relayed keys per SAE pair (default: 4:32)")
     gateway_run.set_defaults(handler=_gateway_run)
 
     sae = commands.add_parser("sae", help="act as an SAE against a KME or gateway (ETSI 014 client)")
@@ -189,7 +195,8 @@ def _gateway_run(args: argparse.Namespace) -> int:
     try:
         settings = GatewaySettings(
             listen_host=args.listen_host, redis_url=args.redis_url, prerelay=not args.no_prerelay,
-            hop_timeout_s=args.hop_timeout,
+            hop_timeout_s=args.hop_timeout, qkd_pool=replace(QkdPoolSettings(), watermarks=args.qkd_pool),
+            relayed_store=replace(RelayedStoreSettings(), ready_watermarks=args.ready_pool),
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -207,6 +214,16 @@ def _gateway_run(args: argparse.Namespace) -> int:
 
     asyncio.run(serve())
     return 0
+
+
+def _watermarks(text: str) -> Watermarks:
+    low, sep, high = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError("expected LOW:HIGH")
+        return Watermarks(int(low), int(high))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _admin_url(args: argparse.Namespace) -> str:

@@ -8,7 +8,6 @@ Error bodies. What keys exist and who may have them is the backend's business
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Protocol
 
@@ -17,6 +16,7 @@ from aiohttp import web
 from relay.etsi014.errors import Etsi014Error, UnauthorizedError, ValidationError
 from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
 from relay.pki.tls import peer_identity
+from relay.strict_json import StrictJsonError, parse_strict_json
 
 log = logging.getLogger(__name__)
 
@@ -129,26 +129,9 @@ async def _read_json(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_no_duplicate_members, parse_constant=_no_constant
-        )
-    except UnicodeDecodeError:
-        raise ValidationError("request body is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
-
-
-def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ValidationError(f"JSON member {name!r} appears more than once")
-        result[name] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValidationError(f"{name} is not valid JSON")
+        return parse_strict_json(raw)
+    except StrictJsonError as exc:
+        raise ValidationError(f"request body: {exc.message}") from None
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:

@@ -172,6 +172,13 @@ class RelayEngine:
         except NoRoute as exc:
             raise RelayFailed(f"no working route from {self.plan.id} to {target_gateway}", retryable=False) from exc
 
+    def qkd_lane(self, neighbour_id: str) -> QkdPool:
+        """The QKD pool lane this gateway seals hops to ``neighbour_id`` with."""
+        neighbour = self.plan.neighbours[neighbour_id]
+        if neighbour.qkd is None:
+            raise KeyError(f"the link to {neighbour_id} has no QKD pool")
+        return self._lanes[neighbour_id][neighbour.qkd.role]
+
     # ----- one hop, sending ------------------------------------------------------------------------
 
     async def _forward(
@@ -224,7 +231,7 @@ class RelayEngine:
     async def _hop_protection(self, neighbour: Neighbour) -> tuple[HopMode, QkdKey | None]:
         if neighbour.policy is LinkPolicy.PQC_ONLY or neighbour.qkd is None:
             return HopMode.PQC_ONLY, None
-        lane = self._lanes[neighbour.id][neighbour.qkd.role]
+        lane = self.qkd_lane(neighbour.id)
         try:
             qkd_key = await lane.take_any()
         except PoolEmpty:

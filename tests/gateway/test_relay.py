@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
+from relay.etsi014.client import KmeError
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings
 from relay.pki.layout import KeyDirectory
@@ -27,3 +29,65 @@ async def test_sae_in_region1_and_region3_get_identical_keys(testbed: LocalTestb
         fetched = await slave.get_key_with_ids("SAE-R1-A", [k.key_id for k in issued.keys])
     assert [(k.key_id, k.key) for k in fetched.keys] == [(k.key_id, k.key) for k in issued.keys]
     assert len({k.key for k in issued.keys}) == 3 and all(len(k.key) == 32 for k in issued.keys)
+
+
+async def test_pool_served_keys_were_relayed_before_the_request(
+    topology_keys: KeyDirectory, private_redis: RedisServer
+) -> None:
+    settings = GatewaySettings(prerelay=True, prerelay_interval_s=0.05)
+    async with running_testbed(topology_keys, private_redis.url, settings) as testbed:
+        gw1 = testbed.gateways["GW1"]
+        async with testbed.sae("SAE-R1-B") as master, testbed.sae("SAE-R3-B") as slave:
+            for _ in range(100):
+                if (await master.get_status("SAE-R3-B")).stored_key_count >= 4:
+                    break
+                await asyncio.sleep(0.05)
+            status = await master.get_status("SAE-R3-B")
+            assert status.stored_key_count >= 4 and status.target_kme_id == "GW3"
+            taken_before = gw1.store.metrics.ready_taken
+            issued = await master.get_key("SAE-R3-B", KeyRequest(number=2))
+            assert gw1.store.metrics.ready_taken == taken_before + 2  # served from the ready pool
+            fetched = await slave.get_key_with_ids("SAE-R1-B", [k.key_id for k in issued.keys])
+        assert [k.key for k in fetched.keys] == [k.key for k in issued.keys]
+
+
+async def test_wrong_slave_gets_401_and_a_used_key_id_400(testbed: LocalTestbed) -> None:
+    async with (
+        testbed.sae("SAE-R1-A") as master,
+        testbed.sae("SAE-R3-A") as slave,
+        testbed.sae("SAE-R3-B") as intruder,
+    ):
+        issued = await master.get_key("SAE-R3-A", KeyRequest())
+        key_ids = [k.key_id for k in issued.keys]
+        with pytest.raises(KmeError) as refused:
+            await intruder.get_key_with_ids("SAE-R1-A", key_ids)
+        assert refused.value.status == 401
+        assert [k.key for k in (await slave.get_key_with_ids("SAE-R1-A", key_ids)).keys] == [issued.keys[0].key]
+        with pytest.raises(KmeError) as reused:
+            await slave.get_key_with_ids("SAE-R1-A", key_ids)
+        assert reused.value.status == 400
+
+
+async def test_qkd_pqc_hop_degrades_to_pqc_only_when_qkd_runs_out_and_counts_it(testbed: LocalTestbed) -> None:
+    gw1 = testbed.gateways["GW1"]
+    testbed.kms["KMS-R1"].kms.set_qber("QKD-GW1-GW2", 0.3)  # the vendor halts the link: no refill
+    lane = gw1.engine.qkd_lane("GW2")
+    while await lane.level():
+        await lane.take_any()
+    async with testbed.sae("SAE-R1-A") as master, testbed.sae("SAE-R2-A") as slave:
+        issued = await master.get_key("SAE-R2-A", KeyRequest())
+        fetched = await slave.get_key_with_ids("SAE-R1-A", [issued.keys[0].key_id])
+    assert fetched.keys[0].key == issued.keys[0].key
+    assert gw1.engine.metrics.qkd_fallbacks >= 1
+
+
+async def test_a_cut_link_is_routed_around_or_answered_with_503(testbed: LocalTestbed) -> None:
+    await testbed.stop_gateway("GW2")
+    async with testbed.sae("SAE-R1-A") as master, testbed.sae("SAE-R3-A") as slave:
+        issued = await master.get_key("SAE-R3-A", KeyRequest())
+        fetched = await slave.get_key_with_ids("SAE-R1-A", [issued.keys[0].key_id])
+        assert fetched.keys[0].key == issued.keys[0].key
+        with pytest.raises(KmeError) as unreachable:
+            await master.get_key("SAE-R2-A", KeyRequest())
+    assert unreachable.value.status == 503
+    assert "no working route" in unreachable.value.error.message
