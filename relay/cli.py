@@ -206,6 +206,7 @@ def _gateway_run(args: argparse.Namespace) -> int:
     async def serve() -> None:
         running = await start_gateway(plan, settings, keys)
         print(f"{plan.id}: ETSI 014 at {running.sites['etsi014'].url}", flush=True)
+        print(f"{plan.id}: ETSI 020 at {running.sites['etsi020'].url}", flush=True)
         print(f"{plan.id}: gRPC at {settings.listen_host}:{running.grpc_port}", flush=True)
         try:
             await _until_signalled()

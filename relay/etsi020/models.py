@@ -27,6 +27,7 @@ from relay.wire import canonical_uuid, strict_base64, to_base64
 JsonObject = dict[str, Any]
 MAX_SAE_ID = 64
 MAX_ITEMS = 1024
+MAX_VERSION_ITEMS = 1000  # versions and capabilities: the spec's bound differs from the other arrays'
 MAX_EXTENSION_MEMBERS = 1024
 MAX_URL = 1024
 MAX_MESSAGE = 4096
@@ -213,8 +214,9 @@ class VersionContainer:
     def from_json(cls, data: Any) -> VersionContainer:
         parse = _Parser(INVALID_PARAMETER)
         data = parse.container(data, {"versions"}, {"capabilities", "extension"})
-        versions = parse.array(data, "versions", minimum=0)
-        capabilities = parse.array(data, "capabilities", minimum=0) if "capabilities" in data else []
+        versions = parse.array(data, "versions", minimum=0, maximum=MAX_VERSION_ITEMS)
+        capabilities = (parse.array(data, "capabilities", minimum=0, maximum=MAX_VERSION_ITEMS)
+                        if "capabilities" in data else [])
         if not all(isinstance(v, str) and len(v) <= 16 for v in versions):
             raise parse.fail("versions", "versions must be strings of at most 16 characters")
         if not all(isinstance(c, str) and len(c) <= 128 for c in capabilities):
@@ -242,10 +244,10 @@ class _Parser:
             raise self.fail("unknown_parameters", ", ".join(unknown)[:256])
         return data
 
-    def array(self, data: JsonObject, name: str, *, minimum: int) -> list[Any]:
+    def array(self, data: JsonObject, name: str, *, minimum: int, maximum: int = MAX_ITEMS) -> list[Any]:
         value = data.get(name)
-        if not isinstance(value, list) or not minimum <= len(value) <= MAX_ITEMS:
-            raise self.fail(name, f"{name} must be an array of {minimum} to {MAX_ITEMS} items")
+        if not isinstance(value, list) or not minimum <= len(value) <= maximum:
+            raise self.fail(name, f"{name} must be an array of {minimum} to {maximum} items")
         return value
 
     def key_id(self, value: Any) -> str:

@@ -58,6 +58,7 @@ _ALLOWED_MODES = {
     LinkPolicy.PQC_ONLY: (HopMode.PQC_ONLY,),
 }
 _RETRY_PAUSE_S = 0.1
+MAX_SAE_ID_LENGTH = 64  # ETSI 020's bound, the stricter of 014 and 020
 
 
 @dataclass
@@ -342,8 +343,8 @@ class RelayEngine:
         target = request.target_sae_ids[0]
         if self.plan.sae_homes.get(target) != path[-1]:
             raise TransferRefused(f"target SAE {target!r} is not served by {path[-1]}")
-        if not request.initiator_sae_id or request.initiator_sae_id not in self.plan.sae_homes:
-            raise TransferRefused(f"initiator SAE {request.initiator_sae_id!r} is not in the topology")
+        if not 1 <= len(request.initiator_sae_id) <= MAX_SAE_ID_LENGTH:  # may live in another KMS's domain
+            raise TransferRefused(f"initiator SAE ID must be 1 to {MAX_SAE_ID_LENGTH} characters")
         return path, hop, target
 
     # ----- voiding -----------------------------------------------------------------------------------

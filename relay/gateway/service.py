@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -29,9 +30,12 @@ from relay.crypto import (
 )
 from relay.etsi014.client import Etsi014Client
 from relay.etsi014.server import create_app as create_etsi014_app
+from relay.etsi020.client import Etsi020Client
+from relay.etsi020.server import create_app as create_etsi020_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.grpc_services import add_services
 from relay.gateway.grpc_tls import server_credentials
+from relay.gateway.interkms import InterKmsBridge
 from relay.gateway.northbound import NorthboundBackend
 from relay.gateway.peers import Peer
 from relay.gateway.prerelay import Prerelay
@@ -61,6 +65,7 @@ class RunningGateway:
     plan: GatewayPlan
     engine: RelayEngine
     store: RelayedKeyStore
+    interkms: InterKmsBridge
     fillers: list[QkdFiller]
     prerelay: Prerelay | None
     sites: dict[str, RunningSite]
@@ -134,12 +139,22 @@ async def start_gateway(
         raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
     await server.start()
     sites: dict[str, RunningSite] = {}
+    own_020_url = f"https://{settings.listen_host}:{plan.gateway.etsi020_port}"
+    ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
+    closers.append(ack_client.close)
+    bridge = InterKmsBridge(engine, own_020_url)
     try:
         sites["etsi014"] = await start_site(
             create_etsi014_app(northbound), settings.listen_host, plan.gateway.etsi014_port,
             keys.server_context(plan.id),
         )
+        sites["etsi020"] = await start_site(
+            create_etsi020_app(bridge, ack_client.post_acks), settings.listen_host, plan.gateway.etsi020_port,
+            keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
+        )
     except BaseException:
+        for site in sites.values():
+            await site.stop()
         await server.stop(None)
         for close in reversed(closers):
             await close()
@@ -154,9 +169,9 @@ async def start_gateway(
     if prerelay is not None:
         tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
     tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
-    log.info("gateway %s: ETSI 014 on %s, gRPC on %s:%d, Redis %s", plan.id, sites["etsi014"].url,
-             settings.listen_host, grpc_port, backend.where)
-    return RunningGateway(plan, engine, store, fillers, prerelay, sites, grpc_port, server, tasks, closers)
+    log.info("gateway %s: ETSI 014 on %s, ETSI 020 on %s, gRPC on %s:%d, Redis %s", plan.id, sites["etsi014"].url,
+             sites["etsi020"].url, settings.listen_host, grpc_port, backend.where)
+    return RunningGateway(plan, engine, store, bridge, fillers, prerelay, sites, grpc_port, server, tasks, closers)
 
 
 async def _rotate_forever(keyring: KeyRing) -> None:

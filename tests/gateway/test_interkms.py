@@ -1,0 +1,139 @@
+"""ETSI 020 at the gateways: a third-party KME hands keys over, our gateway hands keys to another 020 KMS.
+
+Everything is real: TLS 1.3 with the topology's certificates, the relay over gRPC, Redis, and a callback
+server standing in for the calling KME's ``ext_keys/ack`` endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from relay.etsi014.client import KmeError
+from relay.etsi014.models import Key
+from relay.etsi020.client import Etsi020Client, PeerProblem
+from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer, parse_ack_containers
+from relay.gateway.config import GatewaySettings
+from relay.http_server import start_site
+from relay.pki.layout import KeyDirectory
+from relay.strict_json import parse_strict_json
+from tests.gateway.testbed import LocalTestbed, running_testbed
+from tests.redis_harness import RedisServer
+
+TLS13 = ssl.TLSVersion.TLSv1_3
+FOREIGN_KME = "KME-R1-A"  # any certificate with the kme role stands in for a third-party KMS
+FOREIGN_SAE = "ENC-X1"  # the initiator lives in the foreign domain, unknown to our topology
+
+
+@pytest.fixture
+async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[LocalTestbed]:
+    async with running_testbed(topology_keys, private_redis.url, GatewaySettings(prerelay=False)) as running:
+        yield running
+
+
+def foreign_client(testbed: LocalTestbed, gateway_id: str) -> Etsi020Client:
+    url = testbed.gateways[gateway_id].sites["etsi020"].url
+    return Etsi020Client(url, testbed.keys.client_context(FOREIGN_KME, minimum=TLS13))
+
+
+def fresh_keys(number: int) -> tuple[ExtKey, ...]:
+    return tuple(ExtKey(str(uuid.uuid4()), os.urandom(32)) for _ in range(number))
+
+
+async def test_versions_advertise_the_synchronous_mode(testbed: LocalTestbed) -> None:
+    async with foreign_client(testbed, "GW1") as client:
+        versions = await client.versions()
+    assert versions.versions == ("v1",) and "synchronous_mode" in versions.capabilities
+
+
+async def test_async_ext_keys_are_relayed_then_acked_and_served_to_the_target_sae(testbed: LocalTestbed) -> None:
+    received: asyncio.Queue[list] = asyncio.Queue()
+
+    async def ack_endpoint(request: web.Request) -> web.Response:
+        await received.put(list(parse_ack_containers(parse_strict_json(await request.read()))))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/kmapi/v1/ext_keys/ack", ack_endpoint)
+    callback = await start_site(app, "127.0.0.1", 0, testbed.keys.server_context(FOREIGN_KME, minimum=TLS13))
+    keys = fresh_keys(3)
+    try:
+        async with foreign_client(testbed, "GW1") as client:
+            container = ExtKeyContainer(keys, FOREIGN_SAE, ("SAE-R3-A",),
+                                        ack_callback_url=f"{callback.url}/kmapi/v1/ext_keys/ack",
+                                        extension_optional={"E32473_qos_session": "e73d9abe"})
+            assert await client.ext_keys(container) is None  # 202: the acks follow
+            acks = await asyncio.wait_for(received.get(), timeout=10)
+    finally:
+        await callback.stop()
+    assert [(a.ack_status, set(a.key_ids)) for a in acks] == [(AckStatus.RELAYED, {k.key_id for k in keys})]
+    async with testbed.sae("SAE-R3-A") as slave:
+        fetched = await slave.get_key_with_ids(FOREIGN_SAE, [k.key_id for k in keys])
+    assert [(k.key_id, k.key) for k in fetched.keys] == [(k.key_id, k.value) for k in keys]
+
+
+async def test_sync_ext_keys_to_a_local_sae_and_key_id_reuse_fails(testbed: LocalTestbed) -> None:
+    keys = fresh_keys(1)
+    async with foreign_client(testbed, "GW3") as client:
+        acks = await client.ext_keys(ExtKeyContainer(keys, FOREIGN_SAE, ("SAE-R3-B",)))
+        again = await client.ext_keys(ExtKeyContainer(keys, FOREIGN_SAE, ("SAE-R3-B",)))
+    assert acks is not None and acks[0].ack_status is AckStatus.RELAYED
+    assert again is not None and again[0].ack_status is AckStatus.FAILED  # a key_ID enters a store once
+    async with testbed.sae("SAE-R3-B") as slave:
+        assert (await slave.get_key_with_ids(FOREIGN_SAE, [keys[0].key_id])).keys[0].key == keys[0].value
+
+
+async def test_unknown_target_is_refused_with_400_and_nothing_is_kept(testbed: LocalTestbed) -> None:
+    async with foreign_client(testbed, "GW1") as client:
+        with pytest.raises(PeerProblem) as refused:
+            await client.ext_keys(ExtKeyContainer(fresh_keys(1), FOREIGN_SAE, ("NOBODY",)))
+    assert refused.value.status == 400
+    assert refused.value.problem["type"].endswith("/key-routing-error")
+    assert testbed.gateways["GW1"].engine.metrics.hops_sent == 0
+
+
+async def test_void_withdraws_relayed_keys_and_all_confirmation_voids_the_rest(testbed: LocalTestbed) -> None:
+    keys = fresh_keys(3)
+    async with foreign_client(testbed, "GW1") as client:
+        await client.ext_keys(ExtKeyContainer(keys, FOREIGN_SAE, ("SAE-R3-A",)))
+        voided = await client.void(VoidContainer((keys[0].key_id,), FOREIGN_SAE, ("SAE-R3-A",)))
+        rest = await client.void(VoidContainer((), FOREIGN_SAE, ("SAE-R3-A",), all_confirmation=True))
+        nothing_left = await client.void(VoidContainer((keys[0].key_id,), FOREIGN_SAE, ("SAE-R3-A",)))
+    assert voided is not None and [(a.ack_status, a.key_ids) for a in voided] == [(AckStatus.VOIDED,
+                                                                                   (keys[0].key_id,))]
+    assert rest is not None and set(rest[0].key_ids) == {keys[1].key_id, keys[2].key_id}
+    assert nothing_left is not None and nothing_left[0].ack_status is AckStatus.FAILED_TO_VOID
+    async with testbed.sae("SAE-R3-A") as slave:
+        with pytest.raises(KmeError) as gone:
+            await slave.get_key_with_ids(FOREIGN_SAE, [keys[1].key_id])
+    assert gone.value.status == 400
+
+
+async def test_our_gateway_hands_keys_to_another_020_kms_and_collects_its_acks(testbed: LocalTestbed) -> None:
+    """GW1 plays the handing KMS and GW3's 020 surface the receiving one, over real TLS both ways."""
+    gw1 = testbed.gateways["GW1"]
+    keys = [Key(str(uuid.uuid4()), os.urandom(32)) for _ in range(2)]
+    peer = Etsi020Client(testbed.gateways["GW3"].sites["etsi020"].url,
+                         testbed.keys.client_context("GW1", minimum=TLS13))
+    async with peer:
+        result = await gw1.interkms.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
+    assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}
+    async with testbed.sae("SAE-R3-B") as slave:
+        fetched = await slave.get_key_with_ids("SAE-R1-A", [key.key_id for key in keys])
+    assert [k.key for k in fetched.keys] == [k.key for k in keys]
+
+
+async def test_acks_for_keys_we_never_handed_over_are_key_not_present(testbed: LocalTestbed) -> None:
+    async with foreign_client(testbed, "GW1") as client:
+        with pytest.raises(PeerProblem) as refused:
+            await client.post_acks(
+                f"{testbed.gateways['GW1'].sites['etsi020'].url}/kmapi/v1/ext_keys/ack",
+                [AckContainer((str(uuid.uuid4()),), AckStatus.RELAYED, FOREIGN_SAE, ("SAE-R3-A",))],
+            )
+    assert refused.value.status == 400 and refused.value.problem["type"].endswith("/key-not-present")
