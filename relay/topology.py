@@ -49,6 +49,7 @@ class Gateway:
     etsi020_port: int
     grpc_port: int
     host: str = "127.0.0.1"
+    admin_port: int | None = None  # loopback status, health and metrics; none if absent
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def _parse_gateway(item: Any, region_id: str) -> Gateway:
         etsi020_port=_port(item, "etsi020_port"),
         grpc_port=_port(item, "grpc_port"),
         host=str(item.get("host", "127.0.0.1")),
+        admin_port=_port(item, "admin_port") if "admin_port" in item else None,
     )
 
 
@@ -242,7 +244,7 @@ def _check_ports(topology: Topology) -> None:
     """Every listener of the topology runs on one machine in the local testbed, so ports must not clash."""
     ports = [region.redis_port for region in topology.regions]
     ports += [kms.admin_port for kms in topology.kms] + [kme.port for kms in topology.kms for kme in kms.kmes]
-    ports += [p for g in topology.gateways for p in (g.etsi014_port, g.etsi020_port, g.grpc_port)]
+    ports += [p for g in topology.gateways for p in (g.etsi014_port, g.etsi020_port, g.grpc_port, g.admin_port) if p]
     clashes = sorted({port for port in ports if ports.count(port) > 1})
     if clashes:
         raise TopologyError(f"ports used more than once: {', '.join(map(str, clashes))}")

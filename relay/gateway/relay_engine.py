@@ -180,6 +180,13 @@ class RelayEngine:
             raise KeyError(f"the link to {neighbour_id} has no QKD pool")
         return self._lanes[neighbour_id][neighbour.qkd.role]
 
+    def qkd_lanes_of(self, neighbour_id: str) -> list[QkdPool]:
+        """Both lanes of the QKD link to ``neighbour_id`` (none for a pqc-only link)."""
+        return list(self._lanes.get(neighbour_id, {}).values())
+
+    def neighbour_reachable(self, neighbour_id: str) -> bool:
+        return not self._peers[neighbour_id].is_down
+
     # ----- one hop, sending ------------------------------------------------------------------------
 
     async def _forward(

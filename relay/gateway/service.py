@@ -32,6 +32,7 @@ from relay.etsi014.client import Etsi014Client
 from relay.etsi014.server import create_app as create_etsi014_app
 from relay.etsi020.client import Etsi020Client
 from relay.etsi020.server import create_app as create_etsi020_app
+from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.grpc_services import add_services
 from relay.gateway.grpc_tls import server_credentials
@@ -129,6 +130,11 @@ async def start_gateway(
 
     engine = RelayEngine(plan, settings, crypto, peers, lanes, store, TransferLog(backend, keyspace.prefix))
     northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
+    prerelay = None
+    if settings.prerelay:
+        pairs = [(master, slave) for master in plan.local_saes for slave in plan.remote_saes]
+        prerelay = Prerelay(engine, store, pairs, key_size_bytes=settings.key_size_bits // 8,
+                            batch=settings.prerelay_batch, interval_s=settings.prerelay_interval_s)
 
     server = grpc.aio.server()
     add_services(server, engine, receivers, keyring)
@@ -152,6 +158,9 @@ async def start_gateway(
             create_etsi020_app(bridge, ack_client.post_acks), settings.listen_host, plan.gateway.etsi020_port,
             keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
         )
+        if plan.gateway.admin_port is not None:
+            status = GatewayStatus(engine, store, fillers, prerelay)
+            sites["admin"] = await start_site(create_admin_app(status), ADMIN_HOST, plan.gateway.admin_port, None)
     except BaseException:
         for site in sites.values():
             await site.stop()
@@ -160,11 +169,6 @@ async def start_gateway(
             await close()
         raise
 
-    prerelay = None
-    if settings.prerelay:
-        pairs = [(master, slave) for master in plan.local_saes for slave in plan.remote_saes]
-        prerelay = Prerelay(engine, store, pairs, key_size_bytes=settings.key_size_bits // 8,
-                            batch=settings.prerelay_batch, interval_s=settings.prerelay_interval_s)
     tasks = [asyncio.create_task(filler.run(), name=f"qkd-filler-{filler.link_id}") for filler in fillers]
     if prerelay is not None:
         tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))

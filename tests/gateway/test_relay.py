@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from relay.etsi014.client import KmeError
@@ -91,3 +92,17 @@ async def test_a_cut_link_is_routed_around_or_answered_with_503(testbed: LocalTe
             await master.get_key("SAE-R2-A", KeyRequest())
     assert unreachable.value.status == 503
     assert "no working route" in unreachable.value.error.message
+
+
+async def test_admin_status_reports_pool_levels_link_state_and_counters(testbed: LocalTestbed) -> None:
+    admin = testbed.gateways["GW2"].sites["admin"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://{admin.host}:{admin.port}/status") as response:
+            status = await response.json()
+        async with session.get(f"http://{admin.host}:{admin.port}/healthz") as response:
+            assert response.status == 200
+    links = {link["neighbour"]: link for link in status["links"]}
+    assert links["GW3"]["policy"] == "require-qkd" and links["GW1"]["policy"] == "qkd+pqc"
+    assert all(pool["level"] > 0 for pool in links["GW3"]["qkd_pools"])  # filled before the test began
+    assert links["GW1"]["reachable"] and status["relay"]["hops_sent"] == 0
+    assert {pool["name"] for pool in status["ready_pools"]} >= {"ready:SAE-R2-A->SAE-R3-A"}

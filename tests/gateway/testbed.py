@@ -51,7 +51,8 @@ def with_free_ports(document: dict[str, Any]) -> dict[str, Any]:
         (gateway, name)
         for region in document["regions"]
         for gateway in region["gateways"]
-        for name in ("etsi014_port", "etsi020_port", "grpc_port")
+        for name in ("etsi014_port", "etsi020_port", "grpc_port", "admin_port")
+        if name in gateway
     ]
     for (item, name), port in zip(fields, free_ports(len(fields)), strict=True):
         item[name] = port

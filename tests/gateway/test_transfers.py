@@ -1,0 +1,54 @@
+"""The receiver's transfer log against a real Redis: a retried hop is answered, never processed twice."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from relay.gateway.transfers import TransferLog, TransferState
+from relay.pool import PoolUnavailable, RedisBackend, RedisConfig
+from tests.redis_harness import RedisServer
+
+
+@pytest.fixture
+async def backend(private_redis: RedisServer) -> AsyncIterator[RedisBackend]:
+    async with RedisBackend.connect(RedisConfig(private_redis.url)) as connected:
+        yield connected
+
+
+async def test_a_finished_transfer_answers_retries_with_the_same_confirmation(backend: RedisBackend) -> None:
+    log = TransferLog(backend, "t")
+    transfer = os.urandom(16)
+    assert await log.claim(transfer) is None
+    in_flight = await log.claim(transfer)
+    assert in_flight is not None and in_flight.state is TransferState.PENDING
+    await log.finish(transfer, b"\x01confirmation", "GW3")
+    again = await log.claim(transfer)
+    assert again is not None and (again.state, again.confirmation, again.stored_at) == (
+        TransferState.DONE, b"\x01confirmation", "GW3")
+
+
+async def test_an_attempt_interrupted_by_a_crash_is_failed_not_resumed(backend: RedisBackend) -> None:
+    transfer = os.urandom(16)
+    assert await TransferLog(backend, "t").claim(transfer) is None  # that process then dies
+    after_restart = await TransferLog(backend, "t").claim(transfer)
+    assert after_restart is not None and after_restart.state is TransferState.FAILED
+
+
+async def test_a_failed_transfer_stays_failed(backend: RedisBackend) -> None:
+    log = TransferLog(backend, "t")
+    transfer = os.urandom(16)
+    await log.claim(transfer)
+    await log.fail(transfer, "DecryptionFailed")
+    record = await log.claim(transfer)
+    assert record is not None and (record.state, record.reason) == (TransferState.FAILED, "DecryptionFailed")
+
+
+async def test_redis_down_is_reported_as_pool_unavailable(private_redis: RedisServer) -> None:
+    async with RedisBackend.connect(RedisConfig(private_redis.url, retries=0)) as backend:
+        log = TransferLog(backend, "t")
+        private_redis.stop()
+        with pytest.raises(PoolUnavailable):
+            await log.claim(os.urandom(16))
