@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 
 from relay import topology as topology_module
-from relay.demo import run_demo
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
@@ -26,9 +25,16 @@ from relay.kms_sim.service import ADMIN_HOST, start_kms
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
 from relay.pki.provision import provision
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Watermarks
+from relay.testbed.demo import exchange_keys
+from relay.testbed.launcher import TestbedError, TestbedState
+from relay.testbed.launcher import down as testbed_down
+from relay.testbed.launcher import up as testbed_up
+from relay.testbed.status import collect as collect_status
+from relay.testbed.status import render as render_status
 from relay.topology import Topology, TopologyError
 
 DEFAULT_KEYS_ROOT = Path("keys")
+DEFAULT_STATE_DIR = Path(".testbed")
 
 
 class CliError(Exception):
@@ -58,9 +64,21 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="regenerate everything, CA included")
     init.set_defaults(handler=_keys_init)
 
-    demo = commands.add_parser("demo", help="start the topology's vendor KMSs and check every QKD link")
-    _topology_options(demo)
+    demo = commands.add_parser("demo", help="testbed up, SAEs in every pair of regions share keys, testbed down")
+    _testbed_options(demo)
+    demo.add_argument("--keep", action="store_true", help="leave the testbed running afterwards")
     demo.set_defaults(handler=_demo)
+
+    testbed = commands.add_parser("testbed", help="the topology as local processes").add_subparsers(required=True)
+    testbed_up = testbed.add_parser("up", help="start Redis, vendor KMSs and gateways in the background")
+    _testbed_options(testbed_up)
+    testbed_up.set_defaults(handler=_testbed_up)
+    testbed_status = testbed.add_parser("status", help="processes, QKD links, relay links and pools")
+    _testbed_options(testbed_status)
+    testbed_status.set_defaults(handler=_testbed_status)
+    testbed_down = testbed.add_parser("down", help="stop every process of the testbed")
+    _testbed_options(testbed_down)
+    testbed_down.set_defaults(handler=_testbed_down)
 
     kms_sim = commands.add_parser("kms-sim", help="simulated vendor KMS (ETSI 014 over mutual TLS)")
     kms_commands = kms_sim.add_subparsers(required=True)
@@ -130,6 +148,13 @@ def _topology_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys", type=Path, default=DEFAULT_KEYS_ROOT, help="key directory root (default: keys)")
 
 
+def _testbed_options(parser: argparse.ArgumentParser) -> None:
+    _topology_options(parser)
+    parser.add_argument("--state", type=Path, default=DEFAULT_STATE_DIR,
+                        help="where process records, logs and Redis data live (default: %(default)s)")
+    parser.add_argument("--no-prerelay", action="store_true", help="gateways relay on demand only")
+
+
 def _admin_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", type=Path, help="topology YAML (default: the embedded three-region one)")
     parser.add_argument("--kms", required=True, help="vendor KMS ID from the topology")
@@ -153,13 +178,55 @@ def _keys_init(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     topology = _load_topology(args.topology)
-    report = provision(topology, args.keys)
-    print(f"certificates in {report.directory.root} ({len(report.created)} created)")
-    checks = asyncio.run(run_demo(topology, report.directory))
-    for check in checks:
-        verdict = "identical key" if check.identical else "KEYS DIFFER"
-        print(f"{check.qkd_link}: {check.master} -> {check.slave} key_ID {check.key_id}: {verdict}")
-    return 0 if all(check.identical for check in checks) else 1
+    state = _start_testbed(args, topology)
+    try:
+        exchanges = asyncio.run(exchange_keys(topology, state, KeyDirectory(args.keys / topology.name)))
+        for exchange in exchanges:
+            verdict = "identical key" if exchange.identical else "KEYS DIFFER"
+            print(f"{exchange.master} -> {exchange.slave}: key_ID {exchange.key_id}: {verdict} "
+                  f"({exchange.latency_ms:.0f} ms)")
+        print()
+        _print_status(topology, args.state)
+    finally:
+        if not args.keep:
+            print(f"\nstopped: {', '.join(testbed_down(args.state))}")
+    return 0 if all(exchange.identical for exchange in exchanges) else 1
+
+
+def _testbed_up(args: argparse.Namespace) -> int:
+    _start_testbed(args, _load_topology(args.topology))
+    print("\n`qkd-relay testbed status` shows links and pools; `qkd-relay testbed down` stops everything")
+    return 0
+
+
+def _start_testbed(args: argparse.Namespace, topology: Topology) -> TestbedState:
+    options = ["--no-prerelay"] if args.no_prerelay else []
+    try:
+        state = testbed_up(topology, args.topology, args.keys, args.state, options)
+    except TestbedError as exc:
+        raise CliError(str(exc)) from None
+    print(f"testbed {topology.name} is up (state in {args.state}, logs in {args.state / 'logs'}):")
+    for service in state.services:
+        print(f"  {service.name:<14} " + "  ".join(f"{what} {where}" for what, where in service.listens.items()))
+    return state
+
+
+def _testbed_status(args: argparse.Namespace) -> int:
+    return _print_status(_load_topology(args.topology), args.state)
+
+
+def _print_status(topology: Topology, state_dir: Path) -> int:
+    state = TestbedState.load(state_dir)
+    if state is None:
+        raise CliError(f"no testbed recorded in {state_dir}; start one with `qkd-relay testbed up`")
+    print(render_status(topology, state, asyncio.run(collect_status(topology, state))))
+    return 0
+
+
+def _testbed_down(args: argparse.Namespace) -> int:
+    stopped = testbed_down(args.state)
+    print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing was running from {args.state}")
+    return 0
 
 
 def _kms_sim_run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ it needs no client certificate, like the vendor KMS simulator's admin listener.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -21,8 +22,11 @@ ADMIN_HOST = "127.0.0.1"
 
 class GatewayStatus:
     def __init__(
-        self, engine: RelayEngine, store: RelayedKeyStore, fillers: list[QkdFiller], prerelay: Prerelay | None
+        self, engine: RelayEngine, store: RelayedKeyStore, fillers: list[QkdFiller], prerelay: Prerelay | None,
+        *, qkd_key_bits: int,
     ) -> None:
+        self._started = time.monotonic()
+        self._qkd_key_bits = qkd_key_bits
         self._engine = engine
         self._plan: GatewayPlan = engine.plan
         self._store = store
@@ -45,6 +49,8 @@ class GatewayStatus:
         ready = await pool_status(self._store.ready_gauge(m, s) for m, s in pairs)
         return {
             "gateway": self._plan.id,
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "qkd_key_bits": self._qkd_key_bits,
             "links": links,
             "ready_pools": [asdict(s) for s in ready],
             "relay": asdict(self._engine.metrics),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relay.gateway.errors import RelayFailed
-from relay.gateway.relay_engine import RelayEngine
+from relay.gateway.relay_engine import RelayEngine, new_key
 from relay.pool import PoolError, RelayedKeyStore
 
 log = logging.getLogger(__name__)
@@ -64,27 +64,43 @@ class Prerelay:
         return sum(added)
 
     async def _top_up(self, pair: tuple[str, str]) -> int:
+        """Relay what the pair lacks (at most one batch); keys that made it are kept even if others failed,
+        since each one already spent QKD key on every hop."""
         if self._skip.get(pair, 0) > 0:
             self._skip[pair] -= 1
             return 0
         master, slave = pair
-        watermarks = self._store.settings.ready_watermarks
         try:
-            missing = watermarks.deficit(await self._store.ready_level(master, slave))
-            if missing == 0:
-                return 0
-            keys = await self._engine.relay_new_keys(master, slave, min(missing, self._batch), self._key_size)
-            try:
-                stored = await self._store.put_ready(master, slave, keys)
-            except PoolError:
-                self._engine.void_later(master, slave, [key.key_id for key in keys])  # never reach the master
-                raise
-        except (RelayFailed, PoolError) as exc:
-            failures = self._failures[pair] = self._failures.get(pair, 0) + 1
-            self._skip[pair] = min(2**failures, MAX_BACKOFF_ROUNDS)
-            self.metrics.failures += 1
-            log.info("pre-relay %s -> %s paused for %d rounds: %s", master, slave, self._skip[pair], exc)
+            missing = self._store.settings.ready_watermarks.deficit(await self._store.ready_level(master, slave))
+        except PoolError as exc:
+            return self._failed(pair, exc)
+        if missing == 0:
             return 0
-        self._failures.pop(pair, None)
-        self.metrics.keys_prerelayed += len(stored)
-        return len(stored)
+        keys = [new_key(self._key_size) for _ in range(min(missing, self._batch))]
+        outcomes = await asyncio.gather(
+            *(self._engine.relay_key(master, slave, key, no_degrade=True) for key in keys), return_exceptions=True
+        )
+        relayed = [key for key, outcome in zip(keys, outcomes, strict=True) if outcome is None]
+        failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if relayed:
+            try:
+                stored = await self._store.put_ready(master, slave, relayed)
+            except PoolError as exc:
+                self._engine.void_later(master, slave, [key.key_id for key in relayed])  # never reach the master
+                return self._failed(pair, exc)
+            self.metrics.keys_prerelayed += len(stored)
+        if failure is not None:
+            if not isinstance(failure, (RelayFailed, PoolError)):
+                raise failure
+            self._failed(pair, failure)
+        else:
+            self._failures.pop(pair, None)
+        return len(relayed)
+
+    def _failed(self, pair: tuple[str, str], exc: Exception) -> int:
+        """Back off exponentially: a pair that cannot relay must not keep claiming scarce QKD key."""
+        failures = self._failures[pair] = self._failures.get(pair, 0) + 1
+        self._skip[pair] = min(2**failures, MAX_BACKOFF_ROUNDS)
+        self.metrics.failures += 1
+        log.info("pre-relay %s -> %s paused for %d rounds: %s", *pair, self._skip[pair], exc)
+        return 0

@@ -61,6 +61,11 @@ _RETRY_PAUSE_S = 0.1
 MAX_SAE_ID_LENGTH = 64  # ETSI 020's bound, the stricter of 014 and 020
 
 
+def new_key(size_bytes: int) -> Key:
+    """A fresh end-to-end key and its key_ID (a random UUID, as 014 and 020 expect)."""
+    return Key(str(uuid.uuid4()), os.urandom(size_bytes))
+
+
 @dataclass
 class RelayMetrics:
     keys_relayed: int = 0  # end-to-end, originated here
@@ -110,11 +115,16 @@ class RelayEngine:
     # ----- originating side -------------------------------------------------------------------------
 
     async def relay_new_keys(
-        self, initiator: str, target: str, number: int, size_bytes: int, extension_json: str = ""
+        self, initiator: str, target: str, number: int, size_bytes: int, extension_json: str = "",
+        *, no_degrade: bool = False,
     ) -> list[Key]:
-        """``number`` fresh keys shared with ``target``, each relayed end to end; all of them or none."""
+        """``number`` fresh keys shared with ``target``, each relayed end to end; all of them or none.
+
+        ``no_degrade`` forbids sealing qkd+pqc hops pqc-only when QKD key runs out (see the proto).
+        """
         outcomes = await asyncio.gather(
-            *(self._relay_fresh_key(initiator, target, size_bytes, extension_json) for _ in range(number)),
+            *(self._relay_fresh_key(initiator, target, size_bytes, extension_json, no_degrade)
+              for _ in range(number)),
             return_exceptions=True,
         )
         keys = [outcome for outcome in outcomes if isinstance(outcome, Key)]
@@ -125,12 +135,14 @@ class RelayEngine:
             raise failures[0]
         return keys
 
-    async def _relay_fresh_key(self, initiator: str, target: str, size_bytes: int, extension_json: str) -> Key:
+    async def _relay_fresh_key(
+        self, initiator: str, target: str, size_bytes: int, extension_json: str, no_degrade: bool
+    ) -> Key:
         """Each attempt uses a new key and key_ID: the SAE never saw the failed one, which is voided."""
         for attempt in range(1, self._settings.relay_attempts + 1):
-            key = Key(str(uuid.uuid4()), os.urandom(size_bytes))
+            key = new_key(size_bytes)
             try:
-                await self.relay_key(initiator, target, key, extension_json)
+                await self.relay_key(initiator, target, key, extension_json, no_degrade=no_degrade)
                 return key
             except RelayFailed as failure:
                 if not failure.retryable or attempt == self._settings.relay_attempts:
@@ -138,7 +150,9 @@ class RelayEngine:
                 log.info("relay of a key for %s -> %s failed (%s); retrying", initiator, target, failure)
         raise AssertionError("unreachable: the last attempt re-raises")
 
-    async def relay_key(self, initiator: str, target: str, key: Key, extension_json: str = "") -> None:
+    async def relay_key(
+        self, initiator: str, target: str, key: Key, extension_json: str = "", *, no_degrade: bool = False
+    ) -> None:
         """Relay ``key`` to ``target``'s gateway and store it there; returns once it is stored."""
         target_gateway = self._home_of(target)
         if target_gateway == self.plan.id:
@@ -150,7 +164,7 @@ class RelayEngine:
         started = time.perf_counter()
         try:
             await self._forward(transfer_id, route.gateways, 0, initiator, target, key, extension_json,
-                                self._settings.hop_timeout_s)
+                                self._settings.hop_timeout_s, no_degrade)
         except QkdExhausted:
             self.metrics.relay_failures += 1
             raise  # refused before the last hop was sent: nothing to void
@@ -191,7 +205,7 @@ class RelayEngine:
 
     async def _forward(
         self, transfer_id: bytes, path: Sequence[str], hop: int, initiator: str, target: str, key: Key,
-        extension_json: str, timeout_s: float,
+        extension_json: str, timeout_s: float, no_degrade: bool,
     ) -> str:
         """Send hop ``hop`` (this gateway is ``path[hop]``); returns the gateway storing the key."""
         peer = self._peers[path[hop + 1]]
@@ -201,7 +215,7 @@ class RelayEngine:
             raise self._peer_failure(peer, exc) from None
         except TrustError as exc:
             raise RelayFailed(f"{peer.id} sent an encapsulation key we cannot trust: {exc}", retryable=False) from exc
-        mode, qkd_key = await self._hop_protection(peer.neighbour)
+        mode, qkd_key = await self._hop_protection(peer.neighbour, no_degrade)
         pending = seal_hop(
             key.key,
             route=HopRoute(transfer_id, hop, key.key_id),
@@ -215,6 +229,7 @@ class RelayEngine:
         request = pb.RelayKeyRequest(
             transfer_id=transfer_id, path=list(path), hop=hop, initiator_sae_id=initiator,
             target_sae_ids=[target], sealed_hop=pending.message.to_bytes(), extension_optional_json=extension_json,
+            no_degrade=no_degrade,
         )
         self.metrics.hops_sent += 1
         deadline = time.monotonic() + timeout_s
@@ -236,18 +251,18 @@ class RelayEngine:
             return answer.stored_at
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _hop_protection(self, neighbour: Neighbour) -> tuple[HopMode, QkdKey | None]:
+    async def _hop_protection(self, neighbour: Neighbour, no_degrade: bool) -> tuple[HopMode, QkdKey | None]:
         if neighbour.policy is LinkPolicy.PQC_ONLY or neighbour.qkd is None:
             return HopMode.PQC_ONLY, None
         lane = self.qkd_lane(neighbour.id)
         try:
             qkd_key = await lane.take_any()
         except PoolEmpty:
-            if neighbour.policy is LinkPolicy.REQUIRE_QKD:
+            if neighbour.policy is LinkPolicy.REQUIRE_QKD or no_degrade:
                 self.metrics.qkd_exhausted += 1
+                why = "its policy is require-qkd" if neighbour.policy is LinkPolicy.REQUIRE_QKD else "pre-relay waits"
                 raise QkdExhausted(
-                    f"QKD key on link {neighbour.qkd.link_id} ({self.plan.id}-{neighbour.id}) is exhausted "
-                    "and its policy is require-qkd"
+                    f"QKD key on link {neighbour.qkd.link_id} ({self.plan.id}-{neighbour.id}) is exhausted and {why}"
                 ) from None
             self.metrics.qkd_fallbacks += 1
             log.warning("QKD pool of link %s is empty: this hop to %s is sealed pqc-only (policy qkd+pqc)",
@@ -322,7 +337,7 @@ class RelayEngine:
         else:
             budget = self._settings.hop_timeout_s if time_left_s is None else max(0.05, time_left_s - 0.1)
             stored_at = await self._forward(request.transfer_id, path, hop + 1, request.initiator_sae_id, target,
-                                            key, request.extension_optional_json, budget)
+                                            key, request.extension_optional_json, budget, request.no_degrade)
         return pb.RelayKeyResponse(key_confirmation=opened.confirmation, stored_at=stored_at)
 
     async def _received_qkd_key(self, neighbour: Neighbour, key_id: str) -> bytes:

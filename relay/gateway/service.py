@@ -159,7 +159,8 @@ async def start_gateway(
             keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
         )
         if plan.gateway.admin_port is not None:
-            status = GatewayStatus(engine, store, fillers, prerelay)
+            status = GatewayStatus(engine, store, fillers, prerelay,
+                                   qkd_key_bits=settings.qkd_pool.key_size_bits)
             sites["admin"] = await start_site(create_admin_app(status), ADMIN_HOST, plan.gateway.admin_port, None)
     except BaseException:
         for site in sites.values():

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RelayKeyRequest(_message.Message):
-    __slots__ = ("transfer_id", "path", "hop", "initiator_sae_id", "target_sae_ids", "sealed_hop", "extension_optional_json")
+    __slots__ = ("transfer_id", "path", "hop", "initiator_sae_id", "target_sae_ids", "sealed_hop", "extension_optional_json", "no_degrade")
     TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     HOP_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class RelayKeyRequest(_message.Message):
     TARGET_SAE_IDS_FIELD_NUMBER: _ClassVar[int]
     SEALED_HOP_FIELD_NUMBER: _ClassVar[int]
     EXTENSION_OPTIONAL_JSON_FIELD_NUMBER: _ClassVar[int]
+    NO_DEGRADE_FIELD_NUMBER: _ClassVar[int]
     transfer_id: bytes
     path: _containers.RepeatedScalarFieldContainer[str]
     hop: int
@@ -22,7 +23,8 @@ class RelayKeyRequest(_message.Message):
     target_sae_ids: _containers.RepeatedScalarFieldContainer[str]
     sealed_hop: bytes
     extension_optional_json: str
-    def __init__(self, transfer_id: _Optional[bytes] = ..., path: _Optional[_Iterable[str]] = ..., hop: _Optional[int] = ..., initiator_sae_id: _Optional[str] = ..., target_sae_ids: _Optional[_Iterable[str]] = ..., sealed_hop: _Optional[bytes] = ..., extension_optional_json: _Optional[str] = ...) -> None: ...
+    no_degrade: bool
+    def __init__(self, transfer_id: _Optional[bytes] = ..., path: _Optional[_Iterable[str]] = ..., hop: _Optional[int] = ..., initiator_sae_id: _Optional[str] = ..., target_sae_ids: _Optional[_Iterable[str]] = ..., sealed_hop: _Optional[bytes] = ..., extension_optional_json: _Optional[str] = ..., no_degrade: _Optional[bool] = ...) -> None: ...
 
 class RelayKeyResponse(_message.Message):
     __slots__ = ("key_confirmation", "stored_at")

@@ -1,0 +1,1 @@
+"""The topology as local processes: launcher, status, demo."""

@@ -1,0 +1,62 @@
+"""``qkd-relay demo``: the testbed up, SAEs in different regions obtaining the same keys, a status screen.
+
+For each pair of regions, the first SAE of one asks its gateway for a key naming the first SAE of the
+other (``enc_keys``), which then fetches it by key_ID from its own gateway (``dec_keys``); the demo
+compares the bytes. The first requests wait for the QKD fillers to pull key from the vendor KMSs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from itertools import combinations
+
+from relay.etsi014.client import Etsi014Client, KmeError, KmeUnreachable
+from relay.etsi014.models import KeyContainer, KeyRequest
+from relay.pki.layout import KeyDirectory
+from relay.testbed.launcher import TestbedState
+from relay.topology import Topology
+
+FIRST_KEY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Exchange:
+    master: str
+    slave: str
+    key_id: str
+    identical: bool
+    latency_ms: float
+
+
+async def exchange_keys(topology: Topology, state: TestbedState, keys: KeyDirectory) -> list[Exchange]:
+    gateways = {s.name: s.listens["etsi014"] for s in state.services if s.kind == "gateway"}
+    first_sae = {}
+    for sae in topology.saes:
+        first_sae.setdefault(sae.gateway, sae.id)
+    exchanges = []
+    for master_gw, slave_gw in combinations(sorted(first_sae), 2):
+        master, slave = first_sae[master_gw], first_sae[slave_gw]
+        async with (
+            Etsi014Client(gateways[master_gw], keys.client_context(master)) as master_client,
+            Etsi014Client(gateways[slave_gw], keys.client_context(slave)) as slave_client,
+        ):
+            started = time.perf_counter()
+            issued = (await _first_key(master_client, slave)).keys[0]
+            latency_ms = (time.perf_counter() - started) * 1000
+            fetched = (await slave_client.get_key_with_ids(master, [issued.key_id])).keys[0]
+        exchanges.append(Exchange(master, slave, issued.key_id, fetched.key == issued.key, latency_ms))
+    return exchanges
+
+
+async def _first_key(client: Etsi014Client, slave: str) -> KeyContainer:
+    """Right after start-up the QKD pools are still filling: retry 503s for a while."""
+    deadline = time.monotonic() + FIRST_KEY_TIMEOUT_S
+    while True:
+        try:
+            return await client.get_key(slave, KeyRequest())
+        except (KmeError, KmeUnreachable) as exc:
+            if isinstance(exc, KmeError) and exc.status != 503 or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)

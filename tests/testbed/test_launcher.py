@@ -1,0 +1,45 @@
+"""``testbed up|status|down`` with real processes: private Redis servers, KMS simulators, gateways."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import yaml
+
+from relay import topology as topology_module
+from relay.pki.layout import KeyDirectory
+from relay.testbed.demo import exchange_keys
+from relay.testbed.launcher import TestbedError, TestbedState, down, is_alive, up
+from relay.testbed.status import collect, render
+from tests.gateway.testbed import default_document, with_free_ports
+
+
+def test_up_relays_keys_reports_status_and_down_stops_everything(tmp_path: Path) -> None:
+    topology_file = tmp_path / "topology.yaml"
+    topology_file.write_text(yaml.safe_dump(with_free_ports(default_document())))
+    topology = topology_module.load(topology_file)
+    state_dir = tmp_path / "state"
+    state = up(topology, topology_file, tmp_path / "keys", state_dir)
+    try:
+        assert {s.kind for s in state.services} == {"redis", "kms", "gateway"} and len(state.services) == 8
+        assert all(is_alive(s.pid) for s in state.services)
+        try:
+            up(topology, topology_file, tmp_path / "keys", state_dir)
+            raise AssertionError("a second up must be refused")
+        except TestbedError as refused:
+            assert "already running" in str(refused)
+        keys = KeyDirectory(tmp_path / "keys" / topology.name)
+        exchanges = asyncio.run(exchange_keys(topology, state, keys))
+        assert [(e.master, e.slave, e.identical) for e in exchanges] == [
+            ("SAE-R1-A", "SAE-R2-A", True), ("SAE-R1-A", "SAE-R3-A", True), ("SAE-R2-A", "SAE-R3-A", True)]
+        recorded = TestbedState.load(state_dir)
+        assert recorded is not None
+        screen = render(topology, recorded, asyncio.run(collect(topology, recorded)))
+        assert "8/8 processes running" in screen
+        assert "QKD-GW2-GW3" in screen and "require-qkd" in screen and "admin unreachable" not in screen
+    finally:
+        stopped = down(state_dir)
+    assert sorted(stopped) == sorted(s.name for s in state.services)
+    assert not any(is_alive(s.pid) for s in state.services)
+    assert down(state_dir) == []
