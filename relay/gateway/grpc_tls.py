@@ -36,8 +36,14 @@ def channel_credentials(keys: KeyDirectory, gateway_id: str) -> grpc.ChannelCred
     )
 
 
+# gRPC's default reconnect backoff starts at 1 s and grows to 120 s; a neighbour that restarts would then
+# be refused for far longer than it is down. Short and capped, the channel retries about every second.
+RECONNECT_BACKOFF_MS = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reconnect_backoff_ms": 100,
+                        "grpc.max_reconnect_backoff_ms": 1000}
+
+
 def channel_options() -> list[tuple[str, str | int]]:
-    return [("grpc.ssl_target_name_override", TLS_SERVER_NAME)]
+    return [("grpc.ssl_target_name_override", TLS_SERVER_NAME), *RECONNECT_BACKOFF_MS.items()]
 
 
 def peer_gateway_id(context: grpc.aio.ServicerContext) -> str | None:

@@ -1,0 +1,281 @@
+"""The three-region testbed as real processes: per region a private ``redis-server``, the two vendor KMS
+simulators (``qkd-relay kms-sim run``) and the three gateways (``qkd-relay gateway run``).
+
+Everything runs from one topology YAML with free ports, written to the testbed's directory. Each process
+writes stdout and stderr to files there (appended across restarts), and :meth:`ProcessTestbed.logs`
+gives their tails for failure reports. :meth:`ProcessTestbed.stop` kills whatever is still running and
+is safe to call twice; children also get ``PR_SET_PDEATHSIG`` so that none outlives a killed pytest.
+Process control is synchronous; from a running event loop use :meth:`ProcessTestbed.restart_async`, so
+the loop keeps serving in-flight requests while the process starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from relay import topology as topology_module
+from relay.etsi014.client import Etsi014Client, KmeError, KmeUnreachable
+from relay.etsi014.models import KeyRequest
+from relay.pki.layout import KeyDirectory
+from relay.topology import Topology
+from tests.gateway.testbed import default_document, with_free_ports
+from tests.redis_harness import RedisServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+QKD_RELAY = [sys.executable, "-m", "relay.cli"]
+READY_TIMEOUT_S = 20.0
+LOG_TAIL_LINES = 80
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def cli(*args: str | Path, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """One ``qkd-relay`` command run to completion (``keys init``, ``kms-sim set-qber``...)."""
+    return subprocess.run([*QKD_RELAY, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+
+
+class ProcessFailed(RuntimeError):
+    """A process exited or did not report readiness in time; the message ends with its stderr tail."""
+
+
+@dataclass
+class ManagedProcess:
+    """One long-running ``qkd-relay`` process; ``ready_marker`` is the stdout line fragment saying it serves."""
+
+    name: str
+    command: list[str]
+    directory: Path
+    ready_marker: str
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    starts: int = 0
+    _ready_from: int = field(default=0, repr=False)  # stdout offset where the current start's output begins
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.directory / f"{self.name}.out"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.directory / f"{self.name}.err"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        self.starts += 1
+        banner = f"===== start {self.starts}: {' '.join(self.command)}\n".encode()
+        self._ready_from = self.stdout_path.stat().st_size if self.stdout_path.exists() else 0
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            err.write(banner)
+            err.flush()
+            self.process = subprocess.Popen(
+                self.command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent,
+            )
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until this start printed ``ready_marker``; raise if the process died or took too long."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with open(self.stdout_path, "rb") as out:
+                out.seek(self._ready_from)
+                if self.ready_marker.encode() in out.read():
+                    return
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise ProcessFailed(f"{self.name} exited ({code}) before it was ready\n{self.stderr_tail()}")
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"{self.name} not ready after {timeout_s:.0f} s\n{self.stderr_tail()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a crash."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+        if process is not None:
+            process.wait(timeout=10)
+
+    def stderr_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        if not self.stderr_path.exists():
+            return f"({self.stderr_path} does not exist)"
+        text = self.stderr_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+
+class ProcessTestbed:
+    """The whole topology as processes. ``gateway_options`` / ``kms_options`` are extra CLI arguments."""
+
+    def __init__(
+        self, directory: Path, keys_root: Path, *, gateway_options: Sequence[str] = (),
+        kms_options: Sequence[str] = (),
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.topology_path = directory / "topology.yaml"
+        self.topology_path.write_text(yaml.safe_dump(with_free_ports(default_document()), sort_keys=False))
+        self.topology: Topology = topology_module.load(self.topology_path)
+        self.keys = KeyDirectory(keys_root / self.topology.name)
+        self.redis = {
+            region.id: RedisServer(directory / f"redis-{region.id}", port=region.redis_port)
+            for region in self.topology.regions
+        }
+        common = ["--topology", str(self.topology_path), "--keys", str(keys_root)]
+        self.processes: dict[str, ManagedProcess] = {}
+        for vendor in self.topology.kms:
+            command = [*QKD_RELAY, "kms-sim", "run", "--kms", vendor.id, *common, *kms_options]
+            self.processes[vendor.id] = ManagedProcess(vendor.id, command, directory, "admin at")
+        for gateway in self.topology.gateways:
+            command = [*QKD_RELAY, "gateway", "run", "--id", gateway.id, *common, *gateway_options]
+            self.processes[gateway.id] = ManagedProcess(gateway.id, command, directory, "gRPC at")
+
+    # ----- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Redis first, then every KMS and gateway at once (they start in parallel), then wait for all."""
+        try:
+            for server in self.redis.values():
+                server.start()
+            for process in self.processes.values():
+                process.start()
+            for process in self.processes.values():
+                process.wait_ready()
+            self.wait_settled()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_settled(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until every QKD link's master gateway logged its own lane filled.
+
+        The master stores keys in the lane it sends with only once the slave gateway accepted them over
+        gRPC, so this also says each gateway reaches its QKD neighbour. Until then a first relay can meet a
+        channel still backing off from a connection attempt made before its peer listened; the gateway
+        would then rightly avoid that link for a while, and a test would not exercise the route it means to.
+        """
+        deadline = time.monotonic() + timeout_s
+        for link in self.topology.qkd_links:
+            master = self.processes[link.endpoints[0].sae]  # the first endpoint of a QKD link is its master
+            alarm_cleared = f"QKD pool qkd:{link.id}:master-sends is ok"
+            while alarm_cleared not in master.stderr_text():
+                if not master.running:
+                    raise ProcessFailed(f"{master.name} exited while starting\n{master.stderr_tail()}")
+                if time.monotonic() > deadline:
+                    raise ProcessFailed(f"{master.name} never logged {alarm_cleared!r}\n{master.stderr_tail()}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.kill()
+        for server in self.redis.values():
+            server.kill()
+
+    def kill(self, name: str) -> None:
+        self.processes[name].kill()
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again with the very same command (ports, options) and wait until it serves."""
+        process = self.processes[name]
+        process.start()
+        process.wait_ready()
+
+    async def restart_async(self, name: str) -> None:
+        """:meth:`restart` from a running event loop, which keeps serving while the process starts.
+
+        The process is started from the loop's own thread: ``PR_SET_PDEATHSIG`` ties a child to the thread
+        that forked it, and an executor thread may exit long before the test ends.
+        """
+        process = self.processes[name]
+        process.start()
+        await asyncio.to_thread(process.wait_ready)
+
+    # ----- clients and diagnostics ----------------------------------------------------------------------
+
+    def gateway_url(self, gateway_id: str) -> str:
+        gateway = next(g for g in self.topology.gateways if g.id == gateway_id)
+        return f"https://{gateway.host}:{gateway.etsi014_port}"
+
+    def sae(self, sae_id: str, *, timeout_s: float = 10.0) -> Etsi014Client:
+        """An ETSI 014 client for ``sae_id`` (its own certificate) talking to its home gateway."""
+        home = next(sae.gateway for sae in self.topology.saes if sae.id == sae_id)
+        return Etsi014Client(self.gateway_url(home), self.keys.client_context(sae_id), timeout_s=timeout_s)
+
+    def admin_url(self, kms_id: str) -> str:
+        return f"http://127.0.0.1:{self.topology.vendor_kms(kms_id).admin_port}"
+
+    def logs(self) -> str:
+        """Tail of every process's stderr, for failure reports."""
+        parts = []
+        for process in self.processes.values():
+            state = "running" if process.running else "not running"
+            parts.append(f"----- {process.name} ({state}, {process.stderr_path})\n{process.stderr_tail()}")
+        return "\n".join(parts)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return cli(*args, "--topology", str(self.topology_path))
+
+
+async def wait_until(check: Callable[[], object], *, timeout_s: float, interval_s: float = 0.2,
+                     what: str = "condition") -> None:
+    """Poll a coroutine function or plain callable until it returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        last = result
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"{what}: not reached within {timeout_s:.0f} s (last: {last!r})")
+
+
+async def round_trip(testbed: ProcessTestbed, master: str, slave: str, *, timeout_s: float = 20.0) -> float:
+    """Retry master enc_keys -> slave dec_keys until one key goes through intact; returns the seconds it took.
+
+    Right after start the QKD fillers have not filled the lanes yet (``require-qkd`` answers 503) and a
+    peer may still be starting; anything other than 503 or an unreachable gateway fails at once.
+    """
+    started = time.monotonic()
+    failures: list[str] = []
+    async with testbed.sae(master) as master_client, testbed.sae(slave) as slave_client:
+        while time.monotonic() - started < timeout_s:
+            try:
+                issued = await master_client.get_key(slave, KeyRequest(number=1))
+            except KmeError as exc:
+                if exc.status != 503:
+                    raise
+                failures.append(str(exc))
+            except KmeUnreachable as exc:
+                failures.append(str(exc))
+            else:
+                fetched = await slave_client.get_key_with_ids(master, [issued.keys[0].key_id])
+                assert fetched.keys == issued.keys
+                return time.monotonic() - started
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"no key from {master} to {slave} within {timeout_s:.0f} s; last: {failures[-3:]}")
