@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from relay.crypto.identity import PRIVATE_SUFFIX, PUBLIC_SUFFIX
-from relay.topology import Gateway, Topology
+from relay.topology import Gateway, Topology, TopologyError
 
 COMPOSE_FILE = "docker-compose.yml"
 TOPOLOGY_FILE = "topology.yaml"
@@ -55,7 +55,7 @@ HEALTHCHECK_TIMING = {"interval": "5s", "timeout": "5s", "retries": 12, "start_p
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # a Compose service/network/volume name and a DNS name
 
 
-class ComposeError(ValueError):
+class ComposeError(TopologyError):
     """The topology cannot be expressed as a compose file (names that are not valid DNS names, clashes)."""
 
 

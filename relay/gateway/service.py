@@ -145,7 +145,7 @@ async def start_gateway(
         raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
     await server.start()
     sites: dict[str, RunningSite] = {}
-    own_020_url = f"https://{settings.listen_host}:{plan.gateway.etsi020_port}"
+    own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
     ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
     closers.append(ack_client.close)
     bridge = InterKmsBridge(engine, own_020_url)
