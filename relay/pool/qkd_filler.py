@@ -136,9 +136,10 @@ class QkdFiller:
         if not key_ids:
             return []
         try:
-            accepted = await asyncio.wait_for(
-                self._announcer.announce(self.link_id, sender, key_ids), self._settings.announce_timeout_s
-            )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives
+            # as the announcement completes, and the filler task would then never stop.
+            async with asyncio.timeout(self._settings.announce_timeout_s):
+                accepted = await self._announcer.announce(self.link_id, sender, key_ids)
         except Exception as exc:  # any transport failure: the filler must keep running
             self.metrics.announce_errors += 1
             log.warning("link %s: announcing %d keys failed: %r", self.link_id, len(key_ids), exc)
