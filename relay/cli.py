@@ -16,12 +16,14 @@ from typing import Any
 import aiohttp
 
 from relay import topology as topology_module
+from relay.compose import check_compose, write_compose
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
 from relay.gateway.service import start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
 from relay.kms_sim.service import ADMIN_HOST, start_kms
+from relay.loadtest import command as loadtest_command
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
 from relay.pki.provision import provision
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Watermarks
@@ -35,6 +37,7 @@ from relay.topology import Topology, TopologyError
 
 DEFAULT_KEYS_ROOT = Path("keys")
 DEFAULT_STATE_DIR = Path(".testbed")
+DEFAULT_COMPOSE_DIR = Path("compose")
 
 
 class CliError(Exception):
@@ -69,6 +72,17 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the testbed running afterwards")
     demo.set_defaults(handler=_demo)
 
+    compose = commands.add_parser("compose", help="docker-compose files rendered from the topology")
+    compose_commands = compose.add_subparsers(required=True)
+    for name, help_text, handler in (
+        ("render", "write docker-compose.yml and the container topology", _compose_render),
+        ("check", "fail if the files differ from a fresh render", _compose_check),
+    ):
+        command = compose_commands.add_parser(name, help=help_text)
+        _topology_options(command)
+        command.add_argument("--dir", type=Path, default=DEFAULT_COMPOSE_DIR, help="default: %(default)s")
+        command.set_defaults(handler=handler)
+
     testbed = commands.add_parser("testbed", help="the topology as local processes").add_subparsers(required=True)
     testbed_up = testbed.add_parser("up", help="start Redis, vendor KMSs and gateways in the background")
     _testbed_options(testbed_up)
@@ -79,6 +93,11 @@ def _build_parser() -> argparse.ArgumentParser:
     testbed_down = testbed.add_parser("down", help="stop every process of the testbed")
     _testbed_options(testbed_down)
     testbed_down.set_defaults(handler=_testbed_down)
+
+    loadtest = commands.add_parser("loadtest", help="concurrent SAEs against the gateways: latency percentiles, "
+                                   "throughput, errors, QKD spent; CSV, JSON and PNG plots")
+    loadtest_command.add_arguments(loadtest, state_dir=DEFAULT_STATE_DIR, keys_root=DEFAULT_KEYS_ROOT)
+    loadtest.set_defaults(handler=_loadtest)
 
     kms_sim = commands.add_parser("kms-sim", help="simulated vendor KMS (ETSI 014 over mutual TLS)")
     kms_commands = kms_sim.add_subparsers(required=True)
@@ -193,6 +212,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if all(exchange.identical for exchange in exchanges) else 1
 
 
+def _compose_render(args: argparse.Namespace) -> int:
+    for path in write_compose(_load_topology(args.topology), args.dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def _compose_check(args: argparse.Namespace) -> int:
+    differences = check_compose(_load_topology(args.topology), args.dir)
+    for difference in differences:
+        print(difference)
+    if differences:
+        print("run `qkd-relay compose render` to regenerate", file=sys.stderr)
+        return 1
+    print(f"{args.dir} matches the topology")
+    return 0
+
+
 def _testbed_up(args: argparse.Namespace) -> int:
     _start_testbed(args, _load_topology(args.topology))
     print("\n`qkd-relay testbed status` shows links and pools; `qkd-relay testbed down` stops everything")
@@ -227,6 +263,13 @@ def _testbed_down(args: argparse.Namespace) -> int:
     stopped = testbed_down(args.state)
     print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing was running from {args.state}")
     return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    try:
+        return loadtest_command.run(args)
+    except loadtest_command.LoadtestError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _kms_sim_run(args: argparse.Namespace) -> int:

@@ -9,9 +9,8 @@ as in ``relay.pool.keys``): public identifiers only, never secrets.
 """
 
 import heapq
-from typing import Protocol
-
-import redis.asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from relay.crypto.clock import Clock
 
@@ -43,15 +42,19 @@ class MemoryReplayGuard:
 
 
 class RedisReplayGuard:
-    """Guard shared by every process of a gateway: an atomic ``SET NX PX`` per pair."""
+    """Guard shared by every process of a gateway: an atomic ``SET NX PX`` per pair.
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "qkdr") -> None:
-        self._client = client
+    ``command`` runs one Redis command, e.g. ``redis.asyncio.Redis.execute_command`` or the gateway's
+    gated ``RedisBackend.command``, so the guard shares the pools' connection limit and error mapping.
+    """
+
+    def __init__(self, command: Callable[..., Awaitable[Any]], prefix: str = "qkdr") -> None:
+        self._command = command
         self._prefix = prefix
 
     def key_name(self, transfer_id: bytes, hop: int) -> str:
         return f"{self._prefix}:{{replay}}:{transfer_id.hex()}:{hop}"
 
     async def check_and_remember(self, transfer_id: bytes, hop: int, ttl_ms: int) -> bool:
-        stored = await self._client.set(self.key_name(transfer_id, hop), b"1", nx=True, px=max(ttl_ms, 1))
+        stored = await self._command("SET", self.key_name(transfer_id, hop), b"1", "NX", "PX", max(ttl_ms, 1))
         return bool(stored)

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import grpc
-from redis.exceptions import RedisError
 
 from relay.crypto import KeyRing
 from relay.crypto.errors import HopError, UnknownEncapsulationKey
@@ -56,7 +55,7 @@ async def _answer(context: grpc.aio.ServicerContext, work: Callable[[], Awaitabl
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     except HopError as exc:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{type(exc).__name__}: {exc}")
-    except (PoolError, RedisError) as exc:  # RedisError: the replay guard talks to Redis directly
+    except PoolError as exc:
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc}")
     raise AssertionError("unreachable: abort() raises")
 

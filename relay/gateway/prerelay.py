@@ -60,8 +60,10 @@ class Prerelay:
     async def fill_once(self) -> int:
         """One round over every pair; returns how many keys entered ready pools."""
         self.metrics.rounds += 1
-        added = await asyncio.gather(*(self._top_up(pair) for pair in self._pairs))
-        return sum(added)
+        added = 0
+        for pair in self._pairs:  # one pair at a time: a burst of sealing would stall the SAEs' requests
+            added += await self._top_up(pair)
+        return added
 
     async def _top_up(self, pair: tuple[str, str]) -> int:
         """Relay what the pair lacks (at most one batch); keys that made it are kept even if others failed,

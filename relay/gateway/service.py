@@ -105,7 +105,7 @@ async def start_gateway(
     trust = load_trust_store(keys.identities)
     kem = load_kem_provider(kem_provider)
     keyring = KeyRing(identity, kem=kem, clock=clock)
-    crypto = HopCrypto(identity, keyring, trust, kem, RedisReplayGuard(backend.client, keyspace.prefix), clock)
+    crypto = HopCrypto(identity, keyring, trust, kem, RedisReplayGuard(backend.command, keyspace.prefix), clock)
     store = RelayedKeyStore(backend, cipher, keyspace, settings.relayed_store)
 
     peers = {

@@ -41,14 +41,14 @@ async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
 async def redis_guard(redis_client: redis.asyncio.Redis) -> AsyncIterator[RedisReplayGuard]:
     """A guard under a unique prefix in db 15; its keys are deleted afterwards."""
     prefix = f"test-crypto-{uuid.uuid4().hex}"
-    yield RedisReplayGuard(redis_client, prefix)
+    yield RedisReplayGuard(redis_client.execute_command, prefix)
     keys = [key async for key in redis_client.scan_iter(match=f"{prefix}:*")]
     if keys:
         await redis_client.delete(*keys)
 
 
 def test_redis_key_names_hold_only_public_identifiers() -> None:
-    guard = RedisReplayGuard(redis.asyncio.Redis(), "gw1")
+    guard = RedisReplayGuard(redis.asyncio.Redis().execute_command, "gw1")
     assert guard.key_name(bytes(range(16)), 3) == "gw1:{replay}:000102030405060708090a0b0c0d0e0f:3"
 
 

@@ -1,0 +1,101 @@
+"""Topologies the load test runs on, with every listening port replaced by a currently free one.
+
+``three-region`` is the embedded default (QKD on GW1-GW2 and GW2-GW3, pqc-only GW1-GW3). It has no
+3-hop path, and its QKD links (2 to 3 kbit/s, about 10 keys/s) cap every on-demand relay over them, so
+the load test also generates two chains of gateways joined by ``pqc-only`` links, which measure relay
+costs without QKD scarcity:
+
+- ``loadtest-chain``: GW1 - GW2 - GW3 - GW4, one SAE per gateway, for 1, 2 and 3 hops;
+- ``loadtest-pool``: GW1 - GW2 with eight SAEs at GW1, for pool-served requests. Pre-relay fills every
+  (local SAE, remote SAE) pair's ready pool, a bounded number of keys per pair and round, so eight
+  source pairs fill eight times faster than one; the load test's workers take the eight identities in
+  turn.
+
+The topology format requires a vendor KMS, so each chain has one with a single KME and no QKD link; it
+idles.
+"""
+
+from __future__ import annotations
+
+import socket
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+THREE_REGION = "three-region"
+CHAIN = "loadtest-chain"
+POOL = "loadtest-pool"
+POOL_SOURCES = 8
+
+
+def three_region_document() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("relay.topologies").joinpath(f"{THREE_REGION}.yaml").read_text())
+
+
+def chain_document(name: str = CHAIN, gateways: int = 4, sources: int = 1) -> dict[str, Any]:
+    """GW1 - GW2 - ... - GWn over pqc-only links; ``sources`` SAEs at GW1 (SAE-C1-A, -B, ...) and one,
+    SAE-Ci-A, at every other GWi. Ports are placeholders, to be replaced by :func:`with_free_ports`."""
+    regions = []
+    for index in range(1, gateways + 1):
+        base = 29000 + index * 10
+        count = sources if index == 1 else 1
+        regions.append({
+            "id": f"chain{index}",
+            "redis_port": base,
+            "gateways": [{"id": f"GW{index}", "etsi014_port": base + 1, "etsi020_port": base + 2,
+                          "grpc_port": base + 3, "admin_port": base + 4}],
+            "saes": [{"id": f"SAE-C{index}-{chr(ord('A') + n)}", "gateway": f"GW{index}"} for n in range(count)],
+        })
+    return {
+        "name": name,
+        "kms": [{"id": "KMS-CHAIN", "region": "chain1", "admin_port": 29001,
+                 "kmes": [{"id": "KME-CHAIN-A", "port": 29002}]}],
+        "regions": regions,
+        "links": [{"gateways": [f"GW{i}", f"GW{i + 1}"], "policy": "pqc-only"} for i in range(1, gateways)],
+    }
+
+
+def document_for(name: str) -> dict[str, Any]:
+    if name == THREE_REGION:
+        return three_region_document()
+    if name == CHAIN:
+        return chain_document(CHAIN, gateways=4)
+    if name == POOL:
+        return chain_document(POOL, gateways=2, sources=POOL_SOURCES)
+    raise ValueError(f"no load-test topology named {name!r}")
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out now; all sockets are held until every port is chosen, so none repeats."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def with_free_ports(document: dict[str, Any]) -> dict[str, Any]:
+    """The same topology with every listening port replaced by a free one (the document is modified)."""
+    fields = [(kms, "admin_port") for kms in document["kms"]]
+    fields += [(kme, "port") for kms in document["kms"] for kme in kms["kmes"]]
+    fields += [(region, "redis_port") for region in document["regions"]]
+    fields += [
+        (gateway, name)
+        for region in document["regions"]
+        for gateway in region["gateways"]
+        for name in ("etsi014_port", "etsi020_port", "grpc_port", "admin_port")
+        if name in gateway
+    ]
+    for (item, name), port in zip(fields, free_ports(len(fields)), strict=True):
+        item[name] = port
+    return document
+
+
+def write_topology(document: dict[str, Any], path: Path) -> Path:
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
