@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -24,6 +24,7 @@ from relay.gateway.service import start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
 from relay.kms_sim.service import ADMIN_HOST, start_kms
 from relay.loadtest import command as loadtest_command
+from relay.observability.logs import LOG_FORMATS, configure_logging
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
 from relay.pki.provision import provision
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Watermarks
@@ -38,6 +39,7 @@ from relay.topology import Topology, TopologyError
 DEFAULT_KEYS_ROOT = Path("keys")
 DEFAULT_STATE_DIR = Path(".testbed")
 DEFAULT_COMPOSE_DIR = Path("compose")
+LOG_FORMAT_ENV = "QKD_RELAY_LOG_FORMAT"  # default of --log-format, e.g. "json" in containers
 
 
 class CliError(Exception):
@@ -47,7 +49,11 @@ class CliError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        configure_logging(args.log_format, args.log_level)
+    except ValueError as exc:
+        print(f"qkd-relay: error: {exc}", file=sys.stderr)
+        return 2
     try:
         return args.handler(args)
     except (CliError, TopologyError, MissingKeyMaterial, OSError) as exc:
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qkd-relay", description=__doc__)
+    _log_options(parser, top_level=True)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     keys = commands.add_parser("keys", help="certificates and identities").add_subparsers(required=True)
@@ -112,6 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="bound of each link's key store (default: %(default)s)")
     run.add_argument("--qber-threshold", type=float, default=SimSettings.qber_threshold,
                      help="QBER above which a link halts (default: %(default)s)")
+    _log_options(run)
     run.set_defaults(handler=_kms_sim_run)
     links = kms_commands.add_parser("links", help="show each QKD link's stored key and QBER")
     _admin_options(links)
@@ -136,6 +144,7 @@ def _build_parser() -> argparse.ArgumentParser:
                              help="QKD pool watermarks per lane: alarm below LOW, fill up to HIGH (default: 16:128)")
     gateway_run.add_argument("--ready-pool", type=_watermarks, default=RelayedStoreSettings().ready_watermarks,
                              metavar="LOW:HIGH", help="pre-relayed keys per SAE pair (default: 4:32)")
+    _log_options(gateway_run)
     gateway_run.set_defaults(handler=_gateway_run)
 
     sae = commands.add_parser("sae", help="act as an SAE against a KME or gateway (ETSI 014 client)")
@@ -160,6 +169,17 @@ def _build_parser() -> argparse.ArgumentParser:
             command.add_argument("--number", type=int)
             command.add_argument("--size", type=int, help="bits")
     return parser
+
+
+def _log_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """``--log-format`` / ``--log-level``, before the command or after ``gateway run`` / ``kms-sim run``."""
+    env_format = os.environ.get(LOG_FORMAT_ENV, "text")
+    parser.add_argument("--log-format", choices=LOG_FORMATS,
+                        default=env_format if top_level else argparse.SUPPRESS,
+                        help=f"text for people, json for one JSON object per line (default: ${LOG_FORMAT_ENV} "
+                             "or text)")
+    parser.add_argument("--log-level", type=str.upper, default="INFO" if top_level else argparse.SUPPRESS,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
 
 
 def _topology_options(parser: argparse.ArgumentParser) -> None:

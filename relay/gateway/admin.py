@@ -1,7 +1,9 @@
-"""The gateway's loopback admin listener: one JSON status document and a health check.
+"""The gateway's loopback admin listener: a JSON status document, Prometheus metrics and a health check.
 
-It binds to loopback only and carries no key material (levels, counters and link states), which is why
-it needs no client certificate, like the vendor KMS simulator's admin listener.
+``GET /status`` (JSON), ``GET /metrics`` (Prometheus text format, see :mod:`relay.observability.gateway`)
+and ``GET /healthz`` (200 while Redis answers, else 503). It binds to loopback only and carries no key
+material (levels, counters and link states), which is why it needs no client certificate,
+like the vendor KMS simulator's admin listener.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from aiohttp import web
 from relay.gateway.config import GatewayPlan
 from relay.gateway.prerelay import Prerelay
 from relay.gateway.relay_engine import RelayEngine
+from relay.observability.exposition import metrics_handler
+from relay.observability.gateway import GatewayMetrics
 from relay.pool import PoolUnavailable, QkdFiller, RelayedKeyStore, pool_status
 
 ADMIN_HOST = "127.0.0.1"
@@ -62,11 +66,13 @@ class GatewayStatus:
 STATUS_KEY = web.AppKey("gateway_status", GatewayStatus)
 
 
-def create_admin_app(status: GatewayStatus) -> web.Application:
+def create_admin_app(status: GatewayStatus, metrics: GatewayMetrics | None = None) -> web.Application:
     app = web.Application()
     app[STATUS_KEY] = status
     app.router.add_get("/status", _status)
     app.router.add_get("/healthz", _health)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_handler(metrics.registry, metrics.refresh))
     return app
 
 

@@ -21,6 +21,7 @@ from relay.gateway.config import GatewayPlan
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
 from relay.gateway.grpc_tls import peer_gateway_id
 from relay.gateway.relay_engine import DOWN_LINK_METADATA, RelayEngine
+from relay.observability.health import GatewayHealth
 from relay.pool import AnnouncementReceiver, PoolError, Role
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
@@ -114,9 +115,17 @@ class EncapsulationKeysService(rpc.EncapsulationKeysServicer):
         return pb.SignedEncapsulationKey(announcement=self._keyring.current_announcement().to_bytes())
 
 
+RELAY_SERVICES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
+
+
 def add_services(
     server: grpc.aio.Server, engine: RelayEngine, receivers: Mapping[str, AnnouncementReceiver], keyring: KeyRing
-) -> None:
+) -> GatewayHealth:
+    """Add the relay services and the standard health service (grpc.health.v1.Health), which is returned:
+    its status follows Redis (see :mod:`relay.observability.health`). Health needs the same mTLS."""
     rpc.add_KeyRelayServicer_to_server(KeyRelayService(engine), server)
     rpc.add_QkdPoolSyncServicer_to_server(QkdPoolSyncService(engine.plan, receivers), server)
     rpc.add_EncapsulationKeysServicer_to_server(EncapsulationKeysService(keyring), server)
+    health = GatewayHealth(RELAY_SERVICES)
+    health.add_to(server)
+    return health

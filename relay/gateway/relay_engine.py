@@ -45,6 +45,7 @@ from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, 
 from relay.gateway.peers import TRANSPORT_FAILURES, Peer
 from relay.gateway.routing import NoRoute, Route, shortest_route
 from relay.gateway.transfers import TransferLog, TransferState
+from relay.observability.hooks import RelayObserver
 from relay.pool import PoolEmpty, PoolError, QkdPool, RelayedKeyStore, Role
 from relay.pool.keys import check_key_id
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
@@ -100,9 +101,12 @@ class RelayEngine:
         qkd_lanes: Mapping[str, Mapping[Role, QkdPool]],
         store: RelayedKeyStore,
         transfers: TransferLog,
+        *,
+        observer: RelayObserver | None = None,
     ) -> None:
         self.plan = plan
         self.metrics = RelayMetrics()
+        self.observer = observer or RelayObserver()
         self._settings = settings
         self._crypto = crypto
         self._peers = peers
@@ -165,16 +169,24 @@ class RelayEngine:
         try:
             await self._forward(transfer_id, route.gateways, 0, initiator, target, key, extension_json,
                                 self._settings.hop_timeout_s, no_degrade)
-        except QkdExhausted:
+        except QkdExhausted as exc:
             self.metrics.relay_failures += 1
+            self.observer.relay_failed(type(exc).__name__)
+            log.info("transfer %s refused: %s", transfer_id.hex(), exc.message,
+                     extra={"transfer_id": transfer_id.hex()})
             raise  # refused before the last hop was sent: nothing to void
-        except RelayFailed:
+        except RelayFailed as exc:
             self.metrics.relay_failures += 1
+            self.observer.relay_failed(type(exc).__name__)
+            log.info("transfer %s failed: %s", transfer_id.hex(), exc.message, extra={"transfer_id": transfer_id.hex()})
             self.void_later(initiator, target, [key.key_id], route.gateways)
             raise
+        elapsed = time.perf_counter() - started
         self.metrics.keys_relayed += 1
+        self.observer.relay_done(target_gateway, elapsed)
         log.debug("transfer %s relayed over %s in %.1f ms", transfer_id.hex(), "-".join(route.gateways),
-                  (time.perf_counter() - started) * 1000)
+                  elapsed * 1000, extra={"transfer_id": transfer_id.hex(), "route": "-".join(route.gateways),
+                                         "key_id": key.key_id})
 
     def route_to(self, target_gateway: str) -> Route:
         down = {peer.neighbour.link for peer in self._peers.values() if peer.is_down}
@@ -215,7 +227,7 @@ class RelayEngine:
             raise self._peer_failure(peer, exc) from None
         except TrustError as exc:
             raise RelayFailed(f"{peer.id} sent an encapsulation key we cannot trust: {exc}", retryable=False) from exc
-        mode, qkd_key = await self._hop_protection(peer.neighbour, no_degrade)
+        mode, qkd_key = await self._hop_protection(peer.neighbour, no_degrade, transfer_id)
         # Sealing is ~1 ms of CPU (mostly the ML-DSA signature). Yield first, so that when many hops become
         # ready at once, requests already queued on the loop are served between them, not after all of them.
         await asyncio.sleep(0)
@@ -235,6 +247,7 @@ class RelayEngine:
             no_degrade=no_degrade,
         )
         self.metrics.hops_sent += 1
+        sent = time.perf_counter()
         deadline = time.monotonic() + timeout_s
         for attempt in range(1, self._settings.hop_attempts + 1):
             try:
@@ -251,10 +264,17 @@ class RelayEngine:
             except ConfirmationFailed as exc:
                 raise RelayFailed(f"{peer.id} confirmed hop {hop} wrongly: {exc}", retryable=False) from exc
             peer.mark_up()
+            elapsed = time.perf_counter() - sent
+            self.observer.hop_confirmed(peer.id, hop, elapsed)
+            log.debug("transfer %s: hop %d to %s (%s) confirmed in %.1f ms", transfer_id.hex(), hop, peer.id, mode,
+                      elapsed * 1000, extra={"transfer_id": transfer_id.hex(), "hop": hop, "neighbour": peer.id,
+                                             "mode": str(mode)})
             return answer.stored_at
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _hop_protection(self, neighbour: Neighbour, no_degrade: bool) -> tuple[HopMode, QkdKey | None]:
+    async def _hop_protection(
+        self, neighbour: Neighbour, no_degrade: bool, transfer_id: bytes
+    ) -> tuple[HopMode, QkdKey | None]:
         if neighbour.policy is LinkPolicy.PQC_ONLY or neighbour.qkd is None:
             return HopMode.PQC_ONLY, None
         lane = self.qkd_lane(neighbour.id)
@@ -269,7 +289,8 @@ class RelayEngine:
                 ) from None
             self.metrics.qkd_fallbacks += 1
             log.warning("QKD pool of link %s is empty: this hop to %s is sealed pqc-only (policy qkd+pqc)",
-                        neighbour.qkd.link_id, neighbour.id)
+                        neighbour.qkd.link_id, neighbour.id,
+                        extra={"transfer_id": transfer_id.hex(), "link": neighbour.qkd.link_id})
             return HopMode.PQC_ONLY, None
         except PoolError as exc:
             raise RelayFailed(f"QKD pool of link {neighbour.qkd.link_id}: {exc}", retryable=True) from exc
@@ -309,9 +330,14 @@ class RelayEngine:
         try:
             response = await self._open_and_pass_on(request, path, hop, target, sender, time_left_s)
         except BaseException as exc:
+            self.observer.hop_refused(type(exc).__name__)
+            log.info("transfer %s: hop from %s failed here: %s", transfer_id.hex(), sender, type(exc).__name__,
+                     extra={"transfer_id": transfer_id.hex(), "neighbour": sender})
             await asyncio.shield(self._transfers.fail(transfer_id, type(exc).__name__))
             raise
         await self._transfers.finish(transfer_id, response.key_confirmation, response.stored_at)
+        log.debug("transfer %s: hop %d from %s done, stored at %s", transfer_id.hex(), request.hop, sender,
+                  response.stored_at, extra={"transfer_id": transfer_id.hex(), "neighbour": sender})
         return response
 
     async def _open_and_pass_on(

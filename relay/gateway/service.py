@@ -43,6 +43,8 @@ from relay.gateway.prerelay import Prerelay
 from relay.gateway.relay_engine import HopCrypto, RelayEngine
 from relay.gateway.transfers import TransferLog
 from relay.http_server import RunningSite, start_site
+from relay.observability.gateway import GatewayMetrics, GatewaySources
+from relay.observability.health import GatewayHealth
 from relay.pki.layout import KeyDirectory
 from relay.pool import (
     AnnouncementReceiver,
@@ -59,6 +61,7 @@ from relay.pool import (
 log = logging.getLogger(__name__)
 
 GRPC_GRACE_S = 1.0
+HEALTH_INTERVAL_S = 1.0  # how often the gRPC health status is re-checked against Redis
 
 
 @dataclass
@@ -71,6 +74,8 @@ class RunningGateway:
     prerelay: Prerelay | None
     sites: dict[str, RunningSite]
     grpc_port: int
+    metrics: GatewayMetrics
+    health: GatewayHealth
     _grpc_server: grpc.aio.Server
     _tasks: list[asyncio.Task[None]]
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -128,7 +133,9 @@ async def start_gateway(
         else:
             receivers[qkd.link_id] = AnnouncementReceiver(qkd.link_id, qkd.peer_sae_id, kme, pools)
 
-    engine = RelayEngine(plan, settings, crypto, peers, lanes, store, TransferLog(backend, keyspace.prefix))
+    metrics = GatewayMetrics(plan.id)
+    engine = RelayEngine(plan, settings, crypto, peers, lanes, store, TransferLog(backend, keyspace.prefix),
+                         observer=metrics)
     northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
     prerelay = None
     if settings.prerelay:
@@ -136,8 +143,11 @@ async def start_gateway(
         prerelay = Prerelay(engine, store, pairs, key_size_bytes=settings.key_size_bits // 8,
                             batch=settings.prerelay_batch, interval_s=settings.prerelay_interval_s)
 
+    metrics.attach(GatewaySources(engine, store, fillers, prerelay, backend,
+                                  qkd_key_bits=settings.qkd_pool.key_size_bits))
     server = grpc.aio.server()
-    add_services(server, engine, receivers, keyring)
+    health = add_services(server, engine, receivers, keyring)
+    await health.check_once(lambda: backend.command("PING"))
     grpc_port = server.add_secure_port(
         f"{settings.listen_host}:{plan.gateway.grpc_port}", server_credentials(keys, plan.id)
     )
@@ -151,17 +161,20 @@ async def start_gateway(
     bridge = InterKmsBridge(engine, own_020_url)
     try:
         sites["etsi014"] = await start_site(
-            create_etsi014_app(northbound), settings.listen_host, plan.gateway.etsi014_port,
+            metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"), settings.listen_host,
+            plan.gateway.etsi014_port,
             keys.server_context(plan.id),
         )
         sites["etsi020"] = await start_site(
-            create_etsi020_app(bridge, ack_client.post_acks), settings.listen_host, plan.gateway.etsi020_port,
+            metrics.requests.instrument(create_etsi020_app(bridge, ack_client.post_acks), "etsi020"),
+            settings.listen_host, plan.gateway.etsi020_port,
             keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
         )
         if plan.gateway.admin_port is not None:
             status = GatewayStatus(engine, store, fillers, prerelay,
                                    qkd_key_bits=settings.qkd_pool.key_size_bits)
-            sites["admin"] = await start_site(create_admin_app(status), ADMIN_HOST, plan.gateway.admin_port, None)
+            sites["admin"] = await start_site(create_admin_app(status, metrics), ADMIN_HOST,
+                                              plan.gateway.admin_port, None)
     except BaseException:
         for site in sites.values():
             await site.stop()
@@ -174,9 +187,12 @@ async def start_gateway(
     if prerelay is not None:
         tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
     tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
+    tasks.append(asyncio.create_task(health.run(lambda: backend.command("PING"), HEALTH_INTERVAL_S),
+                                     name="grpc-health"))
     log.info("gateway %s: ETSI 014 on %s, ETSI 020 on %s, gRPC on %s:%d, Redis %s", plan.id, sites["etsi014"].url,
-             sites["etsi020"].url, settings.listen_host, grpc_port, backend.where)
-    return RunningGateway(plan, engine, store, bridge, fillers, prerelay, sites, grpc_port, server, tasks, closers)
+             sites["etsi020"].url, settings.listen_host, grpc_port, backend.where, extra={"gateway": plan.id})
+    return RunningGateway(plan, engine, store, bridge, fillers, prerelay, sites, grpc_port, metrics, health, server,
+                          tasks, closers)
 
 
 async def _rotate_forever(keyring: KeyRing) -> None:

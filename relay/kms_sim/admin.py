@@ -1,6 +1,8 @@
 """Operator controls of the simulator: link levels, and the QBER knob that plays the eavesdropper.
 
 Served over plain HTTP on the loopback interface only; it is a test instrument, not part of the 014 API.
+``GET /metrics`` serves per-link Prometheus gauges (see :mod:`relay.observability.kms`) and ``GET /healthz``
+answers 200 while the simulator runs.
 """
 
 from __future__ import annotations
@@ -10,16 +12,26 @@ from typing import Any
 from aiohttp import web
 
 from relay.kms_sim.kms import LinkReport, SimulatedKms
+from relay.observability.exposition import metrics_handler
+from relay.observability.kms import KmsMetrics
 
 KMS_KEY = web.AppKey("kms", SimulatedKms)
 
 
-def create_admin_app(kms: SimulatedKms) -> web.Application:
+def create_admin_app(kms: SimulatedKms, metrics: KmsMetrics | None = None) -> web.Application:
     app = web.Application(client_max_size=4096)
     app[KMS_KEY] = kms
     app.router.add_get("/admin/links", _links)
     app.router.add_put("/admin/links/{link_id}/qber", _set_qber)
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/metrics", metrics_handler((metrics or KmsMetrics(kms)).registry))
     return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    """The simulator has no backing store: healthy while it serves, with the halted links named."""
+    halted = [r.link.id for r in request.app[KMS_KEY].links() if r.state.halted]
+    return web.json_response({"status": "ok", "halted_links": halted})
 
 
 def link_json(report: LinkReport) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from relay.kms_sim.admin import create_admin_app
 from relay.kms_sim.config import SimConfig
 from relay.kms_sim.kms import SimulatedKms
 from relay.kms_sim.link import Clock
+from relay.observability.kms import KmsMetrics
 from relay.pki.layout import KeyDirectory
 
 ADMIN_HOST = "127.0.0.1"
@@ -21,6 +22,7 @@ class RunningKms:
     kms: SimulatedKms
     kme_sites: dict[str, RunningSite]
     admin_site: RunningSite | None
+    metrics: KmsMetrics
 
     def kme_url(self, kme_id: str) -> str:
         return self.kme_sites[kme_id].url
@@ -38,16 +40,17 @@ class RunningKms:
 
 async def start_kms(config: SimConfig, keys: KeyDirectory, *, clock: Clock = time.monotonic) -> RunningKms:
     kms = SimulatedKms(config, clock=clock)
+    metrics = KmsMetrics(kms)
     sites: dict[str, RunningSite] = {}
     try:
         for kme in config.kmes:
-            app = create_app(kms.frontend(kme.id))
+            app = metrics.requests.instrument(create_app(kms.frontend(kme.id)), kme.id)
             sites[kme.id] = await start_site(app, kme.host, kme.port, keys.server_context(kme.id))
         admin = None
         if config.admin_port is not None:
-            admin = await start_site(create_admin_app(kms), ADMIN_HOST, config.admin_port, None)
+            admin = await start_site(create_admin_app(kms, metrics), ADMIN_HOST, config.admin_port, None)
     except BaseException:
         for site in sites.values():
             await site.stop()
         raise
-    return RunningKms(kms, sites, admin)
+    return RunningKms(kms, sites, admin, metrics)

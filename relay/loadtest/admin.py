@@ -15,6 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from relay.testbed.status import get_admin_json
+
 ADMIN_TIMEOUT_S = 3.0
 
 
@@ -82,7 +84,7 @@ class AdminClient:
         return Snapshot(at_s, gateways, kms)
 
     async def _fetch(self, session: aiohttp.ClientSession, urls: dict[str, str], path: str) -> dict[str, Any]:
-        answers = await asyncio.gather(*(_get(session, url + path) for url in urls.values()))
+        answers = await asyncio.gather(*(get_admin_json(session, url + path) for url in urls.values()))
         return dict(zip(urls, answers, strict=True))
 
 
@@ -107,11 +109,3 @@ class Sampler:
                     pass
             self.samples.append(await self.admin.snapshot(self.clock(), session))
 
-
-async def _get(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    try:
-        async with session.get(url) as response:
-            body = await response.json(content_type=None)
-            return body if response.status == 200 else {"error": body.get("error", f"HTTP {response.status}")}
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return {"error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__}

@@ -150,7 +150,7 @@ def _spawn(name: str, kind: str, command: list[str], state_dir: Path, listens: d
 def _wait_listening(started: list[ServiceProcess], addresses: list[tuple[str, int]]) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     for host, port in addresses:
-        while not _accepts(host, port):
+        while not accepts_connections(host, port):
             dead = [s for s in started if not is_alive(s.pid) or _exited(s.pid)]
             if dead:
                 raise TestbedError(f"{dead[0].name} exited during start-up; see {dead[0].log}")
@@ -159,7 +159,7 @@ def _wait_listening(started: list[ServiceProcess], addresses: list[tuple[str, in
             time.sleep(0.1)
 
 
-def _accepts(host: str, port: int) -> bool:
+def accepts_connections(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True

@@ -22,11 +22,12 @@ async def collect(topology: Topology, state: TestbedState) -> dict[str, Any]:
     urls = {s.name: s.listens["admin"] for s in state.services if "admin" in s.listens}
     paths = {s.name: "/admin/links" if s.kind == "kms" else "/status" for s in state.services}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ADMIN_TIMEOUT_S)) as session:
-        answers = await asyncio.gather(*(_get(session, url + paths[name]) for name, url in urls.items()))
+        answers = await asyncio.gather(*(get_admin_json(session, url + paths[name]) for name, url in urls.items()))
     return dict(zip(urls, answers, strict=True))
 
 
-async def _get(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+async def get_admin_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """An admin listener's JSON document, or ``{"error": ...}`` saying why there is none."""
     try:
         async with session.get(url) as response:
             body = await response.json(content_type=None)

@@ -24,7 +24,6 @@ import os
 import platform
 import pstats
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from relay.loadtest.histogram import LatencyHistogram
 from relay.loadtest.runner import LoopMode
 from relay.loadtest.schedule import Arrival
 from relay.loadtest.topologies import CHAIN, POOL, THREE_REGION, document_for, with_free_ports, write_topology
-from relay.testbed.launcher import TestbedState, down, up
+from relay.testbed.launcher import TestbedState, accepts_connections, down, up
 
 PAPER_MS = (100.0, 700.0)
 POOL_SIZE = 128  # ready keys per SAE pair; eight pairs hold 1,024
@@ -79,14 +78,6 @@ def testbed(bench: Bench, name: str, gateway_options: list[str]) -> Iterator[Pat
         yield state
     finally:
         down(state)
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def fmt(value: float) -> str:
@@ -177,7 +168,7 @@ def run_throughput(bench: Bench, state: Path, profile: bool) -> Report:
     gateway = next(g for g in topology.gateways if g.id == "GW1")
     deadline = time.monotonic() + 30
     ports = (gateway.etsi014_port, gateway.etsi020_port, gateway.grpc_port, gateway.admin_port or 0)
-    while not all(_accepts("127.0.0.1", port) for port in ports) and time.monotonic() < deadline:
+    while not all(accepts_connections("127.0.0.1", port) for port in ports) and time.monotonic() < deadline:
         time.sleep(0.1)
     try:
         report = bench.run("throughput", state, **options)

@@ -8,13 +8,9 @@ processes' worth of state (KMS simulators, keyrings, pools).
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from relay import topology as topology_module
 from relay.etsi014.client import Etsi014Client
@@ -22,41 +18,14 @@ from relay.gateway.config import GatewaySettings, plan_gateway
 from relay.gateway.service import RunningGateway, start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
 from relay.kms_sim.service import RunningKms, start_kms
+from relay.loadtest.topologies import three_region_document, with_free_ports
 from relay.pki.layout import KeyDirectory
 from relay.topology import Topology
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def default_document() -> dict[str, Any]:
-    text = resources.files("relay.topologies").joinpath("three-region.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-def with_free_ports(document: dict[str, Any]) -> dict[str, Any]:
-    """The same topology with every listening port replaced by a currently free one."""
-    fields = [(kms, "admin_port") for kms in document["kms"]]
-    fields += [(kme, "port") for kms in document["kms"] for kme in kms["kmes"]]
-    fields += [(region, "redis_port") for region in document["regions"]]
-    fields += [
-        (gateway, name)
-        for region in document["regions"]
-        for gateway in region["gateways"]
-        for name in ("etsi014_port", "etsi020_port", "grpc_port", "admin_port")
-        if name in gateway
-    ]
-    for (item, name), port in zip(fields, free_ports(len(fields)), strict=True):
-        item[name] = port
-    return document
+    """The embedded three-region topology as a document, ready for :func:`with_free_ports`."""
+    return three_region_document()
 
 
 @dataclass

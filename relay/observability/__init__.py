@@ -1,0 +1,6 @@
+"""Observability: Prometheus metrics per service, health checks and structured JSON logs.
+
+Nothing here is process-global: each gateway or simulator owns its metric registry, so several run in one
+process (as in the tests) without mixing their counts. Nothing here ever sees key material: exporters read
+levels and counters, and the JSON log formatter drops byte values it is handed.
+"""

@@ -1,0 +1,246 @@
+"""The gateway's Prometheus metrics: pool levels and alarms, QKD bits consumed, relay counters and latencies.
+
+Counters are read at scrape time from the plain metric dataclasses the gateway already keeps
+(:class:`RelayMetrics`, :class:`QkdPoolMetrics`, :class:`FillerMetrics`, :class:`RelayedStoreMetrics`,
+:class:`PrerelayMetrics`, :class:`BackendMetrics`); pool levels are read from Redis by :meth:`refresh`
+just before rendering; latencies go into histograms the relay engine feeds through :class:`RelayObserver`.
+All names start with ``qkdr_``; the README lists them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import Metric
+
+from relay.observability.exposition import RequestCounts, counted, counter, gauge
+from relay.observability.hooks import RelayObserver
+from relay.pool import PoolState, PoolStatus, PoolUnavailable, pool_status
+
+if TYPE_CHECKING:
+    from relay.gateway.prerelay import Prerelay
+    from relay.gateway.relay_engine import RelayEngine
+    from relay.pool import QkdFiller, RedisBackend, RelayedKeyStore
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class _Snapshot:
+    redis_up: bool = False
+    lanes: list[tuple[str, str, str, str, PoolStatus]] = field(default_factory=list)  # link, nb, sender, dir
+    ready: list[tuple[str, str, PoolStatus]] = field(default_factory=list)  # master, slave
+
+
+class GatewayMetrics(RelayObserver):
+    """One gateway's registry. Create it before the engine (it is the engine's observer), then :meth:`attach`."""
+
+    def __init__(self, gateway_id: str) -> None:
+        self.gateway_id = gateway_id
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.hop_latency = Histogram(
+            "qkdr_relay_hop_latency_seconds", "Time from sending a hop to its confirmation (which implies the "
+            "key is stored at the last gateway), by neighbour and hop index", ["neighbour", "hop"],
+            registry=self.registry, buckets=LATENCY_BUCKETS_S)
+        self.relay_latency = Histogram(
+            "qkdr_relay_latency_seconds", "End-to-end relay of one key originated here, by target gateway",
+            ["target_gateway"], registry=self.registry, buckets=LATENCY_BUCKETS_S)
+        self.requests = RequestCounts()
+        self.relay_failures: Counter[str] = Counter()
+        self.hop_failures: Counter[str] = Counter()
+        self._started = time.monotonic()
+        self._snapshot = _Snapshot()
+        self._sources: GatewaySources | None = None
+        self.registry.register(_Collector(self))
+
+    # ----- RelayObserver ---------------------------------------------------------------------------
+
+    def hop_confirmed(self, neighbour: str, hop: int, seconds: float) -> None:
+        self.hop_latency.labels(neighbour, str(hop)).observe(seconds)
+
+    def relay_done(self, target_gateway: str, seconds: float) -> None:
+        self.relay_latency.labels(target_gateway).observe(seconds)
+
+    def relay_failed(self, reason: str) -> None:
+        self.relay_failures[reason] += 1
+
+    def hop_refused(self, reason: str) -> None:
+        self.hop_failures[reason] += 1
+
+    # ----- scraping ------------------------------------------------------------------------------
+
+    def attach(self, sources: GatewaySources) -> None:
+        self._sources = sources
+
+    @property
+    def sources(self) -> GatewaySources | None:
+        return self._sources
+
+    async def refresh(self) -> None:
+        """Read pool levels from Redis; when it cannot answer, levels are left out and ``qkdr_redis_up`` is 0."""
+        sources = self.sources
+        if sources is None:
+            return
+        engine, plan = sources.engine, sources.engine.plan
+        lanes: list[tuple[str, str, str, str]] = []
+        gauges = []
+        for neighbour in plan.neighbours.values():
+            if neighbour.qkd is None:
+                continue
+            for pool in engine.qkd_lanes_of(neighbour.id):
+                direction = "outbound" if pool.sender is neighbour.qkd.role else "inbound"
+                lanes.append((neighbour.qkd.link_id, neighbour.id, str(pool.sender), direction))
+                gauges.append(pool)
+        pairs = [(m, s) for m in plan.local_saes for s in plan.remote_saes]
+        try:
+            lane_levels = await pool_status(gauges)
+            ready_levels = await pool_status(sources.store.ready_gauge(m, s) for m, s in pairs)
+        except PoolUnavailable:
+            self._snapshot = _Snapshot(redis_up=False)
+            return
+        self._snapshot = _Snapshot(
+            redis_up=True,
+            lanes=[(*labels, status) for labels, status in zip(lanes, lane_levels, strict=True)],
+            ready=[(m, s, status) for (m, s), status in zip(pairs, ready_levels, strict=True)],
+        )
+
+
+class GatewaySources:
+    """What the exporter reads: the same objects the admin status document is built from."""
+
+    def __init__(
+        self, engine: RelayEngine, store: RelayedKeyStore, fillers: Sequence[QkdFiller], prerelay: Prerelay | None,
+        backend: RedisBackend | None, *, qkd_key_bits: int,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.fillers = list(fillers)
+        self.prerelay = prerelay
+        self.backend = backend
+        self.qkd_key_bits = qkd_key_bits
+
+
+def _alarm(status: PoolStatus) -> float:
+    return 0.0 if status.state is PoolState.OK else 1.0
+
+
+class _Collector:
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        snap = m._snapshot
+        yield gauge("qkdr_up", "1 while the gateway serves", ["gateway"], [([m.gateway_id], 1)])
+        yield gauge("qkdr_uptime_seconds", "Seconds since the gateway started", [],
+                    [([], time.monotonic() - m._started)])
+        yield gauge("qkdr_redis_up", "1 when the pools' Redis answered during this scrape", [],
+                    [([], 1.0 if snap.redis_up else 0.0)])
+        yield from self._pools(snap, prerelay=m.sources is not None and m.sources.prerelay is not None)
+        yield m.requests.family("qkdr_northbound_requests", "HTTP requests served by the ETSI 014 and 020 APIs")
+        sources = m.sources
+        if sources is None:
+            return
+        yield from self._relay(sources)
+        yield from self._qkd_usage(sources)
+        yield from self._errors(sources)
+
+    def _pools(self, snap: _Snapshot, *, prerelay: bool) -> Iterator[Metric]:
+        labels = ["link", "neighbour", "sender", "direction"]
+        lanes: Sequence[tuple[str, str, str, str, PoolStatus]] = snap.lanes
+        yield gauge("qkdr_qkd_pool_keys", "QKD keys held in a link's lane (sender: which end seals with it; "
+                    "direction: outbound if this gateway seals with it)", labels,
+                    [(lane[:4], lane[4].level) for lane in lanes])
+        yield gauge("qkdr_qkd_pool_low_watermark_keys", "Alarm level of a QKD lane", labels,
+                    [(lane[:4], lane[4].low) for lane in lanes])
+        yield gauge("qkdr_qkd_pool_high_watermark_keys", "Fill level of a QKD lane", labels,
+                    [(lane[:4], lane[4].high) for lane in lanes])
+        yield gauge("qkdr_qkd_pool_alarm", "1 when a QKD lane is below its low watermark or empty", labels,
+                    [(lane[:4], _alarm(lane[4])) for lane in lanes])
+        yield gauge("qkdr_qkd_pool_empty", "1 when a QKD lane holds no key (require-qkd hops get 503)", labels,
+                    [(lane[:4], 1.0 if lane[4].state is PoolState.EMPTY else 0.0) for lane in lanes])
+        pair = ["master_sae", "slave_sae"]
+        yield gauge("qkdr_ready_pool_keys", "Pre-relayed keys ready for an SAE pair", pair,
+                    [((m, s), st.level) for m, s, st in snap.ready])
+        yield gauge("qkdr_ready_pool_low_watermark_keys", "Alarm level of an SAE pair's ready pool", pair,
+                    [((m, s), st.low) for m, s, st in snap.ready])
+        yield gauge("qkdr_ready_pool_high_watermark_keys", "Pre-relay target of an SAE pair's ready pool", pair,
+                    [((m, s), st.high) for m, s, st in snap.ready])
+        yield gauge("qkdr_ready_pool_alarm", "1 when an SAE pair's ready pool is below its low watermark (always 0 "
+                    "when pre-relay is off: nothing fills it)", pair,
+                    [((m, s), _alarm(st) if prerelay else 0.0) for m, s, st in snap.ready])
+
+    def _relay(self, sources: GatewaySources) -> Iterator[Metric]:
+        m = self._metrics
+        relay = sources.engine.metrics
+        for name, help_text in (
+            ("keys_relayed", "Keys relayed end to end, originated here"),
+            ("hops_sent", "Hops sealed and sent to a neighbour"),
+            ("hops_received", "Hops received and opened"),
+            ("hop_retries", "Hops re-sent after a transport failure"),
+            ("qkd_fallbacks", "qkd+pqc hops sealed pqc-only because the QKD lane was empty"),
+            ("qkd_exhausted", "require-qkd (or no-degrade) hops refused for want of QKD key"),
+            ("keys_voided", "Keys voided at this gateway after a failed relay"),
+        ):
+            yield counter(f"qkdr_relay_{name}", help_text, [], [([], getattr(relay, name))])
+        yield counter("qkdr_relay_failures", "Relays originated here that failed, by exception type",
+                      ["reason"], counted(m.relay_failures))
+        yield counter("qkdr_relay_hop_failures", "Hops received here that failed, by exception type",
+                      ["reason"], counted(m.hop_failures))
+        yield gauge("qkdr_neighbour_reachable", "0 while a neighbour is marked down after failing to answer",
+                    ["neighbour"], [([nb], 1.0 if sources.engine.neighbour_reachable(nb) else 0.0)
+                                    for nb in sources.engine.plan.neighbours])
+        store = asdict(sources.store.metrics)
+        yield counter("qkdr_relayed_store_events", "Relayed-key store operations (ready_taken, delivered, "
+                      "voided, ...)", ["event"], counted(store))
+        if sources.prerelay is not None:
+            pre = sources.prerelay.metrics
+            yield counter("qkdr_prerelay_rounds", "Pre-relay rounds", [], [([], pre.rounds)])
+            yield counter("qkdr_prerelay_keys", "Keys pre-relayed into ready pools", [], [([], pre.keys_prerelayed)])
+            yield counter("qkdr_prerelay_failures", "Failed pre-relays", [], [([], pre.failures)])
+
+    def _qkd_usage(self, sources: GatewaySources) -> Iterator[Metric]:
+        bits = sources.qkd_key_bits
+        plan = sources.engine.plan
+        taken, empty = [], []
+        for neighbour in plan.neighbours.values():
+            if neighbour.qkd is None:
+                continue
+            for pool in sources.engine.qkd_lanes_of(neighbour.id):
+                labels = [neighbour.qkd.link_id, neighbour.id, str(pool.sender)]
+                taken.append((labels, pool.metrics.taken))
+                empty.append((labels, pool.metrics.empty))
+        labels = ["link", "neighbour", "sender"]
+        yield counter("qkdr_qkd_keys_consumed", "QKD keys taken from a lane to seal or open a hop", labels, taken)
+        yield counter("qkdr_qkd_bits_consumed", "QKD key bits taken from a lane to seal or open a hop", labels,
+                      [(lab, value * bits) for lab, value in taken])
+        yield counter("qkdr_qkd_pool_exhausted", "Times a hop found its QKD lane empty", labels, empty)
+        yield counter("qkdr_qkd_bits_fetched", "QKD key bits fetched from the vendor KMS (master end of a link)",
+                      ["link"], [([f.link_id], f.metrics.keys_fetched * bits) for f in sources.fillers])
+        yield counter("qkdr_qkd_keys_stored", "Vendor keys stored in this gateway's lanes by the filler",
+                      ["link"], [([f.link_id], f.metrics.keys_stored) for f in sources.fillers])
+        yield counter("qkdr_qkd_keys_lost", "Vendor keys fetched but not accepted by the peer", ["link"],
+                      [([f.link_id], f.metrics.keys_lost) for f in sources.fillers])
+
+    def _errors(self, sources: GatewaySources) -> Iterator[Metric]:
+        m = self._metrics
+        samples: list[tuple[list[str], float]] = []
+        samples += [(["relay", reason], n) for reason, n in sorted(m.relay_failures.items())]
+        samples += [(["hop", reason], n) for reason, n in sorted(m.hop_failures.items())]
+        for filler in sources.fillers:
+            for kind in ("kms_errors", "announce_errors", "pool_unavailable"):
+                samples.append(([f"qkd_filler:{filler.link_id}", kind], getattr(filler.metrics, kind)))
+        samples.append((["redis", "unavailable"], sources.backend.metrics.unavailable if sources.backend else 0))
+        statuses: Counter[str] = Counter()
+        for (api, _endpoint, _method, status), n in m.requests.counts.items():
+            if status >= "400":
+                statuses[f"{api}:{status}"] += n
+        samples += [(["northbound", status], n) for status, n in sorted(statuses.items())]
+        yield counter("qkdr_errors", "Errors by component and type", ["component", "type"], samples)
+        yield counter("qkdr_redis_unavailable", "Redis commands that failed for want of a working Redis", [],
+                      [([], sources.backend.metrics.unavailable if sources.backend else 0)])

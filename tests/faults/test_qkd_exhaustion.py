@@ -1,0 +1,58 @@
+"""QKD key exhaustion without any QBER alarm: the load simply outruns the simulated 2 kbit/s link.
+
+Small QKD pools and vendor links without backlog: the require-qkd GW2-GW3 lane runs dry and requests to
+region 3 answer 503 (never rerouted onto the pqc-only link); the qkd+pqc GW1-GW2 hops degrade to
+pqc-only and are counted. When the load stops, the fillers catch up and keys flow again by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from relay.gateway.config import GatewaySettings
+from relay.kms_sim.config import SimSettings
+from relay.pki.layout import KeyDirectory
+from relay.pool import QkdPoolSettings
+from relay.pool.watermarks import Watermarks
+from tests.faults.support import FaultTestbed, Figures, SaeLoad, check_delivery, proxied_testbed
+from tests.redis_harness import RedisServer
+
+PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R2-A", "SAE-R3-B"), ("SAE-R1-B", "SAE-R3-B")]
+SETTINGS = GatewaySettings(prerelay=False, qkd_pool=QkdPoolSettings(watermarks=Watermarks(low=2, high=8)))
+
+
+@pytest.fixture
+async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[FaultTestbed]:
+    async with proxied_testbed(topology_keys, private_redis.url, SETTINGS,
+                               sim=SimSettings(initial_key_count=8)) as running:
+        yield running
+
+
+async def test_load_outrunning_the_qkd_link_answers_503_and_recovers_when_it_stops(testbed: FaultTestbed) -> None:
+    gw1, gw2 = (testbed.local.gateways[g].engine.metrics for g in ("GW1", "GW2"))
+    started = time.monotonic()
+    async with SaeLoad(testbed.sae, PAIRS, concurrency=6) as load:
+        exhausted_s = await load.wait_failures(started, count=10, containing="require-qkd", timeout_s=15)
+        await asyncio.sleep(2.0)  # sustained: the link keeps delivering a trickle the load fights over
+    stopped_at = time.monotonic()
+    async with SaeLoad(testbed.sae, PAIRS[:1], concurrency=1) as probe:
+        recovery_s = await probe.wait_success(stopped_at, timeout_s=15)
+        await asyncio.sleep(0.5)
+
+    stalled = sum(a.status == 503 for a in load.attempts)
+    Figures("QKD key exhaustion (load outruns the 2 kbit/s require-qkd link, no QBER)", load, faults=1,
+            recovery_s=recovery_s,
+            extra=f"exhausted {exhausted_s:.1f} s into the load; GW2 refused {gw2.qkd_exhausted} require-qkd hops; "
+                  f"GW1 degraded {gw1.qkd_fallbacks} qkd+pqc hops to pqc-only; recovery = a single SAE after the "
+                  f"load stopped ({len(probe.successes)}/{len(probe.attempts)} probe requests succeeded)").print()
+    assert stalled > 0
+    assert load.unexpected("require-qkd") == [] and probe.unexpected("require-qkd") == []
+    assert gw2.qkd_exhausted > 0
+    keys = load.keys_by_pair()
+    for pair, more in probe.keys_by_pair().items():
+        keys.setdefault(pair, []).extend(more)
+    await check_delivery(testbed.sae, keys)
