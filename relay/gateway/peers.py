@@ -53,7 +53,22 @@ class Peer:
 
     @property
     def is_down(self) -> bool:
-        return time.monotonic() < self._down_until
+        """Down for ``link_down_s`` after a failure, unless the channel has reconnected since."""
+        if time.monotonic() >= self._down_until:
+            return False
+        if self._channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+            self._down_until = 0.0
+            return False
+        return True
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Whether the channel connected within ``timeout_s`` (start-up ordering, tests)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._channel.channel_ready()
+        except TimeoutError:
+            return False
+        return True
 
     def mark_down(self) -> None:
         self._down_until = time.monotonic() + self._link_down_s

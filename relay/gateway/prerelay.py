@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from relay.aio import repeat_until_cancelled
 from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine, new_key
 from relay.pool import PoolError, RelayedKeyStore
@@ -53,9 +54,7 @@ class Prerelay:
 
     async def run(self) -> None:
         """Top up forever; cancel the task to stop."""
-        while True:
-            await self.fill_once()
-            await asyncio.sleep(self._interval_s)
+        await repeat_until_cancelled(self.fill_once, self._interval_s)
 
     async def fill_once(self) -> int:
         """One round over every pair; returns how many keys entered ready pools."""

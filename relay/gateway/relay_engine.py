@@ -109,7 +109,7 @@ class RelayEngine:
         self.observer = observer or RelayObserver()
         self._settings = settings
         self._crypto = crypto
-        self._peers = peers
+        self.peers = peers
         self._lanes = qkd_lanes  # by neighbour ID
         self._store = store
         self._transfers = transfers
@@ -189,7 +189,7 @@ class RelayEngine:
                                          "key_id": key.key_id})
 
     def route_to(self, target_gateway: str) -> Route:
-        down = {peer.neighbour.link for peer in self._peers.values() if peer.is_down}
+        down = {peer.neighbour.link for peer in self.peers.values() if peer.is_down}
         now = time.monotonic()
         for link in self.plan.topology.links:
             if self._remote_down.get(link.gateways, 0.0) > now:
@@ -211,7 +211,7 @@ class RelayEngine:
         return list(self._lanes.get(neighbour_id, {}).values())
 
     def neighbour_reachable(self, neighbour_id: str) -> bool:
-        return not self._peers[neighbour_id].is_down
+        return not self.peers[neighbour_id].is_down
 
     # ----- one hop, sending ------------------------------------------------------------------------
 
@@ -220,7 +220,7 @@ class RelayEngine:
         extension_json: str, timeout_s: float, no_degrade: bool,
     ) -> str:
         """Send hop ``hop`` (this gateway is ``path[hop]``); returns the gateway storing the key."""
-        peer = self._peers[path[hop + 1]]
+        peer = self.peers[path[hop + 1]]
         try:
             recipient = await peer.encapsulation_key()
         except grpc.aio.AioRpcError as exc:
@@ -443,7 +443,7 @@ class RelayEngine:
             voided = await self._store.void_for_slave(request.initiator_sae_id, target, list(request.key_ids))
             self.metrics.keys_voided += len(voided)
             return voided
-        peer = self._peers.get(path[position + 1])
+        peer = self.peers.get(path[position + 1])
         if peer is None:
             raise TransferRefused(f"{path[position + 1]} is not a neighbour of {self.plan.id}")
         forwarded = pb.VoidKeysRequest(key_ids=request.key_ids, initiator_sae_id=request.initiator_sae_id,

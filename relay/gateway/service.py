@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from relay.aio import repeat_until_cancelled
 from relay.crypto import (
     Clock,
     KeyRing,
@@ -197,6 +198,12 @@ async def start_gateway(
 
 async def _rotate_forever(keyring: KeyRing) -> None:
     """Rotate at half the key lifetime, so peers always hold an unexpired announcement."""
-    while True:
-        await asyncio.sleep(keyring.lifetime_ms / 2000)
+    await asyncio.sleep(keyring.lifetime_ms / 2000)
+    await repeat_until_cancelled(_rotation_step(keyring), keyring.lifetime_ms / 2000)
+
+
+def _rotation_step(keyring: KeyRing) -> Callable[[], Awaitable[None]]:
+    async def rotate() -> None:
         keyring.rotate()
+
+    return rotate

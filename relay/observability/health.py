@@ -7,12 +7,13 @@ every ``interval_s``; ``Watch`` callers see the change as it happens.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from relay.aio import repeat_until_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,4 @@ class GatewayHealth:
 
     async def run(self, ping: Callable[[], Awaitable[object]], interval_s: float) -> None:
         """Check forever; cancel the task to stop."""
-        while True:
-            await self.check_once(ping)
-            await asyncio.sleep(interval_s)
+        await repeat_until_cancelled(lambda: self.check_once(ping), interval_s)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from relay.aio import repeat_until_cancelled
 from relay.etsi014.client import Etsi014Client
 from relay.etsi014.models import Key, KeyRequest
 from relay.pool.errors import PoolUnavailable
@@ -63,9 +64,7 @@ class QkdFiller:
 
     async def run(self) -> None:
         """Fill forever; cancel the task to stop. Expected failures are counted and retried next round."""
-        while True:
-            await self.fill_once()
-            await asyncio.sleep(self._settings.interval_s)
+        await repeat_until_cancelled(self.fill_once, self._settings.interval_s)
 
     async def fill_once(self) -> int:
         """One round over both lanes; returns how many keys this gateway stored."""

@@ -43,6 +43,13 @@ class LocalTestbed:
         home = next(sae.gateway for sae in self.topology.saes if sae.id == sae_id)
         return Etsi014Client(self.gateway_url(home), self.keys.client_context(sae_id))
 
+    async def connect_peers(self) -> None:
+        """Gateways started one after another: wait until every gRPC channel is up, so no test begins
+        with a neighbour still in reconnect backoff."""
+        for running in self.gateways.values():
+            for peer in running.engine.peers.values():
+                assert await peer.wait_ready(10), f"{running.plan.id} cannot reach {peer.id}"
+
     async def fill_qkd_pools(self) -> None:
         """One filler round per QKD link, so tests start with QKD key in every lane."""
         for running in self.gateways.values():
@@ -69,6 +76,7 @@ async def running_testbed(
             gateway_settings = replace(settings, redis_url=redis_url)
             plan = plan_gateway(topology, gateway.id, gateway_settings)
             gateways[gateway.id] = await start_gateway(plan, gateway_settings, keys)
+        await testbed.connect_peers()
         await testbed.fill_qkd_pools()
         yield testbed
     finally:
