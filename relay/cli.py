@@ -8,10 +8,10 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -20,9 +20,9 @@ from relay.compose import check_compose, write_compose
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
-from relay.gateway.service import start_gateway
+from relay.gateway.service import RunningGateway, start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
-from relay.kms_sim.service import ADMIN_HOST, start_kms
+from relay.kms_sim.service import ADMIN_HOST, RunningKms, start_kms
 from relay.loadtest import command as loadtest_command
 from relay.observability.logs import LOG_FORMATS, configure_logging
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
@@ -306,17 +306,12 @@ def _kms_sim_run(args: argparse.Namespace) -> int:
     config = from_topology(topology, args.kms, settings)
     keys = KeyDirectory(args.keys / topology.name)
 
-    async def serve() -> None:
-        running = await start_kms(config, keys)
-        for kme_id, site in running.kme_sites.items():
-            print(f"{config.kms_id}: {kme_id} serving ETSI 014 at {site.url}", flush=True)
-        print(f"{config.kms_id}: admin at {running.admin_url}", flush=True)
-        try:
-            await _until_signalled()
-        finally:
-            await running.stop()
+    def listening(running: RunningKms) -> list[str]:
+        kmes = running.kme_sites.items()
+        lines = [f"{config.kms_id}: {kme_id} serving ETSI 014 at {site.url}" for kme_id, site in kmes]
+        return [*lines, f"{config.kms_id}: admin at {running.admin_url}"]
 
-    asyncio.run(serve())
+    _serve_until_signalled(lambda: start_kms(config, keys), listening)
     return 0
 
 
@@ -333,17 +328,14 @@ def _gateway_run(args: argparse.Namespace) -> int:
     plan = plan_gateway(topology, args.id, settings)
     keys = KeyDirectory(args.keys / topology.name)
 
-    async def serve() -> None:
-        running = await start_gateway(plan, settings, keys)
-        print(f"{plan.id}: ETSI 014 at {running.sites['etsi014'].url}", flush=True)
-        print(f"{plan.id}: ETSI 020 at {running.sites['etsi020'].url}", flush=True)
-        print(f"{plan.id}: gRPC at {settings.listen_host}:{running.grpc_port}", flush=True)
-        try:
-            await _until_signalled()
-        finally:
-            await running.stop()
+    def listening(running: RunningGateway) -> list[str]:
+        return [
+            f"{plan.id}: ETSI 014 at {running.sites['etsi014'].url}",
+            f"{plan.id}: ETSI 020 at {running.sites['etsi020'].url}",
+            f"{plan.id}: gRPC at {settings.listen_host}:{running.grpc_port}",
+        ]
 
-    asyncio.run(serve())
+    _serve_until_signalled(lambda: start_gateway(plan, settings, keys), listening)
     return 0
 
 
@@ -416,6 +408,29 @@ def _run_sae(args: argparse.Namespace, call: Callable[[Etsi014Client], Coroutine
         raise CliError(str(exc)) from None
     print(json.dumps(result.to_json(), indent=2))
     return 0
+
+
+class _Service(Protocol):
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
+def _serve_until_signalled(start: Callable[[], Awaitable[S]], listening: Callable[[S], list[str]]) -> None:
+    """Start a service, say where it listens (tests and the testbed wait for these lines), serve until
+    SIGINT or SIGTERM, then stop it cleanly."""
+
+    async def serve() -> None:
+        running = await start()
+        for line in listening(running):
+            print(line, flush=True)
+        try:
+            await _until_signalled()
+        finally:
+            await running.stop()
+
+    asyncio.run(serve())
 
 
 async def _until_signalled() -> None:
