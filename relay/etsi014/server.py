@@ -15,6 +15,7 @@ from aiohttp import web
 
 from relay.etsi014.errors import Etsi014Error, UnauthorizedError, ValidationError
 from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
+from relay.openapi import OPENAPI_PATH, etsi014_document
 from relay.pki.tls import peer_identity
 from relay.strict_json import StrictJsonError, parse_strict_json
 
@@ -51,7 +52,14 @@ def create_app(backend: KeyDeliveryBackend, *, max_body_bytes: int = DEFAULT_MAX
     app.router.add_route("POST", "/api/v1/keys/{slave_SAE_ID}/enc_keys", _enc_keys)
     app.router.add_route("GET", "/api/v1/keys/{master_SAE_ID}/dec_keys", _dec_keys)
     app.router.add_route("POST", "/api/v1/keys/{master_SAE_ID}/dec_keys", _dec_keys)
+    app.router.add_get(OPENAPI_PATH, _openapi)
     return app
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    """The OpenAPI document of this interface, for any authenticated SAE."""
+    _calling_sae(request)
+    return _json(etsi014_document())
 
 
 async def _status(request: web.Request) -> web.Response:

@@ -36,6 +36,7 @@ from relay.etsi020.problems import (
     Problem,
     ProblemType,
 )
+from relay.openapi import OPENAPI_PATH, etsi020_document
 from relay.pki.tls import peer_identity
 from relay.strict_json import StrictJsonError, parse_strict_json
 
@@ -66,6 +67,11 @@ class InterKmsBackend(Protocol):
 
     async def acknowledged(self, caller: str, acks: Sequence[AckContainer]) -> None:
         """Acks from a KME we handed keys to; raise Problem(400, key-not-present) for unknown keys."""
+        ...
+
+    async def check_void(self, caller: str, request: VoidContainer) -> None:
+        """Refuse (raise Problem) a void that cannot be carried out (unknown target, not the caller's keys),
+        before the asynchronous mode answers 202 and the caller would wait for acks that never come."""
         ...
 
     async def void(self, caller: str, request: VoidContainer) -> list[AckContainer]: ...
@@ -104,6 +110,7 @@ def create_app(
     app.router.add_post("/kmapi/v1/ext_keys", _ext_keys)
     app.router.add_post("/kmapi/v1/ext_keys/ack", _ack)
     app.router.add_post("/kmapi/v1/ext_keys/void", _void)
+    app.router.add_get(OPENAPI_PATH, _openapi)
     app.on_shutdown.append(_finish_background_work)
     return app
 
@@ -111,6 +118,12 @@ def create_app(
 async def _versions(request: web.Request) -> web.Response:
     _calling_kme(request)
     return web.json_response(VersionContainer(API_VERSIONS, (SYNCHRONOUS_MODE,)).to_json())
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    """The OpenAPI document of this interface, for any authenticated KME or gateway."""
+    _calling_kme(request)
+    return web.json_response(etsi020_document())
 
 
 async def _ext_keys(request: web.Request) -> web.StreamResponse:
@@ -137,6 +150,7 @@ async def _void(request: web.Request) -> web.StreamResponse:
     caller = _calling_kme(request)
     container = VoidContainer.from_json(await _read_json(request))
     backend = request.app[BACKEND_KEY]
+    await backend.check_void(caller, container)
     return await _respond(request, container.ack_callback_url, lambda: backend.void(caller, container))
 
 

@@ -23,16 +23,24 @@ from dataclasses import dataclass
 from relay.etsi014.models import Key
 from relay.etsi020.client import Etsi020Client, PeerProblem, PeerUnreachable
 from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer
-from relay.etsi020.problems import INVALID_PARAMETER, KEY_NOT_PRESENT, KEY_ROUTING_ERROR, Problem
+from relay.etsi020.problems import (
+    INVALID_PARAMETER,
+    KEY_NOT_PRESENT,
+    KEY_ROUTING_ERROR,
+    SERVER_SIDE_ERROR,
+    UNAUTHORIZED,
+    Problem,
+)
 from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine
-from relay.pool import PoolError
+from relay.pool import PoolError, RedisBackend
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024  # what one hop header can carry
 ACK_PATH = "/kmapi/v1/ext_keys/ack"
 DEFAULT_ACK_TIMEOUT_S = 30.0
+INITIATOR_BINDING_TTL_MS = 86_400_000  # outlives every key handed over for the initiator
 
 
 @dataclass(frozen=True)
@@ -41,15 +49,41 @@ class HandoverResult:
 
 
 class InterKmsBridge:
-    def __init__(self, engine: RelayEngine, own_url: str) -> None:
+    def __init__(self, engine: RelayEngine, own_url: str, backend: RedisBackend, prefix: str) -> None:
         self._engine = engine
         self._plan = engine.plan
         self._callback_url = own_url.rstrip("/") + ACK_PATH
+        self._backend = backend
+        self._prefix = prefix
         self._awaiting: dict[str, tuple[str, asyncio.Future[AckStatus]]] = {}  # key_ID -> (peer, ack)
 
     # ----- receiving: the server's InterKmsBackend --------------------------------------------------
 
+    # ----- who may speak for an initiator SAE --------------------------------------------------------
+
+    async def _authorize(self, caller: str, initiator: str, *, bind: bool) -> None:
+        """An SAE of our topology is spoken for only by its own gateway; a foreign initiator SAE by the one
+        KMS that first handed keys over for it (bound in Redis, so every process of the gateway agrees).
+        Without this, any KME could hand keys over in our SAEs' names or void other KMSs' keys."""
+        home = self._plan.sae_homes.get(initiator)
+        if home is not None:
+            if caller != home:
+                raise Problem(401, UNAUTHORIZED, {"unauthorized": f"{caller} does not speak for {initiator}"})
+            return
+        name = f"{self._prefix}:020-initiator:{initiator}"
+        try:
+            if bind:
+                await self._backend.command("SET", name, caller, "NX", "PX", INITIATOR_BINDING_TTL_MS)
+            owner = await self._backend.command("GET", name)
+        except PoolError as exc:
+            raise Problem(503, SERVER_SIDE_ERROR, {"server_side_general_error": str(exc)}) from None
+        if owner is None and not bind:
+            return  # nothing was ever handed over for it: nothing to protect (the void finds no key)
+        if owner is not None and owner.decode() != caller:
+            raise Problem(401, UNAUTHORIZED, {"unauthorized": f"keys of {initiator} are handed over by another KMS"})
+
     async def check_ext_keys(self, caller: str, request: ExtKeyContainer) -> None:
+        await self._authorize(caller, request.initiator_sae_id, bind=False)
         if len(request.target_sae_ids) != 1:
             raise Problem(503, KEY_ROUTING_ERROR, {"no_route_multiple_targets": "one target SAE per request"})
         target = request.target_sae_ids[0]
@@ -69,6 +103,12 @@ class InterKmsBridge:
 
     async def deliver(self, caller: str, request: ExtKeyContainer) -> list[AckContainer]:
         target = request.target_sae_ids[0]
+        try:
+            await self._authorize(caller, request.initiator_sae_id, bind=True)
+        except Problem as refused:  # another KMS bound the initiator between check and delivery
+            key_ids = tuple(key.key_id for key in request.keys)
+            return [AckContainer(key_ids, AckStatus.FAILED, request.initiator_sae_id, (target,),
+                                 message=str(refused.details))]
         extension = json.dumps(request.extension_optional) if request.extension_optional else ""
         outcomes = await asyncio.gather(*(self._relay(request.initiator_sae_id, target, key, extension)
                                           for key in request.keys))
@@ -91,9 +131,12 @@ class InterKmsBridge:
             return str(exc)
         return None
 
-    async def void(self, caller: str, request: VoidContainer) -> list[AckContainer]:
+    async def check_void(self, caller: str, request: VoidContainer) -> None:
         if len(request.target_sae_ids) != 1 or request.target_sae_ids[0] not in self._plan.sae_homes:
             raise Problem(400, KEY_ROUTING_ERROR, {"target_sae_id_not_recognized": ",".join(request.target_sae_ids)})
+        await self._authorize(caller, request.initiator_sae_id, bind=False)
+
+    async def void(self, caller: str, request: VoidContainer) -> list[AckContainer]:
         target = request.target_sae_ids[0]
         voided = await self._engine.void(request.initiator_sae_id, target, list(request.key_ids))
         not_voided = tuple(key_id for key_id in request.key_ids if key_id not in set(voided))

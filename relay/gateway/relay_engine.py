@@ -38,7 +38,7 @@ from relay.crypto import (
     open_hop,
     seal_hop,
 )
-from relay.crypto.errors import ConfirmationFailed, TrustError
+from relay.crypto.errors import ConfirmationFailed, MalformedMessage, TrustError
 from relay.etsi014.models import Key
 from relay.gateway.config import GatewayPlan, GatewaySettings, LinkPolicy, Neighbour
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
@@ -319,7 +319,11 @@ class RelayEngine:
         """Open one hop from ``sender`` (authenticated by mTLS), then store the key or forward it."""
         path, hop, target = self._check_hop_request(request, sender)
         transfer_id = request.transfer_id
-        earlier = await self._transfers.claim(transfer_id)
+        message = SealedHop.from_bytes(request.sealed_hop)
+        if (message.header.transfer_id, message.header.hop) != (transfer_id, hop):
+            # The replay guard keys on the signed header, the transfer log on the request: they must agree.
+            raise MalformedMessage("transfer_id and hop of the request differ from the signed hop header")
+        earlier = await self._transfers.claim(sender, transfer_id)
         if earlier is not None:
             if earlier.state is TransferState.DONE:
                 return pb.RelayKeyResponse(key_confirmation=earlier.confirmation, stored_at=earlier.stored_at)
@@ -328,24 +332,23 @@ class RelayEngine:
             raise RelayFailed(f"transfer {transfer_id.hex()} failed at {self.plan.id}: {earlier.reason}",
                               retryable=True)
         try:
-            response = await self._open_and_pass_on(request, path, hop, target, sender, time_left_s)
+            response = await self._open_and_pass_on(request, message, path, hop, target, sender, time_left_s)
         except BaseException as exc:
             self.observer.hop_refused(type(exc).__name__)
             log.info("transfer %s: hop from %s failed here: %s", transfer_id.hex(), sender, type(exc).__name__,
                      extra={"transfer_id": transfer_id.hex(), "neighbour": sender})
-            await asyncio.shield(self._transfers.fail(transfer_id, type(exc).__name__))
+            await asyncio.shield(self._transfers.fail(sender, transfer_id, type(exc).__name__))
             raise
-        await self._transfers.finish(transfer_id, response.key_confirmation, response.stored_at)
+        await self._transfers.finish(sender, transfer_id, response.key_confirmation, response.stored_at)
         log.debug("transfer %s: hop %d from %s done, stored at %s", transfer_id.hex(), request.hop, sender,
                   response.stored_at, extra={"transfer_id": transfer_id.hex(), "neighbour": sender})
         return response
 
     async def _open_and_pass_on(
-        self, request: pb.RelayKeyRequest, path: Sequence[str], hop: int, target: str, sender: str,
-        time_left_s: float | None,
+        self, request: pb.RelayKeyRequest, message: SealedHop, path: Sequence[str], hop: int, target: str,
+        sender: str, time_left_s: float | None,
     ) -> pb.RelayKeyResponse:
         neighbour = self.plan.neighbours[sender]
-        message = SealedHop.from_bytes(request.sealed_hop)
         allowed = _ALLOWED_MODES[neighbour.policy]
         opened = await open_hop(
             message,

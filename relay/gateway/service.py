@@ -159,7 +159,7 @@ async def start_gateway(
     own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
     ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
     closers.append(ack_client.close)
-    bridge = InterKmsBridge(engine, own_020_url)
+    bridge = InterKmsBridge(engine, own_020_url, backend, keyspace.prefix)
     try:
         sites["etsi014"] = await start_site(
             metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"), settings.listen_host,

@@ -6,7 +6,7 @@ the first attempt ended: ``done`` (answer again with the same confirmation), ``f
 and starts over with a fresh key), or ``pending``. A pending record is alive only while the attempt runs
 in this process; one left behind by a crash or a lost Redis write is dead, and becomes ``failed``.
 
-Records live in the gateway's Redis under ``<prefix>:xfer:<transfer_id hex>`` (public IDs only) and
+Records live in the gateway's Redis under ``<prefix>:xfer:<sender>:<transfer_id hex>`` (public IDs only) and
 expire after ``ttl_s``, well beyond the hop freshness window after which a retry is refused anyway.
 """
 
@@ -41,46 +41,47 @@ class TransferLog:
         self._prefix = prefix
         self._ttl_ms = round(ttl_s * 1000)
         self._instance = os.urandom(8).hex()  # tells this process's pending records from a dead one's
-        self._active: set[bytes] = set()
+        self._active: set[tuple[str, bytes]] = set()
 
-    async def claim(self, transfer_id: bytes) -> TransferRecord | None:
+    async def claim(self, sender: str, transfer_id: bytes) -> TransferRecord | None:
         """None if this call now owns the transfer; otherwise how an earlier attempt stands.
 
         A live attempt of this process answers PENDING; a dead one is turned into FAILED first.
         """
-        name = self._name(transfer_id)
+        name = self._name(sender, transfer_id)
         if await self._backend.command("SET", name, f"pending:{self._instance}", "NX", "PX", self._ttl_ms):
-            self._active.add(transfer_id)
+            self._active.add((sender, transfer_id))
             return None
         record = _decode(await self._backend.command("GET", name))
-        if record.state is TransferState.PENDING and not self._is_live(transfer_id, record):
+        if record.state is TransferState.PENDING and not self._is_live(sender, transfer_id, record):
             record = TransferRecord(TransferState.FAILED, reason="an earlier attempt was interrupted")
-            await self._write(transfer_id, f"failed:{record.reason}")
+            await self._write(sender, transfer_id, f"failed:{record.reason}")
         return record
 
-    async def finish(self, transfer_id: bytes, confirmation: bytes, stored_at: str) -> None:
+    async def finish(self, sender: str, transfer_id: bytes, confirmation: bytes, stored_at: str) -> None:
         try:
-            await self._write(transfer_id, f"done:{base64.b64encode(confirmation).decode()}:{stored_at}")
+            await self._write(sender, transfer_id, f"done:{base64.b64encode(confirmation).decode()}:{stored_at}")
         finally:
-            self._active.discard(transfer_id)
+            self._active.discard((sender, transfer_id))
 
-    async def fail(self, transfer_id: bytes, reason: str) -> None:
+    async def fail(self, sender: str, transfer_id: bytes, reason: str) -> None:
         """Best effort: if Redis is down the record stays pending, and the next claim finds it dead."""
         try:
-            await self._write(transfer_id, f"failed:{reason[:200]}")
+            await self._write(sender, transfer_id, f"failed:{reason[:200]}")
         except PoolUnavailable:
             pass
         finally:
-            self._active.discard(transfer_id)
+            self._active.discard((sender, transfer_id))
 
-    def _is_live(self, transfer_id: bytes, record: TransferRecord) -> bool:
-        return record.owner == self._instance and transfer_id in self._active
+    def _is_live(self, sender: str, transfer_id: bytes, record: TransferRecord) -> bool:
+        return record.owner == self._instance and (sender, transfer_id) in self._active
 
-    async def _write(self, transfer_id: bytes, value: str) -> None:
-        await self._backend.command("SET", self._name(transfer_id), value, "PX", self._ttl_ms)
+    async def _write(self, sender: str, transfer_id: bytes, value: str) -> None:
+        await self._backend.command("SET", self._name(sender, transfer_id), value, "PX", self._ttl_ms)
 
-    def _name(self, transfer_id: bytes) -> str:
-        return f"{self._prefix}:xfer:{transfer_id.hex()}"
+    def _name(self, sender: str, transfer_id: bytes) -> str:
+        """Per sender: a neighbour that learns another's transfer_id cannot claim (and so fail) its transfer."""
+        return f"{self._prefix}:xfer:{sender}:{transfer_id.hex()}"
 
 
 def _decode(raw: bytes | None) -> TransferRecord:

@@ -72,6 +72,11 @@ class RecordingBackend:
         if self.ack_failure is not None:
             raise self.ack_failure
 
+    async def check_void(self, caller: str, request: VoidContainer) -> None:
+        self.calls.append(("check_void", caller, request))
+        if self.check_failure is not None:
+            raise self.check_failure
+
     async def void(self, caller: str, request: VoidContainer) -> list[AckContainer]:
         self.calls.append(("void", caller, request))
         if self.work_failure is not None:

@@ -21,28 +21,28 @@ async def backend(private_redis: RedisServer) -> AsyncIterator[RedisBackend]:
 async def test_a_finished_transfer_answers_retries_with_the_same_confirmation(backend: RedisBackend) -> None:
     log = TransferLog(backend, "t")
     transfer = os.urandom(16)
-    assert await log.claim(transfer) is None
-    in_flight = await log.claim(transfer)
+    assert await log.claim("GW1", transfer) is None
+    in_flight = await log.claim("GW1", transfer)
     assert in_flight is not None and in_flight.state is TransferState.PENDING
-    await log.finish(transfer, b"\x01confirmation", "GW3")
-    again = await log.claim(transfer)
+    await log.finish("GW1", transfer, b"\x01confirmation", "GW3")
+    again = await log.claim("GW1", transfer)
     assert again is not None and (again.state, again.confirmation, again.stored_at) == (
         TransferState.DONE, b"\x01confirmation", "GW3")
 
 
 async def test_an_attempt_interrupted_by_a_crash_is_failed_not_resumed(backend: RedisBackend) -> None:
     transfer = os.urandom(16)
-    assert await TransferLog(backend, "t").claim(transfer) is None  # that process then dies
-    after_restart = await TransferLog(backend, "t").claim(transfer)
+    assert await TransferLog(backend, "t").claim("GW1", transfer) is None  # that process then dies
+    after_restart = await TransferLog(backend, "t").claim("GW1", transfer)
     assert after_restart is not None and after_restart.state is TransferState.FAILED
 
 
 async def test_a_failed_transfer_stays_failed(backend: RedisBackend) -> None:
     log = TransferLog(backend, "t")
     transfer = os.urandom(16)
-    await log.claim(transfer)
-    await log.fail(transfer, "DecryptionFailed")
-    record = await log.claim(transfer)
+    await log.claim("GW1", transfer)
+    await log.fail("GW1", transfer, "DecryptionFailed")
+    record = await log.claim("GW1", transfer)
     assert record is not None and (record.state, record.reason) == (TransferState.FAILED, "DecryptionFailed")
 
 
@@ -51,4 +51,12 @@ async def test_redis_down_is_reported_as_pool_unavailable(private_redis: RedisSe
         log = TransferLog(backend, "t")
         private_redis.stop()
         with pytest.raises(PoolUnavailable):
-            await log.claim(os.urandom(16))
+            await log.claim("GW1", os.urandom(16))
+
+
+async def test_another_senders_record_under_the_same_transfer_id_is_separate(backend: RedisBackend) -> None:
+    log = TransferLog(backend, "t")
+    transfer = os.urandom(16)
+    assert await log.claim("GW3", transfer) is None  # a forgery that will fail...
+    await log.fail("GW3", transfer, "WrongSender")
+    assert await log.claim("GW1", transfer) is None  # ...does not touch the genuine sender's transfer

@@ -1,0 +1,60 @@
+"""The served OpenAPI documents are valid OpenAPI 3.1 and describe what the models really put on the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+from openapi_spec_validator import validate
+
+from relay.etsi014.models import Error, Key, KeyContainer, KeyIds, KeyRequest, Status
+from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VersionContainer, VoidContainer
+from relay.etsi020.problems import INVALID_PARAMETER, Problem
+from relay.openapi import etsi014_document, etsi020_document
+
+KEY_ID = "8f6a3c2e-1b4d-4e5f-9a0b-1c2d3e4f5a6b"
+
+
+@pytest.mark.parametrize("document", [etsi014_document(), etsi020_document()], ids=["014", "020"])
+def test_documents_are_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+    assert document["components"]["securitySchemes"]["mutualTLS"]["type"] == "mutualTLS"
+
+
+def _conforms(document: dict[str, Any], schema_name: str, instance: Any) -> None:
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": document["components"]}
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(instance)
+
+
+def test_014_schemas_match_the_models() -> None:
+    document = etsi014_document()
+    status = Status("KME-A", "KME-B", "SAE-1", "SAE-2", 256, 10, 100, 8, 1024, 64, 0, {"qber": 0.01})
+    _conforms(document, "Status", status.to_json())
+    assert set(document["components"]["schemas"]["Status"]["required"]) == set(status.to_json()) - {"status_extension"}
+    _conforms(document, "KeyContainer", KeyContainer((Key(KEY_ID, b"\x01" * 32),)).to_json())
+    _conforms(document, "Error", Error("size shall be a multiple of 8", [{"x": "y"}]).to_json())
+    _conforms(document, "KeyRequest", KeyRequest(2, 256, ("SAE-3",), ({"a": 1},), ({"b": 2},)).to_json())
+    _conforms(document, "KeyIds", KeyIds((KEY_ID,), {"e": 1}).to_json())
+    with pytest.raises(jsonschema.ValidationError):
+        _conforms(document, "KeyRequest", {"number": 1, "unknown": 2})
+
+
+def test_020_schemas_match_the_models() -> None:
+    document = etsi020_document()
+    ext = ExtKeyContainer((ExtKey(KEY_ID, b"\x02" * 32),), "SAE-1", ("SAE-2",), "https://kme.example/ack",
+                          {"E1_m": 1}, {"E1_o": "x"})
+    _conforms(document, "ExtKeyContainer", ext.to_json())
+    ack = AckContainer((KEY_ID,), AckStatus.FAILED_TO_VOID, "SAE-1", ("SAE-2",), "why", {"E1_x": 1})
+    _conforms(document, "AckContainer", ack.to_json())
+    _conforms(document, "VoidContainer", VoidContainer((), "SAE-1", ("SAE-2",), None, None, True).to_json())
+    _conforms(document, "VersionContainer", VersionContainer(("v1",), ("synchronous_mode",)).to_json())
+    _conforms(document, "Problem", Problem(400, INVALID_PARAMETER, {"key_id": "not a UUID"}).to_json())
+    with pytest.raises(jsonschema.ValidationError):
+        _conforms(document, "ExtKeyContainer", {**ext.to_json(), "extension_optional": {"bad name": 1}})
+
+
+def test_callers_get_fresh_copies() -> None:
+    etsi014_document()["paths"].clear()
+    assert etsi014_document()["paths"]

@@ -1,0 +1,31 @@
+"""Fixtures for the security tests: the topology's certificates, a foreign CA's, one threaded testbed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from relay import topology as topology_module
+from relay.pki.layout import KeyDirectory
+from relay.pki.provision import provision
+from tests.fuzz.harness import ThreadedTestbed, threaded_testbed
+from tests.redis_harness import redis_server
+
+
+@pytest.fixture(scope="session")
+def security_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
+    return provision(topology_module.load_default(), tmp_path_factory.mktemp("security-keys")).directory
+
+
+@pytest.fixture(scope="session")
+def foreign_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
+    """The same entity names, issued by another CA (and with other ML-DSA identities)."""
+    return provision(topology_module.load_default(), tmp_path_factory.mktemp("foreign-keys")).directory
+
+
+@pytest.fixture(scope="module")
+def bed(security_keys: KeyDirectory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedTestbed]:
+    with redis_server(tmp_path_factory.mktemp("security-redis")) as redis, \
+            threaded_testbed(security_keys, redis.url) as bed:
+        yield bed
