@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -62,24 +63,24 @@ class RequestCounts:
         return app
 
     def family(self, name: str, documentation: str) -> CounterMetricFamily:
-        family = CounterMetricFamily(name, documentation, labels=["api", "endpoint", "method", "status"])
-        for labels, value in sorted(self.counts.items()):
-            family.add_metric(list(labels), value)
-        return family
+        return counter(name, documentation, ["api", "endpoint", "method", "status"], sorted(self.counts.items()))
 
 
 def gauge(name: str, documentation: str, labels: Iterable[str],
           samples: Iterable[tuple[Iterable[str], float]]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=list(labels))
-    for values, value in samples:
-        family.add_metric(list(values), value)
-    return family
+    return _filled(GaugeMetricFamily(name, documentation, labels=list(labels)), samples)
 
 
 def counter(name: str, documentation: str, labels: Iterable[str],
             samples: Iterable[tuple[Iterable[str], float]]) -> CounterMetricFamily:
     """``name`` without the ``_total`` suffix, which the exposition adds."""
-    family = CounterMetricFamily(name, documentation, labels=list(labels))
+    return _filled(CounterMetricFamily(name, documentation, labels=list(labels)), samples)
+
+
+F = TypeVar("F", GaugeMetricFamily, CounterMetricFamily)
+
+
+def _filled(family: F, samples: Iterable[tuple[Iterable[str], float]]) -> F:
     for values, value in samples:
         family.add_metric(list(values), value)
     return family

@@ -11,10 +11,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from relay.openapi.common import OPENAPI_PATH
 from relay.openapi.etsi014 import DOCUMENT as _ETSI014
 from relay.openapi.etsi020 import DOCUMENT as _ETSI020
-
-OPENAPI_PATH = "/openapi.json"
 
 
 def etsi014_document() -> dict[str, Any]:

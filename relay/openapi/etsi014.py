@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-JSON = "application/json"
+from relay.openapi.common import JSON, MUTUAL_TLS, OPENAPI_PATH, openapi_path_item, ref
+
 _UUID = {"type": "string", "format": "uuid", "description": "A UUID (RFC 9562), compared case-insensitively."}
 _EXTENSION = {"type": "object", "description": "Implementation-specific members; carried, not interpreted."}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+    return {"description": description, "content": {JSON: {"schema": ref("Error")}}}
 
 
 _ERRORS: dict[str, Any] = {
@@ -45,7 +42,7 @@ def _sae_parameter(name: str, description: str) -> dict[str, Any]:
 
 _SLAVE = _sae_parameter("slave_SAE_ID", "The SAE that will receive copies of the keys.")
 _MASTER = _sae_parameter("master_SAE_ID", "The SAE that obtained the keys with enc_keys.")
-_KEYS_OK = {"description": "The keys, all of them.", "content": {JSON: {"schema": _ref("KeyContainer")}}}
+_KEYS_OK = {"description": "The keys, all of them.", "content": {JSON: {"schema": ref("KeyContainer")}}}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -71,7 +68,7 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Key availability between the caller (master) and a slave SAE.",
                 "parameters": [_SLAVE],
                 "responses": {
-                    "200": {"description": "The link status.", "content": {JSON: {"schema": _ref("Status")}}},
+                    "200": {"description": "The link status.", "content": {JSON: {"schema": ref("Status")}}},
                     **_ERRORS,
                 },
             }
@@ -97,7 +94,7 @@ DOCUMENT: dict[str, Any] = {
                 "requestBody": {
                     "required": False,
                     "description": "A Key request; an empty body asks for the defaults.",
-                    "content": {JSON: {"schema": _ref("KeyRequest")}},
+                    "content": {JSON: {"schema": ref("KeyRequest")}},
                 },
                 "responses": {"200": _KEYS_OK, **_ERRORS},
             },
@@ -116,25 +113,14 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "postKeyWithIds",
                 "summary": "Keys the master obtained for the caller (slave), all or none; full form.",
                 "parameters": [_MASTER],
-                "requestBody": {"required": True, "content": {JSON: {"schema": _ref("KeyIds")}}},
+                "requestBody": {"required": True, "content": {JSON: {"schema": ref("KeyIds")}}},
                 "responses": {"200": _KEYS_OK, **_ERRORS},
             },
         },
-        "/openapi.json": {
-            "get": {
-                "operationId": "getOpenApiDocument",
-                "summary": "This document.",
-                "responses": {
-                    "200": {"description": "The OpenAPI document.", "content": {JSON: {"schema": {"type": "object"}}}},
-                    "401": {"$ref": "#/components/responses/Unauthorized"},
-                },
-            }
-        },
+        OPENAPI_PATH: openapi_path_item(),
     },
     "components": {
-        "securitySchemes": {
-            "mutualTLS": {"type": "mutualTLS", "description": "A client certificate issued by the operator's CA."}
-        },
+        "securitySchemes": {"mutualTLS": MUTUAL_TLS},
         "responses": {
             "BadRequest": _error_response("The request is malformed or out of bounds; nothing was delivered."),
             "Unauthorized": _error_response(
@@ -204,7 +190,7 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["keys"],
                 "properties": {
-                    "keys": {"type": "array", "items": _ref("Key")},
+                    "keys": {"type": "array", "items": ref("Key")},
                     "key_container_extension": _EXTENSION,
                 },
             },

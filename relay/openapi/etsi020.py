@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-JSON = "application/json"
+from relay.openapi.common import JSON, MUTUAL_TLS, OPENAPI_PATH, openapi_path_item, ref
+
 PROBLEM = "application/problem+json"
 _URI_CHARACTERS = r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$"
 _SAE_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _URI_CHARACTERS}
@@ -30,12 +31,8 @@ _EXTENSION = {
 }
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def _problem_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+    return {"description": description, "content": {PROBLEM: {"schema": ref("Problem")}}}
 
 
 _ERRORS: dict[str, Any] = {
@@ -48,7 +45,7 @@ _ERRORS: dict[str, Any] = {
 }
 _ACKS_NOW = {
     "description": "Synchronous mode: one ack container per outcome.",
-    "content": {JSON: {"schema": {"type": "array", "items": _ref("AckContainer")}}},
+    "content": {JSON: {"schema": {"type": "array", "items": ref("AckContainer")}}},
 }
 _ACKS_LATER = {"description": "Asynchronous mode: accepted; acks follow at ack_callback_url."}
 
@@ -74,7 +71,7 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "getVersions",
                 "summary": "API versions and optional capabilities of this KME.",
                 "responses": {
-                    "200": {"description": "Versions.", "content": {JSON: {"schema": _ref("VersionContainer")}}},
+                    "200": {"description": "Versions.", "content": {JSON: {"schema": ref("VersionContainer")}}},
                     **_ERRORS,
                 },
             }
@@ -83,7 +80,7 @@ DOCUMENT: dict[str, Any] = {
             "post": {
                 "operationId": "postExtKeys",
                 "summary": "Hand over keys for target SAEs served by this domain.",
-                "requestBody": {"required": True, "content": {JSON: {"schema": _ref("ExtKeyContainer")}}},
+                "requestBody": {"required": True, "content": {JSON: {"schema": ref("ExtKeyContainer")}}},
                 "responses": {"200": _ACKS_NOW, "202": _ACKS_LATER, **_ERRORS},
             }
         },
@@ -94,7 +91,7 @@ DOCUMENT: dict[str, Any] = {
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": {"type": "array", "minItems": 1, "maxItems": 1024,
-                                                  "items": _ref("AckContainer")}}},
+                                                  "items": ref("AckContainer")}}},
                 },
                 "responses": {"200": {"description": "Acks recorded."}, **_ERRORS},
             }
@@ -103,25 +100,14 @@ DOCUMENT: dict[str, Any] = {
             "post": {
                 "operationId": "postVoid",
                 "summary": "Withdraw keys handed over earlier.",
-                "requestBody": {"required": True, "content": {JSON: {"schema": _ref("VoidContainer")}}},
+                "requestBody": {"required": True, "content": {JSON: {"schema": ref("VoidContainer")}}},
                 "responses": {"200": _ACKS_NOW, "202": _ACKS_LATER, **_ERRORS},
             }
         },
-        "/openapi.json": {
-            "get": {
-                "operationId": "getOpenApiDocument",
-                "summary": "This document.",
-                "responses": {
-                    "200": {"description": "The OpenAPI document.", "content": {JSON: {"schema": {"type": "object"}}}},
-                    "401": {"$ref": "#/components/responses/Unauthorized"},
-                },
-            }
-        },
+        OPENAPI_PATH: openapi_path_item(),
     },
     "components": {
-        "securitySchemes": {
-            "mutualTLS": {"type": "mutualTLS", "description": "A client certificate issued by the operator's CA."}
-        },
+        "securitySchemes": {"mutualTLS": MUTUAL_TLS},
         "responses": {
             "BadRequest": _problem_response("Malformed, incomplete or unroutable request; nothing associated."),
             "Unauthorized": _problem_response("The certificate does not identify a KME or gateway."),
@@ -169,7 +155,7 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["keys", "initiator_sae_id", "target_sae_ids"],
                 "additionalProperties": False,
                 "properties": {
-                    "keys": {"type": "array", "minItems": 1, "maxItems": 1024, "items": _ref("ExtKey")},
+                    "keys": {"type": "array", "minItems": 1, "maxItems": 1024, "items": ref("ExtKey")},
                     "initiator_sae_id": _SAE_ID,
                     "target_sae_ids": {"type": "array", "minItems": 1, "maxItems": 1024, "uniqueItems": True,
                                        "items": _SAE_ID},
