@@ -56,10 +56,14 @@ class Peer:
         """Down for ``link_down_s`` after a failure, unless the channel has reconnected since."""
         if time.monotonic() >= self._down_until:
             return False
-        if self._channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+        if self.is_connected():
             self._down_until = 0.0
             return False
         return True
+
+    def is_connected(self) -> bool:
+        """Whether the channel is connected now (asking also starts connecting an idle channel)."""
+        return self._channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY
 
     async def wait_ready(self, timeout_s: float) -> bool:
         """Whether the channel connected within ``timeout_s`` (start-up ordering, tests)."""

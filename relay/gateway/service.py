@@ -130,7 +130,9 @@ async def start_gateway(
         kme = Etsi014Client(qkd.kme_url, keys.client_context(plan.id))
         closers.append(kme.close)
         if qkd.role is Role.MASTER:
-            fillers.append(QkdFiller(qkd.link_id, qkd.peer_sae_id, kme, pools, peers[neighbour_id], FillerSettings()))
+            peer = peers[neighbour_id]
+            fillers.append(QkdFiller(qkd.link_id, qkd.peer_sae_id, kme, pools, peer, FillerSettings(),
+                                     peer_reachable=peer.is_connected))
         else:
             receivers[qkd.link_id] = AnnouncementReceiver(qkd.link_id, qkd.peer_sae_id, kme, pools)
 

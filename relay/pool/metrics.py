@@ -42,3 +42,4 @@ class FillerMetrics:
     kms_errors: int = 0
     announce_errors: int = 0
     pool_unavailable: int = 0
+    rounds_peer_unreachable: int = 0  # rounds skipped: fetching then would waste vendor key

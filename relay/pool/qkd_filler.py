@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -51,6 +51,8 @@ class QkdFiller:
         pools: Mapping[Role, QkdPool],
         announcer: PeerAnnouncer,
         settings: FillerSettings,
+        *,
+        peer_reachable: Callable[[], bool] = lambda: True,
     ) -> None:
         self.link_id = link_id
         self.metrics = FillerMetrics()
@@ -59,6 +61,7 @@ class QkdFiller:
         self._pools = pools
         self._announcer = announcer
         self._settings = settings
+        self._peer_reachable = peer_reachable
         self._states: dict[Role, PoolState] = {}
         self._rounds = 0
 
@@ -75,7 +78,11 @@ class QkdFiller:
         return stored
 
     async def _plan(self) -> list[tuple[QkdPool, int]]:
-        """How many keys each lane gets this round."""
+        """How many keys each lane gets this round: none while the peer cannot take its copies, since the
+        vendor's keys would expire unannounced and that QKD key would be lost."""
+        if not self._peer_reachable():
+            self.metrics.rounds_peer_unreachable += 1
+            return []
         levels = {role: await pool.level() for role, pool in self._pools.items()}
         self._report_states(levels)
         if all(pool.watermarks.deficit(levels[role]) == 0 for role, pool in self._pools.items()):
