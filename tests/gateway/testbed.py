@@ -51,9 +51,13 @@ class LocalTestbed:
                 assert await peer.wait_ready(10), f"{running.plan.id} cannot reach {peer.id}"
 
     async def fill_qkd_pools(self) -> None:
-        """One filler round per QKD link, so tests start with QKD key in every lane."""
+        """One filler round per QKD link, so tests start with QKD key in every lane; each waits for its
+        peer's channel, since a filler fetches nothing while the peer could not take its copies."""
         for running in self.gateways.values():
             for filler in running.fillers:
+                peer = next(p for p in running.engine.peers.values()
+                            if p.neighbour.qkd and p.neighbour.qkd.link_id == filler.link_id)
+                await peer.wait_ready(10)
                 await filler.fill_once()
 
     async def stop_gateway(self, gateway_id: str) -> None:
