@@ -25,3 +25,24 @@ def openapi_path_item() -> dict[str, Any]:
             },
         }
     }
+
+
+def document(
+    title: str, summary: str, description: str, paths: dict[str, Any], components: dict[str, Any]
+) -> dict[str, Any]:
+    """The frame both documents share: version, licence, relative server, mutual TLS everywhere, and the
+    document's own path."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": "1.1.1-qkd-relay.1",
+            "summary": summary,
+            "description": description,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "servers": [{"url": "/", "description": "The listener the document was fetched from."}],
+        "security": [{"mutualTLS": []}],
+        "paths": {**paths, OPENAPI_PATH: openapi_path_item()},
+        "components": {**components, "securitySchemes": {"mutualTLS": MUTUAL_TLS}},
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.openapi.common import JSON, MUTUAL_TLS, OPENAPI_PATH, openapi_path_item, ref
+from relay.openapi.common import JSON, document, ref
 
 _UUID = {"type": "string", "format": "uuid", "description": "A UUID (RFC 9562), compared case-insensitively."}
 _EXTENSION = {"type": "object", "description": "Implementation-specific members; carried, not interpreted."}
@@ -44,24 +44,17 @@ _SLAVE = _sae_parameter("slave_SAE_ID", "The SAE that will receive copies of the
 _MASTER = _sae_parameter("master_SAE_ID", "The SAE that obtained the keys with enc_keys.")
 _KEYS_OK = {"description": "The keys, all of them.", "content": {JSON: {"schema": ref("KeyContainer")}}}
 
-DOCUMENT: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "qkd-relay ETSI GS QKD 014 key delivery",
-        "version": "1.1.1-qkd-relay.1",
-        "summary": "Key delivery to SAEs over mutual TLS, as implemented by qkd-relay.",
-        "description": (
-            "Served by the qkd-relay vendor KMS simulator and by the gateway's northbound listener. "
-            "The calling SAE is identified by its client certificate (URI SAN urn:qkd-relay:sae:<id>, or "
-            "the subject commonName for certificates without it). Request bodies are strict JSON: unknown "
-            "members, duplicate members, NaN, non-UTF-8 text and booleans in place of integers are refused "
-            "with 400; bodies over 64 KiB with 413. Keys are delivered all-or-nothing and at most once."
-        ),
-        "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
-    },
-    "servers": [{"url": "/", "description": "The listener the document was fetched from."}],
-    "security": [{"mutualTLS": []}],
-    "paths": {
+DOCUMENT: dict[str, Any] = document(
+    title="qkd-relay ETSI GS QKD 014 key delivery",
+    summary="Key delivery to SAEs over mutual TLS, as implemented by qkd-relay.",
+    description=(
+        "Served by the qkd-relay vendor KMS simulator and by the gateway's northbound listener. "
+        "The calling SAE is identified by its client certificate (URI SAN urn:qkd-relay:sae:<id>, or "
+        "the subject commonName for certificates without it). Request bodies are strict JSON: unknown "
+        "members, duplicate members, NaN, non-UTF-8 text and booleans in place of integers are refused "
+        "with 400; bodies over 64 KiB with 413. Keys are delivered all-or-nothing and at most once."
+    ),
+    paths={
         "/api/v1/keys/{slave_SAE_ID}/status": {
             "get": {
                 "operationId": "getStatus",
@@ -117,10 +110,8 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _KEYS_OK, **_ERRORS},
             },
         },
-        OPENAPI_PATH: openapi_path_item(),
     },
-    "components": {
-        "securitySchemes": {"mutualTLS": MUTUAL_TLS},
+    components={
         "responses": {
             "BadRequest": _error_response("The request is malformed or out of bounds; nothing was delivered."),
             "Unauthorized": _error_response(
@@ -210,4 +201,4 @@ DOCUMENT: dict[str, Any] = {
             },
         },
     },
-}
+)

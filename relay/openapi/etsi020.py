@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.openapi.common import JSON, MUTUAL_TLS, OPENAPI_PATH, openapi_path_item, ref
+from relay.openapi.common import JSON, document, ref
 
 PROBLEM = "application/problem+json"
 _URI_CHARACTERS = r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$"
@@ -49,23 +49,16 @@ _ACKS_NOW = {
 }
 _ACKS_LATER = {"description": "Asynchronous mode: accepted; acks follow at ack_callback_url."}
 
-DOCUMENT: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "qkd-relay ETSI GS QKD 020 inter-KMS key transfer",
-        "version": "1.1.1-qkd-relay.1",
-        "summary": "Key hand-over between key management systems, as implemented by the qkd-relay gateway.",
-        "description": (
-            "The calling KME or gateway is identified by its client certificate (URI SAN "
-            "urn:qkd-relay:gateway:<id> or urn:qkd-relay:kme:<id>). Bodies are strict JSON (no duplicate "
-            "members, NaN or unpaired surrogates) of at most 4 MiB. A request refused before 200/202 leaves "
-            "no key associated with anything."
-        ),
-        "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
-    },
-    "servers": [{"url": "/", "description": "The listener the document was fetched from."}],
-    "security": [{"mutualTLS": []}],
-    "paths": {
+DOCUMENT: dict[str, Any] = document(
+    title="qkd-relay ETSI GS QKD 020 inter-KMS key transfer",
+    summary="Key hand-over between key management systems, as implemented by the qkd-relay gateway.",
+    description=(
+        "The calling KME or gateway is identified by its client certificate (URI SAN "
+        "urn:qkd-relay:gateway:<id> or urn:qkd-relay:kme:<id>). Bodies are strict JSON (no duplicate "
+        "members, NaN or unpaired surrogates) of at most 4 MiB. A request refused before 200/202 leaves "
+        "no key associated with anything."
+    ),
+    paths={
         "/kmapi/versions": {
             "get": {
                 "operationId": "getVersions",
@@ -104,10 +97,8 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ACKS_NOW, "202": _ACKS_LATER, **_ERRORS},
             }
         },
-        OPENAPI_PATH: openapi_path_item(),
     },
-    "components": {
-        "securitySchemes": {"mutualTLS": MUTUAL_TLS},
+    components={
         "responses": {
             "BadRequest": _problem_response("Malformed, incomplete or unroutable request; nothing associated."),
             "Unauthorized": _problem_response("The certificate does not identify a KME or gateway."),
@@ -201,4 +192,4 @@ DOCUMENT: dict[str, Any] = {
             },
         },
     },
-}
+)

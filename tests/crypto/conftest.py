@@ -5,7 +5,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from relay.crypto.identity import generate_identity, load_trust_store
 from relay.crypto.suites import SUITE_A, SUITE_B
 
 from .support import Identities, Link
@@ -14,13 +13,7 @@ from .support import Identities, Link
 @pytest.fixture(scope="session")
 def identities(tmp_path_factory: pytest.TempPathFactory) -> Identities:
     """Four gateways (a sender and a receiver per suite) pinned in one identities directory."""
-    directory = tmp_path_factory.mktemp("identities")
-    by_id = {
-        f"{suite.id.lower()}-{role}": generate_identity(f"{suite.id.lower()}-{role}", directory, suite)
-        for suite in (SUITE_A, SUITE_B)
-        for role in ("sender", "receiver")
-    }
-    return Identities(directory, load_trust_store(directory), by_id)
+    return Identities.create(tmp_path_factory.mktemp("identities"))
 
 
 @pytest.fixture(params=[SUITE_A, SUITE_B], ids=["suiteA", "suiteB"])

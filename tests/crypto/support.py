@@ -8,11 +8,11 @@ from typing import Any
 
 from relay.crypto.header import HopMode
 from relay.crypto.hop import HopRoute, OpenedHop, PendingHop, QkdKey, SealedHop, open_hop, seal_hop
-from relay.crypto.identity import GatewayIdentity, TrustStore
+from relay.crypto.identity import GatewayIdentity, TrustStore, generate_identity, load_trust_store
 from relay.crypto.kem import PycaKemProvider
 from relay.crypto.keyring import KeyRing
 from relay.crypto.replay import MemoryReplayGuard, ReplayGuard
-from relay.crypto.suites import Suite
+from relay.crypto.suites import SUITE_A, SUITE_B, Suite
 
 START_MS = 1_800_000_000_000
 KEM = PycaKemProvider()
@@ -80,6 +80,16 @@ class Identities:
     directory: Path
     trust: TrustStore
     by_id: dict[str, GatewayIdentity]
+
+    @classmethod
+    def create(cls, directory: Path) -> "Identities":
+        """Four gateways (a sender and a receiver per suite) pinned in one identities directory."""
+        by_id = {
+            f"{suite.id.lower()}-{role}": generate_identity(f"{suite.id.lower()}-{role}", directory, suite)
+            for suite in (SUITE_A, SUITE_B)
+            for role in ("sender", "receiver")
+        }
+        return cls(directory, load_trust_store(directory), by_id)
 
     def link(self, suite: Suite, clock: ManualClock | None = None) -> Link:
         """A fresh link (new key ring, replay guard, KMS) between the two gateways of ``suite``."""

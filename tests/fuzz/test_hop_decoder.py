@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from relay.crypto.errors import BadAnnouncement, HopError, MalformedMessage
 from relay.crypto.header import HopHeader, HopMode
 from relay.crypto.hop import SealedHop
-from relay.crypto.identity import generate_identity, load_trust_store
 from relay.crypto.keyring import EncapsulationKeyAnnouncement
 from relay.crypto.suites import SUITE_A, SUITE_B
 from tests.crypto.support import Identities, Link
@@ -30,13 +29,7 @@ SLOW = settings(max_examples=3000, deadline=None, database=None, suppress_health
 
 @pytest.fixture(scope="module")
 def identities(tmp_path_factory: pytest.TempPathFactory) -> Identities:
-    directory = tmp_path_factory.mktemp("fuzz-identities")
-    by_id = {
-        f"{suite.id.lower()}-{role}": generate_identity(f"{suite.id.lower()}-{role}", directory, suite)
-        for suite in (SUITE_A, SUITE_B)
-        for role in ("sender", "receiver")
-    }
-    return Identities(directory, load_trust_store(directory), by_id)
+    return Identities.create(tmp_path_factory.mktemp("fuzz-identities"))
 
 
 @pytest.fixture(scope="module")
