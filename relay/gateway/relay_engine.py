@@ -160,8 +160,7 @@ class RelayEngine:
         """Relay ``key`` to ``target``'s gateway and store it there; returns once it is stored."""
         target_gateway = self._home_of(target)
         if target_gateway == self.plan.id:
-            if not await self._store.put_for_slave(initiator, target, [key]):
-                raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
+            await self._store_for_target(initiator, target, key)
             return
         route = self.route_to(target_gateway)
         transfer_id = uuid.uuid4().bytes
@@ -169,17 +168,12 @@ class RelayEngine:
         try:
             await self._forward(transfer_id, route.gateways, 0, initiator, target, key, extension_json,
                                 self._settings.hop_timeout_s, no_degrade)
-        except QkdExhausted as exc:
-            self.metrics.relay_failures += 1
-            self.observer.relay_failed(type(exc).__name__)
-            log.info("transfer %s refused: %s", transfer_id.hex(), exc.message,
-                     extra={"transfer_id": transfer_id.hex()})
-            raise  # refused before the last hop was sent: nothing to void
         except RelayFailed as exc:
             self.metrics.relay_failures += 1
             self.observer.relay_failed(type(exc).__name__)
             log.info("transfer %s failed: %s", transfer_id.hex(), exc.message, extra={"transfer_id": transfer_id.hex()})
-            self.void_later(initiator, target, [key.key_id], route.gateways)
+            if not isinstance(exc, QkdExhausted):  # QkdExhausted: refused before the last hop, nothing stored
+                self.void_later(initiator, target, [key.key_id], route.gateways)
             raise
         elapsed = time.perf_counter() - started
         self.metrics.keys_relayed += 1
@@ -363,14 +357,18 @@ class RelayEngine:
         self.metrics.hops_received += 1
         key = Key(check_key_id(opened.header.key_id), opened.key)
         if path[-1] == self.plan.id:
-            if not await self._store.put_for_slave(request.initiator_sae_id, target, [key]):
-                raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
+            await self._store_for_target(request.initiator_sae_id, target, key)
             stored_at = self.plan.id
         else:
             budget = self._settings.hop_timeout_s if time_left_s is None else max(0.05, time_left_s - 0.1)
             stored_at = await self._forward(request.transfer_id, path, hop + 1, request.initiator_sae_id, target,
                                             key, request.extension_optional_json, budget, request.no_degrade)
         return pb.RelayKeyResponse(key_confirmation=opened.confirmation, stored_at=stored_at)
+
+    async def _store_for_target(self, initiator: str, target: str, key: Key) -> None:
+        """The last gateway's part: hold ``key`` for ``target``, refusing a key_ID used before."""
+        if not await self._store.put_for_slave(initiator, target, [key]):
+            raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
 
     async def _received_qkd_key(self, neighbour: Neighbour, key_id: str) -> bytes:
         if neighbour.qkd is None:
@@ -415,16 +413,12 @@ class RelayEngine:
         self, initiator: str, target: str, key_ids: Sequence[str], path: Sequence[str] | None = None
     ) -> list[str]:
         """Withdraw keys waiting for ``target`` at its gateway; returns the key_IDs voided (best effort)."""
-        target_gateway = self._home_of(target)
         if path is None:
-            if target_gateway == self.plan.id:
-                path = [self.plan.id]
-            else:
-                try:
-                    path = self.route_to(target_gateway).gateways
-                except RelayFailed as exc:
-                    log.warning("cannot void %d keys for %s: %s", len(key_ids), target, exc)
-                    return []
+            try:
+                path = self.route_to(self._home_of(target)).gateways  # just this gateway for a local target
+            except RelayFailed as exc:
+                log.warning("cannot void %d keys for %s: %s", len(key_ids), target, exc)
+                return []
         request = pb.VoidKeysRequest(key_ids=list(key_ids), initiator_sae_id=initiator, target_sae_ids=[target],
                                      path=list(path), hop=0)
         return await self._void_from(request, 0)
