@@ -14,6 +14,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import grpc
 
@@ -150,19 +151,20 @@ async def start_gateway(
                                   qkd_key_bits=settings.qkd_pool.key_size_bits))
     server = grpc.aio.server()
     health = add_services(server, engine, receivers, keyring)
-    await health.check_once(lambda: backend.command("PING"))
-    grpc_port = server.add_secure_port(
-        f"{settings.listen_host}:{plan.gateway.grpc_port}", server_credentials(keys, plan.id)
-    )
-    if grpc_port == 0:
-        raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
-    await server.start()
+    ping_redis = partial(backend.command, "PING")
+    await health.check_once(ping_redis)
     sites: dict[str, RunningSite] = {}
     own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
     ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
     closers.append(ack_client.close)
     bridge = InterKmsBridge(engine, own_020_url, backend, keyspace.prefix)
     try:
+        grpc_port = server.add_secure_port(
+            f"{settings.listen_host}:{plan.gateway.grpc_port}", server_credentials(keys, plan.id)
+        )
+        if grpc_port == 0:
+            raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
+        await server.start()
         sites["etsi014"] = await start_site(
             metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"), settings.listen_host,
             plan.gateway.etsi014_port,
@@ -176,7 +178,7 @@ async def start_gateway(
         if plan.gateway.admin_port is not None:
             status = GatewayStatus(engine, store, fillers, prerelay,
                                    qkd_key_bits=settings.qkd_pool.key_size_bits)
-            sites["admin"] = await start_site(create_admin_app(status, metrics), ADMIN_HOST,
+            sites["admin"] = await start_site(create_admin_app(status, ping_redis, metrics), ADMIN_HOST,
                                               plan.gateway.admin_port, None)
     except BaseException:
         for site in sites.values():
@@ -190,7 +192,7 @@ async def start_gateway(
     if prerelay is not None:
         tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
     tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
-    tasks.append(asyncio.create_task(health.run(lambda: backend.command("PING"), HEALTH_INTERVAL_S),
+    tasks.append(asyncio.create_task(health.run(ping_redis, HEALTH_INTERVAL_S),
                                      name="grpc-health"))
     log.info("gateway %s: ETSI 014 on %s, ETSI 020 on %s, gRPC on %s:%d, Redis %s", plan.id, sites["etsi014"].url,
              sites["etsi020"].url, settings.listen_host, grpc_port, backend.where, extra={"gateway": plan.id})
