@@ -101,8 +101,11 @@ def _build_parser() -> argparse.ArgumentParser:
     _testbed_options(testbed_down)
     testbed_down.set_defaults(handler=_testbed_down)
 
-    loadtest = commands.add_parser("loadtest", help="concurrent SAEs against the gateways: latency percentiles, "
-                                   "throughput, errors, QKD spent; CSV, JSON and PNG plots")
+    loadtest = commands.add_parser(
+        "loadtest",
+        help="concurrent SAEs against the gateways: latency percentiles, "
+        "throughput, errors, QKD spent; CSV, JSON and PNG plots",
+    )
     loadtest_command.add_arguments(loadtest, state_dir=DEFAULT_STATE_DIR, keys_root=DEFAULT_KEYS_ROOT)
     loadtest.set_defaults(handler=_loadtest)
 
@@ -111,14 +114,30 @@ def _build_parser() -> argparse.ArgumentParser:
     run = kms_commands.add_parser("run", help="serve one vendor KMS of the topology until interrupted")
     _topology_options(run)
     run.add_argument("--kms", required=True, help="vendor KMS ID from the topology, e.g. KMS-R1")
-    run.add_argument("--availability-timeout", type=float, default=SimSettings.availability_timeout_s,
-                     help="seconds a fetched key waits for its slave (default: %(default)s)")
-    run.add_argument("--initial-keys", type=int, default=SimSettings.initial_key_count,
-                     help="keys stored per link at start (default: %(default)s)")
-    run.add_argument("--max-key-count", type=int, default=SimSettings.max_key_count,
-                     help="bound of each link's key store (default: %(default)s)")
-    run.add_argument("--qber-threshold", type=float, default=SimSettings.qber_threshold,
-                     help="QBER above which a link halts (default: %(default)s)")
+    run.add_argument(
+        "--availability-timeout",
+        type=float,
+        default=SimSettings.availability_timeout_s,
+        help="seconds a fetched key waits for its slave (default: %(default)s)",
+    )
+    run.add_argument(
+        "--initial-keys",
+        type=int,
+        default=SimSettings.initial_key_count,
+        help="keys stored per link at start (default: %(default)s)",
+    )
+    run.add_argument(
+        "--max-key-count",
+        type=int,
+        default=SimSettings.max_key_count,
+        help="bound of each link's key store (default: %(default)s)",
+    )
+    run.add_argument(
+        "--qber-threshold",
+        type=float,
+        default=SimSettings.qber_threshold,
+        help="QBER above which a link halts (default: %(default)s)",
+    )
     _log_options(run)
     run.set_defaults(handler=_kms_sim_run)
     links = kms_commands.add_parser("links", help="show each QKD link's stored key and QBER")
@@ -135,15 +154,30 @@ def _build_parser() -> argparse.ArgumentParser:
     _topology_options(gateway_run)
     gateway_run.add_argument("--id", required=True, help="gateway ID from the topology, e.g. GW1")
     gateway_run.add_argument("--redis-url", help="Redis for the pools (default: the region's, from the topology)")
-    gateway_run.add_argument("--listen-host", default=GatewaySettings.listen_host,
-                             help="address to listen on (default: %(default)s)")
+    gateway_run.add_argument(
+        "--listen-host", default=GatewaySettings.listen_host, help="address to listen on (default: %(default)s)"
+    )
     gateway_run.add_argument("--no-prerelay", action="store_true", help="relay on demand only")
-    gateway_run.add_argument("--hop-timeout", type=float, default=GatewaySettings.hop_timeout_s,
-                             help="seconds one hop, with the hops behind it, may take (default: %(default)s)")
-    gateway_run.add_argument("--qkd-pool", type=_watermarks, default=QkdPoolSettings().watermarks, metavar="LOW:HIGH",
-                             help="QKD pool watermarks per lane: alarm below LOW, fill up to HIGH (default: 16:128)")
-    gateway_run.add_argument("--ready-pool", type=_watermarks, default=RelayedStoreSettings().ready_watermarks,
-                             metavar="LOW:HIGH", help="pre-relayed keys per SAE pair (default: 4:32)")
+    gateway_run.add_argument(
+        "--hop-timeout",
+        type=float,
+        default=GatewaySettings.hop_timeout_s,
+        help="seconds one hop, with the hops behind it, may take (default: %(default)s)",
+    )
+    gateway_run.add_argument(
+        "--qkd-pool",
+        type=_watermarks,
+        default=QkdPoolSettings().watermarks,
+        metavar="LOW:HIGH",
+        help="QKD pool watermarks per lane: alarm below LOW, fill up to HIGH (default: 16:128)",
+    )
+    gateway_run.add_argument(
+        "--ready-pool",
+        type=_watermarks,
+        default=RelayedStoreSettings().ready_watermarks,
+        metavar="LOW:HIGH",
+        help="pre-relayed keys per SAE pair (default: 4:32)",
+    )
     _log_options(gateway_run)
     gateway_run.set_defaults(handler=_gateway_run)
 
@@ -174,12 +208,19 @@ def _build_parser() -> argparse.ArgumentParser:
 def _log_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
     """``--log-format`` / ``--log-level``, before the command or after ``gateway run`` / ``kms-sim run``."""
     env_format = os.environ.get(LOG_FORMAT_ENV, "text")
-    parser.add_argument("--log-format", choices=LOG_FORMATS,
-                        default=env_format if top_level else argparse.SUPPRESS,
-                        help=f"text for people, json for one JSON object per line (default: ${LOG_FORMAT_ENV} "
-                             "or text)")
-    parser.add_argument("--log-level", type=str.upper, default="INFO" if top_level else argparse.SUPPRESS,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=env_format if top_level else argparse.SUPPRESS,
+        help=f"text for people, json for one JSON object per line (default: ${LOG_FORMAT_ENV} or text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        default="INFO" if top_level else argparse.SUPPRESS,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO",
+    )
 
 
 def _topology_options(parser: argparse.ArgumentParser) -> None:
@@ -189,8 +230,12 @@ def _topology_options(parser: argparse.ArgumentParser) -> None:
 
 def _testbed_options(parser: argparse.ArgumentParser) -> None:
     _topology_options(parser)
-    parser.add_argument("--state", type=Path, default=DEFAULT_STATE_DIR,
-                        help="where process records, logs and Redis data live (default: %(default)s)")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where process records, logs and Redis data live (default: %(default)s)",
+    )
     parser.add_argument("--no-prerelay", action="store_true", help="gateways relay on demand only")
 
 
@@ -222,8 +267,10 @@ def _demo(args: argparse.Namespace) -> int:
         exchanges = asyncio.run(exchange_keys(topology, state, KeyDirectory(args.keys / topology.name)))
         for exchange in exchanges:
             verdict = "identical key" if exchange.identical else "KEYS DIFFER"
-            print(f"{exchange.master} -> {exchange.slave}: key_ID {exchange.key_id}: {verdict} "
-                  f"({exchange.latency_ms:.0f} ms)")
+            print(
+                f"{exchange.master} -> {exchange.slave}: key_ID {exchange.key_id}: {verdict} "
+                f"({exchange.latency_ms:.0f} ms)"
+            )
         print()
         _print_status(topology, args.state)
     finally:
@@ -319,8 +366,11 @@ def _gateway_run(args: argparse.Namespace) -> int:
     topology = _load_topology(args.topology)
     try:
         settings = GatewaySettings(
-            listen_host=args.listen_host, redis_url=args.redis_url, prerelay=not args.no_prerelay,
-            hop_timeout_s=args.hop_timeout, qkd_pool=replace(QkdPoolSettings(), watermarks=args.qkd_pool),
+            listen_host=args.listen_host,
+            redis_url=args.redis_url,
+            prerelay=not args.no_prerelay,
+            hop_timeout_s=args.hop_timeout,
+            qkd_pool=replace(QkdPoolSettings(), watermarks=args.qkd_pool),
             relayed_store=replace(RelayedStoreSettings(), ready_watermarks=args.ready_pool),
         )
     except ValueError as exc:

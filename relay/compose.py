@@ -231,9 +231,15 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         services[name] = {
             **_qkd_relay_image(topology),
             "command": [
-                "gateway", "run", "--id", gateway.id, *_common_options(),
-                "--redis-url", f"redis://{redis_service(gateway.region)}:{REDIS_PORT}/0",
-                "--listen-host", "0.0.0.0",
+                "gateway",
+                "run",
+                "--id",
+                gateway.id,
+                *_common_options(),
+                "--redis-url",
+                f"redis://{redis_service(gateway.region)}:{REDIS_PORT}/0",
+                "--listen-host",
+                "0.0.0.0",
             ],
             "depends_on": depends_on,
             "healthcheck": {"test": ["CMD", "python", "-c", _gateway_probe(gateway)], **HEALTHCHECK_TIMING},
@@ -288,9 +294,15 @@ def check_compose(topology: Topology, directory: Path) -> list[str]:
             problems.append(f"{path} is missing")
             continue
         if actual != expected:
-            diff = list(difflib.unified_diff(
-                actual.splitlines(), expected.splitlines(), f"{path} (on disk)", f"{path} (fresh render)", lineterm="",
-            ))
+            diff = list(
+                difflib.unified_diff(
+                    actual.splitlines(),
+                    expected.splitlines(),
+                    f"{path} (on disk)",
+                    f"{path} (fresh render)",
+                    lineterm="",
+                )
+            )
             shown = diff[:40] + ([f"... ({len(diff) - 40} more diff lines)"] if len(diff) > 40 else [])
             problems.append(f"{path} is out of date:\n" + "\n".join(shown))
     return problems
@@ -331,8 +343,7 @@ def _gateway_probe(gateway: Gateway) -> str:
     listener is bound to the container's loopback."""
     if gateway.admin_port is not None:
         return (
-            "import urllib.request; "
-            f"urllib.request.urlopen('http://127.0.0.1:{gateway.admin_port}/healthz', timeout=3)"
+            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{gateway.admin_port}/healthz', timeout=3)"
         )
     ports = (gateway.etsi014_port, gateway.etsi020_port, gateway.grpc_port)
     return f"import socket; [socket.create_connection(('127.0.0.1', p), timeout=3).close() for p in {ports!r}]"
@@ -413,5 +424,6 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _dump(document: dict[str, Any], *, sort_keys: bool) -> str:
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=sort_keys, default_flow_style=False, width=4096,
-                     allow_unicode=False)
+    return yaml.dump(
+        document, Dumper=_Dumper, sort_keys=sort_keys, default_flow_style=False, width=4096, allow_unicode=False
+    )

@@ -23,9 +23,7 @@ class RunningSite:
         await self.runner.cleanup()
 
 
-async def start_site(
-    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None
-) -> RunningSite:
+async def start_site(app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None) -> RunningSite:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -134,9 +134,7 @@ def parse(document: Any) -> Topology:
         region_id = _text(region, "id")
         regions.append(Region(region_id, _port(region, "redis_port")))
         gateways += [_parse_gateway(g, region_id) for g in _list(region, "gateways")]
-        saes += [
-            Sae(_text(_object(s, "sae"), "id"), _text(s, "gateway")) for s in region.get("saes", [])
-        ]
+        saes += [Sae(_text(_object(s, "sae"), "id"), _text(s, "gateway")) for s in region.get("saes", [])]
     topology = Topology(
         name=_text(root, "name"),
         kms=kms,

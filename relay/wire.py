@@ -1,4 +1,4 @@
-"""Wire encodings shared by the ETSI interfaces: UUID key IDs and base64 key data (RFC 4648, Table 1).
+"""Wire encodings shared by the ETSI interfaces: base64 key data (RFC 4648, Table 1).
 
 Each returns None on bad input so that every interface raises its own error type (014 Error bodies,
 020 problem details) without catching another interface's exceptions.
@@ -8,15 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
-
-
-def canonical_uuid(value: str) -> str | None:
-    """The lowercase hyphenated form, so the same key_ID always names the same Redis entry."""
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError, TypeError):
-        return None
 
 
 def strict_base64(value: str) -> bytes | None:

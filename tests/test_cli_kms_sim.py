@@ -70,8 +70,9 @@ class SimProcess:
 
     def independent_client(self, sae: str, url: str) -> QKD014Client:
         entity = self.keys / "clitest"
-        return QKD014Client(url.removeprefix("https://"), str(entity / f"{sae}.crt"),
-                            str(entity / f"{sae}.key"), str(entity / "ca.crt"))
+        return QKD014Client(
+            url.removeprefix("https://"), str(entity / f"{sae}.crt"), str(entity / f"{sae}.key"), str(entity / "ca.crt")
+        )
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +82,19 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     topology = write_text(workdir / "topology.yaml", topology_yaml(*ports))
     assert run_cli("keys", "init", "--topology", topology, cwd=workdir).returncode == 0
     process = subprocess.Popen(
-        [*QKD_RELAY, "kms-sim", "run", "--kms", "KMS-X", "--topology", str(topology),
-         "--availability-timeout", "30"],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [*QKD_RELAY, "kms-sim", "run", "--kms", "KMS-X", "--topology", str(topology), "--availability-timeout", "30"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert process.stdout is not None
     started = [process.stdout.readline() for _ in range(3)]
     assert all("KMS-X" in line for line in started), started
     try:
-        yield SimProcess(workdir, topology, workdir / "keys",
-                         f"https://127.0.0.1:{ports[0]}", f"https://127.0.0.1:{ports[1]}")
+        yield SimProcess(
+            workdir, topology, workdir / "keys", f"https://127.0.0.1:{ports[0]}", f"https://127.0.0.1:{ports[1]}"
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
@@ -153,15 +157,24 @@ def test_plain_https_get_forms_of_both_methods(sim: SimProcess) -> None:
     root = sim.keys / "clitest"
     tls = {"verify": str(root / "ca.crt")}
     master_cert = (str(root / "GW-A.crt"), str(root / "GW-A.key"))
-    response = requests.get(f"{sim.kme_a}/api/v1/keys/GW-B/enc_keys?number=1&size=128",
-                            cert=master_cert, timeout=10, **tls)
+    response = requests.get(
+        f"{sim.kme_a}/api/v1/keys/GW-B/enc_keys?number=1&size=128", cert=master_cert, timeout=10, **tls
+    )
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
     key = response.json()["keys"][0]
-    response = requests.get(f"{sim.kme_b}/api/v1/keys/GW-A/dec_keys?key_ID={key['key_ID']}",
-                            cert=(str(root / "GW-B.crt"), str(root / "GW-B.key")), timeout=10, **tls)
+    response = requests.get(
+        f"{sim.kme_b}/api/v1/keys/GW-A/dec_keys?key_ID={key['key_ID']}",
+        cert=(str(root / "GW-B.crt"), str(root / "GW-B.key")),
+        timeout=10,
+        **tls,
+    )
     assert response.json()["keys"] == [key]
-    wrong_sae = requests.get(f"{sim.kme_a}/api/v1/keys/GW-B/status",
-                             cert=(str(root / "SAE-A.crt"), str(root / "SAE-A.key")), timeout=10, **tls)
+    wrong_sae = requests.get(
+        f"{sim.kme_a}/api/v1/keys/GW-B/status",
+        cert=(str(root / "SAE-A.crt"), str(root / "SAE-A.key")),
+        timeout=10,
+        **tls,
+    )
     assert wrong_sae.status_code == 401
 
 

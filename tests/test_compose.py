@@ -34,7 +34,7 @@ SCHEMA_PATH = Path(__file__).parent / "data" / "compose-spec.json"
 SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"  # see tests/data/README.md
 REGENERATE = (
     "regenerate with `qkd-relay compose render`, or: .venv/bin/python -c 'from pathlib import Path; "
-    "from relay import compose, topology; compose.write_compose(topology.load_default(), Path(\"compose\"))'"
+    'from relay import compose, topology; compose.write_compose(topology.load_default(), Path("compose"))\''
 )
 
 
@@ -299,11 +299,18 @@ def test_qkd_relay_services_share_one_image_built_from_compose_dockerfile(
     assert (COMPOSE_DIR / build["context"] / build["dockerfile"]).resolve() == COMPOSE_DIR / "Dockerfile"
     assert build["args"]["TOPOLOGY"] == topology.name
     dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
-    for needed in ("FROM python:3.11-slim", "ARG APP_UID", "ARG APP_GID", "ARG TOPOLOGY", "pip install .",
-                   "USER qkdrelay", 'ENTRYPOINT ["qkd-relay"]'):
+    for needed in (
+        "FROM python:3.11-slim",
+        "ARG APP_UID",
+        "ARG APP_GID",
+        "ARG TOPOLOGY",
+        "pip install .",
+        "USER qkdrelay",
+        'ENTRYPOINT ["qkd-relay"]',
+    ):
         assert needed in dockerfile
     ignore = (COMPOSE_DIR / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("*"):][:4] == ["*", "!pyproject.toml", "!README.md", "!relay/"], "keys/ stays out"
+    assert ignore[ignore.index("*") :][:4] == ["*", "!pyproject.toml", "!README.md", "!relay/"], "keys/ stays out"
 
 
 def test_volumes_are_declared_and_only_named_volumes_are_writable(
@@ -326,8 +333,11 @@ def test_volumes_are_declared_and_only_named_volumes_are_writable(
             services[f"redis-{region.id}"]["volumes"]
         )
     for gateway in topology.gateways:
-        storage = {"type": "volume", "source": f"{gateway.id.lower()}-storage",
-                   "target": f"/keys/{topology.name}/storage"}
+        storage = {
+            "type": "volume",
+            "source": f"{gateway.id.lower()}-storage",
+            "target": f"/keys/{topology.name}/storage",
+        }
         assert storage in services[gateway.id.lower()]["volumes"]
 
 

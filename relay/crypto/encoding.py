@@ -28,9 +28,7 @@ def decode_fields(data: bytes, count: int) -> list[bytes]:
         (length,) = _LENGTH.unpack_from(data, offset)
         offset += _LENGTH.size
         if length > len(data) - offset:
-            raise MalformedMessage(
-                f"field {len(fields)} claims {length} bytes, only {len(data) - offset} left"
-            )
+            raise MalformedMessage(f"field {len(fields)} claims {length} bytes, only {len(data) - offset} left")
         fields.append(bytes(data[offset : offset + length]))
         offset += length
     if offset != len(data):

@@ -37,7 +37,5 @@ def read_private_file(path: Path) -> bytes:
         if not stat.S_ISREG(mode):
             raise KeyFileError(f"{path} is not a regular file")
         if mode & 0o077:
-            raise KeyFileError(
-                f"{path} has mode {stat.S_IMODE(mode):04o}; a key file must be 0600 (chmod 600)"
-            )
+            raise KeyFileError(f"{path} has mode {stat.S_IMODE(mode):04o}; a key file must be 0600 (chmod 600)")
         return file.read()

@@ -164,20 +164,14 @@ def seal_hop(
     """Protect relayed key K (1..1024 bytes) for one hop to ``recipient``."""
     suite = identity.suite
     if recipient.suite is not suite:
-        raise PolicyViolation(
-            f"recipient key is suite {recipient.suite.id}, this gateway is suite {suite.id}"
-        )
+        raise PolicyViolation(f"recipient key is suite {recipient.suite.id}, this gateway is suite {suite.id}")
     if (mode is HopMode.QKD_PQC) != (qkd_key is not None):
-        raise PolicyViolation(
-            f"a {mode.value} hop {'needs' if qkd_key is None else 'must not get'} a QKD key"
-        )
+        raise PolicyViolation(f"a {mode.value} hop {'needs' if qkd_key is None else 'must not get'} a QKD key")
     if qkd_key is not None:
         _check_qkd_key(qkd_key.key)
     now = clock()
     if recipient.not_after_ms < now:
-        raise ExpiredAnnouncement(
-            f"encapsulation key {recipient.ek_id.hex()} of {recipient.gateway_id!r} expired"
-        )
+        raise ExpiredAnnouncement(f"encapsulation key {recipient.ek_id.hex()} of {recipient.gateway_id!r} expired")
     encapsulation = kem.encapsulate(suite.kem, recipient.encapsulation_key)
     header = HopHeader(
         suite=suite,
@@ -203,9 +197,7 @@ def seal_hop(
         confirmation = _confirmation(suite, keys.confirmation_key, signed)
     finally:
         keys.wipe()
-    message = SealedHop(
-        header, encapsulation.ciphertext, wrapped_key, identity.sign(signed, SIGNATURE_CONTEXT)
-    )
+    message = SealedHop(header, encapsulation.ciphertext, wrapped_key, identity.sign(signed, SIGNATURE_CONTEXT))
     return PendingHop(message, confirmation)
 
 
@@ -248,9 +240,7 @@ async def open_hop(
     signed = _signed_transcript(suite, th, message.wrapped_key)
     if not sender.verify(message.signature, signed, SIGNATURE_CONTEXT):
         raise BadSignature(f"hop signature does not verify for sender {header.sender!r}")
-    if not await replay.check_and_remember(
-        header.transfer_id, header.hop, header.timestamp_ms + window_ms - now + 1
-    ):
+    if not await replay.check_and_remember(header.transfer_id, header.hop, header.timestamp_ms + window_ms - now + 1):
         raise ReplayedMessage(f"transfer {header.transfer_id.hex()} hop {header.hop} was already accepted")
     qkd_key = None
     if mode is HopMode.QKD_PQC:

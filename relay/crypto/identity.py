@@ -34,9 +34,7 @@ _GATEWAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 def validate_gateway_id(gateway_id: str) -> str:
     """Gateway IDs become file names, so they are restricted to a safe, bounded alphabet."""
     if not _GATEWAY_ID.fullmatch(gateway_id):
-        raise ValueError(
-            f"invalid gateway ID {gateway_id!r}: use 1-64 of [A-Za-z0-9._-], not starting with . _ -"
-        )
+        raise ValueError(f"invalid gateway ID {gateway_id!r}: use 1-64 of [A-Za-z0-9._-], not starting with . _ -")
     return gateway_id
 
 
@@ -107,15 +105,11 @@ def generate_identity(gateway_id: str, directory: Path, suite: Suite = SUITE_A) 
     key = suite.signature.private_key_class.generate()
     write_private_file(
         private_path,
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
     with public_path.open("xb") as file:
         file.write(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
     return GatewayIdentity(gateway_id, suite, key)
 
@@ -142,19 +136,14 @@ def load_identity(gateway_id: str, directory: Path) -> GatewayIdentity:
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyFileError(f"{private_path} is not an unencrypted ML-DSA-65/87 private key") from None
     identity = GatewayIdentity(gateway_id, suite, key)
-    if (
-        load_peer_identity(directory / f"{gateway_id}{PUBLIC_SUFFIX}").public_bytes()
-        != identity.peer.public_bytes()
-    ):
+    if load_peer_identity(directory / f"{gateway_id}{PUBLIC_SUFFIX}").public_bytes() != identity.peer.public_bytes():
         raise KeyFileError(f"{private_path} does not match the pinned public key of {gateway_id!r}")
     return identity
 
 
 def load_trust_store(directory: Path) -> TrustStore:
     """Pin every ``*.mldsa.pub`` in ``directory``; an empty directory is an error, not an empty trust."""
-    peers = {
-        peer.gateway_id: peer for peer in map(load_peer_identity, sorted(directory.glob(f"*{PUBLIC_SUFFIX}")))
-    }
+    peers = {peer.gateway_id: peer for peer in map(load_peer_identity, sorted(directory.glob(f"*{PUBLIC_SUFFIX}")))}
     if not peers:
         raise KeyFileError(f"no pinned identities ({PUBLIC_SUFFIX}) in {directory}")
     return TrustStore(MappingProxyType(peers))

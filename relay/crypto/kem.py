@@ -153,9 +153,7 @@ class PycaKemProvider:
         return _HeldDecapsulationKey(algorithm, key.public_key().public_bytes_raw(), key.decapsulate, _no_op)
 
     def encapsulate(self, algorithm: KemAlgorithm, encapsulation_key: bytes) -> Encapsulation:
-        _check_size(
-            encapsulation_key, algorithm.encapsulation_key_size, f"{algorithm.name} encapsulation key"
-        )
+        _check_size(encapsulation_key, algorithm.encapsulation_key_size, f"{algorithm.name} encapsulation key")
         _, public_class = _PYCA_CLASSES[algorithm.name]
         try:
             shared_secret, ciphertext = public_class.from_public_bytes(encapsulation_key).encapsulate()
@@ -176,14 +174,10 @@ class LiboqsKemProvider:
         _check_size(seed, SEED_SIZE, "ML-KEM seed")
         kem = self._oqs.KeyEncapsulation(algorithm.name)
         encapsulation_key = bytes(kem.generate_keypair_seed(bytes(seed)))
-        return _HeldDecapsulationKey(
-            algorithm, encapsulation_key, kem.decap_secret, kem.free
-        )  # free cleanses
+        return _HeldDecapsulationKey(algorithm, encapsulation_key, kem.decap_secret, kem.free)  # free cleanses
 
     def encapsulate(self, algorithm: KemAlgorithm, encapsulation_key: bytes) -> Encapsulation:
-        _check_size(
-            encapsulation_key, algorithm.encapsulation_key_size, f"{algorithm.name} encapsulation key"
-        )
+        _check_size(encapsulation_key, algorithm.encapsulation_key_size, f"{algorithm.name} encapsulation key")
         with self._oqs.KeyEncapsulation(algorithm.name) as kem:
             try:
                 ciphertext, shared_secret = kem.encap_secret(encapsulation_key)

@@ -105,9 +105,7 @@ class EncapsulationKeyAnnouncement:
         if not peer.verify(self.signature, self.signed_bytes(key), ANNOUNCEMENT_CONTEXT):
             raise BadAnnouncement(f"announcement signature does not verify for {key.gateway_id!r}")
         if key.not_after_ms < now_ms:
-            raise ExpiredAnnouncement(
-                f"encapsulation key {key.ek_id.hex()} of {key.gateway_id!r} has expired"
-            )
+            raise ExpiredAnnouncement(f"encapsulation key {key.ek_id.hex()} of {key.gateway_id!r} has expired")
         return key
 
 

@@ -8,11 +8,12 @@ so that a gateway can relay containers it does not fully understand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from relay.domain import Key, canonical_key_id
 from relay.etsi014.errors import ValidationError
-from relay.wire import canonical_uuid, strict_base64, to_base64
+from relay.wire import strict_base64, to_base64
 
 JsonObject = dict[str, Any]
 
@@ -161,33 +162,19 @@ class KeyRequest:
         )
 
 
-@dataclass(frozen=True)
-class Key:
-    """One key of a Key container: a UUID ``key_ID`` and the raw key bytes (base64 on the wire)."""
+def key_to_json(key: Key) -> JsonObject:
+    """One entry of a Key container's ``keys`` (Table 11): the UUID ``key_ID`` and the key in base64."""
+    return {"key_ID": key.key_id, "key": to_base64(key.key)}
 
-    key_id: str
-    key: bytes = field(repr=False)
-    key_id_extension: JsonObject | None = None
-    key_extension: JsonObject | None = None
 
-    def to_json(self) -> JsonObject:
-        body: JsonObject = {"key_ID": self.key_id, "key": to_base64(self.key)}
-        if self.key_id_extension is not None:
-            body["key_ID_extension"] = self.key_id_extension
-        if self.key_extension is not None:
-            body["key_extension"] = self.key_extension
-        return body
-
-    @classmethod
-    def from_json(cls, data: Any) -> Key:
-        data = _require_object(data, "key")
-        key_id = validate_key_id(_require_type(data, "key_ID", str))
-        return cls(
-            key_id=key_id,
-            key=decode_base64(_require_type(data, "key", str)),
-            key_id_extension=_optional_object(data, "key_ID_extension"),
-            key_extension=_optional_object(data, "key_extension"),
-        )
+def key_from_json(data: Any) -> Key:
+    """Parse one ``keys`` entry; its optional extension objects are checked and not kept (we use none)."""
+    data = _require_object(data, "key")
+    key_id = validate_key_id(_require_type(data, "key_ID", str))
+    key = decode_base64(_require_type(data, "key", str))
+    _optional_object(data, "key_ID_extension")
+    _optional_object(data, "key_extension")
+    return Key(key_id, key)
 
 
 @dataclass(frozen=True)
@@ -198,7 +185,7 @@ class KeyContainer:
     key_container_extension: JsonObject | None = None
 
     def to_json(self) -> JsonObject:
-        body: JsonObject = {"keys": [key.to_json() for key in self.keys]}
+        body: JsonObject = {"keys": [key_to_json(key) for key in self.keys]}
         if self.key_container_extension is not None:
             body["key_container_extension"] = self.key_container_extension
         return body
@@ -210,7 +197,7 @@ class KeyContainer:
         if not isinstance(keys, list):
             raise ValidationError("Key container needs a 'keys' array")
         return cls(
-            keys=tuple(Key.from_json(item) for item in keys),
+            keys=tuple(key_from_json(item) for item in keys),
             key_container_extension=_optional_object(data, "key_container_extension"),
         )
 
@@ -254,7 +241,7 @@ class KeyIds:
 
 def validate_key_id(value: str) -> str:
     """Key IDs are UUIDs (clause 6.3); we return the canonical lowercase form so lookups are stable."""
-    canonical = canonical_uuid(value)
+    canonical = canonical_key_id(value)
     if canonical is None:
         raise ValidationError(f"key_ID is not a UUID: {value[:64]!r}")
     return canonical

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from relay.domain import MAX_SAE_ID_LENGTH
 from relay.etsi014.errors import Etsi014Error, UnauthorizedError, ValidationError
 from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
 from relay.openapi import OPENAPI_PATH, etsi014_document
@@ -22,7 +23,6 @@ from relay.strict_json import StrictJsonError, parse_strict_json
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
-MAX_SAE_ID_LENGTH = 256
 
 
 class KeyDeliveryBackend(Protocol):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from relay.domain import canonical_key_id
 from relay.etsi020.problems import (
     ACK_NOT_UNDERSTOOD,
     INVALID_PARAMETER,
@@ -22,7 +23,7 @@ from relay.etsi020.problems import (
     Problem,
     ProblemType,
 )
-from relay.wire import canonical_uuid, strict_base64, to_base64
+from relay.wire import strict_base64, to_base64
 
 JsonObject = dict[str, Any]
 MAX_SAE_ID = 64
@@ -82,8 +83,11 @@ class ExtKeyContainer:
     @classmethod
     def from_json(cls, data: Any) -> ExtKeyContainer:
         parse = _Parser(INVALID_PARAMETER)
-        data = parse.container(data, {"keys", "initiator_sae_id", "target_sae_ids"},
-                               {"ack_callback_url", "extension_mandatory", "extension_optional"})
+        data = parse.container(
+            data,
+            {"keys", "initiator_sae_id", "target_sae_ids"},
+            {"ack_callback_url", "extension_mandatory", "extension_optional"},
+        )
         keys = parse.array(data, "keys", minimum=1)
         return cls(
             keys=tuple(parse.ext_key(item) for item in keys),
@@ -127,26 +131,27 @@ def parse_ack_containers(data: Any) -> tuple[AckContainer, ...]:
         raise parse.fail("ack_not_understood", f"at most {MAX_ITEMS} ack containers per request")
     acks = []
     for item in data:
-        item = parse.container(item, {"key_id_container", "ack_status", "initiator_sae_id", "target_sae_ids"},
-                               {"message", "extension"})
-        entries = parse.array(item, "key_id_container", minimum=1)
-        key_ids = tuple(
-            parse.key_id(parse.container(entry, {"key_id"}, {"extension"})["key_id"]) for entry in entries
+        item = parse.container(
+            item, {"key_id_container", "ack_status", "initiator_sae_id", "target_sae_ids"}, {"message", "extension"}
         )
+        entries = parse.array(item, "key_id_container", minimum=1)
+        key_ids = tuple(parse.key_id(parse.container(entry, {"key_id"}, {"extension"})["key_id"]) for entry in entries)
         status = item["ack_status"]
         if status not in {s.value for s in AckStatus}:
             raise parse.fail("ack_status", f"unknown ack_status {str(status)[:32]!r}")
         message = item.get("message")
         if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
             raise parse.fail("message", f"message must be a string of at most {MAX_MESSAGE} characters")
-        acks.append(AckContainer(
-            key_ids=key_ids,
-            ack_status=AckStatus(status),
-            initiator_sae_id=parse.sae_id(item["initiator_sae_id"], "initiator_sae_id"),
-            target_sae_ids=parse.sae_ids(item),
-            message=message,
-            extension=parse.extension(item, "extension"),
-        ))
+        acks.append(
+            AckContainer(
+                key_ids=key_ids,
+                ack_status=AckStatus(status),
+                initiator_sae_id=parse.sae_id(item["initiator_sae_id"], "initiator_sae_id"),
+                target_sae_ids=parse.sae_ids(item),
+                message=message,
+                extension=parse.extension(item, "extension"),
+            )
+        )
     return tuple(acks)
 
 
@@ -178,17 +183,24 @@ class VoidContainer:
     @classmethod
     def from_json(cls, data: Any) -> VoidContainer:
         parse = _Parser(VOID_NOT_UNDERSTOOD)
-        data = parse.container(data, {"key_ids", "initiator_sae_id", "target_sae_ids"},
-                               {"ack_callback_url", "extension", "all_confirmation"})
+        data = parse.container(
+            data,
+            {"key_ids", "initiator_sae_id", "target_sae_ids"},
+            {"ack_callback_url", "extension", "all_confirmation"},
+        )
         key_ids = tuple(parse.key_id(item) for item in parse.array(data, "key_ids", minimum=0))
         confirmation = data.get("all_confirmation", False)
         if not isinstance(confirmation, bool):
             raise parse.fail("all_confirmation", "all_confirmation must be a boolean")
         if not key_ids and not confirmation:
-            raise Problem(400, NO_KEY_IDS_OR_CONFIRMATION, {
-                "no_all_confirmation": "empty key_ids voids every key between these SAEs; "
-                                       "set all_confirmation to true if that is intended",
-            })
+            raise Problem(
+                400,
+                NO_KEY_IDS_OR_CONFIRMATION,
+                {
+                    "no_all_confirmation": "empty key_ids voids every key between these SAEs; "
+                    "set all_confirmation to true if that is intended",
+                },
+            )
         return cls(
             key_ids=key_ids,
             initiator_sae_id=parse.sae_id(data["initiator_sae_id"], "initiator_sae_id"),
@@ -215,8 +227,9 @@ class VersionContainer:
         parse = _Parser(INVALID_PARAMETER)
         data = parse.container(data, {"versions"}, {"capabilities", "extension"})
         versions = parse.array(data, "versions", minimum=0, maximum=MAX_VERSION_ITEMS)
-        capabilities = (parse.array(data, "capabilities", minimum=0, maximum=MAX_VERSION_ITEMS)
-                        if "capabilities" in data else [])
+        capabilities = (
+            parse.array(data, "capabilities", minimum=0, maximum=MAX_VERSION_ITEMS) if "capabilities" in data else []
+        )
         if not all(isinstance(v, str) and len(v) <= 16 for v in versions):
             raise parse.fail("versions", "versions must be strings of at most 16 characters")
         if not all(isinstance(c, str) and len(c) <= 128 for c in capabilities):
@@ -251,7 +264,7 @@ class _Parser:
         return value
 
     def key_id(self, value: Any) -> str:
-        canonical = canonical_uuid(value) if isinstance(value, str) else None
+        canonical = canonical_key_id(value) if isinstance(value, str) else None
         if canonical is None:
             raise self.fail("key_id", "key_id must be a UUID (RFC 9562)")
         return canonical
@@ -292,4 +305,3 @@ class _Parser:
         if badly_named:
             raise self.fail(name, f"extension names must be E<PEN>_...: {', '.join(badly_named)[:200]}")
         return value
-

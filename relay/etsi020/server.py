@@ -141,9 +141,13 @@ def _refuse_unsupported_mandatory_extensions(supported: frozenset[str], containe
     no key is associated."""
     unsupported = sorted(set(container.extension_mandatory or ()) - supported)
     if unsupported:
-        raise Problem(503, UNSUPPORTED_MANDATORY_EXTENSION, {
-            "unsupported_mandatory_extension": f"not supported by this KME: {', '.join(unsupported)}",
-        })
+        raise Problem(
+            503,
+            UNSUPPORTED_MANDATORY_EXTENSION,
+            {
+                "unsupported_mandatory_extension": f"not supported by this KME: {', '.join(unsupported)}",
+            },
+        )
 
 
 async def _void(request: web.Request) -> web.StreamResponse:
@@ -174,9 +178,7 @@ async def _respond(
     return web.Response(status=202)
 
 
-async def _work_then_ack(
-    send: AckSender, callback_url: str, work: Callable[[], Awaitable[list[AckContainer]]]
-) -> None:
+async def _work_then_ack(send: AckSender, callback_url: str, work: Callable[[], Awaitable[list[AckContainer]]]) -> None:
     try:
         acks = await work()
         if acks:

@@ -27,8 +27,13 @@ ADMIN_HOST = "127.0.0.1"
 
 class GatewayStatus:
     def __init__(
-        self, engine: RelayEngine, store: RelayedKeyStore, fillers: list[QkdFiller], prerelay: Prerelay | None,
-        *, qkd_key_bits: int,
+        self,
+        engine: RelayEngine,
+        store: RelayedKeyStore,
+        fillers: list[QkdFiller],
+        prerelay: Prerelay | None,
+        *,
+        qkd_key_bits: int,
     ) -> None:
         self._started = time.monotonic()
         self._qkd_key_bits = qkd_key_bits
@@ -43,13 +48,15 @@ class GatewayStatus:
         links = []
         for neighbour in self._plan.neighbours.values():
             lanes = self._engine.qkd_lanes_of(neighbour.id)
-            links.append({
-                "neighbour": neighbour.id,
-                "policy": neighbour.policy.value,
-                "qkd_link": neighbour.qkd.link_id if neighbour.qkd else None,
-                "reachable": self._engine.neighbour_reachable(neighbour.id),
-                "qkd_pools": [asdict(s) for s in await pool_status(lanes)],
-            })
+            links.append(
+                {
+                    "neighbour": neighbour.id,
+                    "policy": neighbour.policy.value,
+                    "qkd_link": neighbour.qkd.link_id if neighbour.qkd else None,
+                    "reachable": self._engine.neighbour_reachable(neighbour.id),
+                    "qkd_pools": [asdict(s) for s in await pool_status(lanes)],
+                }
+            )
         pairs = [(m, s) for m in self._plan.local_saes for s in self._plan.remote_saes]
         ready = await pool_status(self._store.ready_gauge(m, s) for m, s in pairs)
         return {

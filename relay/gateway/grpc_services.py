@@ -91,8 +91,10 @@ class QkdPoolSyncService(rpc.QkdPoolSyncServicer):
         receiver = self._receivers.get(request.qkd_link_id)
         link_of_sender = neighbour.qkd.link_id if neighbour and neighbour.qkd else None
         if receiver is None or link_of_sender != request.qkd_link_id:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"{sender} is not the master of QKD link {request.qkd_link_id!r} with {self._plan.id}")
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{sender} is not the master of QKD link {request.qkd_link_id!r} with {self._plan.id}",
+            )
         if request.sender_role not in {role.value for role in Role}:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "sender_role must be master or slave")
         try:

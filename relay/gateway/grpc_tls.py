@@ -38,8 +38,11 @@ def channel_credentials(keys: KeyDirectory, gateway_id: str) -> grpc.ChannelCred
 
 # gRPC's default reconnect backoff starts at 1 s and grows to 120 s; a neighbour that restarts would then
 # be refused for far longer than it is down. Short and capped, the channel retries about every second.
-RECONNECT_BACKOFF_MS = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reconnect_backoff_ms": 100,
-                        "grpc.max_reconnect_backoff_ms": 1000}
+RECONNECT_BACKOFF_MS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+}
 
 
 def channel_options() -> list[tuple[str, str | int]]:
@@ -51,7 +54,7 @@ def peer_gateway_id(context: grpc.aio.ServicerContext) -> str | None:
     uris = context.auth_context().get("peer_uri", [])
     for uri in (value.decode("utf-8", "replace") for value in uris):
         if uri.startswith(GATEWAY_URI_PREFIX):
-            return uri[len(GATEWAY_URI_PREFIX):]
+            return uri[len(GATEWAY_URI_PREFIX) :]
     return None
 
 

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.etsi014.models import Key
+from relay.domain import Key
 from relay.etsi020.client import Etsi020Client, PeerProblem, PeerUnreachable
 from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer
 from relay.etsi020.problems import (
@@ -107,19 +107,30 @@ class InterKmsBridge:
             await self._authorize(caller, request.initiator_sae_id, bind=True)
         except Problem as refused:  # another KMS bound the initiator between check and delivery
             key_ids = tuple(key.key_id for key in request.keys)
-            return [AckContainer(key_ids, AckStatus.FAILED, request.initiator_sae_id, (target,),
-                                 message=str(refused.details))]
+            return [
+                AckContainer(
+                    key_ids, AckStatus.FAILED, request.initiator_sae_id, (target,), message=str(refused.details)
+                )
+            ]
         extension = json.dumps(request.extension_optional) if request.extension_optional else ""
-        outcomes = await asyncio.gather(*(self._relay(request.initiator_sae_id, target, key, extension)
-                                          for key in request.keys))
+        outcomes = await asyncio.gather(
+            *(self._relay(request.initiator_sae_id, target, key, extension) for key in request.keys)
+        )
         relayed = tuple(key.key_id for key, error in zip(request.keys, outcomes, strict=True) if error is None)
         failed = [(key.key_id, error) for key, error in zip(request.keys, outcomes, strict=True) if error]
         acks = []
         if relayed:
             acks.append(AckContainer(relayed, AckStatus.RELAYED, request.initiator_sae_id, (target,)))
         if failed:
-            acks.append(AckContainer(tuple(key_id for key_id, _ in failed), AckStatus.FAILED,
-                                     request.initiator_sae_id, (target,), message=failed[0][1][:4096]))
+            acks.append(
+                AckContainer(
+                    tuple(key_id for key_id, _ in failed),
+                    AckStatus.FAILED,
+                    request.initiator_sae_id,
+                    (target,),
+                    message=failed[0][1][:4096],
+                )
+            )
         return acks
 
     async def _relay(self, initiator: str, target: str, key: ExtKey, extension: str) -> str | None:
@@ -144,14 +155,22 @@ class InterKmsBridge:
         if voided:
             acks.append(AckContainer(tuple(voided), AckStatus.VOIDED, request.initiator_sae_id, (target,)))
         if not_voided:
-            acks.append(AckContainer(not_voided, AckStatus.FAILED_TO_VOID, request.initiator_sae_id, (target,),
-                                     message="already delivered, expired, or not held for this SAE pair"))
+            acks.append(
+                AckContainer(
+                    not_voided,
+                    AckStatus.FAILED_TO_VOID,
+                    request.initiator_sae_id,
+                    (target,),
+                    message="already delivered, expired, or not held for this SAE pair",
+                )
+            )
         return acks
 
     async def acknowledged(self, caller: str, acks: Sequence[AckContainer]) -> None:
         """Acks for keys we handed over; every key_ID must be one we are waiting for from ``caller``."""
-        unknown = [key_id for ack in acks for key_id in ack.key_ids
-                   if self._awaiting.get(key_id, ("", None))[0] != caller]
+        unknown = [
+            key_id for ack in acks for key_id in ack.key_ids if self._awaiting.get(key_id, ("", None))[0] != caller
+        ]
         if unknown:
             raise Problem(400, KEY_NOT_PRESENT, {"key_not_present": ", ".join(unknown)[:1024]})
         for ack in acks:
@@ -163,16 +182,26 @@ class InterKmsBridge:
     # ----- handing over to another 020 KMS ----------------------------------------------------------
 
     async def hand_over(
-        self, peer: Etsi020Client, peer_id: str, initiator: str, target: str, keys: Sequence[Key],
-        *, timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
+        self,
+        peer: Etsi020Client,
+        peer_id: str,
+        initiator: str,
+        target: str,
+        keys: Sequence[Key],
+        *,
+        timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
     ) -> HandoverResult:
         """Give ``keys`` to the KMS ``peer_id`` for ``target``; returns each key's ack status."""
         loop = asyncio.get_running_loop()
         futures = {key.key_id: loop.create_future() for key in keys}
         for key_id, future in futures.items():
             self._awaiting[key_id] = (peer_id, future)
-        request = ExtKeyContainer(tuple(ExtKey(key.key_id, key.key) for key in keys), initiator, (target,),
-                                  ack_callback_url=self._callback_url)
+        request = ExtKeyContainer(
+            tuple(ExtKey(key.key_id, key.key) for key in keys),
+            initiator,
+            (target,),
+            ack_callback_url=self._callback_url,
+        )
         try:
             await peer.ext_keys(request)
         except PeerProblem as exc:

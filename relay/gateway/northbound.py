@@ -95,7 +95,6 @@ class NorthboundBackend:
         return home
 
 
-
 async def _unavailable_on_pool_error(call: Awaitable[T]) -> T:
     try:
         return await call

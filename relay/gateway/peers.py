@@ -30,8 +30,14 @@ TRANSPORT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEA
 
 class Peer:
     def __init__(
-        self, neighbour: Neighbour, keys: KeyDirectory, own_id: str, trust: TrustStore, clock: Clock,
-        *, link_down_s: float,
+        self,
+        neighbour: Neighbour,
+        keys: KeyDirectory,
+        own_id: str,
+        trust: TrustStore,
+        clock: Clock,
+        *,
+        link_down_s: float,
     ) -> None:
         self.neighbour = neighbour
         self._trust = trust

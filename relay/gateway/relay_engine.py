@@ -39,7 +39,7 @@ from relay.crypto import (
     seal_hop,
 )
 from relay.crypto.errors import ConfirmationFailed, MalformedMessage, TrustError
-from relay.etsi014.models import Key
+from relay.domain import MAX_SAE_ID_LENGTH, Key, check_key_id, new_key_id
 from relay.gateway.config import GatewayPlan, GatewaySettings, LinkPolicy, Neighbour
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
 from relay.gateway.peers import TRANSPORT_FAILURES, Peer
@@ -47,7 +47,6 @@ from relay.gateway.routing import NoRoute, Route, shortest_route
 from relay.gateway.transfers import TransferLog, TransferState
 from relay.observability.hooks import RelayObserver
 from relay.pool import PoolEmpty, PoolError, QkdPool, RelayedKeyStore, Role
-from relay.pool.keys import check_key_id
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -59,12 +58,11 @@ _ALLOWED_MODES = {
     LinkPolicy.PQC_ONLY: (HopMode.PQC_ONLY,),
 }
 _RETRY_PAUSE_S = 0.1
-MAX_SAE_ID_LENGTH = 64  # ETSI 020's bound, the stricter of 014 and 020
 
 
 def new_key(size_bytes: int) -> Key:
     """A fresh end-to-end key and its key_ID (a random UUID, as 014 and 020 expect)."""
-    return Key(str(uuid.uuid4()), os.urandom(size_bytes))
+    return Key(new_key_id(), os.urandom(size_bytes))
 
 
 @dataclass
@@ -119,16 +117,21 @@ class RelayEngine:
     # ----- originating side -------------------------------------------------------------------------
 
     async def relay_new_keys(
-        self, initiator: str, target: str, number: int, size_bytes: int, extension_json: str = "",
-        *, no_degrade: bool = False,
+        self,
+        initiator: str,
+        target: str,
+        number: int,
+        size_bytes: int,
+        extension_json: str = "",
+        *,
+        no_degrade: bool = False,
     ) -> list[Key]:
         """``number`` fresh keys shared with ``target``, each relayed end to end; all of them or none.
 
         ``no_degrade`` forbids sealing qkd+pqc hops pqc-only when QKD key runs out (see the proto).
         """
         outcomes = await asyncio.gather(
-            *(self._relay_fresh_key(initiator, target, size_bytes, extension_json, no_degrade)
-              for _ in range(number)),
+            *(self._relay_fresh_key(initiator, target, size_bytes, extension_json, no_degrade) for _ in range(number)),
             return_exceptions=True,
         )
         keys = [outcome for outcome in outcomes if isinstance(outcome, Key)]
@@ -166,8 +169,17 @@ class RelayEngine:
         transfer_id = uuid.uuid4().bytes
         started = time.perf_counter()
         try:
-            await self._forward(transfer_id, route.gateways, 0, initiator, target, key, extension_json,
-                                self._settings.hop_timeout_s, no_degrade)
+            await self._forward(
+                transfer_id,
+                route.gateways,
+                0,
+                initiator,
+                target,
+                key,
+                extension_json,
+                self._settings.hop_timeout_s,
+                no_degrade,
+            )
         except RelayFailed as exc:
             self.metrics.relay_failures += 1
             self.observer.relay_failed(type(exc).__name__)
@@ -178,9 +190,13 @@ class RelayEngine:
         elapsed = time.perf_counter() - started
         self.metrics.keys_relayed += 1
         self.observer.relay_done(target_gateway, elapsed)
-        log.debug("transfer %s relayed over %s in %.1f ms", transfer_id.hex(), "-".join(route.gateways),
-                  elapsed * 1000, extra={"transfer_id": transfer_id.hex(), "route": "-".join(route.gateways),
-                                         "key_id": key.key_id})
+        log.debug(
+            "transfer %s relayed over %s in %.1f ms",
+            transfer_id.hex(),
+            "-".join(route.gateways),
+            elapsed * 1000,
+            extra={"transfer_id": transfer_id.hex(), "route": "-".join(route.gateways), "key_id": key.key_id},
+        )
 
     def route_to(self, target_gateway: str) -> Route:
         down = {peer.neighbour.link for peer in self.peers.values() if peer.is_down}
@@ -210,8 +226,16 @@ class RelayEngine:
     # ----- one hop, sending ------------------------------------------------------------------------
 
     async def _forward(
-        self, transfer_id: bytes, path: Sequence[str], hop: int, initiator: str, target: str, key: Key,
-        extension_json: str, timeout_s: float, no_degrade: bool,
+        self,
+        transfer_id: bytes,
+        path: Sequence[str],
+        hop: int,
+        initiator: str,
+        target: str,
+        key: Key,
+        extension_json: str,
+        timeout_s: float,
+        no_degrade: bool,
     ) -> str:
         """Send hop ``hop`` (this gateway is ``path[hop]``); returns the gateway storing the key."""
         peer = self.peers[path[hop + 1]]
@@ -236,8 +260,13 @@ class RelayEngine:
             clock=self._crypto.clock,
         )
         request = pb.RelayKeyRequest(
-            transfer_id=transfer_id, path=list(path), hop=hop, initiator_sae_id=initiator,
-            target_sae_ids=[target], sealed_hop=pending.message.to_bytes(), extension_optional_json=extension_json,
+            transfer_id=transfer_id,
+            path=list(path),
+            hop=hop,
+            initiator_sae_id=initiator,
+            target_sae_ids=[target],
+            sealed_hop=pending.message.to_bytes(),
+            extension_optional_json=extension_json,
             no_degrade=no_degrade,
         )
         self.metrics.hops_sent += 1
@@ -260,9 +289,15 @@ class RelayEngine:
             peer.mark_up()
             elapsed = time.perf_counter() - sent
             self.observer.hop_confirmed(peer.id, hop, elapsed)
-            log.debug("transfer %s: hop %d to %s (%s) confirmed in %.1f ms", transfer_id.hex(), hop, peer.id, mode,
-                      elapsed * 1000, extra={"transfer_id": transfer_id.hex(), "hop": hop, "neighbour": peer.id,
-                                             "mode": str(mode)})
+            log.debug(
+                "transfer %s: hop %d to %s (%s) confirmed in %.1f ms",
+                transfer_id.hex(),
+                hop,
+                peer.id,
+                mode,
+                elapsed * 1000,
+                extra={"transfer_id": transfer_id.hex(), "hop": hop, "neighbour": peer.id, "mode": str(mode)},
+            )
             return answer.stored_at
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -282,9 +317,12 @@ class RelayEngine:
                     f"QKD key on link {neighbour.qkd.link_id} ({self.plan.id}-{neighbour.id}) is exhausted and {why}"
                 ) from None
             self.metrics.qkd_fallbacks += 1
-            log.warning("QKD pool of link %s is empty: this hop to %s is sealed pqc-only (policy qkd+pqc)",
-                        neighbour.qkd.link_id, neighbour.id,
-                        extra={"transfer_id": transfer_id.hex(), "link": neighbour.qkd.link_id})
+            log.warning(
+                "QKD pool of link %s is empty: this hop to %s is sealed pqc-only (policy qkd+pqc)",
+                neighbour.qkd.link_id,
+                neighbour.id,
+                extra={"transfer_id": transfer_id.hex(), "link": neighbour.qkd.link_id},
+            )
             return HopMode.PQC_ONLY, None
         except PoolError as exc:
             raise RelayFailed(f"QKD pool of link {neighbour.qkd.link_id}: {exc}", retryable=True) from exc
@@ -323,24 +361,42 @@ class RelayEngine:
                 return pb.RelayKeyResponse(key_confirmation=earlier.confirmation, stored_at=earlier.stored_at)
             if earlier.state is TransferState.PENDING:
                 raise TransferInProgress(f"transfer {transfer_id.hex()} is being processed")
-            raise RelayFailed(f"transfer {transfer_id.hex()} failed at {self.plan.id}: {earlier.reason}",
-                              retryable=True)
+            raise RelayFailed(
+                f"transfer {transfer_id.hex()} failed at {self.plan.id}: {earlier.reason}", retryable=True
+            )
         try:
             response = await self._open_and_pass_on(request, message, path, hop, target, sender, time_left_s)
         except BaseException as exc:
             self.observer.hop_refused(type(exc).__name__)
-            log.info("transfer %s: hop from %s failed here: %s", transfer_id.hex(), sender, type(exc).__name__,
-                     extra={"transfer_id": transfer_id.hex(), "neighbour": sender})
+            log.info(
+                "transfer %s: hop from %s failed here: %s",
+                transfer_id.hex(),
+                sender,
+                type(exc).__name__,
+                extra={"transfer_id": transfer_id.hex(), "neighbour": sender},
+            )
             await asyncio.shield(self._transfers.fail(sender, transfer_id, type(exc).__name__))
             raise
         await self._transfers.finish(sender, transfer_id, response.key_confirmation, response.stored_at)
-        log.debug("transfer %s: hop %d from %s done, stored at %s", transfer_id.hex(), request.hop, sender,
-                  response.stored_at, extra={"transfer_id": transfer_id.hex(), "neighbour": sender})
+        log.debug(
+            "transfer %s: hop %d from %s done, stored at %s",
+            transfer_id.hex(),
+            request.hop,
+            sender,
+            response.stored_at,
+            extra={"transfer_id": transfer_id.hex(), "neighbour": sender},
+        )
         return response
 
     async def _open_and_pass_on(
-        self, request: pb.RelayKeyRequest, message: SealedHop, path: Sequence[str], hop: int, target: str,
-        sender: str, time_left_s: float | None,
+        self,
+        request: pb.RelayKeyRequest,
+        message: SealedHop,
+        path: Sequence[str],
+        hop: int,
+        target: str,
+        sender: str,
+        time_left_s: float | None,
     ) -> pb.RelayKeyResponse:
         neighbour = self.plan.neighbours[sender]
         allowed = _ALLOWED_MODES[neighbour.policy]
@@ -361,8 +417,17 @@ class RelayEngine:
             stored_at = self.plan.id
         else:
             budget = self._settings.hop_timeout_s if time_left_s is None else max(0.05, time_left_s - 0.1)
-            stored_at = await self._forward(request.transfer_id, path, hop + 1, request.initiator_sae_id, target,
-                                            key, request.extension_optional_json, budget, request.no_degrade)
+            stored_at = await self._forward(
+                request.transfer_id,
+                path,
+                hop + 1,
+                request.initiator_sae_id,
+                target,
+                key,
+                request.extension_optional_json,
+                budget,
+                request.no_degrade,
+            )
         return pb.RelayKeyResponse(key_confirmation=opened.confirmation, stored_at=stored_at)
 
     async def _store_for_target(self, initiator: str, target: str, key: Key) -> None:
@@ -419,8 +484,9 @@ class RelayEngine:
             except RelayFailed as exc:
                 log.warning("cannot void %d keys for %s: %s", len(key_ids), target, exc)
                 return []
-        request = pb.VoidKeysRequest(key_ids=list(key_ids), initiator_sae_id=initiator, target_sae_ids=[target],
-                                     path=list(path), hop=0)
+        request = pb.VoidKeysRequest(
+            key_ids=list(key_ids), initiator_sae_id=initiator, target_sae_ids=[target], path=list(path), hop=0
+        )
         return await self._void_from(request, 0)
 
     async def receive_void(self, request: pb.VoidKeysRequest, sender: str) -> list[str]:
@@ -443,8 +509,13 @@ class RelayEngine:
         peer = self.peers.get(path[position + 1])
         if peer is None:
             raise TransferRefused(f"{path[position + 1]} is not a neighbour of {self.plan.id}")
-        forwarded = pb.VoidKeysRequest(key_ids=request.key_ids, initiator_sae_id=request.initiator_sae_id,
-                                       target_sae_ids=request.target_sae_ids, path=path, hop=position)
+        forwarded = pb.VoidKeysRequest(
+            key_ids=request.key_ids,
+            initiator_sae_id=request.initiator_sae_id,
+            target_sae_ids=request.target_sae_ids,
+            path=path,
+            hop=position,
+        )
         try:
             answer = await peer.relay.VoidKeys(forwarded, timeout=self._settings.hop_timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -462,4 +533,3 @@ class RelayEngine:
         if home is None:
             raise TransferRefused(f"SAE {sae_id!r} is not in the topology")
         return home
-

@@ -132,23 +132,34 @@ async def start_gateway(
         closers.append(kme.close)
         if qkd.role is Role.MASTER:
             peer = peers[neighbour_id]
-            fillers.append(QkdFiller(qkd.link_id, qkd.peer_sae_id, kme, pools, peer, FillerSettings(),
-                                     peer_reachable=peer.is_connected))
+            fillers.append(
+                QkdFiller(
+                    qkd.link_id, qkd.peer_sae_id, kme, pools, peer, FillerSettings(), peer_reachable=peer.is_connected
+                )
+            )
         else:
             receivers[qkd.link_id] = AnnouncementReceiver(qkd.link_id, qkd.peer_sae_id, kme, pools)
 
     metrics = GatewayMetrics(plan.id)
-    engine = RelayEngine(plan, settings, crypto, peers, lanes, store, TransferLog(backend, keyspace.prefix),
-                         observer=metrics)
+    engine = RelayEngine(
+        plan, settings, crypto, peers, lanes, store, TransferLog(backend, keyspace.prefix), observer=metrics
+    )
     northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
     prerelay = None
     if settings.prerelay:
         pairs = [(master, slave) for master in plan.local_saes for slave in plan.remote_saes]
-        prerelay = Prerelay(engine, store, pairs, key_size_bytes=settings.key_size_bits // 8,
-                            batch=settings.prerelay_batch, interval_s=settings.prerelay_interval_s)
+        prerelay = Prerelay(
+            engine,
+            store,
+            pairs,
+            key_size_bytes=settings.key_size_bits // 8,
+            batch=settings.prerelay_batch,
+            interval_s=settings.prerelay_interval_s,
+        )
 
-    metrics.attach(GatewaySources(engine, store, fillers, prerelay, backend,
-                                  qkd_key_bits=settings.qkd_pool.key_size_bits))
+    metrics.attach(
+        GatewaySources(engine, store, fillers, prerelay, backend, qkd_key_bits=settings.qkd_pool.key_size_bits)
+    )
     server = grpc.aio.server()
     health = add_services(server, engine, receivers, keyring)
     ping_redis = partial(backend.command, "PING")
@@ -166,20 +177,22 @@ async def start_gateway(
             raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
         await server.start()
         sites["etsi014"] = await start_site(
-            metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"), settings.listen_host,
+            metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"),
+            settings.listen_host,
             plan.gateway.etsi014_port,
             keys.server_context(plan.id),
         )
         sites["etsi020"] = await start_site(
             metrics.requests.instrument(create_etsi020_app(bridge, ack_client.post_acks), "etsi020"),
-            settings.listen_host, plan.gateway.etsi020_port,
+            settings.listen_host,
+            plan.gateway.etsi020_port,
             keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
         )
         if plan.gateway.admin_port is not None:
-            status = GatewayStatus(engine, store, fillers, prerelay,
-                                   qkd_key_bits=settings.qkd_pool.key_size_bits)
-            sites["admin"] = await start_site(create_admin_app(status, ping_redis, metrics), ADMIN_HOST,
-                                              plan.gateway.admin_port, None)
+            status = GatewayStatus(engine, store, fillers, prerelay, qkd_key_bits=settings.qkd_pool.key_size_bits)
+            sites["admin"] = await start_site(
+                create_admin_app(status, ping_redis, metrics), ADMIN_HOST, plan.gateway.admin_port, None
+            )
     except BaseException:
         for site in sites.values():
             await site.stop()
@@ -192,12 +205,20 @@ async def start_gateway(
     if prerelay is not None:
         tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
     tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
-    tasks.append(asyncio.create_task(health.run(ping_redis, HEALTH_INTERVAL_S),
-                                     name="grpc-health"))
-    log.info("gateway %s: ETSI 014 on %s, ETSI 020 on %s, gRPC on %s:%d, Redis %s", plan.id, sites["etsi014"].url,
-             sites["etsi020"].url, settings.listen_host, grpc_port, backend.where, extra={"gateway": plan.id})
-    return RunningGateway(plan, engine, store, bridge, fillers, prerelay, sites, grpc_port, metrics, health, server,
-                          tasks, closers)
+    tasks.append(asyncio.create_task(health.run(ping_redis, HEALTH_INTERVAL_S), name="grpc-health"))
+    log.info(
+        "gateway %s: ETSI 014 on %s, ETSI 020 on %s, gRPC on %s:%d, Redis %s",
+        plan.id,
+        sites["etsi014"].url,
+        sites["etsi020"].url,
+        settings.listen_host,
+        grpc_port,
+        backend.where,
+        extra={"gateway": plan.id},
+    )
+    return RunningGateway(
+        plan, engine, store, bridge, fillers, prerelay, sites, grpc_port, metrics, health, server, tasks, closers
+    )
 
 
 async def _rotate_forever(keyring: KeyRing) -> None:

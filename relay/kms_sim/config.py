@@ -68,8 +68,7 @@ def from_topology(topology: Topology, kms_id: str, settings: SimSettings | None 
         kmes=tuple(KmeEndpoint(kme.id, kme.host, kme.port) for kme in kms.kmes),
         sae_homes={end.sae: end.kme for link in qkd_links for end in link.endpoints},
         links=tuple(
-            SimulatedLink(link.id, link.endpoints[0].sae, link.endpoints[1].sae, link.rate_bps)
-            for link in qkd_links
+            SimulatedLink(link.id, link.endpoints[0].sae, link.endpoints[1].sae, link.rate_bps) for link in qkd_links
         ),
         settings=settings or SimSettings(),
         admin_port=kms.admin_port,

@@ -8,12 +8,12 @@ without an ``await`` in between, so the asyncio loop makes every operation atomi
 from __future__ import annotations
 
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from relay.domain import Key, new_key_id
 from relay.etsi014.errors import UnauthorizedError, UnavailableError, ValidationError
-from relay.etsi014.models import MSG_KEYS_NOT_FOUND, Key, KeyContainer, KeyIds, KeyLimits, KeyRequest, Status
+from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyContainer, KeyIds, KeyLimits, KeyRequest, Status
 from relay.kms_sim.config import SimConfig, SimulatedLink
 from relay.kms_sim.link import Clock, InsufficientKey, LinkHalted, LinkState, QkdLinkSimulator
 
@@ -95,7 +95,7 @@ class SimulatedKms:
         except InsufficientKey as exc:
             raise UnavailableError(f"insufficient key material on QKD link {link.id}: {exc}") from None
         expires_at = self._clock() + self.config.settings.availability_timeout_s
-        keys = tuple(Key(str(uuid.uuid4()), secret) for secret in material)
+        keys = tuple(Key(new_key_id(), secret) for secret in material)
         for key in keys:
             slaves = {slave, *request.additional_slave_sae_ids}
             self._issued[key.key_id] = _IssuedKey(key, master, slaves, expires_at)

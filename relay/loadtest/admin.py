@@ -79,8 +79,9 @@ class AdminClient:
         if session is None:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ADMIN_TIMEOUT_S)) as own:
                 return await self.snapshot(at_s, own)
-        gateways, kms = await asyncio.gather(self._fetch(session, self._gateways, "/status"),
-                                             self._fetch(session, self._kms, "/admin/links"))
+        gateways, kms = await asyncio.gather(
+            self._fetch(session, self._gateways, "/status"), self._fetch(session, self._kms, "/admin/links")
+        )
         return Snapshot(at_s, gateways, kms)
 
     async def _fetch(self, session: aiohttp.ClientSession, urls: dict[str, str], path: str) -> dict[str, Any]:
@@ -108,4 +109,3 @@ class Sampler:
                 except TimeoutError:
                     pass
             self.samples.append(await self.admin.snapshot(self.clock(), session))
-

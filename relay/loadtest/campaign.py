@@ -63,8 +63,15 @@ class LoadtestOptions:
         self.spec(self.concurrency[0])  # validates duration, count and rate
 
     def spec(self, concurrency: int) -> LoadSpec:
-        return LoadSpec(self.mode, concurrency, self.duration_s, self.requests,
-                        self.rate if self.mode is LoopMode.OPEN else None, self.arrival, self.seed)
+        return LoadSpec(
+            self.mode,
+            concurrency,
+            self.duration_s,
+            self.requests,
+            self.rate if self.mode is LoopMode.OPEN else None,
+            self.arrival,
+            self.seed,
+        )
 
 
 @dataclass
@@ -99,11 +106,15 @@ def run_loadtest(options: LoadtestOptions, stream: TextIO | None = None) -> Repo
             _run_group(target, fits, options, clock, stream, report)
     else:
         for (topology_name, prerelay), members in _groups(wanted).items():
-            print(f"starting {topology_name} ({'pre-relay on' if prerelay else '--no-prerelay'}) ...",
-                  file=stream, flush=True)
+            print(
+                f"starting {topology_name} ({'pre-relay on' if prerelay else '--no-prerelay'}) ...",
+                file=stream,
+                flush=True,
+            )
             logs = options.out / "logs" / f"{topology_name}-{'pool' if prerelay else 'ondemand'}"
-            with own_testbed(topology_name, options.keys_root, prerelay=prerelay, ready_high=options.pool_size,
-                             logs_to=logs) as target:
+            with own_testbed(
+                topology_name, options.keys_root, prerelay=prerelay, ready_high=options.pool_size, logs_to=logs
+            ) as target:
                 _run_group(target, members, options, clock, stream, report)
     write_outputs(report)
     return report
@@ -120,14 +131,19 @@ def write_outputs(report: Report) -> None:
         "skipped": report.skipped,
         "key_rates": {label: rates["stats"] for label, rates, _ in report.groups},
         "identities": "N concurrent SAEs are N workers, each with its own HTTP sessions; they present the "
-                      "certificates of the scenario's SAE pairs in turn (only topology SAEs have certificates)",
+        "certificates of the scenario's SAE pairs in turn (only topology SAEs have certificates)",
     }
     report.files.append(output.write_json(document, out / "summary.json"))
-    report.files.append(output.write_json(
-        {label: rates["series"] for label, rates, _ in report.groups}, out / "key_rates.json"))
+    report.files.append(
+        output.write_json({label: rates["series"] for label, rates, _ in report.groups}, out / "key_rates.json")
+    )
     if report.options.plots and report.runs:
-        rates_bps = {link: float(info["vendor_rate_bps"]) for s in report.summaries
-                     for link, info in s["qkd"].items() if info.get("vendor_rate_bps")}
+        rates_bps = {
+            link: float(info["vendor_rate_bps"])
+            for s in report.summaries
+            for link, info in s["qkd"].items()
+            if info.get("vendor_rate_bps")
+        }
         report.files += [
             plots.latency_over_time(report.runs, out / "latency_over_time.png"),
             plots.latency_percentiles(report.runs, out / "latency_percentiles.png"),
@@ -154,8 +170,14 @@ def _misfit(item: Scenario, target: Target) -> str:
     return "needs gateways that pre-relay (these run with --no-prerelay)"
 
 
-def _run_group(target: Target, members: list[Scenario], options: LoadtestOptions, clock: Callable[[], float],
-               stream: TextIO, report: Report) -> None:
+def _run_group(
+    target: Target,
+    members: list[Scenario],
+    options: LoadtestOptions,
+    clock: Callable[[], float],
+    stream: TextIO,
+    report: Report,
+) -> None:
     admin = AdminClient(target.gateway_admin, target.kms_admin)
     sampler = Sampler(admin, clock)
 
@@ -166,8 +188,7 @@ def _run_group(target: Target, members: list[Scenario], options: LoadtestOptions
         try:
             for item in members:
                 for concurrency in options.concurrency:
-                    runs.append(await _run_one(target, admin, item, options.spec(concurrency), options, clock,
-                                               stream))
+                    runs.append(await _run_one(target, admin, item, options.spec(concurrency), options, clock, stream))
         finally:
             stop.set()
             await sampling
@@ -186,21 +207,28 @@ def _run_group(target: Target, members: list[Scenario], options: LoadtestOptions
 
 
 async def _run_one(
-    target: Target, admin: AdminClient, item: Scenario, spec: LoadSpec, options: LoadtestOptions,
-    clock: Callable[[], float], stream: TextIO,
+    target: Target,
+    admin: AdminClient,
+    item: Scenario,
+    spec: LoadSpec,
+    options: LoadtestOptions,
+    clock: Callable[[], float],
+    stream: TextIO,
 ) -> RunResult:
     pairs = item.pairs(target.topology)
     identities = Identities(target.keys)
-    workers = [SaeWorker(pairs[i % len(pairs)], target.etsi014, identities, number=options.number,
-                         verify=options.verify) for i in range(spec.concurrency)]
+    workers = [
+        SaeWorker(pairs[i % len(pairs)], target.etsi014, identities, number=options.number, verify=options.verify)
+        for i in range(spec.concurrency)
+    ]
     notes: list[str] = []
     levels = None
     budget = None
     try:
         if item.relay is RelayMode.ON_DEMAND:
-            notes += await _warm_up(workers[:len(pairs)])
+            notes += await _warm_up(workers[: len(pairs)])
         else:
-            in_use = pairs[:spec.concurrency]  # worker i acts as pair i mod len(pairs)
+            in_use = pairs[: spec.concurrency]  # worker i acts as pair i mod len(pairs)
             levels, why = await _prefill(admin, in_use, options, clock, stream)
             notes += why
             budget = Budget(per_group={i: levels[_pair_name(p)] // options.number for i, p in enumerate(in_use)})
@@ -214,19 +242,36 @@ async def _run_one(
         before = await admin.snapshot(clock())
         cpu = CpuMeter(target.pids)
         cpu.start()
-        progress = ProgressBar(stream, f"{item.name} c={spec.concurrency}",
-                               total=spec.planned_requests, duration_s=spec.duration_s)
+        progress = ProgressBar(
+            stream, f"{item.name} c={spec.concurrency}", total=spec.planned_requests, duration_s=spec.duration_s
+        )
         started_at = clock()
-        _, records = await run_load(spec, lambda w: workers[w].exchange(), budget=budget,
-                                    group_of=lambda w: w % len(pairs),
-                                    on_record=lambda r: progress.update(r.outcome.ok))
+        _, records = await run_load(
+            spec,
+            lambda w: workers[w].exchange(),
+            budget=budget,
+            group_of=lambda w: w % len(pairs),
+            on_record=lambda r: progress.update(r.outcome.ok),
+        )
         progress.finish()
         cores = cpu.stop()
         after = await admin.snapshot(clock())
     finally:
         await asyncio.gather(*(worker.close() for worker in workers))
-    return RunResult(target.label, item, spec, options.number, pairs, started_at, records, before, after,
-                     pool_levels=levels, cpu_cores=cores, notes=notes)
+    return RunResult(
+        target.label,
+        item,
+        spec,
+        options.number,
+        pairs,
+        started_at,
+        records,
+        before,
+        after,
+        pool_levels=levels,
+        cpu_cores=cores,
+        notes=notes,
+    )
 
 
 async def _warm_up(workers: list[SaeWorker]) -> list[str]:
@@ -239,15 +284,20 @@ async def _warm_up(workers: list[SaeWorker]) -> list[str]:
             if outcome.ok:
                 break
             if outcome.status not in ("http-503", "unreachable") or time.monotonic() > deadline:
-                notes.append(f"warm-up of {worker.pair.master}->{worker.pair.slave} failed: {outcome.status} "
-                             f"{outcome.detail}")
+                notes.append(
+                    f"warm-up of {worker.pair.master}->{worker.pair.slave} failed: {outcome.status} {outcome.detail}"
+                )
                 break
             await asyncio.sleep(0.5)
     return notes
 
 
 async def _prefill(
-    admin: AdminClient, pairs: list[SaePair], options: LoadtestOptions, clock: Callable[[], float], stream: TextIO,
+    admin: AdminClient,
+    pairs: list[SaePair],
+    options: LoadtestOptions,
+    clock: Callable[[], float],
+    stream: TextIO,
 ) -> tuple[dict[str, int], list[str]]:
     """Wait until each pair's ready pool is full (at its high watermark), or the prefill timeout.
 
@@ -264,16 +314,24 @@ async def _prefill(
         high = min((snapshot.ready_high(p.master_gateway) or 0) for p in distinct)
         need = max(options.number, high)  # full pools: pre-relay idles until the run takes keys
         if live or not announced:
-            print(f"{chr(13) if live else ''}prefilling the ready pools of {len(distinct)} SAE pair(s) to {need} keys: "
-                  f"{min(levels.values())} ", end="", file=stream, flush=True)
+            print(
+                f"{chr(13) if live else ''}prefilling the ready pools of {len(distinct)} SAE pair(s) to {need} keys: "
+                f"{min(levels.values())} ",
+                end="",
+                file=stream,
+                flush=True,
+            )
             announced = True
         if min(levels.values()) >= need or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     filled = min(levels.values()) >= need
     print(f"{'done' if filled else 'timed out'} ({min(levels.values())} at the lowest)", file=stream, flush=True)
-    notes = [] if filled else [
-        f"ready pools reached {min(levels.values())} of {need} keys within {options.prefill_timeout_s:g} s"]
+    notes = (
+        []
+        if filled
+        else [f"ready pools reached {min(levels.values())} of {need} keys within {options.prefill_timeout_s:g} s"]
+    )
     return levels, notes
 
 

@@ -27,8 +27,13 @@ class LatencySummary:
     percentiles_ms: dict[str, float]  # "p50", "p90", "p99", "p99.9"
 
     def to_json(self) -> dict[str, object]:
-        return {"count": self.count, "min_ms": self.min_ms, "mean_ms": self.mean_ms, "max_ms": self.max_ms,
-                **self.percentiles_ms}
+        return {
+            "count": self.count,
+            "min_ms": self.min_ms,
+            "mean_ms": self.mean_ms,
+            "max_ms": self.max_ms,
+            **self.percentiles_ms,
+        }
 
 
 def percentile_label(percentile: float) -> str:
@@ -72,5 +77,7 @@ class LatencyHistogram:
         """(percentile, latency ms) points for a percentile plot, as HdrHistogram's own reports draw them."""
         if self.count == 0:
             return []
-        return [(item.percentile_level_iterated_to, item.value_iterated_to / 1000)
-                for item in self._histogram.get_percentile_iterator(ticks_per_half_distance)]
+        return [
+            (item.percentile_level_iterated_to, item.value_iterated_to / 1000)
+            for item in self._histogram.get_percentile_iterator(ticks_per_half_distance)
+        ]

@@ -35,8 +35,14 @@ def latency_over_time(runs: list[RunResult], path: Path) -> Path:
             axis.scatter([_x(r) for r in ok], [r.latency_ms for r in ok], s=6, label=f"{gateway}")
         failed = [r for r in run.records if not r.outcome.enc_ok]
         if failed:
-            axis.scatter([_x(r) for r in failed], [r.latency_ms for r in failed], s=14, marker="x", color="red",
-                         label=f"errors ({len(failed)})")
+            axis.scatter(
+                [_x(r) for r in failed],
+                [r.latency_ms for r in failed],
+                s=14,
+                marker="x",
+                color="red",
+                label=f"errors ({len(failed)})",
+            )
         axis.axhspan(*PAPER_BAND_MS, color="grey", alpha=0.12, label="published testbed 100-700 ms")
         axis.set_yscale("log")
         axis.set_title(f"{run.group}: {run.label}, {run.spec.mode.value} loop", fontsize=9)
@@ -65,27 +71,36 @@ def latency_percentiles(runs: list[RunResult], path: Path) -> Path:
     return _save(figure, path)
 
 
-def key_rates(groups: list[tuple[str, dict[str, Any], list[RunResult]]], rates_bps: dict[str, float],
-              path: Path) -> Path:
+def key_rates(
+    groups: list[tuple[str, dict[str, Any], list[RunResult]]], rates_bps: dict[str, float], path: Path
+) -> Path:
     """``groups``: (testbed label, :func:`relay.loadtest.results.key_rates` of its samples, its runs)."""
     figure, axes = plt.subplots(len(groups), 3, figsize=(15, 3.4 * len(groups)), squeeze=False)
     for row, (label, rates, runs) in zip(axes, groups, strict=True):
         series = rates["series"]
-        panels = (("keys_relayed_per_s", "relayed keys/s (originated)"),
-                  ("qkd_bits_pulled_per_s", "QKD bit/s pulled from the vendor"),
-                  ("vendor_stored_bits", "vendor stored key (bits)"))
+        panels = (
+            ("keys_relayed_per_s", "relayed keys/s (originated)"),
+            ("qkd_bits_pulled_per_s", "QKD bit/s pulled from the vendor"),
+            ("vendor_stored_bits", "vendor stored key (bits)"),
+        )
         for axis, (name, title) in zip(row, panels, strict=True):
             for node, points in sorted(series[name].items()):
                 if points:
-                    line, = axis.plot([t for t, _ in points], [v for _, v in points], label=node, linewidth=1.2)
+                    (line,) = axis.plot([t for t, _ in points], [v for _, v in points], label=node, linewidth=1.2)
                     if name == "qkd_bits_pulled_per_s" and node in rates_bps:
                         axis.axhline(rates_bps[node], color=line.get_color(), linestyle="--", linewidth=0.8)
             for run in runs:
                 end = run.started_at_s + max((r.done_s for r in run.records), default=0.0)
                 axis.axvspan(run.started_at_s, end, color="orange", alpha=0.12)
             if not series[name]:
-                axis.text(0.5, 0.5, "no QKD link" if "qkd" in name or "vendor" in name else "no data",
-                          ha="center", va="center", transform=axis.transAxes)
+                axis.text(
+                    0.5,
+                    0.5,
+                    "no QKD link" if "qkd" in name or "vendor" in name else "no data",
+                    ha="center",
+                    va="center",
+                    transform=axis.transAxes,
+                )
             axis.set_title(f"{label}: {title}", fontsize=9)
             axis.set_xlabel("seconds (runs shaded)")
             if series[name]:

@@ -14,8 +14,9 @@ REDRAW_S = 0.1
 
 
 class ProgressBar:
-    def __init__(self, stream: TextIO, label: str, *, total: int | None, duration_s: float | None,
-                 live: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO, label: str, *, total: int | None, duration_s: float | None, live: bool | None = None
+    ) -> None:
         self._stream = stream
         self._label = label
         self._total = total
@@ -50,5 +51,7 @@ class ProgressBar:
         filled = round(fraction * BAR_WIDTH)
         bar = "#" * filled + "." * (BAR_WIDTH - filled)
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        return (f"{self._label} [{bar}] {fraction:4.0%} {self.done} req, {self.errors} err, "
-                f"{rate:,.0f} req/s, {elapsed:.1f} s")
+        return (
+            f"{self._label} [{bar}] {fraction:4.0%} {self.done} req, {self.errors} err, "
+            f"{rate:,.0f} req/s, {elapsed:.1f} s"
+        )

@@ -25,8 +25,15 @@ from relay.loadtest.runner import LoadSpec, LoopMode, RequestRecord
 from relay.loadtest.sae import SaePair
 from relay.loadtest.scenarios import RelayMode, Scenario
 
-RELAY_COUNTERS = ("keys_relayed", "relay_failures", "hops_sent", "hops_received", "qkd_fallbacks",
-                  "qkd_exhausted", "keys_voided")
+RELAY_COUNTERS = (
+    "keys_relayed",
+    "relay_failures",
+    "hops_sent",
+    "hops_received",
+    "qkd_fallbacks",
+    "qkd_exhausted",
+    "keys_voided",
+)
 
 
 @dataclass
@@ -94,18 +101,23 @@ def summarize(run: RunResult) -> dict[str, Any]:
         "latency_ms": LatencyHistogram.of(r.latency_ms for r in answered).summary().to_json(),
         "latency_by_gateway_ms": {
             gw: LatencyHistogram.of(r.latency_ms for r in answered if run.pair_of(r).master_gateway == gw)
-            .summary().to_json() for gw in masters
+            .summary()
+            .to_json()
+            for gw in masters
         },
         "dec_keys_ms": LatencyHistogram.of(r.outcome.dec_ms for r in ok if r.outcome.dec_ms is not None)
-        .summary().to_json(),
+        .summary()
+        .to_json(),
         "pool": {
             "served_from_pool": keys if run.scenario.relay is RelayMode.POOL else 0,
             "relayed_on_demand": keys if run.scenario.relay is RelayMode.ON_DEMAND else 0,
             "on_demand_by_counters": on_demand,
             "ready_levels_at_start": run.pool_levels,
         },
-        "gateways": {gw: {**delta, "keys_relayed_per_s": round(delta["keys_relayed"] / window, 1) if window else 0.0}
-                     for gw, delta in sorted(deltas.items())},
+        "gateways": {
+            gw: {**delta, "keys_relayed_per_s": round(delta["keys_relayed"] / window, 1) if window else 0.0}
+            for gw, delta in sorted(deltas.items())
+        },
         "qkd": qkd_consumption(run.before, run.after),
         "cpu_cores": run.cpu_cores,
         "notes": run.notes,
@@ -147,8 +159,12 @@ def _relay_delta(before: Snapshot, after: Snapshot, gateway: str) -> dict[str, i
 def key_rates(samples: list[Snapshot]) -> dict[str, Any]:
     """Per-second series from consecutive samples: relayed keys per gateway, QKD bits pulled per link,
     vendor stored bits per link; plus mean and max of each rate."""
-    series: dict[str, dict[str, list[tuple[float, float]]]] = {"keys_relayed_per_s": {}, "hops_received_per_s": {},
-                                                                "qkd_bits_pulled_per_s": {}, "vendor_stored_bits": {}}
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {
+        "keys_relayed_per_s": {},
+        "hops_received_per_s": {},
+        "qkd_bits_pulled_per_s": {},
+        "vendor_stored_bits": {},
+    }
     for earlier, later in zip(samples, samples[1:], strict=False):
         dt = later.at_s - earlier.at_s
         if dt <= 0:
@@ -168,8 +184,15 @@ def key_rates(samples: list[Snapshot]) -> dict[str, Any]:
         for link_id, link in sample.vendor_links().items():
             series["vendor_stored_bits"].setdefault(link_id, []).append((sample.at_s, float(link["stored_bits"])))
     stats = {
-        name: {node: {"mean": round(sum(v for _, v in points) / len(points), 1),
-                      "max": round(max(v for _, v in points), 1)} for node, points in nodes.items() if points}
-        for name, nodes in series.items() if name != "vendor_stored_bits"
+        name: {
+            node: {
+                "mean": round(sum(v for _, v in points) / len(points), 1),
+                "max": round(max(v for _, v in points), 1),
+            }
+            for node, points in nodes.items()
+            if points
+        }
+        for name, nodes in series.items()
+        if name != "vendor_stored_bits"
     }
     return {"series": series, "stats": stats}

@@ -141,11 +141,14 @@ async def run_load(
     if spec.mode is LoopMode.OPEN:
         assert spec.rate is not None
         schedule = arrival_offsets(spec.rate, spec.arrival, seed=spec.seed)
-        workers = [_open_worker(w, spec, request, budget, group_of(w), schedule, start, clock, record)
-                   for w in range(spec.concurrency)]
+        workers = [
+            _open_worker(w, spec, request, budget, group_of(w), schedule, start, clock, record)
+            for w in range(spec.concurrency)
+        ]
     else:
-        workers = [_closed_worker(w, spec, request, budget, group_of(w), start, clock, record)
-                   for w in range(spec.concurrency)]
+        workers = [
+            _closed_worker(w, spec, request, budget, group_of(w), start, clock, record) for w in range(spec.concurrency)
+        ]
     await asyncio.gather(*workers)
     return start, records
 
@@ -160,8 +163,15 @@ class _Both(Budget):
 
 
 async def _open_worker(
-    worker: int, spec: LoadSpec, request: RequestFn, budget: Budget, group: int, schedule: Iterator[float],
-    start: float, clock: Callable[[], float], record: RecordFn,
+    worker: int,
+    spec: LoadSpec,
+    request: RequestFn,
+    budget: Budget,
+    group: int,
+    schedule: Iterator[float],
+    start: float,
+    clock: Callable[[], float],
+    record: RecordFn,
 ) -> None:
     while budget.take(group):
         offset = next(schedule)  # claimed by this worker: the next due request nobody has taken yet
@@ -176,8 +186,14 @@ async def _open_worker(
 
 
 async def _closed_worker(
-    worker: int, spec: LoadSpec, request: RequestFn, budget: Budget, group: int, start: float,
-    clock: Callable[[], float], record: RecordFn,
+    worker: int,
+    spec: LoadSpec,
+    request: RequestFn,
+    budget: Budget,
+    group: int,
+    start: float,
+    clock: Callable[[], float],
+    record: RecordFn,
 ) -> None:
     while spec.duration_s is None or clock() - start < spec.duration_s:
         if not budget.take(group):

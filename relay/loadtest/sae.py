@@ -44,7 +44,13 @@ class Identities:
 
 class SaeWorker:
     def __init__(
-        self, pair: SaePair, urls: dict[str, str], identities: Identities, *, number: int = 1, verify: bool = True,
+        self,
+        pair: SaePair,
+        urls: dict[str, str],
+        identities: Identities,
+        *,
+        number: int = 1,
+        verify: bool = True,
         timeout_s: float = 10.0,
     ) -> None:
         self.pair = pair
@@ -55,7 +61,7 @@ class SaeWorker:
 
     async def connect(self) -> None:
         """Open both sessions' connections (TLS handshakes) before the measurement, with a status call."""
-        for client, peer in ((self._master, self.pair.slave), (self._slave, self.pair.master))[:1 + self._verify]:
+        for client, peer in ((self._master, self.pair.slave), (self._slave, self.pair.master))[: 1 + self._verify]:
             try:
                 await client.get_status(peer)
             except (KmeError, KmeProtocolError):
@@ -83,8 +89,13 @@ class SaeWorker:
         dec_ms = (time.perf_counter() - started) * 1000
         issued = {key.key_id: key.key for key in container.keys}
         if any(issued.get(key.key_id) != key.key for key in fetched.keys):
-            return Outcome("mismatch", keys=keys, http_status=200, dec_ms=dec_ms,
-                           detail="the slave received other key bytes than the master")
+            return Outcome(
+                "mismatch",
+                keys=keys,
+                http_status=200,
+                dec_ms=dec_ms,
+                detail="the slave received other key bytes than the master",
+            )
         return Outcome("ok", keys=keys, http_status=200, dec_ms=dec_ms)
 
     async def close(self) -> None:

@@ -47,8 +47,9 @@ def attach(state_dir: Path) -> Target:
     state = TestbedState.load(state_dir)
     if state is None:
         raise TargetError(f"no testbed recorded in {state_dir}; start one with `qkd-relay testbed up`")
-    topology = (topology_module.load(Path(state.topology_file)) if state.topology_file
-                else topology_module.load_default())
+    topology = (
+        topology_module.load(Path(state.topology_file)) if state.topology_file else topology_module.load_default()
+    )
     target = _target(topology, KeyDirectory(Path(state.keys_root) / topology.name), state, prerelay=True, own=False)
     documents = asyncio.run(AdminClient(target.gateway_admin, target.kms_admin).gateways())
     if any("error" in doc for doc in documents.values()):
@@ -62,7 +63,12 @@ def attach(state_dir: Path) -> Target:
 
 @contextmanager
 def own_testbed(
-    topology_name: str, keys_root: Path, *, prerelay: bool, ready_high: int, logs_to: Path | None = None,
+    topology_name: str,
+    keys_root: Path,
+    *,
+    prerelay: bool,
+    ready_high: int,
+    logs_to: Path | None = None,
 ) -> Iterator[Target]:
     """Start the named load-test topology on free ports; stop it on exit and copy its logs to ``logs_to``."""
     work = Path(tempfile.mkdtemp(prefix="qkd-relay-loadtest-"))

@@ -41,17 +41,27 @@ def chain_document(name: str = CHAIN, gateways: int = 4, sources: int = 1) -> di
     for index in range(1, gateways + 1):
         base = 29000 + index * 10
         count = sources if index == 1 else 1
-        regions.append({
-            "id": f"chain{index}",
-            "redis_port": base,
-            "gateways": [{"id": f"GW{index}", "etsi014_port": base + 1, "etsi020_port": base + 2,
-                          "grpc_port": base + 3, "admin_port": base + 4}],
-            "saes": [{"id": f"SAE-C{index}-{chr(ord('A') + n)}", "gateway": f"GW{index}"} for n in range(count)],
-        })
+        regions.append(
+            {
+                "id": f"chain{index}",
+                "redis_port": base,
+                "gateways": [
+                    {
+                        "id": f"GW{index}",
+                        "etsi014_port": base + 1,
+                        "etsi020_port": base + 2,
+                        "grpc_port": base + 3,
+                        "admin_port": base + 4,
+                    }
+                ],
+                "saes": [{"id": f"SAE-C{index}-{chr(ord('A') + n)}", "gateway": f"GW{index}"} for n in range(count)],
+            }
+        )
     return {
         "name": name,
-        "kms": [{"id": "KMS-CHAIN", "region": "chain1", "admin_port": 29001,
-                 "kmes": [{"id": "KME-CHAIN-A", "port": 29002}]}],
+        "kms": [
+            {"id": "KMS-CHAIN", "region": "chain1", "admin_port": 29001, "kmes": [{"id": "KME-CHAIN-A", "port": 29002}]}
+        ],
         "regions": regions,
         "links": [{"gateways": [f"GW{i}", f"GW{i + 1}"], "policy": "pqc-only"} for i in range(1, gateways)],
     }

@@ -66,13 +66,15 @@ class RequestCounts:
         return counter(name, documentation, ["api", "endpoint", "method", "status"], sorted(self.counts.items()))
 
 
-def gauge(name: str, documentation: str, labels: Iterable[str],
-          samples: Iterable[tuple[Iterable[str], float]]) -> GaugeMetricFamily:
+def gauge(
+    name: str, documentation: str, labels: Iterable[str], samples: Iterable[tuple[Iterable[str], float]]
+) -> GaugeMetricFamily:
     return _filled(GaugeMetricFamily(name, documentation, labels=list(labels)), samples)
 
 
-def counter(name: str, documentation: str, labels: Iterable[str],
-            samples: Iterable[tuple[Iterable[str], float]]) -> CounterMetricFamily:
+def counter(
+    name: str, documentation: str, labels: Iterable[str], samples: Iterable[tuple[Iterable[str], float]]
+) -> CounterMetricFamily:
     """``name`` without the ``_total`` suffix, which the exposition adds."""
     return _filled(CounterMetricFamily(name, documentation, labels=list(labels)), samples)
 

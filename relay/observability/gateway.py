@@ -44,12 +44,20 @@ class GatewayMetrics(RelayObserver):
         self.gateway_id = gateway_id
         self.registry = CollectorRegistry(auto_describe=False)
         self.hop_latency = Histogram(
-            "qkdr_relay_hop_latency_seconds", "Time from sending a hop to its confirmation (which implies the "
-            "key is stored at the last gateway), by neighbour and hop index", ["neighbour", "hop"],
-            registry=self.registry, buckets=LATENCY_BUCKETS_S)
+            "qkdr_relay_hop_latency_seconds",
+            "Time from sending a hop to its confirmation (which implies the "
+            "key is stored at the last gateway), by neighbour and hop index",
+            ["neighbour", "hop"],
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS_S,
+        )
         self.relay_latency = Histogram(
-            "qkdr_relay_latency_seconds", "End-to-end relay of one key originated here, by target gateway",
-            ["target_gateway"], registry=self.registry, buckets=LATENCY_BUCKETS_S)
+            "qkdr_relay_latency_seconds",
+            "End-to-end relay of one key originated here, by target gateway",
+            ["target_gateway"],
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS_S,
+        )
         self.requests = RequestCounts()
         self.relay_failures: Counter[str] = Counter()
         self.hop_failures: Counter[str] = Counter()
@@ -114,8 +122,14 @@ class GatewaySources:
     """What the exporter reads: the same objects the admin status document is built from."""
 
     def __init__(
-        self, engine: RelayEngine, store: RelayedKeyStore, fillers: Sequence[QkdFiller], prerelay: Prerelay | None,
-        backend: RedisBackend | None, *, qkd_key_bits: int,
+        self,
+        engine: RelayEngine,
+        store: RelayedKeyStore,
+        fillers: Sequence[QkdFiller],
+        prerelay: Prerelay | None,
+        backend: RedisBackend | None,
+        *,
+        qkd_key_bits: int,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -137,10 +151,15 @@ class _Collector:
         m = self._metrics
         snap = m._snapshot
         yield gauge("qkdr_up", "1 while the gateway serves", ["gateway"], [([m.gateway_id], 1)])
-        yield gauge("qkdr_uptime_seconds", "Seconds since the gateway started", [],
-                    [([], time.monotonic() - m._started)])
-        yield gauge("qkdr_redis_up", "1 when the pools' Redis answered during this scrape", [],
-                    [([], 1.0 if snap.redis_up else 0.0)])
+        yield gauge(
+            "qkdr_uptime_seconds", "Seconds since the gateway started", [], [([], time.monotonic() - m._started)]
+        )
+        yield gauge(
+            "qkdr_redis_up",
+            "1 when the pools' Redis answered during this scrape",
+            [],
+            [([], 1.0 if snap.redis_up else 0.0)],
+        )
         yield from self._pools(snap, prerelay=m.sources is not None and m.sources.prerelay is not None)
         yield m.requests.family("qkdr_northbound_requests", "HTTP requests served by the ETSI 014 and 020 APIs")
         sources = m.sources
@@ -153,27 +172,63 @@ class _Collector:
     def _pools(self, snap: _Snapshot, *, prerelay: bool) -> Iterator[Metric]:
         labels = ["link", "neighbour", "sender", "direction"]
         lanes: Sequence[tuple[str, str, str, str, PoolStatus]] = snap.lanes
-        yield gauge("qkdr_qkd_pool_keys", "QKD keys held in a link's lane (sender: which end seals with it; "
-                    "direction: outbound if this gateway seals with it)", labels,
-                    [(lane[:4], lane[4].level) for lane in lanes])
-        yield gauge("qkdr_qkd_pool_low_watermark_keys", "Alarm level of a QKD lane", labels,
-                    [(lane[:4], lane[4].low) for lane in lanes])
-        yield gauge("qkdr_qkd_pool_high_watermark_keys", "Fill level of a QKD lane", labels,
-                    [(lane[:4], lane[4].high) for lane in lanes])
-        yield gauge("qkdr_qkd_pool_alarm", "1 when a QKD lane is below its low watermark or empty", labels,
-                    [(lane[:4], _alarm(lane[4])) for lane in lanes])
-        yield gauge("qkdr_qkd_pool_empty", "1 when a QKD lane holds no key (require-qkd hops get 503)", labels,
-                    [(lane[:4], 1.0 if lane[4].state is PoolState.EMPTY else 0.0) for lane in lanes])
+        yield gauge(
+            "qkdr_qkd_pool_keys",
+            "QKD keys held in a link's lane (sender: which end seals with it; "
+            "direction: outbound if this gateway seals with it)",
+            labels,
+            [(lane[:4], lane[4].level) for lane in lanes],
+        )
+        yield gauge(
+            "qkdr_qkd_pool_low_watermark_keys",
+            "Alarm level of a QKD lane",
+            labels,
+            [(lane[:4], lane[4].low) for lane in lanes],
+        )
+        yield gauge(
+            "qkdr_qkd_pool_high_watermark_keys",
+            "Fill level of a QKD lane",
+            labels,
+            [(lane[:4], lane[4].high) for lane in lanes],
+        )
+        yield gauge(
+            "qkdr_qkd_pool_alarm",
+            "1 when a QKD lane is below its low watermark or empty",
+            labels,
+            [(lane[:4], _alarm(lane[4])) for lane in lanes],
+        )
+        yield gauge(
+            "qkdr_qkd_pool_empty",
+            "1 when a QKD lane holds no key (require-qkd hops get 503)",
+            labels,
+            [(lane[:4], 1.0 if lane[4].state is PoolState.EMPTY else 0.0) for lane in lanes],
+        )
         pair = ["master_sae", "slave_sae"]
-        yield gauge("qkdr_ready_pool_keys", "Pre-relayed keys ready for an SAE pair", pair,
-                    [((m, s), st.level) for m, s, st in snap.ready])
-        yield gauge("qkdr_ready_pool_low_watermark_keys", "Alarm level of an SAE pair's ready pool", pair,
-                    [((m, s), st.low) for m, s, st in snap.ready])
-        yield gauge("qkdr_ready_pool_high_watermark_keys", "Pre-relay target of an SAE pair's ready pool", pair,
-                    [((m, s), st.high) for m, s, st in snap.ready])
-        yield gauge("qkdr_ready_pool_alarm", "1 when an SAE pair's ready pool is below its low watermark (always 0 "
-                    "when pre-relay is off: nothing fills it)", pair,
-                    [((m, s), _alarm(st) if prerelay else 0.0) for m, s, st in snap.ready])
+        yield gauge(
+            "qkdr_ready_pool_keys",
+            "Pre-relayed keys ready for an SAE pair",
+            pair,
+            [((m, s), st.level) for m, s, st in snap.ready],
+        )
+        yield gauge(
+            "qkdr_ready_pool_low_watermark_keys",
+            "Alarm level of an SAE pair's ready pool",
+            pair,
+            [((m, s), st.low) for m, s, st in snap.ready],
+        )
+        yield gauge(
+            "qkdr_ready_pool_high_watermark_keys",
+            "Pre-relay target of an SAE pair's ready pool",
+            pair,
+            [((m, s), st.high) for m, s, st in snap.ready],
+        )
+        yield gauge(
+            "qkdr_ready_pool_alarm",
+            "1 when an SAE pair's ready pool is below its low watermark (always 0 "
+            "when pre-relay is off: nothing fills it)",
+            pair,
+            [((m, s), _alarm(st) if prerelay else 0.0) for m, s, st in snap.ready],
+        )
 
     def _relay(self, sources: GatewaySources) -> Iterator[Metric]:
         m = self._metrics
@@ -188,16 +243,31 @@ class _Collector:
             ("keys_voided", "Keys voided at this gateway after a failed relay"),
         ):
             yield counter(f"qkdr_relay_{name}", help_text, [], [([], getattr(relay, name))])
-        yield counter("qkdr_relay_failures", "Relays originated here that failed, by exception type",
-                      ["reason"], counted(m.relay_failures))
-        yield counter("qkdr_relay_hop_failures", "Hops received here that failed, by exception type",
-                      ["reason"], counted(m.hop_failures))
-        yield gauge("qkdr_neighbour_reachable", "0 while a neighbour is marked down after failing to answer",
-                    ["neighbour"], [([nb], 1.0 if sources.engine.neighbour_reachable(nb) else 0.0)
-                                    for nb in sources.engine.plan.neighbours])
+        yield counter(
+            "qkdr_relay_failures",
+            "Relays originated here that failed, by exception type",
+            ["reason"],
+            counted(m.relay_failures),
+        )
+        yield counter(
+            "qkdr_relay_hop_failures",
+            "Hops received here that failed, by exception type",
+            ["reason"],
+            counted(m.hop_failures),
+        )
+        yield gauge(
+            "qkdr_neighbour_reachable",
+            "0 while a neighbour is marked down after failing to answer",
+            ["neighbour"],
+            [([nb], 1.0 if sources.engine.neighbour_reachable(nb) else 0.0) for nb in sources.engine.plan.neighbours],
+        )
         store = asdict(sources.store.metrics)
-        yield counter("qkdr_relayed_store_events", "Relayed-key store operations (ready_taken, delivered, "
-                      "voided, ...)", ["event"], counted(store))
+        yield counter(
+            "qkdr_relayed_store_events",
+            "Relayed-key store operations (ready_taken, delivered, voided, ...)",
+            ["event"],
+            counted(store),
+        )
         if sources.prerelay is not None:
             pre = sources.prerelay.metrics
             yield counter("qkdr_prerelay_rounds", "Pre-relay rounds", [], [([], pre.rounds)])
@@ -217,15 +287,31 @@ class _Collector:
                 empty.append((labels, pool.metrics.empty))
         labels = ["link", "neighbour", "sender"]
         yield counter("qkdr_qkd_keys_consumed", "QKD keys taken from a lane to seal or open a hop", labels, taken)
-        yield counter("qkdr_qkd_bits_consumed", "QKD key bits taken from a lane to seal or open a hop", labels,
-                      [(lab, value * bits) for lab, value in taken])
+        yield counter(
+            "qkdr_qkd_bits_consumed",
+            "QKD key bits taken from a lane to seal or open a hop",
+            labels,
+            [(lab, value * bits) for lab, value in taken],
+        )
         yield counter("qkdr_qkd_pool_exhausted", "Times a hop found its QKD lane empty", labels, empty)
-        yield counter("qkdr_qkd_bits_fetched", "QKD key bits fetched from the vendor KMS (master end of a link)",
-                      ["link"], [([f.link_id], f.metrics.keys_fetched * bits) for f in sources.fillers])
-        yield counter("qkdr_qkd_keys_stored", "Vendor keys stored in this gateway's lanes by the filler",
-                      ["link"], [([f.link_id], f.metrics.keys_stored) for f in sources.fillers])
-        yield counter("qkdr_qkd_keys_lost", "Vendor keys fetched but not accepted by the peer", ["link"],
-                      [([f.link_id], f.metrics.keys_lost) for f in sources.fillers])
+        yield counter(
+            "qkdr_qkd_bits_fetched",
+            "QKD key bits fetched from the vendor KMS (master end of a link)",
+            ["link"],
+            [([f.link_id], f.metrics.keys_fetched * bits) for f in sources.fillers],
+        )
+        yield counter(
+            "qkdr_qkd_keys_stored",
+            "Vendor keys stored in this gateway's lanes by the filler",
+            ["link"],
+            [([f.link_id], f.metrics.keys_stored) for f in sources.fillers],
+        )
+        yield counter(
+            "qkdr_qkd_keys_lost",
+            "Vendor keys fetched but not accepted by the peer",
+            ["link"],
+            [([f.link_id], f.metrics.keys_lost) for f in sources.fillers],
+        )
 
     def _errors(self, sources: GatewaySources) -> Iterator[Metric]:
         m = self._metrics
@@ -242,5 +328,9 @@ class _Collector:
                 statuses[f"{api}:{status}"] += n
         samples += [(["northbound", status], n) for status, n in sorted(statuses.items())]
         yield counter("qkdr_errors", "Errors by component and type", ["component", "type"], samples)
-        yield counter("qkdr_redis_unavailable", "Redis commands that failed for want of a working Redis", [],
-                      [([], sources.backend.metrics.unavailable if sources.backend else 0)])
+        yield counter(
+            "qkdr_redis_unavailable",
+            "Redis commands that failed for want of a working Redis",
+            [],
+            [([], sources.backend.metrics.unavailable if sources.backend else 0)],
+        )

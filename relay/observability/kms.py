@@ -32,14 +32,31 @@ class _Collector:
         def per_link(value: Callable[[LinkReport], float]) -> list[tuple[list[str], float]]:
             return [([kms_id, r.link.id, r.link.sae_a, r.link.sae_b], float(value(r))) for r in reports]
 
-        yield gauge("qkdr_kms_link_stored_bits", "Distilled secret key bits held for a QKD link", labels,
-                    per_link(lambda r: r.state.stored_bits))
-        yield gauge("qkdr_kms_link_capacity_bits", "Bound of a QKD link's key store", labels,
-                    per_link(lambda r: r.state.capacity_bits))
-        yield gauge("qkdr_kms_link_rate_bits_per_second", "Secret key rate of a QKD link", labels,
-                    per_link(lambda r: r.link.rate_bps))
-        yield gauge("qkdr_kms_link_qber", "Quantum bit error rate of a QKD link", labels,
-                    per_link(lambda r: r.state.qber))
-        yield gauge("qkdr_kms_link_halted", "1 when a QKD link is halted (QBER above threshold): alarm", labels,
-                    per_link(lambda r: 1.0 if r.state.halted else 0.0))
+        yield gauge(
+            "qkdr_kms_link_stored_bits",
+            "Distilled secret key bits held for a QKD link",
+            labels,
+            per_link(lambda r: r.state.stored_bits),
+        )
+        yield gauge(
+            "qkdr_kms_link_capacity_bits",
+            "Bound of a QKD link's key store",
+            labels,
+            per_link(lambda r: r.state.capacity_bits),
+        )
+        yield gauge(
+            "qkdr_kms_link_rate_bits_per_second",
+            "Secret key rate of a QKD link",
+            labels,
+            per_link(lambda r: r.link.rate_bps),
+        )
+        yield gauge(
+            "qkdr_kms_link_qber", "Quantum bit error rate of a QKD link", labels, per_link(lambda r: r.state.qber)
+        )
+        yield gauge(
+            "qkdr_kms_link_halted",
+            "1 when a QKD link is halted (QBER above threshold): alarm",
+            labels,
+            per_link(lambda r: 1.0 if r.state.halted else 0.0),
+        )
         yield self._metrics.requests.family("qkdr_kms_requests", "ETSI 014 requests served by the simulator's KMEs")

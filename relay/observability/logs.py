@@ -43,8 +43,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
-                "+00:00", "Z"),
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -63,7 +64,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(
-    log_format: str = "text", level: int | str = logging.INFO, *, stream: TextIO | None = None,
+    log_format: str = "text",
+    level: int | str = logging.INFO,
+    *,
+    stream: TextIO | None = None,
     static: dict[str, Any] | None = None,
 ) -> logging.Handler:
     """Replace the root logger's handlers with one stream handler in ``log_format`` ("text" or "json")."""

@@ -35,7 +35,7 @@ def _sae_parameter(name: str, description: str) -> dict[str, Any]:
         "name": name,
         "in": "path",
         "required": True,
-        "description": description + " URL-encoded; at most 256 printable characters; never the caller itself.",
+        "description": description + " URL-encoded; at most 64 printable characters; never the caller itself.",
         "schema": {"type": "string", "minLength": 1},
     }
 
@@ -72,11 +72,20 @@ DOCUMENT: dict[str, Any] = document(
                 "summary": "New keys for the caller (master) shared with the slave SAE; simple form.",
                 "parameters": [
                     _SLAVE,
-                    {"name": "number", "in": "query", "required": False, "description": "How many keys (default 1).",
-                     "schema": {"type": "integer"}},
-                    {"name": "size", "in": "query", "required": False,
-                     "description": "Key size in bits, a multiple of 8 (default: the KME's key_size).",
-                     "schema": {"type": "integer"}},
+                    {
+                        "name": "number",
+                        "in": "query",
+                        "required": False,
+                        "description": "How many keys (default 1).",
+                        "schema": {"type": "integer"},
+                    },
+                    {
+                        "name": "size",
+                        "in": "query",
+                        "required": False,
+                        "description": "Key size in bits, a multiple of 8 (default: the KME's key_size).",
+                        "schema": {"type": "integer"},
+                    },
                 ],
                 "responses": {"200": _KEYS_OK, **_ERRORS},
             },
@@ -136,8 +145,16 @@ DOCUMENT: dict[str, Any] = document(
             "Status": {
                 "type": "object",
                 "required": [
-                    "source_KME_ID", "target_KME_ID", "master_SAE_ID", "slave_SAE_ID", "key_size",
-                    "stored_key_count", "max_key_count", "max_key_per_request", "max_key_size", "min_key_size",
+                    "source_KME_ID",
+                    "target_KME_ID",
+                    "master_SAE_ID",
+                    "slave_SAE_ID",
+                    "key_size",
+                    "stored_key_count",
+                    "max_key_count",
+                    "max_key_per_request",
+                    "max_key_size",
+                    "min_key_size",
                     "max_SAE_ID_count",
                 ],
                 "properties": {
@@ -171,8 +188,12 @@ DOCUMENT: dict[str, Any] = document(
                 "required": ["key_ID", "key"],
                 "properties": {
                     "key_ID": _UUID,
-                    "key": {"type": "string", "contentEncoding": "base64", "format": "byte",
-                            "description": "The key bytes."},
+                    "key": {
+                        "type": "string",
+                        "contentEncoding": "base64",
+                        "format": "byte",
+                        "description": "The key bytes.",
+                    },
                     "key_ID_extension": _EXTENSION,
                     "key_extension": _EXTENSION,
                 },

@@ -83,8 +83,11 @@ DOCUMENT: dict[str, Any] = document(
                 "summary": "Acknowledge keys this KME handed over to the caller.",
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": {"type": "array", "minItems": 1, "maxItems": 1024,
-                                                  "items": ref("AckContainer")}}},
+                    "content": {
+                        JSON: {
+                            "schema": {"type": "array", "minItems": 1, "maxItems": 1024, "items": ref("AckContainer")}
+                        }
+                    },
                 },
                 "responses": {"200": {"description": "Acks recorded."}, **_ERRORS},
             }
@@ -125,8 +128,7 @@ DOCUMENT: dict[str, Any] = document(
                 "required": ["versions"],
                 "properties": {
                     "versions": {"type": "array", "maxItems": 1000, "items": {"type": "string", "maxLength": 16}},
-                    "capabilities": {"type": "array", "maxItems": 1000,
-                                     "items": {"type": "string", "maxLength": 128}},
+                    "capabilities": {"type": "array", "maxItems": 1000, "items": {"type": "string", "maxLength": 128}},
                     "extension": {"type": "object"},
                 },
             },
@@ -136,8 +138,13 @@ DOCUMENT: dict[str, Any] = document(
                 "additionalProperties": False,
                 "properties": {
                     "key_id": _KEY_ID,
-                    "value": {"type": "string", "minLength": 1, "contentEncoding": "base64", "format": "byte",
-                              "description": "The key bytes (at most 1024)."},
+                    "value": {
+                        "type": "string",
+                        "minLength": 1,
+                        "contentEncoding": "base64",
+                        "format": "byte",
+                        "description": "The key bytes (at most 1024).",
+                    },
                     "extension": _EXTENSION,
                 },
             },
@@ -148,8 +155,13 @@ DOCUMENT: dict[str, Any] = document(
                 "properties": {
                     "keys": {"type": "array", "minItems": 1, "maxItems": 1024, "items": ref("ExtKey")},
                     "initiator_sae_id": _SAE_ID,
-                    "target_sae_ids": {"type": "array", "minItems": 1, "maxItems": 1024, "uniqueItems": True,
-                                       "items": _SAE_ID},
+                    "target_sae_ids": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 1024,
+                        "uniqueItems": True,
+                        "items": _SAE_ID,
+                    },
                     "ack_callback_url": _CALLBACK,
                     "extension_mandatory": _EXTENSION,
                     "extension_optional": _EXTENSION,
@@ -164,13 +176,22 @@ DOCUMENT: dict[str, Any] = document(
                         "type": "array",
                         "minItems": 1,
                         "maxItems": 1024,
-                        "items": {"type": "object", "required": ["key_id"], "additionalProperties": False,
-                                  "properties": {"key_id": _KEY_ID, "extension": _EXTENSION}},
+                        "items": {
+                            "type": "object",
+                            "required": ["key_id"],
+                            "additionalProperties": False,
+                            "properties": {"key_id": _KEY_ID, "extension": _EXTENSION},
+                        },
                     },
                     "ack_status": {"enum": ["relayed", "failed", "voided", "failed to void", "key not present"]},
                     "initiator_sae_id": _SAE_ID,
-                    "target_sae_ids": {"type": "array", "minItems": 1, "maxItems": 1024, "uniqueItems": True,
-                                       "items": _SAE_ID},
+                    "target_sae_ids": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 1024,
+                        "uniqueItems": True,
+                        "items": _SAE_ID,
+                    },
                     "message": {"type": "string", "maxLength": 4096},
                     "extension": _EXTENSION,
                 },
@@ -183,8 +204,13 @@ DOCUMENT: dict[str, Any] = document(
                 "properties": {
                     "key_ids": {"type": "array", "maxItems": 1024, "items": _KEY_ID},
                     "initiator_sae_id": _SAE_ID,
-                    "target_sae_ids": {"type": "array", "minItems": 1, "maxItems": 1024, "uniqueItems": True,
-                                       "items": _SAE_ID},
+                    "target_sae_ids": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 1024,
+                        "uniqueItems": True,
+                        "items": _SAE_ID,
+                    },
                     "ack_callback_url": _CALLBACK,
                     "extension": _EXTENSION,
                     "all_confirmation": {"type": "boolean"},

@@ -54,7 +54,7 @@ def peer_identity(peercert: dict[str, Any] | None, role: str) -> str | None:
         return None
     prefix = f"{URI_PREFIX}{role}:"
     uris = [value for kind, value in peercert.get("subjectAltName", ()) if kind == "URI"]
-    ours = [uri[len(prefix):] for uri in uris if uri.startswith(prefix)]
+    ours = [uri[len(prefix) :] for uri in uris if uri.startswith(prefix)]
     if ours:
         return ours[0]
     if any(uri.startswith(URI_PREFIX) for uri in uris):

@@ -11,22 +11,8 @@ with another name nor break the hash tag.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
-MAX_KEY_ID_LENGTH = 128  # UUIDs are 36; the bound keeps names small even for odd vendor IDs
-
-
-def _part(identifier: str) -> str:
-    if not identifier:
-        raise ValueError("identifiers in key names must not be empty")
-    return quote(identifier, safe="-._~")
-
-
-def check_key_id(key_id: str) -> str:
-    """Key_IDs go verbatim into names and Lua arguments, so refuse anything that is not a short token."""
-    if not key_id or len(key_id) > MAX_KEY_ID_LENGTH or _part(key_id) != key_id:
-        raise ValueError(f"unsupported key_ID {key_id[:MAX_KEY_ID_LENGTH]!r}")
-    return key_id
+from relay.domain import check_key_id, name_part
 
 
 @dataclass(frozen=True)
@@ -48,17 +34,17 @@ class Keyspace:
     prefix: str = "qkdr"
 
     def __post_init__(self) -> None:
-        if not self.prefix or _part(self.prefix) != self.prefix:
+        if not self.prefix or name_part(self.prefix) != self.prefix:
             raise ValueError("the key prefix must be a non-empty token without ':', '{', '}' or spaces")
 
     def qkd_pool(self, link_id: str, sender: str) -> StoreKeys:
-        return self._store(f"qkd:{_part(link_id)}:{_part(sender)}")
+        return self._store(f"qkd:{name_part(link_id)}:{name_part(sender)}")
 
     def ready(self, master_sae_id: str, slave_sae_id: str) -> StoreKeys:
-        return self._store(f"ready:{_part(master_sae_id)}:{_part(slave_sae_id)}")
+        return self._store(f"ready:{name_part(master_sae_id)}:{name_part(slave_sae_id)}")
 
     def waiting_for_slaves(self, master_sae_id: str) -> StoreKeys:
-        return self._store(f"slave:{_part(master_sae_id)}")
+        return self._store(f"slave:{name_part(master_sae_id)}")
 
     def _store(self, tag: str) -> StoreKeys:
         base = f"{self.prefix}:{{{tag}}}"

@@ -34,9 +34,7 @@ class PeerAnnouncer(Protocol):
 class AnnouncementReceiver:
     """The slave gateway's end of one link: fetches announced keys from its KME and stores them."""
 
-    def __init__(
-        self, link_id: str, master_sae_id: str, kme: Etsi014Client, pools: Mapping[Role, QkdPool]
-    ) -> None:
+    def __init__(self, link_id: str, master_sae_id: str, kme: Etsi014Client, pools: Mapping[Role, QkdPool]) -> None:
         self.link_id = link_id
         self._master = master_sae_id
         self._kme = kme

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from relay.aio import repeat_until_cancelled
+from relay.domain import Key
 from relay.etsi014.client import Etsi014Client
-from relay.etsi014.models import Key, KeyRequest
+from relay.etsi014.models import KeyRequest
 from relay.pool.errors import PoolUnavailable
 from relay.pool.metrics import FillerMetrics
 from relay.pool.qkd_announce import KME_ERRORS, PeerAnnouncer

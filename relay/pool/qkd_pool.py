@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from relay.crypto.at_rest import StorageCipher
-from relay.etsi014.models import Key
+from relay.domain import Key
 from relay.pool.connection import RedisBackend
 from relay.pool.errors import KeyAlreadyUsed, KeyNotFound, PoolEmpty
 from relay.pool.keys import Keyspace

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from relay.crypto.at_rest import StorageCipher
-from relay.etsi014.models import Key
+from relay.domain import Key
 from relay.pool.connection import RedisBackend
 from relay.pool.errors import KeysNotIssuedToSlave, RelayedKeysNotFound
 from relay.pool.keys import Keyspace

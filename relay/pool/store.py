@@ -15,10 +15,10 @@ from typing import Any
 
 from relay.crypto.at_rest import StorageCipher
 from relay.crypto.errors import AtRestError
-from relay.etsi014.models import Key
+from relay.domain import Key, check_key_id
 from relay.pool.connection import RedisBackend
 from relay.pool.errors import StoredKeyCorrupted
-from relay.pool.keys import StoreKeys, check_key_id
+from relay.pool.keys import StoreKeys
 from relay.pool.scripts import Script
 
 MAX_BATCH = 1024  # keys per script call; keeps every call short and well inside Lua's stack limits
@@ -68,9 +68,7 @@ class TakeOutcome:
 
 
 class SealedStore:
-    def __init__(
-        self, backend: RedisBackend, cipher: StorageCipher, names: StoreKeys, lifetimes: Lifetimes
-    ) -> None:
+    def __init__(self, backend: RedisBackend, cipher: StorageCipher, names: StoreKeys, lifetimes: Lifetimes) -> None:
         self._backend = backend
         self._cipher = cipher
         self.names = names
@@ -121,9 +119,7 @@ class SealedStore:
 
     async def _run(self, script: Script, *args: str | bytes | int) -> Any:
         keys = [self.names.index, self.names.retired]
-        return await self._backend.run(
-            script, keys, [self.names.material_prefix, self.lifetimes.retired_ttl_ms, *args]
-        )
+        return await self._backend.run(script, keys, [self.names.material_prefix, self.lifetimes.retired_ttl_ms, *args])
 
     def _aad(self, key_id: str, owner: str) -> str:
         return f"{self.names.material(key_id)}\x00{owner}"

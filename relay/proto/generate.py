@@ -28,15 +28,17 @@ def generate(out_root: Path) -> list[Path]:
     """Write the generated modules under ``out_root/relay/proto`` and return their paths."""
     sources = [f"{PACKAGE_PREFIX}/{path.relative_to(PROTOS).as_posix()}" for path in proto_files()]
     grpc_include = Path(protoc.__file__).parent / "_proto"
-    status = protoc.main([
-        "grpc_tools.protoc",
-        f"--proto_path={PACKAGE_PREFIX}={PROTOS}",
-        f"--proto_path={grpc_include}",
-        f"--python_out={out_root}",
-        f"--pyi_out={out_root}",
-        f"--grpc_python_out={out_root}",
-        *sources,
-    ])
+    status = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"--proto_path={PACKAGE_PREFIX}={PROTOS}",
+            f"--proto_path={grpc_include}",
+            f"--python_out={out_root}",
+            f"--pyi_out={out_root}",
+            f"--grpc_python_out={out_root}",
+            *sources,
+        ]
+    )
     if status != 0:
         raise RuntimeError(f"protoc failed with status {status}")
     package_root = out_root / PACKAGE_PREFIX

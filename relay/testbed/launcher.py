@@ -78,7 +78,10 @@ def is_alive(pid: int) -> bool:
 
 
 def up(
-    topology: Topology, topology_file: Path | None, keys_root: Path, state_dir: Path,
+    topology: Topology,
+    topology_file: Path | None,
+    keys_root: Path,
+    state_dir: Path,
     gateway_options: Sequence[str] = (),
 ) -> TestbedState:
     previous = TestbedState.load(state_dir)
@@ -95,10 +98,30 @@ def up(
         for region in topology.regions:
             data = state_dir / f"redis-{region.id}"
             data.mkdir(exist_ok=True)
-            command = ["redis-server", "--port", str(region.redis_port), "--bind", "127.0.0.1", "--dir", str(data),
-                       "--appendonly", "yes", "--save", "", "--protected-mode", "yes"]
-            started.append(_spawn(f"redis-{region.id}", "redis", command, state_dir,
-                                  {"redis": f"redis://127.0.0.1:{region.redis_port}/0"}))
+            command = [
+                "redis-server",
+                "--port",
+                str(region.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+            ]
+            started.append(
+                _spawn(
+                    f"redis-{region.id}",
+                    "redis",
+                    command,
+                    state_dir,
+                    {"redis": f"redis://127.0.0.1:{region.redis_port}/0"},
+                )
+            )
         _wait_listening(started, [("127.0.0.1", r.redis_port) for r in topology.regions])
         for kms in topology.kms:
             listens = {kme.id: f"https://{kme.host}:{kme.port}" for kme in kms.kmes}
@@ -114,16 +137,25 @@ def up(
             }
             if gateway.admin_port is not None:
                 listens["admin"] = f"http://127.0.0.1:{gateway.admin_port}"
-            command = [sys.executable, "-m", "relay.cli", "gateway", "run", "--id", gateway.id, *common,
-                       *gateway_options]
+            command = [
+                sys.executable,
+                "-m",
+                "relay.cli",
+                "gateway",
+                "run",
+                "--id",
+                gateway.id,
+                *common,
+                *gateway_options,
+            ]
             started.append(_spawn(gateway.id, "gateway", command, state_dir, listens))
-        _wait_listening(started, [(g.host, p) for g in topology.gateways
-                                  for p in (g.etsi014_port, g.etsi020_port, g.grpc_port)])
+        _wait_listening(
+            started, [(g.host, p) for g in topology.gateways for p in (g.etsi014_port, g.etsi020_port, g.grpc_port)]
+        )
     except BaseException:
         _stop(started)
         raise
-    state = TestbedState(topology.name, str(topology_file) if topology_file else None, str(keys_root),
-                         tuple(started))
+    state = TestbedState(topology.name, str(topology_file) if topology_file else None, str(keys_root), tuple(started))
     state.save(state_dir)
     return state
 
@@ -142,8 +174,9 @@ def down(state_dir: Path) -> list[str]:
 def _spawn(name: str, kind: str, command: list[str], state_dir: Path, listens: dict[str, str]) -> ServiceProcess:
     log = state_dir / "logs" / f"{name}.log"
     with log.open("ab") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     return ServiceProcess(name, kind, process.pid, listens, str(log))
 
 

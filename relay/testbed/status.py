@@ -37,8 +37,11 @@ async def get_admin_json(session: aiohttp.ClientSession, url: str) -> dict[str, 
 
 
 def render(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> str:
-    lines = [f"testbed {topology.name}: {sum(is_alive(s.pid) for s in state.services)}/{len(state.services)} "
-             "processes running", ""]
+    lines = [
+        f"testbed {topology.name}: {sum(is_alive(s.pid) for s in state.services)}/{len(state.services)} "
+        "processes running",
+        "",
+    ]
     lines.append(f"{'SERVICE':<16}{'PID':>8}  {'STATE':<6} LISTENS")
     for service in state.services:
         listens = "  ".join(f"{what} {where}" for what, where in service.listens.items())
@@ -54,8 +57,10 @@ def render(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> st
         for link in report.get("links", []):
             state_text = "HALTED" if link["halted"] else "ok"
             rate = pulled.get(link["id"])
-            lines.append(f"{link['id']:<16}{link['rate_bps']:>11.0f}{link['stored_bits']:>13}{link['qber']:>7.3f}  "
-                         f"{state_text:<7} {'-' if rate is None else f'{rate:.0f}'}")
+            lines.append(
+                f"{link['id']:<16}{link['rate_bps']:>11.0f}{link['stored_bits']:>13}{link['qber']:>7.3f}  "
+                f"{state_text:<7} {'-' if rate is None else f'{rate:.0f}'}"
+            )
 
     lines += ["", f"{'RELAY LINK':<16}{'POLICY':<13}{'REACHABLE':<11}QKD POOL LANES (level/high, state)"]
     for link in topology.links:
@@ -64,8 +69,10 @@ def render(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> st
         if view is None:
             lines.append(f"{a}-{b:<13}{link.policy:<13}{'?':<11}gateway {a} admin unreachable")
             continue
-        lanes = ", ".join(f"{p['name'].split(':')[-1]} {p['level']}/{p['high']} {p['state']}"
-                          for p in view["qkd_pools"]) or "-"
+        lanes = (
+            ", ".join(f"{p['name'].split(':')[-1]} {p['level']}/{p['high']} {p['state']}" for p in view["qkd_pools"])
+            or "-"
+        )
         lines.append(f"{a + '-' + b:<16}{link.policy:<13}{'yes' if view['reachable'] else 'NO':<11}{lanes}")
 
     lines += ["", f"{'GATEWAY':<10}{'READY KEYS':>11}{'RELAYED':>9}{'FAILED':>8}{'QKD->PQC':>10}{'EXHAUSTED':>11}"]
@@ -76,8 +83,10 @@ def render(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> st
             continue
         relay = doc["relay"]
         ready = sum(pool["level"] for pool in doc["ready_pools"])
-        lines.append(f"{gateway.id:<10}{ready:>11}{relay['keys_relayed']:>9}{relay['relay_failures']:>8}"
-                     f"{relay['qkd_fallbacks']:>10}{relay['qkd_exhausted']:>11}")
+        lines.append(
+            f"{gateway.id:<10}{ready:>11}{relay['keys_relayed']:>9}{relay['relay_failures']:>8}"
+            f"{relay['qkd_fallbacks']:>10}{relay['qkd_exhausted']:>11}"
+        )
     return "\n".join(lines)
 
 

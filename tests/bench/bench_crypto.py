@@ -69,8 +69,7 @@ def raw_costs(suite: Suite, seconds: float) -> dict[str, float]:
 async def hop_costs(suite: Suite, mode: HopMode, seconds: float) -> tuple[float, float]:
     """Mean (seal, open) microseconds for 32-byte keys, timing each half of every round trip."""
     sender, receiver = (
-        GatewayIdentity(name, suite, suite.signature.private_key_class.generate())
-        for name in ("gw-1", "gw-2")
+        GatewayIdentity(name, suite, suite.signature.private_key_class.generate()) for name in ("gw-1", "gw-2")
     )
     trust = TrustStore({identity.gateway_id: identity.peer for identity in (sender, receiver)})
     ring = KeyRing(receiver, kem=KEM, clock=system_clock_ms)

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from relay.crypto.at_rest import StorageCipher
-from relay.etsi014.models import Key
+from relay.domain import Key
 from relay.pool.connection import RedisBackend, RedisConfig
 from relay.pool.errors import PoolEmpty
 from relay.pool.keys import Keyspace

@@ -61,9 +61,7 @@ async def test_confirmation_mismatch_is_refused(link: Link) -> None:
 
 @HYPOTHESIS
 @given(key=st.binary(min_size=1, max_size=1024), mode=st.sampled_from(list(HopMode)))
-def test_round_trip_any_key_size(
-    identities: Identities, runner: asyncio.Runner, key: bytes, mode: HopMode
-) -> None:
+def test_round_trip_any_key_size(identities: Identities, runner: asyncio.Runner, key: bytes, mode: HopMode) -> None:
     """Every whole-byte size from 8 to 8192 bits relays unchanged."""
     link = identities.link(SUITE_A)
     pending = link.seal(key, mode)
@@ -92,9 +90,7 @@ def test_any_flipped_bit_is_refused(
 
 @HYPOTHESIS
 @given(bit=st.integers(0, 255))
-def test_any_flipped_qkd_key_bit_is_refused(
-    sealed_wire: tuple[Link, bytes], runner: asyncio.Runner, bit: int
-) -> None:
+def test_any_flipped_qkd_key_bit_is_refused(sealed_wire: tuple[Link, bytes], runner: asyncio.Runner, bit: int) -> None:
     link, wire = sealed_wire
     message = SealedHop.from_bytes(wire)
     qkd_key = bytearray(link.kms[message.header.qkd_key_id])
@@ -134,9 +130,7 @@ async def test_flipped_body_fails_signature(link: Link, part: str) -> None:
 async def test_changed_qkd_key_id_fails_signature(link: Link) -> None:
     message = link.seal(os.urandom(32)).message
     other = link.qkd_key()
-    tampered = dataclasses.replace(
-        message, header=dataclasses.replace(message.header, qkd_key_id=other.key_id)
-    )
+    tampered = dataclasses.replace(message, header=dataclasses.replace(message.header, qkd_key_id=other.key_id))
     with pytest.raises(BadSignature):
         await link.open(tampered)
 

@@ -90,9 +90,7 @@ def ring(identities: Identities, clock: ManualClock) -> KeyRing:
     return KeyRing(identities.by_id["a-receiver"], kem=KEM, clock=clock, lifetime_ms=60_000)
 
 
-def test_announcement_round_trips_and_verifies(
-    identities: Identities, ring: KeyRing, clock: ManualClock
-) -> None:
+def test_announcement_round_trips_and_verifies(identities: Identities, ring: KeyRing, clock: ManualClock) -> None:
     announcement = EncapsulationKeyAnnouncement.from_bytes(ring.current_announcement().to_bytes())
     key = announcement.verify(identities.trust, clock())
     assert key == ring.current_announcement().key

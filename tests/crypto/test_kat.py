@@ -121,9 +121,7 @@ def test_kem_kdf_and_wrap_layer(case: dict[str, Any]) -> None:
 def test_committed_signature_verifies(case: dict[str, Any]) -> None:
     suite = SUITES[case["suite"]]
     signed = h(case, "transcript_hash") + suite.digest(h(case, "wrapped_key"))
-    public_key = suite.signature.public_key_class.from_public_bytes(
-        bytes.fromhex(case["sender"]["mldsa_public_key"])
-    )
+    public_key = suite.signature.public_key_class.from_public_bytes(bytes.fromhex(case["sender"]["mldsa_public_key"]))
     public_key.verify(h(case, "signature"), signed, SIGNATURE_CONTEXT)
     assert SIGNATURE_CONTEXT == b"QKDRELAY-v1/hop"
 

@@ -78,9 +78,7 @@ def test_wipe_overwrites_the_keys() -> None:
     assert keys.encryption_key == bytes(32) and keys.confirmation_key == bytes(32)
 
 
-@pytest.mark.parametrize(
-    ("ss", "qkd", "th"), [(31, 32, 32), (32, 16, 32), (32, 32, 48)], ids=["ss", "qkd", "th"]
-)
+@pytest.mark.parametrize(("ss", "qkd", "th"), [(31, 32, 32), (32, 16, 32), (32, 32, 48)], ids=["ss", "qkd", "th"])
 def test_wrong_input_sizes_are_rejected(ss: int, qkd: int, th: int) -> None:
     with pytest.raises(ValueError):
         derive_hop_keys(SUITE_A, bytes(ss), bytes(qkd), bytes(th))

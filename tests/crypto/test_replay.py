@@ -52,9 +52,7 @@ def test_redis_key_names_hold_only_public_identifiers() -> None:
     assert guard.key_name(bytes(range(16)), 3) == "gw1:{replay}:000102030405060708090a0b0c0d0e0f:3"
 
 
-async def test_redis_guard_set_nx_with_ttl(
-    redis_client: redis.asyncio.Redis, redis_guard: RedisReplayGuard
-) -> None:
+async def test_redis_guard_set_nx_with_ttl(redis_client: redis.asyncio.Redis, redis_guard: RedisReplayGuard) -> None:
     transfer = os.urandom(16)
     assert await redis_guard.check_and_remember(transfer, 1, 240_000)
     assert not await redis_guard.check_and_remember(transfer, 1, 240_000)
@@ -63,9 +61,7 @@ async def test_redis_guard_set_nx_with_ttl(
     assert 0 < ttl <= 240_000
 
 
-async def test_redis_guard_forgets_after_ttl(
-    redis_client: redis.asyncio.Redis, redis_guard: RedisReplayGuard
-) -> None:
+async def test_redis_guard_forgets_after_ttl(redis_client: redis.asyncio.Redis, redis_guard: RedisReplayGuard) -> None:
     transfer = os.urandom(16)
     assert await redis_guard.check_and_remember(transfer, 1, 1)
     await redis_client.delete(redis_guard.key_name(transfer, 1))  # as if PX had elapsed

@@ -48,8 +48,9 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 def cli(*args: str | Path, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
     """One ``qkd-relay`` command run to completion (``keys init``, ``kms-sim set-qber``...)."""
-    return subprocess.run([*QKD_RELAY, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    return subprocess.run(
+        [*QKD_RELAY, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
 
 
 class ProcessFailed(RuntimeError):
@@ -90,8 +91,13 @@ class ManagedProcess:
             err.write(banner)
             err.flush()
             self.process = subprocess.Popen(
-                self.command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent,
+                self.command,
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=_die_with_parent,
             )
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -131,7 +137,11 @@ class ProcessTestbed:
     """The whole topology as processes. ``gateway_options`` / ``kms_options`` are extra CLI arguments."""
 
     def __init__(
-        self, directory: Path, keys_root: Path, *, gateway_options: Sequence[str] = (),
+        self,
+        directory: Path,
+        keys_root: Path,
+        *,
+        gateway_options: Sequence[str] = (),
         kms_options: Sequence[str] = (),
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -239,8 +249,9 @@ class ProcessTestbed:
         return cli(*args, "--topology", str(self.topology_path))
 
 
-async def wait_until(check: Callable[[], object], *, timeout_s: float, interval_s: float = 0.2,
-                     what: str = "condition") -> None:
+async def wait_until(
+    check: Callable[[], object], *, timeout_s: float, interval_s: float = 0.2, what: str = "condition"
+) -> None:
     """Poll a coroutine function or plain callable until it returns something truthy."""
     deadline = time.monotonic() + timeout_s
     last: object = None

@@ -22,8 +22,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from relay.domain import Key
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
-from relay.etsi014.models import MSG_KEYS_NOT_FOUND, Key, KeyRequest
+from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyRequest
 from tests.e2e.processes import ProcessTestbed, cli, round_trip, wait_until
 
 MASTER, SLAVE, OTHER_SLAVE = "SAE-R1-A", "SAE-R3-A", "SAE-R3-B"
@@ -62,15 +63,23 @@ def on_demand(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
     The vendor links start with plenty of key so a sustained load is not throttled by the simulated
     2-3 kbit/s QKD rates (``require-qkd`` would answer 503 for lack of key, which is scenario 6).
     """
-    yield from _running(tmp_path / "testbed", keys_root, gateway_options=["--no-prerelay", "--hop-timeout", "3"],
-                        kms_options=["--initial-keys", "5000"])
+    yield from _running(
+        tmp_path / "testbed",
+        keys_root,
+        gateway_options=["--no-prerelay", "--hop-timeout", "3"],
+        kms_options=["--initial-keys", "5000"],
+    )
 
 
 @pytest.fixture
 def scarce_qkd(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
     """Small QKD pools (alarm below 2, fill to 6 per lane) fed by vendor links holding little key."""
-    yield from _running(tmp_path / "testbed", keys_root, gateway_options=["--no-prerelay", "--qkd-pool", "2:6"],
-                        kms_options=["--initial-keys", "8"])
+    yield from _running(
+        tmp_path / "testbed",
+        keys_root,
+        gateway_options=["--no-prerelay", "--qkd-pool", "2:6"],
+        kms_options=["--initial-keys", "8"],
+    )
 
 
 def _pairs(keys: tuple[Key, ...] | list[Key]) -> list[tuple[str, bytes]]:
@@ -175,7 +184,7 @@ async def _requester(testbed: ProcessTestbed, outcome: LoadOutcome, stop: asynci
 async def _fetch_each_exactly_once(slave: Etsi014Client, keys: list[Key]) -> None:
     """The slave gets every key once with identical bytes; a second fetch is 400, naming every key_ID."""
     for start in range(0, len(keys), FETCH_BATCH):
-        batch = keys[start:start + FETCH_BATCH]
+        batch = keys[start : start + FETCH_BATCH]
         ids = [key.key_id for key in batch]
         fetched = await slave.get_key_with_ids(MASTER, ids, use_post=True)
         assert _pairs(fetched.keys) == _pairs(batch)
@@ -218,10 +227,12 @@ async def test_sigkill_of_the_middle_gateway_mid_relay_loses_nothing_and_recover
 
     while_down = sum(killed_at < t < restarted_at for t in outcome.successes)
     unavailable = sum(status == 503 for status, _ in outcome.errors)
-    print(f"\nE2E SIGKILL GW2: {outcome.requests} requests, {len(outcome.successes)} succeeded "
-          f"({while_down} while GW2 was down, {restarted_at - killed_at:.1f} s), {unavailable} answered 503, "
-          f"{len(outcome.errors) - unavailable + len(outcome.broken)} other; "
-          f"max latency {max(outcome.latencies):.2f} s")
+    print(
+        f"\nE2E SIGKILL GW2: {outcome.requests} requests, {len(outcome.successes)} succeeded "
+        f"({while_down} while GW2 was down, {restarted_at - killed_at:.1f} s), {unavailable} answered 503, "
+        f"{len(outcome.errors) - unavailable + len(outcome.broken)} other; "
+        f"max latency {max(outcome.latencies):.2f} s"
+    )
     for message, count in Counter(message for _, message in outcome.errors).most_common():
         print(f"  {count} x 503: {message}")
 
@@ -236,6 +247,7 @@ async def test_sigkill_of_the_middle_gateway_mid_relay_loses_nothing_and_recover
     # Recovery by itself: requests succeed, and GW2 forwards transfers again once GW1 stops avoiding it.
     recovered: list[Key] = []
     async with testbed.sae(MASTER) as master, testbed.sae(SLAVE) as slave:
+
         async def gw2_relays_again() -> bool:
             try:
                 recovered.extend((await master.get_key(SLAVE, KeyRequest(number=1))).keys)
@@ -306,8 +318,11 @@ async def test_qber_alarm_on_a_require_qkd_link_stalls_with_503_and_recovers(sca
                 await r1.get_key(SLAVE, KeyRequest(number=1))
             assert not_rerouted.value.status == 503 and not_rerouted.value.error is not None
             assert "require-qkd" in not_rerouted.value.error.message
-        await wait_until(lambda: "QKD pool qkd:QKD-GW2-GW3:master-sends is empty"
-                         in testbed.processes["GW2"].stderr_text(), timeout_s=5, what="GW2's empty-pool alarm")
+        await wait_until(
+            lambda: "QKD pool qkd:QKD-GW2-GW3:master-sends is empty" in testbed.processes["GW2"].stderr_text(),
+            timeout_s=5,
+            what="GW2's empty-pool alarm",
+        )
 
         # The eavesdropper leaves (admin API this time): key flows again, without restarting anything.
         async with aiohttp.ClientSession() as admin:

@@ -8,17 +8,28 @@ from relay.etsi014.errors import ValidationError
 from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyLimits, KeyRequest, Status
 
 SPEC_STATUS = {
-    "source_KME_ID": "AAAABBBBCCCCDDDD", "target_KME_ID": "EEEEFFFFGGGGHHHH",
-    "master_SAE_ID": "IIIIJJJJKKKKLLLL", "slave_SAE_ID": "MMMMNNNNOOOOPPPP", "key_size": 352,
-    "stored_key_count": 25000, "max_key_count": 100000, "max_key_per_request": 128, "max_key_size": 1024,
-    "min_key_size": 64, "max_SAE_ID_count": 0,
+    "source_KME_ID": "AAAABBBBCCCCDDDD",
+    "target_KME_ID": "EEEEFFFFGGGGHHHH",
+    "master_SAE_ID": "IIIIJJJJKKKKLLLL",
+    "slave_SAE_ID": "MMMMNNNNOOOOPPPP",
+    "key_size": 352,
+    "stored_key_count": 25000,
+    "max_key_count": 100000,
+    "max_key_per_request": 128,
+    "max_key_size": 1024,
+    "min_key_size": 64,
+    "max_SAE_ID_count": 0,
 }
-SPEC_KEYS = {"keys": [
-    {"key_ID": "bc490419-7d60-487f-adc1-4ddcc177c139", "key": "wHHVxRwDJs3/bXd38GHP3oe4svTuRpZS0yCC7x4Ly+s="},
-    {"key_ID": "0a782fb5-3434-48fe-aa4d-14f41d46cf92", "key": "OeGMPxh1+2RpJpNCYixWHFLYRubpOKCw94FcCI7VdJA="},
-]}
+SPEC_KEYS = {
+    "keys": [
+        {"key_ID": "bc490419-7d60-487f-adc1-4ddcc177c139", "key": "wHHVxRwDJs3/bXd38GHP3oe4svTuRpZS0yCC7x4Ly+s="},
+        {"key_ID": "0a782fb5-3434-48fe-aa4d-14f41d46cf92", "key": "OeGMPxh1+2RpJpNCYixWHFLYRubpOKCw94FcCI7VdJA="},
+    ]
+}
 SPEC_REQUEST = {
-    "number": 3, "size": 1024, "additional_slave_SAE_IDs": ["ABCDEFG", "HIJKLMN"],
+    "number": 3,
+    "size": 1024,
+    "additional_slave_SAE_IDs": ["ABCDEFG", "HIJKLMN"],
     "extension_mandatory": [{"abc_route_type": "direct"}, {"abc_transfer_method": "qkd"}],
     "extension_optional": [{"abc_max_age": 30000}],
 }

@@ -18,8 +18,14 @@ from relay.pki.layout import KeyDirectory
 from tests.conftest import free_port
 from tests.etsi020.conftest import TLS13
 
-SYNC_ACKS = [{"key_id_container": [{"key_id": "550e8400-e29b-41d4-a716-446655440000"}],
-              "ack_status": "relayed", "initiator_sae_id": "SAE-1", "target_sae_ids": ["SAE-2"]}]
+SYNC_ACKS = [
+    {
+        "key_id_container": [{"key_id": "550e8400-e29b-41d4-a716-446655440000"}],
+        "ack_status": "relayed",
+        "initiator_sae_id": "SAE-1",
+        "target_sae_ids": ["SAE-2"],
+    }
+]
 
 
 @dataclass

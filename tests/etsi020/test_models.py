@@ -23,14 +23,27 @@ EXT_KEYS = {  # the shape of the V1.1.1 ext_key_container example
     "initiator_sae_id": "encryptor1",
     "target_sae_ids": ["encryptor2"],
     "ack_callback_url": "https://kme1/kmapi/v1/ext_keys/ack",
-    "extension_mandatory": {"E32473_route_type": "direct",
-                            "E32473_method": {"hybrid_keys": True, "primary": "qkd", "secondary": "pqc"}},
+    "extension_mandatory": {
+        "E32473_route_type": "direct",
+        "E32473_method": {"hybrid_keys": True, "primary": "qkd", "secondary": "pqc"},
+    },
     "extension_optional": {"E32473_qos_session": "e73d9abe"},
 }
-ACKS = [{"key_id_container": [{"key_id": KEY_ID}], "ack_status": "relayed",
-         "initiator_sae_id": "encryptor1", "target_sae_ids": ["encryptor2"], "message": "string"}]
-VOID = {"key_ids": [KEY_ID, "373b0b2c-d841-4765-af6f-c6232cda6531"], "initiator_sae_id": "encryptor1",
-        "target_sae_ids": ["encryptor2"], "ack_callback_url": "https://kme1/kmapi/v1/ext_keys/ack"}
+ACKS = [
+    {
+        "key_id_container": [{"key_id": KEY_ID}],
+        "ack_status": "relayed",
+        "initiator_sae_id": "encryptor1",
+        "target_sae_ids": ["encryptor2"],
+        "message": "string",
+    }
+]
+VOID = {
+    "key_ids": [KEY_ID, "373b0b2c-d841-4765-af6f-c6232cda6531"],
+    "initiator_sae_id": "encryptor1",
+    "target_sae_ids": ["encryptor2"],
+    "ack_callback_url": "https://kme1/kmapi/v1/ext_keys/ack",
+}
 
 
 def test_spec_examples_round_trip() -> None:

@@ -128,9 +128,7 @@ def assert_problem(answer: Answer, status: int, problem_type: str, *detail_names
     return details
 
 
-def ext_keys(
-    count: int = 2, *, callback: str | None = None, **extensions: dict[str, Any]
-) -> ExtKeyContainer:
+def ext_keys(count: int = 2, *, callback: str | None = None, **extensions: dict[str, Any]) -> ExtKeyContainer:
     keys = tuple(ExtKey(str(uuid.uuid4()), os.urandom(32)) for _ in range(count))
     return ExtKeyContainer(keys, "SAE-1", ("SAE-2", "SAE-3"), ack_callback_url=callback, **extensions)
 
@@ -147,10 +145,21 @@ def test_the_schemas_are_valid_and_not_vacuous() -> None:
     bad = [
         (PROBLEM_DETAILS, {"type": "https://x/y", "details": {"a": 1}}),
         (PROBLEM_DETAILS, {"type": "not a uri"}),
-        (ACK_CONTAINERS, [{"key_id_container": [{"key_id": "nope"}], "ack_status": "relayed",
-                           "initiator_sae_id": "a", "target_sae_ids": ["b"]}]),
-        (ACK_CONTAINERS, [{"key_id_container": [], "ack_status": "done", "initiator_sae_id": "a",
-                           "target_sae_ids": ["b"]}]),
+        (
+            ACK_CONTAINERS,
+            [
+                {
+                    "key_id_container": [{"key_id": "nope"}],
+                    "ack_status": "relayed",
+                    "initiator_sae_id": "a",
+                    "target_sae_ids": ["b"],
+                }
+            ],
+        ),
+        (
+            ACK_CONTAINERS,
+            [{"key_id_container": [], "ack_status": "done", "initiator_sae_id": "a", "target_sae_ids": ["b"]}],
+        ),
         (VERSION_CONTAINER, {"versions": ["v1"], "capabilities": ["x" * 129]}),
     ]
     for schema, document in bad:
@@ -249,9 +258,14 @@ async def test_an_asynchronous_delivery_failure_is_logged_and_sends_no_ack(
 
 
 async def test_an_unsupported_mandatory_extension_is_refused_before_the_backend(kme: Kme020) -> None:
-    request = ext_keys(callback=kme.callback_url, extension_mandatory={
-        SUPPORTED_MANDATORY: True, "E32473_route_type": "direct", "E32473_method": {"hybrid_keys": True},
-    })
+    request = ext_keys(
+        callback=kme.callback_url,
+        extension_mandatory={
+            SUPPORTED_MANDATORY: True,
+            "E32473_route_type": "direct",
+            "E32473_method": {"hybrid_keys": True},
+        },
+    )
     answer = await kme.raw("POST", "/kmapi/v1/ext_keys", json=request.to_json())
     details = assert_problem(answer, 503, "unsupported-mandatory-extension", "unsupported_mandatory_extension")
     assert "E32473_method" in details["unsupported_mandatory_extension"]
@@ -280,9 +294,13 @@ async def test_optional_extensions_reach_the_backend_unchanged(kme: Kme020) -> N
     }
     per_key = {"E32473_protocol": "BB84"}
     request = ext_keys(1, callback=kme.callback_url, extension_optional=optional)
-    request = ExtKeyContainer((ExtKey(request.keys[0].key_id, request.keys[0].value, per_key),),
-                              request.initiator_sae_id, request.target_sae_ids, request.ack_callback_url,
-                              extension_optional=optional)
+    request = ExtKeyContainer(
+        (ExtKey(request.keys[0].key_id, request.keys[0].value, per_key),),
+        request.initiator_sae_id,
+        request.target_sae_ids,
+        request.ack_callback_url,
+        extension_optional=optional,
+    )
     answer = await kme.raw("POST", "/kmapi/v1/ext_keys", json=request.to_json())
     assert answer.status == 202
     await kme.next_ack()
@@ -316,8 +334,14 @@ async def test_acks_for_unknown_keys_are_a_key_not_present_problem(kme: Kme020) 
 
 
 async def test_an_ack_that_breaks_the_schema_is_ack_not_understood(kme: Kme020) -> None:
-    body = [{"key_id_container": [{"key_id": str(uuid.uuid4())}], "ack_status": "delivered",
-             "initiator_sae_id": "SAE-1", "target_sae_ids": ["SAE-2"]}]
+    body = [
+        {
+            "key_id_container": [{"key_id": str(uuid.uuid4())}],
+            "ack_status": "delivered",
+            "initiator_sae_id": "SAE-1",
+            "target_sae_ids": ["SAE-2"],
+        }
+    ]
     answer = await kme.raw("POST", "/kmapi/v1/ext_keys/ack", json=body)
     assert_problem(answer, 400, "ack-not-understood", "ack_status")
     assert kme.backend.calls == []
@@ -328,8 +352,9 @@ async def test_an_ack_that_breaks_the_schema_is_ack_not_understood(kme: Kme020) 
 
 async def test_void_with_key_ids_synchronous_and_asynchronous(kme: Kme020) -> None:
     key_ids = (str(uuid.uuid4()), str(uuid.uuid4()))
-    answer = await kme.raw("POST", "/kmapi/v1/ext_keys/void",
-                           json=VoidContainer(key_ids, "SAE-1", ("SAE-2",)).to_json())
+    answer = await kme.raw(
+        "POST", "/kmapi/v1/ext_keys/void", json=VoidContainer(key_ids, "SAE-1", ("SAE-2",)).to_json()
+    )
     assert answer.status == 200 and answer.content_type == "application/json"
     validate(ACK_CONTAINERS, answer.body)
     assert parse_ack_containers(answer.body) == (AckContainer(key_ids, AckStatus.VOIDED, "SAE-1", ("SAE-2",)),)
@@ -351,14 +376,17 @@ async def test_void_of_every_key_needs_all_confirmation(kme: Kme020) -> None:
     assert kme.backend.calls[-1] == ("void", "KME-A", confirmed)
 
     calls = len(kme.backend.calls)
-    for body in ({"key_ids": [], "initiator_sae_id": "SAE-1", "target_sae_ids": ["SAE-2"]},
-                 {"key_ids": [], "initiator_sae_id": "SAE-1", "target_sae_ids": ["SAE-2"], "all_confirmation": False}):
+    for body in (
+        {"key_ids": [], "initiator_sae_id": "SAE-1", "target_sae_ids": ["SAE-2"]},
+        {"key_ids": [], "initiator_sae_id": "SAE-1", "target_sae_ids": ["SAE-2"], "all_confirmation": False},
+    ):
         answer = await kme.raw("POST", "/kmapi/v1/ext_keys/void", json=body)
         assert_problem(answer, 400, "no-key-ids-or-confirmation", "no_all_confirmation")
     assert len(kme.backend.calls) == calls
 
 
 # --- malformed requests, limits, routing ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("data", "kind"),
@@ -404,8 +432,12 @@ async def test_unknown_paths_and_methods_are_about_blank_problems(kme: Kme020) -
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/kmapi/versions"), ("POST", "/kmapi/v1/ext_keys"), ("POST", "/kmapi/v1/ext_keys/ack"),
-     ("POST", "/kmapi/v1/ext_keys/void")],
+    [
+        ("GET", "/kmapi/versions"),
+        ("POST", "/kmapi/v1/ext_keys"),
+        ("POST", "/kmapi/v1/ext_keys/ack"),
+        ("POST", "/kmapi/v1/ext_keys/void"),
+    ],
 )
 async def test_a_certificate_without_a_kme_or_gateway_role_is_401(kme: Kme020, method: str, path: str) -> None:
     body = ext_keys().to_json() if path.endswith("ext_keys") else None

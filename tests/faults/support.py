@@ -28,8 +28,9 @@ from typing import Any
 
 from relay import topology as topology_module
 from relay.crypto import Clock, system_clock_ms
+from relay.domain import Key
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
-from relay.etsi014.models import Key, KeyRequest
+from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
 from relay.gateway.service import RunningGateway, start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
@@ -88,8 +89,7 @@ class SaeLoad:
     async def stop(self) -> None:
         self._stop.set()
         if self._tasks:
-            results = await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True),
-                                             CLIENT_TIMEOUT_S + 5)
+            results = await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), CLIENT_TIMEOUT_S + 5)
             self._tasks = []
             crashed = [result for result in results if result is not None]
             assert crashed == [], f"a load worker crashed: {crashed!r}"
@@ -104,14 +104,17 @@ class SaeLoad:
                     container = await client.get_key(slave, request)
                 except KmeError as exc:
                     message = exc.error.message if exc.error else ""
-                    self.attempts.append(Attempt(pair, started, time.monotonic(), exc.status, message,
-                                                 on_demand=on_demand))
+                    self.attempts.append(
+                        Attempt(pair, started, time.monotonic(), exc.status, message, on_demand=on_demand)
+                    )
                 except (KmeUnreachable, KmeProtocolError) as exc:
-                    self.attempts.append(Attempt(pair, started, time.monotonic(), BROKEN, repr(exc),
-                                                 on_demand=on_demand))
+                    self.attempts.append(
+                        Attempt(pair, started, time.monotonic(), BROKEN, repr(exc), on_demand=on_demand)
+                    )
                 else:
-                    self.attempts.append(Attempt(pair, started, time.monotonic(), 200, "", container.keys,
-                                                 on_demand=on_demand))
+                    self.attempts.append(
+                        Attempt(pair, started, time.monotonic(), 200, "", container.keys, on_demand=on_demand)
+                    )
                     continue
                 await asyncio.sleep(FAILURE_PAUSE_S)
 
@@ -127,8 +130,12 @@ class SaeLoad:
 
     def unexpected(self, *allowed_503: str) -> list[Attempt]:
         """Failures that are not a 503 whose message contains one of ``allowed_503`` (any 503 if none given)."""
-        return [a for a in self.attempts if a.status != 200 and not (
-            a.status == 503 and (not allowed_503 or any(text in a.message for text in allowed_503)))]
+        return [
+            a
+            for a in self.attempts
+            if a.status != 200
+            and not (a.status == 503 and (not allowed_503 or any(text in a.message for text in allowed_503)))
+        ]
 
     def keys_by_pair(self) -> dict[Pair, list[Key]]:
         keys: dict[Pair, list[Key]] = {}
@@ -136,10 +143,14 @@ class SaeLoad:
             keys.setdefault(attempt.pair, []).extend(attempt.keys)
         return keys
 
-    def succeeded_between(self, start: float, end: float, *, on_demand: bool | None = None,
-                          pair: Pair | None = None) -> int:
-        return sum(start < a.ended < end for a in self.successes
-                   if (on_demand is None or a.on_demand == on_demand) and (pair is None or a.pair == pair))
+    def succeeded_between(
+        self, start: float, end: float, *, on_demand: bool | None = None, pair: Pair | None = None
+    ) -> int:
+        return sum(
+            start < a.ended < end
+            for a in self.successes
+            if (on_demand is None or a.on_demand == on_demand) and (pair is None or a.pair == pair)
+        )
 
     def max_latency(self) -> float:
         return max((a.ended - a.started for a in self.attempts), default=0.0)
@@ -147,18 +158,26 @@ class SaeLoad:
     def messages(self) -> Counter[str]:
         return Counter(f"{a.status} {a.message[:110]}" for a in self.attempts if a.status != 200)
 
-    async def wait_success(self, after: float, *, timeout_s: float, on_demand: bool | None = None,
-                           pair: Pair | None = None) -> float:
+    async def wait_success(
+        self, after: float, *, timeout_s: float, on_demand: bool | None = None, pair: Pair | None = None
+    ) -> float:
         """Seconds from ``after`` until a request *started* after it succeeded (the load keeps running)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            done = [a.ended for a in self.successes if a.started > after
-                    and (on_demand is None or a.on_demand == on_demand) and (pair is None or a.pair == pair)]
+            done = [
+                a.ended
+                for a in self.successes
+                if a.started > after
+                and (on_demand is None or a.on_demand == on_demand)
+                and (pair is None or a.pair == pair)
+            ]
             if done:
                 return min(done) - after
             await asyncio.sleep(0.05)
-        raise AssertionError(f"no request succeeded within {timeout_s:.0f} s of the fault ending; "
-                             f"failures: {self.messages().most_common(4)}")
+        raise AssertionError(
+            f"no request succeeded within {timeout_s:.0f} s of the fault ending; "
+            f"failures: {self.messages().most_common(4)}"
+        )
 
     async def wait_failures(self, after: float, *, count: int, timeout_s: float, containing: str = "") -> float:
         """Seconds from ``after`` until ``count`` requests ended in a 503 containing ``containing``."""
@@ -168,8 +187,10 @@ class SaeLoad:
             if len(ended) >= count:
                 return ended[count - 1] - after
             await asyncio.sleep(0.05)
-        raise AssertionError(f"fewer than {count} 503s {containing!r} within {timeout_s:.0f} s; "
-                             f"outcomes: {self.messages().most_common(4)}, {len(self.successes)} successes")
+        raise AssertionError(
+            f"fewer than {count} 503s {containing!r} within {timeout_s:.0f} s; "
+            f"outcomes: {self.messages().most_common(4)}, {len(self.successes)} successes"
+        )
 
 
 @dataclass
@@ -184,10 +205,12 @@ class Figures:
 
     def line(self) -> str:
         other = len([a for a in self.load.attempts if a.status not in (200, 503)])
-        return (f"FAULT {self.fault}: {len(self.load.attempts)} requests, {self.faults} fault(s) injected, "
-                f"{len(self.load.successes)} succeeded, {len(self.load.unavailable)} answered 503, {other} other "
-                f"failures; recovered {self.recovery_s:.2f} s after the fault ended; "
-                f"max latency {self.load.max_latency():.2f} s{'; ' + self.extra if self.extra else ''}")
+        return (
+            f"FAULT {self.fault}: {len(self.load.attempts)} requests, {self.faults} fault(s) injected, "
+            f"{len(self.load.successes)} succeeded, {len(self.load.unavailable)} answered 503, {other} other "
+            f"failures; recovered {self.recovery_s:.2f} s after the fault ended; "
+            f"max latency {self.load.max_latency():.2f} s{'; ' + self.extra if self.extra else ''}"
+        )
 
     def print(self) -> None:
         print("\n" + self.line())
@@ -207,11 +230,12 @@ async def check_delivery(clients: SaeClients, keys_by_pair: Mapping[Pair, Sequen
     for (master, slave), keys in keys_by_pair.items():
         async with clients(slave) as client:
             for start in range(0, len(keys), FETCH_BATCH):
-                batch = list(keys[start:start + FETCH_BATCH])
+                batch = list(keys[start : start + FETCH_BATCH])
                 batch_ids = [key.key_id for key in batch]
                 fetched = await client.get_key_with_ids(master, batch_ids, use_post=True)
                 assert [(k.key_id, k.key) for k in fetched.keys] == [(k.key_id, k.key) for k in batch], (
-                    f"{slave} got other keys than {master}")
+                    f"{slave} got other keys than {master}"
+                )
                 try:
                     await client.get_key_with_ids(master, batch_ids, use_post=True)
                 except KmeError as again:
@@ -222,8 +246,9 @@ async def check_delivery(clients: SaeClients, keys_by_pair: Mapping[Pair, Sequen
     return len(everything)
 
 
-async def wait_until(check: Callable[[], Any], *, timeout_s: float, interval_s: float = 0.1,
-                     what: str = "condition") -> float:
+async def wait_until(
+    check: Callable[[], Any], *, timeout_s: float, interval_s: float = 0.1, what: str = "condition"
+) -> float:
     """Poll a callable or coroutine function until truthy; returns the seconds it took."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
@@ -345,8 +370,13 @@ class FaultTestbed:
 
 @contextlib.asynccontextmanager
 async def proxied_testbed(
-    keys: KeyDirectory, redis_url: str, settings: GatewaySettings, *, sim: SimSettings | None = None,
-    proxied_links: Sequence[tuple[str, str]] = (), clocks: Mapping[str, Clock] | None = None,
+    keys: KeyDirectory,
+    redis_url: str,
+    settings: GatewaySettings,
+    *,
+    sim: SimSettings | None = None,
+    proxied_links: Sequence[tuple[str, str]] = (),
+    clocks: Mapping[str, Clock] | None = None,
 ) -> AsyncIterator[FaultTestbed]:
     """Like ``running_testbed``, but each gateway of a proxied link dials its neighbour through a proxy.
 

@@ -36,8 +36,13 @@ GW2_CLOCK = SkewedClock()
 @pytest.fixture
 async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[FaultTestbed]:
     GW2_CLOCK.offset_ms = 0
-    async with proxied_testbed(topology_keys, private_redis.url, GatewaySettings(prerelay=False),
-                               sim=PLENTY_OF_QKD_KEY, clocks={"GW2": GW2_CLOCK}) as running:
+    async with proxied_testbed(
+        topology_keys,
+        private_redis.url,
+        GatewaySettings(prerelay=False),
+        sim=PLENTY_OF_QKD_KEY,
+        clocks={"GW2": GW2_CLOCK},
+    ) as running:
         yield running
 
 
@@ -55,9 +60,13 @@ async def test_clock_skew_beyond_the_replay_window_answers_503_and_recovers(test
         await asyncio.sleep(0.5)
 
     late = [a for a in load.successes if skewed_at + 0.5 < a.started and a.ended < fixed_at]
-    Figures(f"clock skew +{SKEW_MS // 1000} s at GW2 (window {DEFAULT_WINDOW_MS // 1000} s)", load, faults=1,
-            recovery_s=recovery_s, extra=f"skewed {fixed_at - skewed_at:.1f} s; "
-                                         f"{len(late)} keys delivered across GW2 while skewed").print()
+    Figures(
+        f"clock skew +{SKEW_MS // 1000} s at GW2 (window {DEFAULT_WINDOW_MS // 1000} s)",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"skewed {fixed_at - skewed_at:.1f} s; {len(late)} keys delivered across GW2 while skewed",
+    ).print()
     assert load.unexpected("StaleMessage") == []
     assert late == [], "a hop outside the replay window was accepted"
     assert load.max_latency() < 5

@@ -33,8 +33,9 @@ CUT_S = 7.0  # longer than link_down_s (5 s): GW1 probes the blackholed link onc
 @pytest.fixture
 async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[FaultTestbed]:
     settings = GatewaySettings(prerelay=False, hop_timeout_s=2.0)
-    async with proxied_testbed(topology_keys, private_redis.url, settings, sim=PLENTY_OF_QKD_KEY,
-                               proxied_links=[("GW1", "GW2")]) as running:
+    async with proxied_testbed(
+        topology_keys, private_redis.url, settings, sim=PLENTY_OF_QKD_KEY, proxied_links=[("GW1", "GW2")]
+    ) as running:
         yield running
 
 
@@ -50,15 +51,21 @@ async def test_partition_between_two_regions_reroutes_or_503s_and_heals(testbed:
         testbed.heal("GW1", "GW2")
         healed_at = time.monotonic()
         sent_to_gw3_at_heal = gw2.hops_sent
-        recovery_s = await wait_until(lambda: gw2.hops_sent > sent_to_gw3_at_heal, timeout_s=15,
-                                      what="SAE-R1-A -> SAE-R3-A crossing GW2 again")
+        recovery_s = await wait_until(
+            lambda: gw2.hops_sent > sent_to_gw3_at_heal, timeout_s=15, what="SAE-R1-A -> SAE-R3-A crossing GW2 again"
+        )
         await asyncio.sleep(0.5)
 
     cut_hops_sent = sent_to_gw3_at_heal - sent_to_gw3_at_cut
     rerouted = {pair: load.succeeded_between(cut_at, healed_at, pair=pair) for pair in (TO_R3, TO_R2)}
-    Figures("partition GW1|GW2 (gRPC blackholed both ways)", load, faults=1, recovery_s=recovery_s,
-            extra=f"cut {CUT_S:.0f} s; while cut {rerouted[TO_R3]} keys to SAE-R3-A over GW1-GW3 and "
-                  f"{rerouted[TO_R2]} to SAE-R2-A over GW1-GW3-GW2; recovery = R1->R3 crossing GW2 again").print()
+    Figures(
+        "partition GW1|GW2 (gRPC blackholed both ways)",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"cut {CUT_S:.0f} s; while cut {rerouted[TO_R3]} keys to SAE-R3-A over GW1-GW3 and "
+        f"{rerouted[TO_R2]} to SAE-R2-A over GW1-GW3-GW2; recovery = R1->R3 crossing GW2 again",
+    ).print()
 
     assert load.unexpected("did not answer", "no working route") == []
     assert all(rerouted.values()), "nothing was rerouted around the partition"

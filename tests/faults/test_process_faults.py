@@ -21,8 +21,9 @@ from tests.faults.support import Figures, SaeLoad, check_delivery
 POOL_PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-B", "SAE-R3-B")]
 
 
-def _testbed(directory: Path, keys_root: Path, *, gateway_options: list[str], kms_options: list[str]
-             ) -> Iterator[ProcessTestbed]:
+def _testbed(
+    directory: Path, keys_root: Path, *, gateway_options: list[str], kms_options: list[str]
+) -> Iterator[ProcessTestbed]:
     testbed = ProcessTestbed(directory, keys_root, gateway_options=gateway_options, kms_options=kms_options)
     for server in testbed.redis.values():
         server.appendonly = True
@@ -36,14 +37,22 @@ def _testbed(directory: Path, keys_root: Path, *, gateway_options: list[str], km
 @pytest.fixture
 def pooled(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
     """Pre-relay on (small ready pools), plenty of QKD key: default-size keys come from the ready pool."""
-    yield from _testbed(tmp_path / "testbed", keys_root, gateway_options=["--ready-pool", "2:6", "--hop-timeout", "3"],
-                        kms_options=["--initial-keys", "5000"])
+    yield from _testbed(
+        tmp_path / "testbed",
+        keys_root,
+        gateway_options=["--ready-pool", "2:6", "--hop-timeout", "3"],
+        kms_options=["--initial-keys", "5000"],
+    )
 
 
 @pytest.fixture
 def small_qkd_pools(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
-    yield from _testbed(tmp_path / "testbed", keys_root, gateway_options=["--no-prerelay", "--qkd-pool", "4:16"],
-                        kms_options=["--initial-keys", "5000"])
+    yield from _testbed(
+        tmp_path / "testbed",
+        keys_root,
+        gateway_options=["--no-prerelay", "--qkd-pool", "4:16"],
+        kms_options=["--initial-keys", "5000"],
+    )
 
 
 async def test_sigkill_of_the_final_gateway_keeps_stored_keys_fetchable_once(pooled: ProcessTestbed) -> None:
@@ -66,10 +75,14 @@ async def test_sigkill_of_the_final_gateway_keeps_stored_keys_fetchable_once(poo
         await asyncio.sleep(1.0)
 
     while_down = load.succeeded_between(killed_at, restarted_at)
-    Figures("SIGKILL of GW3 (final gateway, keys waiting in its Redis, AOF)", load, faults=1,
-            recovery_s=recovery_s,
-            extra=f"down {restarted_at - killed_at:.1f} s; {while_down} pool-served keys handed out while GW3 "
-                  f"was down; recovery = first on-demand relay after the restart").print()
+    Figures(
+        "SIGKILL of GW3 (final gateway, keys waiting in its Redis, AOF)",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"down {restarted_at - killed_at:.1f} s; {while_down} pool-served keys handed out while GW3 "
+        f"was down; recovery = first on-demand relay after the restart",
+    ).print()
     assert load.unexpected("cannot relay keys to SAE-R3-") == []
     assert load.max_latency() < 10
     assert load.succeeded_between(killed_at, restarted_at, on_demand=True) <= 6  # only requests already answered
@@ -94,21 +107,27 @@ async def test_redis_restart_answers_503_meanwhile_and_loses_nothing(pooled: Pro
         await asyncio.sleep(2.0)
         await asyncio.to_thread(redis.start)
         restarted_at = time.monotonic()
-        recovery_s = max([await load.wait_success(restarted_at, on_demand=flag, timeout_s=20)
-                          for flag in (True, False)])
+        recovery_s = max(
+            [await load.wait_success(restarted_at, on_demand=flag, timeout_s=20) for flag in (True, False)]
+        )
         await asyncio.sleep(1.0)
 
-    Figures(f"Redis of {region} SIGKILLed and restarted (AOF)", load, faults=1, recovery_s=recovery_s,
-            extra=f"down {restarted_at - killed_at:.1f} s; meanwhile "
-                  f"{load.succeeded_between(killed_at, restarted_at, on_demand=False)} default-size and "
-                  f"{load.succeeded_between(killed_at, restarted_at, on_demand=True)} on-demand keys handed out"
-            ).print()
+    Figures(
+        f"Redis of {region} SIGKILLed and restarted (AOF)",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"down {restarted_at - killed_at:.1f} s; meanwhile "
+        f"{load.succeeded_between(killed_at, restarted_at, on_demand=False)} default-size and "
+        f"{load.succeeded_between(killed_at, restarted_at, on_demand=True)} on-demand keys handed out",
+    ).print()
     assert load.unexpected() == []
     assert load.max_latency() < 10
     if region == "region1":  # GW1's ready pool is gone meanwhile; on-demand relays over the pqc-only GW1-GW3
         # link need no state at GW1 and may succeed (when GW1 avoids GW2 for a while), over GW2 they cannot.
-        assert [a for a in load.successes if killed_at + 0.5 < a.started and a.ended < restarted_at
-                and not a.on_demand] == []
+        assert [
+            a for a in load.successes if killed_at + 0.5 < a.started and a.ended < restarted_at and not a.on_demand
+        ] == []
     assert all(process.running for process in testbed.processes.values())
     await check_delivery(testbed.sae, load.keys_by_pair())
 
@@ -130,10 +149,15 @@ async def test_vendor_kms_down_drains_the_qkd_pools_then_503_and_recovers(small_
         recovery_s = max([await load.wait_success(restarted_at + 0.1, pair=pair, timeout_s=20) for pair in pairs])
         await asyncio.sleep(1.0)
 
-    Figures("vendor KMS-R2 down and back (QKD-GW2-GW3, require-qkd)", load, faults=1, recovery_s=recovery_s,
-            extra=f"{load.succeeded_between(killed_at, killed_at + drained_s)} keys from the pooled QKD key "
-                  f"before the lane ran dry {drained_s:.1f} s after the kill; down "
-                  f"{restarted_at - killed_at:.1f} s").print()
+    Figures(
+        "vendor KMS-R2 down and back (QKD-GW2-GW3, require-qkd)",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"{load.succeeded_between(killed_at, killed_at + drained_s)} keys from the pooled QKD key "
+        f"before the lane ran dry {drained_s:.1f} s after the kill; down "
+        f"{restarted_at - killed_at:.1f} s",
+    ).print()
     assert load.unexpected("require-qkd") == []
     assert load.max_latency() < 10
     await check_delivery(testbed.sae, load.keys_by_pair())

@@ -27,8 +27,9 @@ SETTINGS = GatewaySettings(prerelay=False, qkd_pool=QkdPoolSettings(watermarks=W
 
 @pytest.fixture
 async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[FaultTestbed]:
-    async with proxied_testbed(topology_keys, private_redis.url, SETTINGS,
-                               sim=SimSettings(initial_key_count=8)) as running:
+    async with proxied_testbed(
+        topology_keys, private_redis.url, SETTINGS, sim=SimSettings(initial_key_count=8)
+    ) as running:
         yield running
 
 
@@ -44,11 +45,15 @@ async def test_load_outrunning_the_qkd_link_answers_503_and_recovers_when_it_sto
         await asyncio.sleep(0.5)
 
     stalled = sum(a.status == 503 for a in load.attempts)
-    Figures("QKD key exhaustion (load outruns the 2 kbit/s require-qkd link, no QBER)", load, faults=1,
-            recovery_s=recovery_s,
-            extra=f"exhausted {exhausted_s:.1f} s into the load; GW2 refused {gw2.qkd_exhausted} require-qkd hops; "
-                  f"GW1 degraded {gw1.qkd_fallbacks} qkd+pqc hops to pqc-only; recovery = a single SAE after the "
-                  f"load stopped ({len(probe.successes)}/{len(probe.attempts)} probe requests succeeded)").print()
+    Figures(
+        "QKD key exhaustion (load outruns the 2 kbit/s require-qkd link, no QBER)",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"exhausted {exhausted_s:.1f} s into the load; GW2 refused {gw2.qkd_exhausted} require-qkd hops; "
+        f"GW1 degraded {gw1.qkd_fallbacks} qkd+pqc hops to pqc-only; recovery = a single SAE after the "
+        f"load stopped ({len(probe.successes)}/{len(probe.attempts)} probe requests succeeded)",
+    ).print()
     assert stalled > 0
     assert load.unexpected("require-qkd") == [] and probe.unexpected("require-qkd") == []
     assert gw2.qkd_exhausted > 0

@@ -40,8 +40,9 @@ BOUND_S = 10.0  # a hop may be forwarded once (GW2 -> GW3) within the gateway's 
 GATEWAYS = ["GW1", "GW2", "GW3"]
 SAES = ["SAE-R1-A", "SAE-R2-A", "SAE-R2-B", "SAE-R3-A", "SAE-R3-B"]
 
-texts = st.one_of(st.sampled_from(GATEWAYS + SAES + ["", "GW4", "QKD-GW1-GW2", "master", "slave"]),
-                  st.text(max_size=80))
+texts = st.one_of(
+    st.sampled_from(GATEWAYS + SAES + ["", "GW4", "QKD-GW1-GW2", "master", "slave"]), st.text(max_size=80)
+)
 key_ids = st.one_of(st.uuids().map(str), st.text(max_size=40))
 
 
@@ -49,14 +50,23 @@ def _sealed_for_gw2(bed: ThreadedTestbed, mode: HopMode, transfer_id: bytes, hop
     """A hop GW1 could really send GW2: GW1's ML-DSA identity, GW2's ek as GW2 serves it over gRPC."""
     keys = bed.testbed.keys
     with bed.grpc_channel("GW2", "GW1") as channel:
-        announcement = rpc.EncapsulationKeysStub(channel).GetEncapsulationKey(pb.GetEncapsulationKeyRequest(),
-                                                                              timeout=BOUND_S).announcement
-    recipient = EncapsulationKeyAnnouncement.from_bytes(announcement).verify(load_trust_store(keys.identities),
-                                                                            system_clock_ms())
+        announcement = (
+            rpc.EncapsulationKeysStub(channel)
+            .GetEncapsulationKey(pb.GetEncapsulationKeyRequest(), timeout=BOUND_S)
+            .announcement
+        )
+    recipient = EncapsulationKeyAnnouncement.from_bytes(announcement).verify(
+        load_trust_store(keys.identities), system_clock_ms()
+    )
     qkd_key = QkdKey(str(uuid.uuid4()), b"q" * 32) if mode is HopMode.QKD_PQC else None
     return seal_hop(
-        b"K" * 32, route=HopRoute(transfer_id, hop, str(uuid.uuid4())), recipient=recipient,
-        identity=load_identity("GW1", keys.identities), mode=mode, qkd_key=qkd_key, kem=PycaKemProvider(),
+        b"K" * 32,
+        route=HopRoute(transfer_id, hop, str(uuid.uuid4())),
+        recipient=recipient,
+        identity=load_identity("GW1", keys.identities),
+        mode=mode,
+        qkd_key=qkd_key,
+        kem=PycaKemProvider(),
         clock=system_clock_ms,
     ).message.to_bytes()
 
@@ -64,17 +74,28 @@ def _sealed_for_gw2(bed: ThreadedTestbed, mode: HopMode, transfer_id: bytes, hop
 @st.composite
 def relay_requests(draw: st.DrawFn, valid_sealed: list[bytes]) -> pb.RelayKeyRequest:
     """Most consistent up to the sealed hop (so they reach open_hop), the rest random throughout."""
-    sealed = draw(st.one_of(
-        st.binary(max_size=6000),
-        st.sampled_from(valid_sealed),
-        st.sampled_from(valid_sealed).flatmap(mutations),
-    ))
+    sealed = draw(
+        st.one_of(
+            st.binary(max_size=6000),
+            st.sampled_from(valid_sealed),
+            st.sampled_from(valid_sealed).flatmap(mutations),
+        )
+    )
     if draw(st.integers(min_value=0, max_value=3)):
-        path, target = draw(st.sampled_from([(["GW1", "GW2"], "SAE-R2-A"), (["GW1", "GW2"], "SAE-R2-B"),
-                                             (["GW1", "GW2", "GW3"], "SAE-R3-A")]))
-        return pb.RelayKeyRequest(transfer_id=draw(st.uuids()).bytes, path=path, hop=0,
-                                  initiator_sae_id="SAE-R1-A", target_sae_ids=[target], sealed_hop=sealed,
-                                  no_degrade=draw(st.booleans()))
+        path, target = draw(
+            st.sampled_from(
+                [(["GW1", "GW2"], "SAE-R2-A"), (["GW1", "GW2"], "SAE-R2-B"), (["GW1", "GW2", "GW3"], "SAE-R3-A")]
+            )
+        )
+        return pb.RelayKeyRequest(
+            transfer_id=draw(st.uuids()).bytes,
+            path=path,
+            hop=0,
+            initiator_sae_id="SAE-R1-A",
+            target_sae_ids=[target],
+            sealed_hop=sealed,
+            no_degrade=draw(st.booleans()),
+        )
     return pb.RelayKeyRequest(
         transfer_id=draw(st.one_of(st.binary(min_size=16, max_size=16), st.binary(max_size=40))),
         path=draw(st.lists(texts, max_size=5)),
@@ -92,8 +113,9 @@ void_requests = st.builds(
     key_ids=st.lists(key_ids, max_size=5),
     initiator_sae_id=texts,
     target_sae_ids=st.lists(st.one_of(st.sampled_from(SAES), texts), max_size=3),
-    path=st.one_of(st.sampled_from([["GW1", "GW2"], ["GW1", "GW2", "GW3"], ["GW2", "GW1"]]),
-                   st.lists(texts, max_size=4)),
+    path=st.one_of(
+        st.sampled_from([["GW1", "GW2"], ["GW1", "GW2", "GW3"], ["GW2", "GW1"]]), st.lists(texts, max_size=4)
+    ),
     hop=st.one_of(st.integers(min_value=0, max_value=2), st.integers(min_value=0, max_value=2**32 - 1)),
 )
 announce_requests = st.builds(
@@ -111,11 +133,13 @@ def fuzz(bed: ThreadedTestbed, examples: int) -> Counter[str]:
         relay, sync = rpc.KeyRelayStub(channel), rpc.QkdPoolSyncStub(channel)
 
         @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @given(call=st.one_of(
-            relay_requests(valid).map(lambda r: ("RelayKey", relay.RelayKey, r)),
-            void_requests.map(lambda r: ("VoidKeys", relay.VoidKeys, r)),
-            announce_requests.map(lambda r: ("AnnounceKeys", sync.AnnounceKeys, r)),
-        ))
+        @given(
+            call=st.one_of(
+                relay_requests(valid).map(lambda r: ("RelayKey", relay.RelayKey, r)),
+                void_requests.map(lambda r: ("VoidKeys", relay.VoidKeys, r)),
+                announce_requests.map(lambda r: ("AnnounceKeys", sync.AnnounceKeys, r)),
+            )
+        )
         def run(call: tuple[str, Any, Any]) -> None:
             name, method, request = call
             details = ""

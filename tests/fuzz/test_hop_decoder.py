@@ -77,8 +77,9 @@ def mutations(draw: st.DrawFn, original: bytes) -> bytes:
         elif kind == "delete":
             del data[at : at + draw(st.integers(min_value=1, max_value=16))]
         else:  # a huge or off-by-one length prefix where a u32 length may sit
-            data[at : at + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff",
-                                                      b"\x00\x00\x10\x00"]))
+            data[at : at + 4] = draw(
+                st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x00\x00\x10\x00"])
+            )
     return bytes(data)
 
 

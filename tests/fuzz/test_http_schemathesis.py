@@ -36,8 +36,9 @@ CLOSED_CALLBACK = "https://127.0.0.1:9/kmapi/v1/ext_keys/ack"  # discard port: n
 
 
 def _settings(examples: int) -> Any:
-    return settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                    suppress_health_check=list(HealthCheck))
+    return settings(
+        max_examples=examples, deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck)
+    )
 
 
 def _operations(session: requests.Session, base: str) -> st.SearchStrategy[Any]:
@@ -45,9 +46,7 @@ def _operations(session: requests.Session, base: str) -> st.SearchStrategy[Any]:
     assert response.status_code == 200
     schema = schemathesis.openapi.from_dict(response.json())
     strategies = [
-        operation.ok().as_strategy(generation_mode=mode)
-        for operation in schema.get_all_operations()
-        for mode in MODES
+        operation.ok().as_strategy(generation_mode=mode) for operation in schema.get_all_operations() for mode in MODES
     ]
     return st.one_of(strategies)
 

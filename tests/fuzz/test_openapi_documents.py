@@ -8,7 +8,8 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from relay.etsi014.models import Error, Key, KeyContainer, KeyIds, KeyRequest, Status
+from relay.domain import Key
+from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
 from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VersionContainer, VoidContainer
 from relay.etsi020.problems import INVALID_PARAMETER, Problem
 from relay.openapi import etsi014_document, etsi020_document
@@ -43,8 +44,9 @@ def test_014_schemas_match_the_models() -> None:
 
 def test_020_schemas_match_the_models() -> None:
     document = etsi020_document()
-    ext = ExtKeyContainer((ExtKey(KEY_ID, b"\x02" * 32),), "SAE-1", ("SAE-2",), "https://kme.example/ack",
-                          {"E1_m": 1}, {"E1_o": "x"})
+    ext = ExtKeyContainer(
+        (ExtKey(KEY_ID, b"\x02" * 32),), "SAE-1", ("SAE-2",), "https://kme.example/ack", {"E1_m": 1}, {"E1_o": "x"}
+    )
     _conforms(document, "ExtKeyContainer", ext.to_json())
     ack = AckContainer((KEY_ID,), AckStatus.FAILED_TO_VOID, "SAE-1", ("SAE-2",), "why", {"E1_x": 1})
     _conforms(document, "AckContainer", ack.to_json())

@@ -21,8 +21,9 @@ from tests.redis_harness import RedisServer
 class GroupReporter(rpc.EncapsulationKeysServicer):
     """Answers with what the server side of the handshake saw, so the test reads the real negotiation."""
 
-    async def GetEncapsulationKey(self, request: pb.GetEncapsulationKeyRequest,
-                                  context: grpc.aio.ServicerContext) -> pb.SignedEncapsulationKey:
+    async def GetEncapsulationKey(
+        self, request: pb.GetEncapsulationKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SignedEncapsulationKey:
         return pb.SignedEncapsulationKey(announcement=(negotiated_group(context) or "unknown").encode())
 
 
@@ -32,8 +33,9 @@ async def test_gateway_channels_negotiate_tls13_with_the_hybrid_ml_kem_group(top
     port = server.add_secure_port("127.0.0.1:0", server_credentials(topology_keys, "GW2"))
     await server.start()
     try:
-        async with grpc.aio.secure_channel(f"127.0.0.1:{port}", channel_credentials(topology_keys, "GW1"),
-                                           options=channel_options()) as channel:
+        async with grpc.aio.secure_channel(
+            f"127.0.0.1:{port}", channel_credentials(topology_keys, "GW1"), options=channel_options()
+        ) as channel:
             answer = await rpc.EncapsulationKeysStub(channel).GetEncapsulationKey(pb.GetEncapsulationKeyRequest())
     finally:
         await server.stop(None)

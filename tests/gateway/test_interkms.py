@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from relay.domain import Key
 from relay.etsi014.client import KmeError
-from relay.etsi014.models import Key
 from relay.etsi020.client import Etsi020Client, PeerProblem
 from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer, parse_ack_containers
 from relay.gateway.config import GatewaySettings
@@ -65,9 +65,13 @@ async def test_async_ext_keys_are_relayed_then_acked_and_served_to_the_target_sa
     keys = fresh_keys(3)
     try:
         async with foreign_client(testbed, "GW1") as client:
-            container = ExtKeyContainer(keys, FOREIGN_SAE, ("SAE-R3-A",),
-                                        ack_callback_url=f"{callback.url}/kmapi/v1/ext_keys/ack",
-                                        extension_optional={"E32473_qos_session": "e73d9abe"})
+            container = ExtKeyContainer(
+                keys,
+                FOREIGN_SAE,
+                ("SAE-R3-A",),
+                ack_callback_url=f"{callback.url}/kmapi/v1/ext_keys/ack",
+                extension_optional={"E32473_qos_session": "e73d9abe"},
+            )
             assert await client.ext_keys(container) is None  # 202: the acks follow
             acks = await asyncio.wait_for(received.get(), timeout=10)
     finally:
@@ -105,8 +109,7 @@ async def test_void_withdraws_relayed_keys_and_all_confirmation_voids_the_rest(t
         voided = await client.void(VoidContainer((keys[0].key_id,), FOREIGN_SAE, ("SAE-R3-A",)))
         rest = await client.void(VoidContainer((), FOREIGN_SAE, ("SAE-R3-A",), all_confirmation=True))
         nothing_left = await client.void(VoidContainer((keys[0].key_id,), FOREIGN_SAE, ("SAE-R3-A",)))
-    assert voided is not None and [(a.ack_status, a.key_ids) for a in voided] == [(AckStatus.VOIDED,
-                                                                                   (keys[0].key_id,))]
+    assert voided is not None and [(a.ack_status, a.key_ids) for a in voided] == [(AckStatus.VOIDED, (keys[0].key_id,))]
     assert rest is not None and set(rest[0].key_ids) == {keys[1].key_id, keys[2].key_id}
     assert nothing_left is not None and nothing_left[0].ack_status is AckStatus.FAILED_TO_VOID
     async with testbed.sae("SAE-R3-A") as slave:
@@ -119,8 +122,9 @@ async def test_our_gateway_hands_keys_to_another_020_kms_and_collects_its_acks(t
     """GW1 plays the handing KMS and GW3's 020 surface the receiving one, over real TLS both ways."""
     gw1 = testbed.gateways["GW1"]
     keys = [Key(str(uuid.uuid4()), os.urandom(32)) for _ in range(2)]
-    peer = Etsi020Client(testbed.gateways["GW3"].sites["etsi020"].url,
-                         testbed.keys.client_context("GW1", minimum=TLS13))
+    peer = Etsi020Client(
+        testbed.gateways["GW3"].sites["etsi020"].url, testbed.keys.client_context("GW1", minimum=TLS13)
+    )
     async with peer:
         result = await gw1.interkms.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
     assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}

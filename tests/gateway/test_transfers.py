@@ -27,7 +27,10 @@ async def test_a_finished_transfer_answers_retries_with_the_same_confirmation(ba
     await log.finish("GW1", transfer, b"\x01confirmation", "GW3")
     again = await log.claim("GW1", transfer)
     assert again is not None and (again.state, again.confirmation, again.stored_at) == (
-        TransferState.DONE, b"\x01confirmation", "GW3")
+        TransferState.DONE,
+        b"\x01confirmation",
+        "GW3",
+    )
 
 
 async def test_an_attempt_interrupted_by_a_crash_is_failed_not_resumed(backend: RedisBackend) -> None:

@@ -55,8 +55,11 @@ class LocalTestbed:
         peer's channel, since a filler fetches nothing while the peer could not take its copies."""
         for running in self.gateways.values():
             for filler in running.fillers:
-                peer = next(p for p in running.engine.peers.values()
-                            if p.neighbour.qkd and p.neighbour.qkd.link_id == filler.link_id)
+                peer = next(
+                    p
+                    for p in running.engine.peers.values()
+                    if p.neighbour.qkd and p.neighbour.qkd.link_id == filler.link_id
+                )
                 await peer.wait_ready(10)
                 await filler.fill_once()
 
@@ -66,7 +69,11 @@ class LocalTestbed:
 
 @contextlib.asynccontextmanager
 async def running_testbed(
-    keys: KeyDirectory, redis_url: str, settings: GatewaySettings, *, sim: SimSettings | None = None,
+    keys: KeyDirectory,
+    redis_url: str,
+    settings: GatewaySettings,
+    *,
+    sim: SimSettings | None = None,
     document: dict[str, Any] | None = None,
 ) -> AsyncIterator[LocalTestbed]:
     topology = topology_module.parse(with_free_ports(document or default_document()))

@@ -28,9 +28,7 @@ STATUS_FIELDS = {
 }
 
 
-async def raw(
-    kms: KmsHarness, sae: str, kme: str, method: str, path: str, **kwargs: Any
-) -> tuple[int, Any]:
+async def raw(kms: KmsHarness, sae: str, kme: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
     """A request below our client, to send what a careless or hostile SAE would send."""
     connector = aiohttp.TCPConnector(ssl=kms.pki.client_context(sae))
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -71,9 +69,7 @@ async def test_enc_keys_defaults_and_empty_post_body(kms: KmsHarness) -> None:
     assert len(base64.b64decode(body["keys"][0]["key"])) == 32  # default key_size 256 bits
     status, body = await raw(kms, "SAE-1", "KME-A", "POST", "/api/v1/keys/SAE-2/enc_keys")
     assert status == 200 and len(body["keys"]) == 1
-    status, body = await raw(
-        kms, "SAE-1", "KME-A", "GET", "/api/v1/keys/SAE-2/enc_keys?number=2&size=64"
-    )
+    status, body = await raw(kms, "SAE-1", "KME-A", "GET", "/api/v1/keys/SAE-2/enc_keys?number=2&size=64")
     assert status == 200 and [len(base64.b64decode(k["key"])) for k in body["keys"]] == [8, 8]
 
 
@@ -194,8 +190,13 @@ async def test_optional_extensions_may_be_ignored(kms: KmsHarness) -> None:
 )
 async def test_malformed_json_is_400(kms: KmsHarness, data: bytes, message_part: str) -> None:
     status, body = await raw(
-        kms, "SAE-1", "KME-A", "POST", "/api/v1/keys/SAE-2/enc_keys",
-        data=data, headers={"Content-Type": "application/json"},
+        kms,
+        "SAE-1",
+        "KME-A",
+        "POST",
+        "/api/v1/keys/SAE-2/enc_keys",
+        data=data,
+        headers={"Content-Type": "application/json"},
     )
     assert status == 400 and message_part in body["message"]
 
@@ -219,9 +220,7 @@ async def test_oversize_body_is_refused_with_json(kms: KmsHarness) -> None:
         ("POST", f"dec_keys?key_ID={uuid.uuid4()}", {"json": {"key_IDs": [{"key_ID": str(uuid.uuid4())}]}}),
     ],
 )
-async def test_bad_dec_keys_requests_are_400(
-    kms: KmsHarness, method: str, suffix: str, kwargs: dict[str, Any]
-) -> None:
+async def test_bad_dec_keys_requests_are_400(kms: KmsHarness, method: str, suffix: str, kwargs: dict[str, Any]) -> None:
     status, body = await raw(kms, "SAE-2", "KME-B", method, f"/api/v1/keys/SAE-1/{suffix}", **kwargs)
     assert status == 400 and isinstance(body["message"], str)
 

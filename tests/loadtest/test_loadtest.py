@@ -29,15 +29,38 @@ def test_cli_runs_on_demand_and_pool_scenarios_and_writes_every_file(
     tmp_path: Path, keys_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    status = main(["loadtest", "--scenario", "pqc-1hop-ondemand", "--scenario", "pqc-1hop-pool", "--concurrency", "2",
-                   "--requests", "12", "--pool-size", "8", "--out", str(out), "--keys", str(keys_root)])
+    status = main(
+        [
+            "loadtest",
+            "--scenario",
+            "pqc-1hop-ondemand",
+            "--scenario",
+            "pqc-1hop-pool",
+            "--concurrency",
+            "2",
+            "--requests",
+            "12",
+            "--pool-size",
+            "8",
+            "--out",
+            str(out),
+            "--keys",
+            str(keys_root),
+        ]
+    )
     printed = capsys.readouterr()
     assert status == 0, printed.err
     assert "SCENARIO" in printed.out and "pqc-1hop-ondemand" in printed.out and "pqc-1hop-pool" in printed.out
     assert "100%" in printed.err  # the progress bar's last line
 
-    for name in ("requests.csv", "summary.json", "key_rates.json", "latency_over_time.png",
-                 "latency_percentiles.png", "key_rates.png"):
+    for name in (
+        "requests.csv",
+        "summary.json",
+        "key_rates.json",
+        "latency_over_time.png",
+        "latency_percentiles.png",
+        "key_rates.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     for name in ("latency_over_time.png", "latency_percentiles.png", "key_rates.png"):
         assert (out / name).read_bytes().startswith(PNG_MAGIC)
@@ -57,8 +80,14 @@ def test_cli_runs_on_demand_and_pool_scenarios_and_writes_every_file(
     on_demand, pool = runs["pqc-1hop-ondemand"], runs["pqc-1hop-pool"]
     for run in (on_demand, pool):
         assert run["requests"] == run["ok"] == 12 and run["errors"] == run["mismatches"] == 0
-        assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["p90"] <= run["latency_ms"]["p99"] \
-            <= run["latency_ms"]["p99.9"] <= run["latency_ms"]["max_ms"]
+        assert (
+            0
+            < run["latency_ms"]["p50"]
+            <= run["latency_ms"]["p90"]
+            <= run["latency_ms"]["p99"]
+            <= run["latency_ms"]["p99.9"]
+            <= run["latency_ms"]["max_ms"]
+        )
         assert run["throughput_rps"] > 0
     assert on_demand["pool"]["relayed_on_demand"] == on_demand["pool"]["on_demand_by_counters"] == 12
     assert on_demand["gateways"]["GW1"]["keys_relayed"] == 12 and on_demand["gateways"]["GW2"]["hops_received"] == 12
@@ -74,9 +103,16 @@ def test_attached_testbed_open_loop_skips_what_it_cannot_serve(tmp_path: Path, k
     up(topology_module.load(topology_file), topology_file, keys_root, state_dir, ["--no-prerelay"])
     try:
         options = LoadtestOptions(
-            out=tmp_path / "out", scenarios=("qkd-1hop-ondemand", "qkd-1hop-pool", "pqc-1hop-ondemand"),
-            concurrency=(2,), mode=LoopMode.OPEN, rate=25.0, arrival=Arrival.UNIFORM, duration_s=None, requests=10,
-            state=state_dir, plots=False,
+            out=tmp_path / "out",
+            scenarios=("qkd-1hop-ondemand", "qkd-1hop-pool", "pqc-1hop-ondemand"),
+            concurrency=(2,),
+            mode=LoopMode.OPEN,
+            rate=25.0,
+            arrival=Arrival.UNIFORM,
+            duration_s=None,
+            requests=10,
+            state=state_dir,
+            plots=False,
         )
         report = run_loadtest(options, stream=(tmp_path / "progress.txt").open("w"))
     finally:

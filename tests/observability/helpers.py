@@ -32,8 +32,7 @@ class Scrape:
         self.samples = [sample for family in self.families.values() for sample in family.samples]
 
     def all(self, name: str, **labels: str) -> list[Any]:
-        return [s for s in self.samples
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+        return [s for s in self.samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
 
     def value(self, name: str, **labels: str) -> float:
         found = self.all(name, **labels)

@@ -35,8 +35,9 @@ async def test_health_is_serving_then_not_serving_without_redis(
     async with running_testbed(topology_keys, private_redis.url, GatewaySettings(prerelay=False)) as testbed:
         gw1 = testbed.gateways["GW1"]
         target = f"127.0.0.1:{gw1.grpc_port}"
-        async with grpc.aio.secure_channel(target, channel_credentials(topology_keys, "GW2"),
-                                           options=channel_options()) as channel:
+        async with grpc.aio.secure_channel(
+            target, channel_credentials(topology_keys, "GW2"), options=channel_options()
+        ) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             assert await _status(stub) == SERVING
             for service in RELAY_SERVICES:

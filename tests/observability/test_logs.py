@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from relay.cli import _build_parser
-from relay.etsi014.models import Key, KeyRequest
+from relay.domain import Key
+from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings
 from relay.observability.logs import JsonFormatter, configure_logging
 from relay.pki.layout import KeyDirectory
@@ -36,7 +37,11 @@ def test_a_line_is_one_json_object_with_the_standard_and_extra_fields() -> None:
     assert document["message"] == f"transfer {'ab' * 16} failed"
     assert document["time"].endswith("Z") and "T" in document["time"]
     assert (document["transfer_id"], document["link"], document["hop"], document["service"]) == (
-        "ab" * 16, "QKD-GW1-GW2", 1, "GW1")
+        "ab" * 16,
+        "QKD-GW1-GW2",
+        1,
+        "GW1",
+    )
 
 
 def test_bytes_are_never_rendered_and_tracebacks_stay_on_one_line() -> None:
@@ -91,13 +96,19 @@ def json_debug_log() -> Iterator[io.StringIO]:
 
 def _encodings(secret: bytes) -> list[str]:
     return [
-        secret.hex(), secret.hex().upper(), base64.b64encode(secret).decode(),
-        base64.urlsafe_b64encode(secret).decode(), base64.b64encode(secret).decode().rstrip("="), repr(secret)[2:-1],
+        secret.hex(),
+        secret.hex().upper(),
+        base64.b64encode(secret).decode(),
+        base64.urlsafe_b64encode(secret).decode(),
+        base64.b64encode(secret).decode().rstrip("="),
+        repr(secret)[2:-1],
     ]
 
 
 async def test_a_real_relay_logs_transfer_ids_and_never_key_material(
-    topology_keys: KeyDirectory, private_redis: RedisServer, json_debug_log: io.StringIO,
+    topology_keys: KeyDirectory,
+    private_redis: RedisServer,
+    json_debug_log: io.StringIO,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     qkd_keys: list[bytes] = []  # every QKD key stored in or taken from any lane during the test

@@ -16,12 +16,28 @@ from tests.redis_harness import RedisServer
 ON_DEMAND = GatewaySettings(prerelay=False)
 
 GATEWAY_FAMILIES = {
-    "qkdr_up", "qkdr_redis_up", "qkdr_qkd_pool_keys", "qkdr_qkd_pool_low_watermark_keys",
-    "qkdr_qkd_pool_high_watermark_keys", "qkdr_qkd_pool_alarm", "qkdr_qkd_pool_empty", "qkdr_ready_pool_keys",
-    "qkdr_ready_pool_alarm", "qkdr_qkd_bits_consumed", "qkdr_qkd_bits_fetched", "qkdr_relay_keys_relayed",
-    "qkdr_relay_failures", "qkdr_relay_hop_retries", "qkdr_relay_qkd_fallbacks", "qkdr_relay_qkd_exhausted",
-    "qkdr_relay_keys_voided", "qkdr_relay_hop_latency_seconds", "qkdr_relay_latency_seconds",
-    "qkdr_northbound_requests", "qkdr_errors", "qkdr_redis_unavailable",
+    "qkdr_up",
+    "qkdr_redis_up",
+    "qkdr_qkd_pool_keys",
+    "qkdr_qkd_pool_low_watermark_keys",
+    "qkdr_qkd_pool_high_watermark_keys",
+    "qkdr_qkd_pool_alarm",
+    "qkdr_qkd_pool_empty",
+    "qkdr_ready_pool_keys",
+    "qkdr_ready_pool_alarm",
+    "qkdr_qkd_bits_consumed",
+    "qkdr_qkd_bits_fetched",
+    "qkdr_relay_keys_relayed",
+    "qkdr_relay_failures",
+    "qkdr_relay_hop_retries",
+    "qkdr_relay_qkd_fallbacks",
+    "qkdr_relay_qkd_exhausted",
+    "qkdr_relay_keys_voided",
+    "qkdr_relay_hop_latency_seconds",
+    "qkdr_relay_latency_seconds",
+    "qkdr_northbound_requests",
+    "qkdr_errors",
+    "qkdr_redis_unavailable",
 }
 
 
@@ -51,8 +67,15 @@ async def test_gateway_metrics_after_a_relay(testbed: LocalTestbed) -> None:
     consumed = gw1.value("qkdr_qkd_bits_consumed_total", link="QKD-GW1-GW2", neighbour="GW2", sender="master")
     assert consumed >= 2 * 256 and consumed % 256 == 0
     assert gw1.value("qkdr_qkd_bits_fetched_total", link="QKD-GW1-GW2") > 0  # GW1 is the link's master
-    assert gw1.total("qkdr_northbound_requests_total", api="etsi014",
-                     endpoint="/api/v1/keys/{slave_SAE_ID}/enc_keys", status="200") >= 1
+    assert (
+        gw1.total(
+            "qkdr_northbound_requests_total",
+            api="etsi014",
+            endpoint="/api/v1/keys/{slave_SAE_ID}/enc_keys",
+            status="200",
+        )
+        >= 1
+    )
     assert gw1.all("qkdr_qkd_pool_alarm") and all(s.value in (0, 1) for s in gw1.all("qkdr_qkd_pool_alarm"))
     assert gw1.value("qkdr_ready_pool_keys", master_sae="SAE-R1-A", slave_sae="SAE-R3-A") == 0
     assert gw1.value("qkdr_ready_pool_alarm", master_sae="SAE-R1-A", slave_sae="SAE-R3-A") == 0  # no pre-relay
@@ -63,8 +86,15 @@ async def test_gateway_metrics_after_a_relay(testbed: LocalTestbed) -> None:
     # GW2 opens hop 0 with GW1's key (sender master) and seals hop 1 with its own lane of QKD-GW2-GW3
     assert gw2.value("qkdr_qkd_bits_consumed_total", link="QKD-GW1-GW2", sender="master") >= 2 * 256
     gw3 = await scrape(admin_url(testbed.gateways["GW3"].sites["admin"]))
-    assert gw3.total("qkdr_northbound_requests_total", api="etsi014",
-                     endpoint="/api/v1/keys/{master_SAE_ID}/dec_keys", status="200") >= 1
+    assert (
+        gw3.total(
+            "qkdr_northbound_requests_total",
+            api="etsi014",
+            endpoint="/api/v1/keys/{master_SAE_ID}/dec_keys",
+            status="200",
+        )
+        >= 1
+    )
     assert gw3.total("qkdr_relayed_store_events_total", event="delivered") >= 2
 
 
@@ -122,8 +152,11 @@ async def test_kms_simulator_metrics_and_health(testbed: LocalTestbed) -> None:
     assert links == {r.link.id for r in running.kms.links()} and links
     for link in links:
         assert metrics.value("qkdr_kms_link_halted", link=link) == 0
-        assert 0 <= metrics.value("qkdr_kms_link_stored_bits", link=link) <= metrics.value(
-            "qkdr_kms_link_capacity_bits", link=link)
+        assert (
+            0
+            <= metrics.value("qkdr_kms_link_stored_bits", link=link)
+            <= metrics.value("qkdr_kms_link_capacity_bits", link=link)
+        )
         assert metrics.value("qkdr_kms_link_rate_bits_per_second", link=link) > 0
         assert 0 <= metrics.value("qkdr_kms_link_qber", link=link) < 0.5
     # the gateways' fillers asked the KMEs for status and keys during startup

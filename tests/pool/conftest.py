@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pytest
 
 from relay.crypto.at_rest import StorageCipher
+from relay.domain import Key
 from relay.etsi014.client import Etsi014Client
-from relay.etsi014.models import Key
 from relay.kms_sim.config import SimSettings
 from relay.kms_sim.service import RunningKms, start_kms
 from relay.pki.layout import KeyDirectory

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from relay.crypto.at_rest import StorageCipher, load_or_create_storage_key
-from relay.etsi014.models import Key
+from relay.domain import Key
 from relay.pool.connection import RedisBackend
 from relay.pool.errors import PoolEmpty, RelayedKeysNotFound
 from relay.pool.keys import Keyspace
@@ -80,9 +80,7 @@ async def test_two_gateway_processes_share_a_pool_disjointly_and_completely(
                "--link", "L-shared", "--storage-key", str(storage_key)]  # fmt: skip
     if backend.config.cluster:
         command.append("--cluster")
-    processes = [
-        await asyncio.create_subprocess_exec(*command, cwd=REPO, stdin=PIPE, stdout=PIPE) for _ in range(2)
-    ]
+    processes = [await asyncio.create_subprocess_exec(*command, cwd=REPO, stdin=PIPE, stdout=PIPE) for _ in range(2)]
     try:
         for process in processes:
             assert await process.stdout.readline() == b"ready\n"  # type: ignore[union-attr]

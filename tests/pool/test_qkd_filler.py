@@ -228,8 +228,15 @@ async def test_no_vendor_key_is_fetched_while_the_peer_cannot_take_its_copies(
     gateways: Gateways, vendor: Vendor
 ) -> None:
     before = await vendor.master_kme.get_status(SLAVE_SAE)
-    filler = QkdFiller(LINK, SLAVE_SAE, vendor.master_kme, gateways.master, gateways.announcer, FillerSettings(),
-                       peer_reachable=lambda: False)
+    filler = QkdFiller(
+        LINK,
+        SLAVE_SAE,
+        vendor.master_kme,
+        gateways.master,
+        gateways.announcer,
+        FillerSettings(),
+        peer_reachable=lambda: False,
+    )
     assert await filler.fill_once() == 0
     assert filler.metrics.rounds_peer_unreachable == 1 and filler.metrics.keys_fetched == 0
     assert (await vendor.master_kme.get_status(SLAVE_SAE)).stored_key_count == before.stored_key_count

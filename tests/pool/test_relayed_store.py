@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from relay.crypto.at_rest import StorageCipher
-from relay.etsi014.models import Key
+from relay.domain import Key
 from relay.pool.connection import RedisBackend
 from relay.pool.errors import KeysNotIssuedToSlave, RelayedKeysNotFound, StoredKeyCorrupted
 from relay.pool.keys import Keyspace
@@ -92,9 +92,7 @@ async def test_duplicate_key_ids_in_one_request_are_refused(store: RelayedKeySto
         await store.take_for_slave(B, A, [keys[0].key_id] * 2)
 
 
-async def test_waiting_and_ready_keys_expire(
-    backend: RedisBackend, cipher: StorageCipher, keyspace: Keyspace
-) -> None:
+async def test_waiting_and_ready_keys_expire(backend: RedisBackend, cipher: StorageCipher, keyspace: Keyspace) -> None:
     settings = RelayedStoreSettings(ready_ttl_s=0.1, waiting_ttl_s=0.2, retired_ttl_s=0.4)
     store = RelayedKeyStore(backend, cipher, keyspace, settings)
     keys = make_keys(2)

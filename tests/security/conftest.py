@@ -26,6 +26,8 @@ def foreign_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
 
 @pytest.fixture(scope="module")
 def bed(security_keys: KeyDirectory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedTestbed]:
-    with redis_server(tmp_path_factory.mktemp("security-redis")) as redis, \
-            threaded_testbed(security_keys, redis.url) as bed:
+    with (
+        redis_server(tmp_path_factory.mktemp("security-redis")) as redis,
+        threaded_testbed(security_keys, redis.url) as bed,
+    ):
         yield bed

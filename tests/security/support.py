@@ -35,24 +35,44 @@ class HandSealed:
 
 
 def seal_by_hand(
-    bed: ThreadedTestbed, *, sender: str = "GW1", receiver: str = "GW2", target: str = "SAE-R2-A",
-    initiator: str = "SAE-R1-A", clock: Clock = system_clock_ms,
+    bed: ThreadedTestbed,
+    *,
+    sender: str = "GW1",
+    receiver: str = "GW2",
+    target: str = "SAE-R2-A",
+    initiator: str = "SAE-R1-A",
+    clock: Clock = system_clock_ms,
 ) -> HandSealed:
     """Seal with ``sender``'s ML-DSA identity for ``receiver``'s current ek, fetched over gRPC as ``sender``."""
     keys = bed.testbed.keys
     with bed.grpc_channel(receiver, sender) as channel:
-        announcement = rpc.EncapsulationKeysStub(channel).GetEncapsulationKey(
-            pb.GetEncapsulationKeyRequest(), timeout=TIMEOUT_S).announcement
+        announcement = (
+            rpc.EncapsulationKeysStub(channel)
+            .GetEncapsulationKey(pb.GetEncapsulationKeyRequest(), timeout=TIMEOUT_S)
+            .announcement
+        )
     recipient = EncapsulationKeyAnnouncement.from_bytes(announcement).verify(
-        load_trust_store(keys.identities), system_clock_ms())
+        load_trust_store(keys.identities), system_clock_ms()
+    )
     key, transfer_id = os.urandom(32), uuid.uuid4().bytes
     message = seal_hop(
-        key, route=HopRoute(transfer_id, 0, str(uuid.uuid4())), recipient=recipient,
-        identity=load_identity(sender, keys.identities), mode=HopMode.PQC_ONLY, qkd_key=None,
-        kem=PycaKemProvider(), clock=clock,
+        key,
+        route=HopRoute(transfer_id, 0, str(uuid.uuid4())),
+        recipient=recipient,
+        identity=load_identity(sender, keys.identities),
+        mode=HopMode.PQC_ONLY,
+        qkd_key=None,
+        kem=PycaKemProvider(),
+        clock=clock,
     ).message
-    request = pb.RelayKeyRequest(transfer_id=transfer_id, path=[sender, receiver], hop=0, initiator_sae_id=initiator,
-                                 target_sae_ids=[target], sealed_hop=message.to_bytes())
+    request = pb.RelayKeyRequest(
+        transfer_id=transfer_id,
+        path=[sender, receiver],
+        hop=0,
+        initiator_sae_id=initiator,
+        target_sae_ids=[target],
+        sealed_hop=message.to_bytes(),
+    )
     return HandSealed(message, request, key)
 
 
@@ -70,8 +90,9 @@ def fetch(bed: ThreadedTestbed, slave: str, master: str, key_id: str) -> request
     """The slave SAE's ``dec_keys`` for one key_ID at its home gateway."""
     home = bed.testbed.topology
     gateway = next(sae.gateway for sae in home.saes if sae.id == slave)
-    return bed.session(slave).get(f"{bed.url(gateway, 'etsi014')}/api/v1/keys/{master}/dec_keys",
-                                  params={"key_ID": key_id}, timeout=TIMEOUT_S)
+    return bed.session(slave).get(
+        f"{bed.url(gateway, 'etsi014')}/api/v1/keys/{master}/dec_keys", params={"key_ID": key_id}, timeout=TIMEOUT_S
+    )
 
 
 def enc_keys(bed: ThreadedTestbed, master: str, gateway: str, slave: str, number: int = 1) -> requests.Response:

@@ -14,12 +14,15 @@ from tests.fuzz.harness import ThreadedTestbed
 TIMEOUT_S = 10.0
 
 
-@pytest.mark.parametrize(("site", "entity", "path"), [
-    ("etsi014", "SAE-R2-A", "/api/v1/keys/SAE-R3-A/status"),
-    ("etsi014", "SAE-R2-A", "/openapi.json"),
-    ("etsi020", "GW1", "/kmapi/versions"),
-    ("etsi020", "GW3", "/openapi.json"),
-])
+@pytest.mark.parametrize(
+    ("site", "entity", "path"),
+    [
+        ("etsi014", "SAE-R2-A", "/api/v1/keys/SAE-R3-A/status"),
+        ("etsi014", "SAE-R2-A", "/openapi.json"),
+        ("etsi020", "GW1", "/kmapi/versions"),
+        ("etsi020", "GW3", "/openapi.json"),
+    ],
+)
 def test_http_listeners_refuse_a_foreign_ca(
     bed: ThreadedTestbed, foreign_keys: KeyDirectory, site: str, entity: str, path: str
 ) -> None:
@@ -35,12 +38,16 @@ def test_http_listeners_refuse_a_foreign_ca(
 
 def test_grpc_listener_refuses_a_foreign_ca(bed: ThreadedTestbed, foreign_keys: KeyDirectory) -> None:
     with bed.grpc_channel("GW2", "GW1") as channel:  # the control
-        assert rpc.EncapsulationKeysStub(channel).GetEncapsulationKey(pb.GetEncapsulationKeyRequest(),
-                                                                      timeout=TIMEOUT_S).announcement
+        assert (
+            rpc.EncapsulationKeysStub(channel)
+            .GetEncapsulationKey(pb.GetEncapsulationKeyRequest(), timeout=TIMEOUT_S)
+            .announcement
+        )
     with bed.grpc_channel("GW2", "GW1", foreign_keys) as channel, pytest.raises(grpc.RpcError) as refused:
         rpc.EncapsulationKeysStub(channel).GetEncapsulationKey(pb.GetEncapsulationKeyRequest(), timeout=TIMEOUT_S)
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE  # the TLS handshake never completes
     with bed.grpc_channel("GW2", "GW1", foreign_keys) as channel, pytest.raises(grpc.RpcError) as relay_refused:
-        rpc.KeyRelayStub(channel).RelayKey(pb.RelayKeyRequest(transfer_id=bytes(16), path=["GW1", "GW2"]),
-                                           timeout=TIMEOUT_S)
+        rpc.KeyRelayStub(channel).RelayKey(
+            pb.RelayKeyRequest(transfer_id=bytes(16), path=["GW1", "GW2"]), timeout=TIMEOUT_S
+        )
     assert relay_refused.value.code() is grpc.StatusCode.UNAVAILABLE

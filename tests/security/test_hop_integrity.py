@@ -62,7 +62,7 @@ def test_a_stale_hop_is_refused(bed: ThreadedTestbed) -> None:
 
 
 def _flip(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
 def _tampered(message: SealedHop) -> dict[str, bytes]:
@@ -83,8 +83,9 @@ def _tampered(message: SealedHop) -> dict[str, bytes]:
         "ek_hash": _flip(header.ek_hash, 0),
     }.items():
         variants[f"header {name}"] = dataclasses.replace(message, header=dataclasses.replace(header, **{name: value}))
-    variants["header mode qkd+pqc"] = dataclasses.replace(message, header=dataclasses.replace(
-        header, mode=HopMode.QKD_PQC, qkd_key_id=str(uuid.uuid4())))
+    variants["header mode qkd+pqc"] = dataclasses.replace(
+        message, header=dataclasses.replace(header, mode=HopMode.QKD_PQC, qkd_key_id=str(uuid.uuid4()))
+    )
     variants["header receiver"] = dataclasses.replace(message, header=dataclasses.replace(header, receiver="GW3"))
     encoded = {name: variant.to_bytes() for name, variant in variants.items()}
     raw = message.to_bytes()

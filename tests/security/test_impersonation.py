@@ -63,13 +63,19 @@ def test_only_gateways_may_call_the_grpc_services(bed: ThreadedTestbed, entity: 
     hop = seal_by_hand(bed)  # a genuine hop from GW1, replayed by an SAE or a KME
     calls = [
         lambda channel: rpc.KeyRelayStub(channel).RelayKey(hop.request, timeout=TIMEOUT_S),
-        lambda channel: rpc.KeyRelayStub(channel).VoidKeys(pb.VoidKeysRequest(
-            key_ids=[hop.key_id], initiator_sae_id="SAE-R1-A", target_sae_ids=["SAE-R2-A"], path=["GW1", "GW2"]),
-            timeout=TIMEOUT_S),
-        lambda channel: rpc.QkdPoolSyncStub(channel).AnnounceKeys(pb.AnnounceKeysRequest(
-            qkd_link_id="QKD-GW1-GW2", key_ids=[hop.key_id], sender_role="master"), timeout=TIMEOUT_S),
+        lambda channel: rpc.KeyRelayStub(channel).VoidKeys(
+            pb.VoidKeysRequest(
+                key_ids=[hop.key_id], initiator_sae_id="SAE-R1-A", target_sae_ids=["SAE-R2-A"], path=["GW1", "GW2"]
+            ),
+            timeout=TIMEOUT_S,
+        ),
+        lambda channel: rpc.QkdPoolSyncStub(channel).AnnounceKeys(
+            pb.AnnounceKeysRequest(qkd_link_id="QKD-GW1-GW2", key_ids=[hop.key_id], sender_role="master"),
+            timeout=TIMEOUT_S,
+        ),
         lambda channel: rpc.EncapsulationKeysStub(channel).GetEncapsulationKey(
-            pb.GetEncapsulationKeyRequest(), timeout=TIMEOUT_S),
+            pb.GetEncapsulationKeyRequest(), timeout=TIMEOUT_S
+        ),
     ]
     with bed.grpc_channel("GW2", entity) as channel:
         for call in calls:
@@ -106,9 +112,12 @@ def test_a_gateway_cannot_void_in_another_gateways_name(bed: ThreadedTestbed) ->
     hop = seal_by_hand(bed)
     assert relay_as(bed, "GW1", "GW2", hop.request)[0] is grpc.StatusCode.OK
     with bed.grpc_channel("GW2", "GW3") as channel, pytest.raises(grpc.RpcError) as refused:
-        rpc.KeyRelayStub(channel).VoidKeys(pb.VoidKeysRequest(
-            key_ids=[hop.key_id], initiator_sae_id="SAE-R1-A", target_sae_ids=["SAE-R2-A"], path=["GW1", "GW2"]),
-            timeout=TIMEOUT_S)
+        rpc.KeyRelayStub(channel).VoidKeys(
+            pb.VoidKeysRequest(
+                key_ids=[hop.key_id], initiator_sae_id="SAE-R1-A", target_sae_ids=["SAE-R2-A"], path=["GW1", "GW2"]
+            ),
+            timeout=TIMEOUT_S,
+        )
     assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id).status_code == 200  # still there for its slave
 

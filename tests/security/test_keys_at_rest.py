@@ -43,8 +43,14 @@ def _dump(url: str) -> list[tuple[bytes, bytes]]:
 
 
 def _forms(key: bytes) -> list[bytes]:
-    forms = [key, key.hex().encode(), key.hex().upper().encode(), base64.b64encode(key),
-             base64.urlsafe_b64encode(key), base64.b64encode(key).rstrip(b"=")]
+    forms = [
+        key,
+        key.hex().encode(),
+        key.hex().upper().encode(),
+        base64.b64encode(key),
+        base64.urlsafe_b64encode(key),
+        base64.b64encode(key).rstrip(b"="),
+    ]
     return forms + [form[: len(form) // 2 + 8] for form in forms]  # long prefixes too
 
 

@@ -32,7 +32,10 @@ def test_up_relays_keys_reports_status_and_down_stops_everything(tmp_path: Path)
         keys = KeyDirectory(tmp_path / "keys" / topology.name)
         exchanges = asyncio.run(exchange_keys(topology, state, keys))
         assert [(e.master, e.slave, e.identical) for e in exchanges] == [
-            ("SAE-R1-A", "SAE-R2-A", True), ("SAE-R1-A", "SAE-R3-A", True), ("SAE-R2-A", "SAE-R3-A", True)]
+            ("SAE-R1-A", "SAE-R2-A", True),
+            ("SAE-R1-A", "SAE-R3-A", True),
+            ("SAE-R2-A", "SAE-R3-A", True),
+        ]
         recorded = TestbedState.load(state_dir)
         assert recorded is not None
         screen = render(topology, recorded, asyncio.run(collect(topology, recorded)))
