@@ -1,6 +1,6 @@
 """The gateway's loopback admin listener: a JSON status document, Prometheus metrics and a health check.
 
-``GET /status`` (JSON), ``GET /metrics`` (Prometheus text format, see :mod:`relay.observability.gateway`)
+``GET /status`` (JSON), ``GET /metrics`` (Prometheus text format, see :mod:`relay.gateway.metrics`)
 and ``GET /healthz`` (200 while Redis answers, else 503). It binds to loopback only and carries no key
 material (levels, counters and link states), which is why it needs no client certificate,
 like the vendor KMS simulator's admin listener.
@@ -15,59 +15,42 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.gateway.config import GatewayPlan
-from relay.gateway.prerelay import Prerelay
-from relay.gateway.relay_engine import RelayEngine
+from relay.gateway.metrics import GatewayMetrics
+from relay.gateway.status_view import GatewayView
 from relay.observability.exposition import metrics_handler
-from relay.observability.gateway import GatewayMetrics
-from relay.pool import PoolUnavailable, QkdFiller, RelayedKeyStore, pool_status
+from relay.pool import PoolUnavailable
 
 ADMIN_HOST = "127.0.0.1"
 
 
 class GatewayStatus:
-    def __init__(
-        self,
-        engine: RelayEngine,
-        store: RelayedKeyStore,
-        fillers: list[QkdFiller],
-        prerelay: Prerelay | None,
-        *,
-        qkd_key_bits: int,
-    ) -> None:
+    def __init__(self, view: GatewayView) -> None:
         self._started = time.monotonic()
-        self._qkd_key_bits = qkd_key_bits
-        self._engine = engine
-        self._plan: GatewayPlan = engine.plan
-        self._store = store
-        self._fillers = fillers
-        self._prerelay = prerelay
+        self._view = view
 
     async def document(self) -> dict[str, Any]:
         """Raises PoolUnavailable when Redis cannot answer."""
-        links = []
-        for neighbour in self._plan.neighbours.values():
-            lanes = self._engine.qkd_lanes_of(neighbour.id)
-            links.append(
-                {
-                    "neighbour": neighbour.id,
-                    "policy": neighbour.policy.value,
-                    "qkd_link": neighbour.qkd.link_id if neighbour.qkd else None,
-                    "reachable": self._engine.neighbour_reachable(neighbour.id),
-                    "qkd_pools": [asdict(s) for s in await pool_status(lanes)],
-                }
-            )
-        pairs = [(m, s) for m in self._plan.local_saes for s in self._plan.remote_saes]
-        ready = await pool_status(self._store.ready_gauge(m, s) for m, s in pairs)
+        view = self._view
+        levels = await view.read_levels()
+        links = [
+            {
+                "neighbour": link.neighbour.id,
+                "policy": link.neighbour.policy.value,
+                "qkd_link": link.neighbour.qkd.link_id if link.neighbour.qkd else None,
+                "reachable": view.reachable(link.neighbour.id),
+                "qkd_pools": [asdict(status) for _, status in link.lanes],
+            }
+            for link in levels.links
+        ]
         return {
-            "gateway": self._plan.id,
+            "gateway": view.plan.id,
             "uptime_s": round(time.monotonic() - self._started, 3),
-            "qkd_key_bits": self._qkd_key_bits,
+            "qkd_key_bits": view.qkd_key_bits,
             "links": links,
-            "ready_pools": [asdict(s) for s in ready],
-            "relay": asdict(self._engine.metrics),
-            "qkd_fillers": {f.link_id: asdict(f.metrics) for f in self._fillers},
-            "prerelay": asdict(self._prerelay.metrics) if self._prerelay else None,
+            "ready_pools": [asdict(status) for _, _, status in levels.ready],
+            "relay": asdict(view.relay),
+            "qkd_fillers": {f.link_id: asdict(f.metrics) for f in view.fillers},
+            "prerelay": asdict(view.prerelay.metrics) if view.prerelay else None,
         }
 
 

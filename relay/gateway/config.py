@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from relay.gateway.qkd_filler import FillerSettings
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Role
 from relay.topology import Gateway, Link, Topology, TopologyError
 
@@ -50,7 +51,7 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """Tunables with defaults fit for the testbed; every one is a CLI option of ``gateway run``."""
+    """Tunables with defaults fit for the testbed; ``gateway run`` sets the commonly tuned ones from its options."""
 
     listen_host: str = "127.0.0.1"
     redis_url: str | None = None  # default: the region's Redis from the topology
@@ -63,6 +64,7 @@ class GatewaySettings:
     prerelay_interval_s: float = 0.2
     prerelay_batch: int = 8  # keys relayed concurrently per SAE pair and round
     qkd_pool: QkdPoolSettings = field(default_factory=QkdPoolSettings)
+    qkd_filler: FillerSettings = field(default_factory=FillerSettings)  # on the master end of each QKD link
     relayed_store: RelayedStoreSettings = field(default_factory=RelayedStoreSettings)
 
     def __post_init__(self) -> None:

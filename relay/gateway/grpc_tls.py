@@ -58,6 +58,14 @@ def peer_gateway_id(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+async def calling_gateway(context: grpc.aio.ServicerContext) -> str:
+    """The calling gateway; a caller whose certificate names no gateway is refused with PERMISSION_DENIED."""
+    gateway = peer_gateway_id(context)
+    if gateway is None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the client certificate does not name a gateway")
+    return gateway  # type: ignore[return-value]  # abort() raises
+
+
 def negotiated_group(context: grpc.aio.ServicerContext) -> str | None:
     values = context.auth_context().get("ssl_negotiated_key_exchange_group", [])
     return values[0].decode() if values else None

@@ -31,8 +31,11 @@ from relay.etsi020.problems import (
     UNAUTHORIZED,
     Problem,
 )
+from relay.gateway.config import GatewayPlan
 from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine
+from relay.gateway.routing import Router
+from relay.gateway.voiding import Voiding
 from relay.pool import PoolError, RedisBackend
 
 log = logging.getLogger(__name__)
@@ -49,9 +52,21 @@ class HandoverResult:
 
 
 class InterKmsBridge:
-    def __init__(self, engine: RelayEngine, own_url: str, backend: RedisBackend, prefix: str) -> None:
+    def __init__(
+        self,
+        plan: GatewayPlan,
+        engine: RelayEngine,
+        router: Router,
+        voiding: Voiding,
+        *,
+        own_url: str,
+        backend: RedisBackend,
+        prefix: str,
+    ) -> None:
+        self._plan = plan
         self._engine = engine
-        self._plan = engine.plan
+        self._router = router
+        self._voiding = voiding
         self._callback_url = own_url.rstrip("/") + ACK_PATH
         self._backend = backend
         self._prefix = prefix
@@ -97,7 +112,7 @@ class InterKmsBridge:
             raise Problem(400, INVALID_PARAMETER, {"value": f"keys must be 1 to {MAX_KEY_BYTES} bytes"})
         if home != self._plan.id:
             try:
-                self._engine.route_to(home)
+                self._router.route_to(home)
             except RelayFailed as exc:
                 raise Problem(503, KEY_ROUTING_ERROR, {"no_known_route": exc.message}) from None
 
@@ -149,7 +164,7 @@ class InterKmsBridge:
 
     async def void(self, caller: str, request: VoidContainer) -> list[AckContainer]:
         target = request.target_sae_ids[0]
-        voided = await self._engine.void(request.initiator_sae_id, target, list(request.key_ids))
+        voided = await self._voiding.void(request.initiator_sae_id, target, list(request.key_ids))
         not_voided = tuple(key_id for key_id in request.key_ids if key_id not in set(voided))
         acks = []
         if voided:

@@ -1,13 +1,12 @@
 """The gRPC side of each neighbour: one mutual-TLS channel, its stubs, and the neighbour's verified ek.
 
-A :class:`Peer` also remembers when its neighbour last failed to answer, so routing can avoid the link
-for a while (``link_down_s``) instead of making every request wait for the same timeout.
+Whether the neighbour answers is :class:`relay.gateway.link_health.LinkHealth`'s to remember; a
+:class:`Peer` only reports whether its channel is connected now.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 
 import grpc
@@ -24,26 +23,12 @@ from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
 EK_REFRESH_MARGIN_MS = 60_000  # fetch a new encapsulation key this long before the cached one expires
 CONTROL_TIMEOUT_S = 5.0
 
-TRANSPORT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-"""Codes that say nothing about the request itself: the peer did not answer (in time)."""
-
 
 class Peer:
-    def __init__(
-        self,
-        neighbour: Neighbour,
-        keys: KeyDirectory,
-        own_id: str,
-        trust: TrustStore,
-        clock: Clock,
-        *,
-        link_down_s: float,
-    ) -> None:
+    def __init__(self, neighbour: Neighbour, keys: KeyDirectory, own_id: str, trust: TrustStore, clock: Clock) -> None:
         self.neighbour = neighbour
         self._trust = trust
         self._clock = clock
-        self._link_down_s = link_down_s
-        self._down_until = 0.0
         self._channel = grpc.aio.secure_channel(
             neighbour.grpc_target, channel_credentials(keys, own_id), options=channel_options()
         )
@@ -57,16 +42,6 @@ class Peer:
     def id(self) -> str:
         return self.neighbour.id
 
-    @property
-    def is_down(self) -> bool:
-        """Down for ``link_down_s`` after a failure, unless the channel has reconnected since."""
-        if time.monotonic() >= self._down_until:
-            return False
-        if self.is_connected():
-            self._down_until = 0.0
-            return False
-        return True
-
     def is_connected(self) -> bool:
         """Whether the channel is connected now (asking also starts connecting an idle channel)."""
         return self._channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY
@@ -79,12 +54,6 @@ class Peer:
         except TimeoutError:
             return False
         return True
-
-    def mark_down(self) -> None:
-        self._down_until = time.monotonic() + self._link_down_s
-
-    def mark_up(self) -> None:
-        self._down_until = 0.0
 
     async def encapsulation_key(self) -> EncapsulationKey:
         """The neighbour's current ML-KEM key, verified against its pinned ML-DSA identity."""
@@ -106,7 +75,7 @@ class Peer:
         self._ek = None
 
     async def announce(self, link_id: str, sender: Role, key_ids: Sequence[str]) -> Sequence[str]:
-        """:class:`relay.pool.PeerAnnouncer` over gRPC: the neighbour fetches and stores the keys."""
+        """:class:`relay.gateway.qkd_supply.PeerAnnouncer` over gRPC: the neighbour fetches and stores the keys."""
         answer = await self._pool_sync.AnnounceKeys(
             pb.AnnounceKeysRequest(qkd_link_id=link_id, key_ids=list(key_ids), sender_role=sender.value),
             timeout=CONTROL_TIMEOUT_S,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from relay.aio import repeat_until_cancelled
 from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine, new_key
+from relay.gateway.voiding import Voiding
 from relay.pool import PoolError, RelayedKeyStore
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Prerelay:
     def __init__(
         self,
         engine: RelayEngine,
+        voiding: Voiding,
         store: RelayedKeyStore,
         pairs: Sequence[tuple[str, str]],
         *,
@@ -44,6 +46,7 @@ class Prerelay:
     ) -> None:
         self.metrics = PrerelayMetrics()
         self._engine = engine
+        self._voiding = voiding
         self._store = store
         self._pairs = list(pairs)
         self._key_size = key_size_bytes
@@ -87,7 +90,7 @@ class Prerelay:
             try:
                 stored = await self._store.put_ready(master, slave, relayed)
             except PoolError as exc:
-                self._engine.void_later(master, slave, [key.key_id for key in relayed])  # never reach the master
+                self._voiding.void_later(master, slave, [key.key_id for key in relayed])  # never reach the master
                 return self._failed(pair, exc)
             self.metrics.keys_prerelayed += len(stored)
         if failure is not None:

@@ -4,6 +4,8 @@ Cost is the link's configured ``cost`` (1 by default, so the default is hop coun
 fewer hops, then by gateway IDs, so every gateway computes the same path for the same state. Policy is
 not a routing input on purpose: a ``require-qkd`` link short of QKD key stalls with 503 instead of being
 routed around over a weaker path, which would be a silent downgrade.
+
+:class:`Router` is this gateway's view: routes from here, avoiding what :class:`LinkHealth` reports down.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from relay.gateway.config import GatewayPlan
+from relay.gateway.errors import RelayFailed, TransferRefused
+from relay.gateway.link_health import LinkHealth
 from relay.topology import Link
 
 
@@ -58,3 +63,24 @@ def shortest_route(links: Iterable[Link], source: str, target: str, *, down: fro
                 pushes += 1
                 heapq.heappush(frontier, (cost + link.cost, hops + 1, (*path, neighbour), pushes, (*taken, link)))
     raise NoRoute(f"no working path from {source} to {target}")
+
+
+class Router:
+    def __init__(self, plan: GatewayPlan, health: LinkHealth) -> None:
+        self._plan = plan
+        self._health = health
+
+    def home_of(self, sae_id: str) -> str:
+        """The gateway serving ``sae_id``; an SAE outside the topology is refused."""
+        home = self._plan.sae_homes.get(sae_id)
+        if home is None:
+            raise TransferRefused(f"SAE {sae_id!r} is not in the topology")
+        return home
+
+    def route_to(self, target_gateway: str) -> Route:
+        """The shortest route over links not known to be down; a final :class:`RelayFailed` if none."""
+        links, own = self._plan.topology.links, self._plan.id
+        try:
+            return shortest_route(links, own, target_gateway, down=self._health.down_links())
+        except NoRoute as exc:
+            raise RelayFailed(f"no working route from {own} to {target_gateway}", retryable=False) from exc

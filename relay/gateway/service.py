@@ -4,6 +4,10 @@ Listeners: northbound ETSI 014 for local SAEs (mTLS), ETSI 020 for other KMSs (m
 for neighbour gateways (mTLS). Background tasks: a QKD filler per link this gateway is master of, the
 pre-relay filler, and encapsulation-key rotation. Everything is built from a :class:`GatewayPlan` and
 the topology's key directory; nothing global, so tests run several gateways in one process too.
+
+Every resource is entered into one :class:`contextlib.AsyncExitStack` as it is acquired, so a failed
+start-up releases exactly what was acquired, and :meth:`RunningGateway.stop` releases everything in the
+reverse order: background tasks, listeners, gRPC server, pending voids, then clients and Redis.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 
 import grpc
+from aiohttp import web
 
 from relay.aio import repeat_until_cancelled
 from relay.crypto import (
@@ -36,29 +41,28 @@ from relay.etsi020.client import Etsi020Client
 from relay.etsi020.server import create_app as create_etsi020_app
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
+from relay.gateway.forwarding import HopForwarder
+from relay.gateway.grpc_health import GatewayHealth
 from relay.gateway.grpc_services import add_services
 from relay.gateway.grpc_tls import server_credentials
+from relay.gateway.hop_protection import HopCrypto, HopProtection, QkdLanes
+from relay.gateway.hop_transport import GrpcHopTransport
 from relay.gateway.interkms import InterKmsBridge
+from relay.gateway.link_health import LinkHealth
+from relay.gateway.metrics import GatewayMetrics
 from relay.gateway.northbound import NorthboundBackend
 from relay.gateway.peers import Peer
 from relay.gateway.prerelay import Prerelay
-from relay.gateway.relay_engine import HopCrypto, RelayEngine
+from relay.gateway.qkd_announce import AnnouncementReceiver
+from relay.gateway.qkd_filler import QkdFiller
+from relay.gateway.relay_engine import RelayEngine
+from relay.gateway.routing import Router
+from relay.gateway.status_view import GatewayView
 from relay.gateway.transfers import TransferLog
+from relay.gateway.voiding import Voiding
 from relay.http_server import RunningSite, start_site
-from relay.observability.gateway import GatewayMetrics, GatewaySources
-from relay.observability.health import GatewayHealth
 from relay.pki.layout import KeyDirectory
-from relay.pool import (
-    AnnouncementReceiver,
-    FillerSettings,
-    Keyspace,
-    QkdFiller,
-    RedisBackend,
-    RedisConfig,
-    RelayedKeyStore,
-    Role,
-    link_pools,
-)
+from relay.pool import Keyspace, QkdPool, RedisBackend, RedisConfig, RelayedKeyStore, Role, link_pools
 
 log = logging.getLogger(__name__)
 
@@ -70,29 +74,26 @@ HEALTH_INTERVAL_S = 1.0  # how often the gRPC health status is re-checked agains
 class RunningGateway:
     plan: GatewayPlan
     engine: RelayEngine
+    peers: Mapping[str, Peer]
+    qkd_lanes: QkdLanes
     store: RelayedKeyStore
     interkms: InterKmsBridge
     fillers: list[QkdFiller]
-    prerelay: Prerelay | None
     sites: dict[str, RunningSite]
     grpc_port: int
     metrics: GatewayMetrics
     health: GatewayHealth
-    _grpc_server: grpc.aio.Server
-    _tasks: list[asyncio.Task[None]]
-    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    resources: contextlib.AsyncExitStack
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for site in self.sites.values():
-            await site.stop()
-        await self._grpc_server.stop(GRPC_GRACE_S)
-        await self.engine.close()
-        for close in reversed(self._closers):
-            with contextlib.suppress(Exception):
-                await close()
+        await self.resources.aclose()
+
+
+@dataclass
+class _QkdSupply:
+    lanes: dict[str, Mapping[Role, QkdPool]]  # by neighbour ID
+    fillers: list[QkdFiller]  # links this gateway is master of
+    receivers: dict[str, AnnouncementReceiver]  # by QKD link ID, links this gateway is slave of
 
 
 async def start_gateway(
@@ -103,122 +104,198 @@ async def start_gateway(
     clock: Clock = system_clock_ms,
     kem_provider: str = "cryptography",
 ) -> RunningGateway:
-    closers: list[Callable[[], Awaitable[None]]] = []
-    backend = RedisBackend.connect(RedisConfig(url=plan.redis_url))
-    closers.append(backend.close)
-    cipher = StorageCipher(load_or_create_storage_key(keys.root / "storage" / f"{plan.id}.key"))
-    keyspace = Keyspace(prefix=f"qkdr.{plan.id}")
-    identity = load_identity(plan.id, keys.identities)
-    trust = load_trust_store(keys.identities)
-    kem = load_kem_provider(kem_provider)
-    keyring = KeyRing(identity, kem=kem, clock=clock)
-    crypto = HopCrypto(identity, keyring, trust, kem, RedisReplayGuard(backend.command, keyspace.prefix), clock)
-    store = RelayedKeyStore(backend, cipher, keyspace, settings.relayed_store)
+    async with contextlib.AsyncExitStack() as stack:
+        backend = RedisBackend.connect(RedisConfig(url=plan.redis_url))
+        stack.push_async_callback(_quietly(backend.close))
+        cipher = StorageCipher(load_or_create_storage_key(keys.root / "storage" / f"{plan.id}.key"))
+        keyspace = Keyspace(prefix=f"qkdr.{plan.id}")
+        identity = load_identity(plan.id, keys.identities)
+        trust = load_trust_store(keys.identities)
+        kem = load_kem_provider(kem_provider)
+        keyring = KeyRing(identity, kem=kem, clock=clock)
+        crypto = HopCrypto(identity, keyring, trust, kem, RedisReplayGuard(backend.command, keyspace.prefix), clock)
+        store = RelayedKeyStore(backend, cipher, keyspace, settings.relayed_store)
 
-    peers = {
-        neighbour_id: Peer(neighbour, keys, plan.id, trust, clock, link_down_s=settings.link_down_s)
-        for neighbour_id, neighbour in plan.neighbours.items()
-    }
-    closers.extend(peer.close for peer in peers.values())
-    lanes = {}
-    fillers: list[QkdFiller] = []
-    receivers: dict[str, AnnouncementReceiver] = {}
-    for neighbour_id, neighbour in plan.neighbours.items():
-        if neighbour.qkd is None:
-            continue
-        qkd = neighbour.qkd
-        pools = lanes[neighbour_id] = link_pools(backend, cipher, keyspace, qkd.link_id, settings.qkd_pool)
-        kme = Etsi014Client(qkd.kme_url, keys.client_context(plan.id))
-        closers.append(kme.close)
-        if qkd.role is Role.MASTER:
-            peer = peers[neighbour_id]
-            fillers.append(
-                QkdFiller(
-                    qkd.link_id, qkd.peer_sae_id, kme, pools, peer, FillerSettings(), peer_reachable=peer.is_connected
-                )
-            )
-        else:
-            receivers[qkd.link_id] = AnnouncementReceiver(qkd.link_id, qkd.peer_sae_id, kme, pools)
+        peers = {neighbour_id: Peer(nb, keys, plan.id, trust, clock) for neighbour_id, nb in plan.neighbours.items()}
+        for peer in peers.values():
+            stack.push_async_callback(_quietly(peer.close))
+        supply = _qkd_supply(plan, settings, keys, peers, backend, cipher, keyspace, stack)
 
-    metrics = GatewayMetrics(plan.id)
-    engine = RelayEngine(
-        plan, settings, crypto, peers, lanes, store, TransferLog(backend, keyspace.prefix), observer=metrics
-    )
-    northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
-    prerelay = None
-    if settings.prerelay:
-        pairs = [(master, slave) for master in plan.local_saes for slave in plan.remote_saes]
-        prerelay = Prerelay(
-            engine,
-            store,
-            pairs,
-            key_size_bytes=settings.key_size_bits // 8,
-            batch=settings.prerelay_batch,
-            interval_s=settings.prerelay_interval_s,
+        metrics = GatewayMetrics(plan.id)  # the relay's observer
+        health = LinkHealth(
+            plan.topology.links,
+            {neighbour_id: neighbour.link for neighbour_id, neighbour in plan.neighbours.items()},
+            {neighbour_id: peer.is_connected for neighbour_id, peer in peers.items()},
+            link_down_s=settings.link_down_s,
         )
+        router = Router(plan, health)
+        lanes = QkdLanes(plan.neighbours, supply.lanes)
+        transport = GrpcHopTransport(plan.id, peers, health, metrics, hop_attempts=settings.hop_attempts)
+        voiding = Voiding(plan, router, store, transport, metrics, hop_timeout_s=settings.hop_timeout_s)
+        stack.push_async_callback(voiding.close)
+        forwarder = HopForwarder(HopProtection(plan.id, plan.neighbours, lanes, crypto, metrics), transport, metrics)
+        transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id)
+        engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, metrics)
+        prerelay = _prerelay(plan, settings, engine, voiding, store)
+        view = GatewayView(
+            plan,
+            lanes,
+            health,
+            store,
+            metrics.counts,
+            supply.fillers,
+            prerelay,
+            backend,
+            qkd_key_bits=settings.qkd_pool.key_size_bits,
+        )
+        metrics.attach(view)
 
-    metrics.attach(
-        GatewaySources(engine, store, fillers, prerelay, backend, qkd_key_bits=settings.qkd_pool.key_size_bits)
-    )
-    server = grpc.aio.server()
-    health = add_services(server, engine, receivers, keyring)
-    ping_redis = partial(backend.command, "PING")
-    await health.check_once(ping_redis)
-    sites: dict[str, RunningSite] = {}
-    own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
-    ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
-    closers.append(ack_client.close)
-    bridge = InterKmsBridge(engine, own_020_url, backend, keyspace.prefix)
-    try:
+        server = grpc.aio.server()
+        grpc_health = add_services(server, plan, engine, voiding, supply.receivers, keyring)
+        ping_redis = partial(backend.command, "PING")
+        await grpc_health.check_once(ping_redis)
+        own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
+        ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
+        stack.push_async_callback(_quietly(ack_client.close))
+        bridge = InterKmsBridge(
+            plan, engine, router, voiding, own_url=own_020_url, backend=backend, prefix=keyspace.prefix
+        )
+        stack.push_async_callback(server.stop, GRPC_GRACE_S)
         grpc_port = server.add_secure_port(
             f"{settings.listen_host}:{plan.gateway.grpc_port}", server_credentials(keys, plan.id)
         )
         if grpc_port == 0:
             raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
         await server.start()
-        sites["etsi014"] = await start_site(
+
+        sites: dict[str, RunningSite] = {}
+        northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
+        sites["etsi014"] = await _site(
+            stack,
             metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"),
             settings.listen_host,
             plan.gateway.etsi014_port,
             keys.server_context(plan.id),
         )
-        sites["etsi020"] = await start_site(
+        sites["etsi020"] = await _site(
+            stack,
             metrics.requests.instrument(create_etsi020_app(bridge, ack_client.post_acks), "etsi020"),
             settings.listen_host,
             plan.gateway.etsi020_port,
             keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
         )
         if plan.gateway.admin_port is not None:
-            status = GatewayStatus(engine, store, fillers, prerelay, qkd_key_bits=settings.qkd_pool.key_size_bits)
-            sites["admin"] = await start_site(
-                create_admin_app(status, ping_redis, metrics), ADMIN_HOST, plan.gateway.admin_port, None
-            )
-    except BaseException:
-        for site in sites.values():
-            await site.stop()
-        await server.stop(None)
-        for close in reversed(closers):
-            await close()
-        raise
+            admin = create_admin_app(GatewayStatus(view), ping_redis, metrics)
+            sites["admin"] = await _site(stack, admin, ADMIN_HOST, plan.gateway.admin_port, None)
 
-    tasks = [asyncio.create_task(filler.run(), name=f"qkd-filler-{filler.link_id}") for filler in fillers]
-    if prerelay is not None:
-        tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
-    tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
-    tasks.append(asyncio.create_task(health.run(ping_redis, HEALTH_INTERVAL_S), name="grpc-health"))
-    log.info(
-        "gateway %s: ETSI 014 on %s, ETSI 020 on %s, gRPC on %s:%d, Redis %s",
-        plan.id,
-        sites["etsi014"].url,
-        sites["etsi020"].url,
-        settings.listen_host,
-        grpc_port,
-        backend.where,
-        extra={"gateway": plan.id},
+        tasks = [asyncio.create_task(filler.run(), name=f"qkd-filler-{filler.link_id}") for filler in supply.fillers]
+        if prerelay is not None:
+            tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
+        tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
+        tasks.append(asyncio.create_task(grpc_health.run(ping_redis, HEALTH_INTERVAL_S), name="grpc-health"))
+        stack.push_async_callback(_cancel, tasks)
+        log.info(
+            "gateway %s: ETSI 014 on %s, ETSI 020 on %s, gRPC on %s:%d, Redis %s",
+            plan.id,
+            sites["etsi014"].url,
+            sites["etsi020"].url,
+            settings.listen_host,
+            grpc_port,
+            backend.where,
+            extra={"gateway": plan.id},
+        )
+        return RunningGateway(
+            plan=plan,
+            engine=engine,
+            peers=peers,
+            qkd_lanes=lanes,
+            store=store,
+            interkms=bridge,
+            fillers=supply.fillers,
+            sites=sites,
+            grpc_port=grpc_port,
+            metrics=metrics,
+            health=grpc_health,
+            resources=stack.pop_all(),
+        )
+    raise AssertionError("unreachable: the block returns or raises")
+
+
+def _qkd_supply(
+    plan: GatewayPlan,
+    settings: GatewaySettings,
+    keys: KeyDirectory,
+    peers: Mapping[str, Peer],
+    backend: RedisBackend,
+    cipher: StorageCipher,
+    keyspace: Keyspace,
+    stack: contextlib.AsyncExitStack,
+) -> _QkdSupply:
+    """Each QKD link's lanes, and its filler (master end) or announcement receiver (slave end)."""
+    supply = _QkdSupply({}, [], {})
+    for neighbour_id, neighbour in plan.neighbours.items():
+        if neighbour.qkd is None:
+            continue
+        qkd = neighbour.qkd
+        pools = supply.lanes[neighbour_id] = link_pools(backend, cipher, keyspace, qkd.link_id, settings.qkd_pool)
+        kme = Etsi014Client(qkd.kme_url, keys.client_context(plan.id))
+        stack.push_async_callback(_quietly(kme.close))
+        if qkd.role is Role.MASTER:
+            peer = peers[neighbour_id]
+            supply.fillers.append(
+                QkdFiller(
+                    qkd.link_id,
+                    qkd.peer_sae_id,
+                    kme,
+                    pools,
+                    peer,
+                    settings.qkd_filler,
+                    peer_reachable=peer.is_connected,
+                )
+            )
+        else:
+            supply.receivers[qkd.link_id] = AnnouncementReceiver(qkd.link_id, qkd.peer_sae_id, kme, pools)
+    return supply
+
+
+def _prerelay(
+    plan: GatewayPlan, settings: GatewaySettings, engine: RelayEngine, voiding: Voiding, store: RelayedKeyStore
+) -> Prerelay | None:
+    if not settings.prerelay:
+        return None
+    return Prerelay(
+        engine,
+        voiding,
+        store,
+        [(master, slave) for master in plan.local_saes for slave in plan.remote_saes],
+        key_size_bytes=settings.key_size_bits // 8,
+        batch=settings.prerelay_batch,
+        interval_s=settings.prerelay_interval_s,
     )
-    return RunningGateway(
-        plan, engine, store, bridge, fillers, prerelay, sites, grpc_port, metrics, health, server, tasks, closers
-    )
+
+
+async def _site(
+    stack: contextlib.AsyncExitStack, app: web.Application, host: str, port: int, context: ssl.SSLContext | None
+) -> RunningSite:
+    site = await start_site(app, host, port, context)
+    stack.push_async_callback(site.stop)
+    return site
+
+
+def _quietly(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A client's close at shutdown: a failure to close one must not keep the others open."""
+
+    async def close_quietly() -> None:
+        with contextlib.suppress(Exception):
+            await close()
+
+    return close_quietly
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _rotate_forever(keyring: KeyRing) -> None:

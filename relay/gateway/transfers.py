@@ -5,6 +5,7 @@ that message a second time, and the QKD key it names is already spent, so the re
 the first attempt ended: ``done`` (answer again with the same confirmation), ``failed`` (the sender voids
 and starts over with a fresh key), or ``pending``. A pending record is alive only while the attempt runs
 in this process; one left behind by a crash or a lost Redis write is dead, and becomes ``failed``.
+:meth:`TransferLog.answer_once` applies this to one received hop.
 
 Records live in the gateway's Redis under ``<prefix>:xfer:<sender>:<transfer_id hex>`` (public IDs only) and
 expire after ``ttl_s``, well beyond the hop freshness window after which a retry is refused anyway.
@@ -12,11 +13,15 @@ expire after ``ttl_s``, well beyond the hop freshness window after which a retry
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from relay.gateway.errors import RelayFailed, TransferInProgress
+from relay.gateway.hops import HopResult
 from relay.pool import PoolUnavailable, RedisBackend
 
 
@@ -36,12 +41,34 @@ class TransferRecord:
 
 
 class TransferLog:
-    def __init__(self, backend: RedisBackend, prefix: str, *, ttl_s: float = 900.0) -> None:
+    def __init__(self, backend: RedisBackend, prefix: str, *, gateway_id: str, ttl_s: float = 900.0) -> None:
         self._backend = backend
+        self._gateway_id = gateway_id
         self._prefix = prefix
         self._ttl_ms = round(ttl_s * 1000)
         self._instance = os.urandom(8).hex()  # tells this process's pending records from a dead one's
         self._active: set[tuple[str, bytes]] = set()
+
+    async def answer_once(
+        self, sender: str, transfer_id: bytes, attempt: Callable[[], Awaitable[HopResult]]
+    ) -> HopResult:
+        """Run ``attempt`` for the first delivery of a transfer; answer a repeated one from its record."""
+        earlier = await self.claim(sender, transfer_id)
+        if earlier is not None:
+            if earlier.state is TransferState.DONE:
+                return HopResult(earlier.confirmation, earlier.stored_at)
+            if earlier.state is TransferState.PENDING:
+                raise TransferInProgress(f"transfer {transfer_id.hex()} is being processed")
+            raise RelayFailed(
+                f"transfer {transfer_id.hex()} failed at {self._gateway_id}: {earlier.reason}", retryable=True
+            )
+        try:
+            result = await attempt()
+        except BaseException as exc:
+            await asyncio.shield(self.fail(sender, transfer_id, type(exc).__name__))
+            raise
+        await self.finish(sender, transfer_id, result.key_confirmation, result.stored_at)
+        return result
 
     async def claim(self, sender: str, transfer_id: bytes) -> TransferRecord | None:
         """None if this call now owns the transfer; otherwise how an earlier attempt stands.

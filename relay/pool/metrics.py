@@ -1,6 +1,6 @@
 """Plain counters for the pools, export-agnostic: an exporter reads them with ``dataclasses.asdict``.
 
-Each object belongs to one pool, store or filler instance (no process-wide registry), so a test or an
+Each object belongs to one pool or store instance (no process-wide registry), so a test or an
 exporter sees exactly the counts of the object it holds. Levels are not counters; read them with
 :func:`relay.pool.status.pool_status`.
 """
@@ -31,15 +31,3 @@ class RelayedStoreMetrics:
     not_found: int = 0
     unauthorized: int = 0
     voided: int = 0
-
-
-@dataclass
-class FillerMetrics:
-    batches: int = 0
-    keys_fetched: int = 0  # from the vendor KMS
-    keys_stored: int = 0  # in this gateway's pools, after the peer accepted them
-    keys_lost: int = 0  # fetched but not accepted by the peer: vendor key spent for nothing
-    kms_errors: int = 0
-    announce_errors: int = 0
-    pool_unavailable: int = 0
-    rounds_peer_unreachable: int = 0  # rounds skipped: fetching then would waste vendor key

@@ -40,7 +40,7 @@ async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> As
 
 
 async def test_partition_between_two_regions_reroutes_or_503s_and_heals(testbed: FaultTestbed) -> None:
-    gw2 = testbed.local.gateways["GW2"].engine.metrics
+    gw2 = testbed.local.gateways["GW2"].metrics.counts
     async with SaeLoad(testbed.sae, [TO_R3, TO_R2], concurrency=6) as load:
         await asyncio.sleep(1.5)
         assert load.succeeded_between(0, time.monotonic(), pair=TO_R2) > 0, load.messages()

@@ -34,7 +34,7 @@ async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> As
 
 
 async def test_load_outrunning_the_qkd_link_answers_503_and_recovers_when_it_stops(testbed: FaultTestbed) -> None:
-    gw1, gw2 = (testbed.local.gateways[g].engine.metrics for g in ("GW1", "GW2"))
+    gw1, gw2 = (testbed.local.gateways[g].metrics.counts for g in ("GW1", "GW2"))
     started = time.monotonic()
     async with SaeLoad(testbed.sae, PAIRS, concurrency=6) as load:
         exhausted_s = await load.wait_failures(started, count=10, containing="require-qkd", timeout_s=15)

@@ -99,7 +99,7 @@ async def test_unknown_target_is_refused_with_400_and_nothing_is_kept(testbed: L
             await client.ext_keys(ExtKeyContainer(fresh_keys(1), FOREIGN_SAE, ("NOBODY",)))
     assert refused.value.status == 400
     assert refused.value.problem["type"].endswith("/key-routing-error")
-    assert testbed.gateways["GW1"].engine.metrics.hops_sent == 0
+    assert testbed.gateways["GW1"].metrics.counts.hops_sent == 0
 
 
 async def test_void_withdraws_relayed_keys_and_all_confirmation_voids_the_rest(testbed: LocalTestbed) -> None:

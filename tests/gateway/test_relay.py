@@ -72,14 +72,14 @@ async def test_wrong_slave_gets_401_and_a_used_key_id_400(testbed: LocalTestbed)
 async def test_qkd_pqc_hop_degrades_to_pqc_only_when_qkd_runs_out_and_counts_it(testbed: LocalTestbed) -> None:
     gw1 = testbed.gateways["GW1"]
     testbed.kms["KMS-R1"].kms.set_qber("QKD-GW1-GW2", 0.3)  # the vendor halts the link: no refill
-    lane = gw1.engine.qkd_lane("GW2")
+    lane = gw1.qkd_lanes.outbound("GW2")
     while await lane.level():
         await lane.take_any()
     async with testbed.sae("SAE-R1-A") as master, testbed.sae("SAE-R2-A") as slave:
         issued = await master.get_key("SAE-R2-A", KeyRequest())
         fetched = await slave.get_key_with_ids("SAE-R1-A", [issued.keys[0].key_id])
     assert fetched.keys[0].key == issued.keys[0].key
-    assert gw1.engine.metrics.qkd_fallbacks >= 1
+    assert gw1.metrics.counts.qkd_fallbacks >= 1
 
 
 async def test_a_cut_link_is_routed_around_or_answered_with_503(testbed: LocalTestbed) -> None:

@@ -19,7 +19,7 @@ async def backend(private_redis: RedisServer) -> AsyncIterator[RedisBackend]:
 
 
 async def test_a_finished_transfer_answers_retries_with_the_same_confirmation(backend: RedisBackend) -> None:
-    log = TransferLog(backend, "t")
+    log = TransferLog(backend, "t", gateway_id="GW2")
     transfer = os.urandom(16)
     assert await log.claim("GW1", transfer) is None
     in_flight = await log.claim("GW1", transfer)
@@ -35,13 +35,13 @@ async def test_a_finished_transfer_answers_retries_with_the_same_confirmation(ba
 
 async def test_an_attempt_interrupted_by_a_crash_is_failed_not_resumed(backend: RedisBackend) -> None:
     transfer = os.urandom(16)
-    assert await TransferLog(backend, "t").claim("GW1", transfer) is None  # that process then dies
-    after_restart = await TransferLog(backend, "t").claim("GW1", transfer)
+    assert await TransferLog(backend, "t", gateway_id="GW2").claim("GW1", transfer) is None  # that process then dies
+    after_restart = await TransferLog(backend, "t", gateway_id="GW2").claim("GW1", transfer)
     assert after_restart is not None and after_restart.state is TransferState.FAILED
 
 
 async def test_a_failed_transfer_stays_failed(backend: RedisBackend) -> None:
-    log = TransferLog(backend, "t")
+    log = TransferLog(backend, "t", gateway_id="GW2")
     transfer = os.urandom(16)
     await log.claim("GW1", transfer)
     await log.fail("GW1", transfer, "DecryptionFailed")
@@ -51,14 +51,14 @@ async def test_a_failed_transfer_stays_failed(backend: RedisBackend) -> None:
 
 async def test_redis_down_is_reported_as_pool_unavailable(private_redis: RedisServer) -> None:
     async with RedisBackend.connect(RedisConfig(private_redis.url, retries=0)) as backend:
-        log = TransferLog(backend, "t")
+        log = TransferLog(backend, "t", gateway_id="GW2")
         private_redis.stop()
         with pytest.raises(PoolUnavailable):
             await log.claim("GW1", os.urandom(16))
 
 
 async def test_another_senders_record_under_the_same_transfer_id_is_separate(backend: RedisBackend) -> None:
-    log = TransferLog(backend, "t")
+    log = TransferLog(backend, "t", gateway_id="GW2")
     transfer = os.urandom(16)
     assert await log.claim("GW3", transfer) is None  # a forgery that will fail...
     await log.fail("GW3", transfer, "WrongSender")

@@ -47,7 +47,7 @@ class LocalTestbed:
         """Gateways started one after another: wait until every gRPC channel is up, so no test begins
         with a neighbour still in reconnect backoff."""
         for running in self.gateways.values():
-            for peer in running.engine.peers.values():
+            for peer in running.peers.values():
                 assert await peer.wait_ready(10), f"{running.plan.id} cannot reach {peer.id}"
 
     async def fill_qkd_pools(self) -> None:
@@ -56,9 +56,7 @@ class LocalTestbed:
         for running in self.gateways.values():
             for filler in running.fillers:
                 peer = next(
-                    p
-                    for p in running.engine.peers.values()
-                    if p.neighbour.qkd and p.neighbour.qkd.link_id == filler.link_id
+                    p for p in running.peers.values() if p.neighbour.qkd and p.neighbour.qkd.link_id == filler.link_id
                 )
                 await peer.wait_ready(10)
                 await filler.fill_once()

@@ -130,7 +130,7 @@ async def test_lane_levels_match_the_status_document(testbed: LocalTestbed) -> N
 async def test_empty_lane_raises_the_alarm_and_counts_the_fallback(testbed: LocalTestbed) -> None:
     gw1 = testbed.gateways["GW1"]
     testbed.kms["KMS-R1"].kms.set_qber("QKD-GW1-GW2", 0.3)  # halted: the filler cannot refill
-    lane = gw1.engine.qkd_lane("GW2")
+    lane = gw1.qkd_lanes.outbound("GW2")
     while await lane.level():
         await lane.take_any()
     await _relay(testbed, 1)

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 import pytest
 
 from relay.crypto.at_rest import StorageCipher
+from relay.gateway.qkd_announce import AnnouncementReceiver
+from relay.gateway.qkd_filler import FillerSettings, QkdFiller
 from relay.kms_sim.config import SimSettings
 from relay.pool.connection import RedisBackend
 from relay.pool.errors import KeyAlreadyUsed, PoolEmpty
 from relay.pool.keys import Keyspace
-from relay.pool.qkd_announce import AnnouncementReceiver
-from relay.pool.qkd_filler import FillerSettings, QkdFiller
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role, link_pools
 from relay.pool.watermarks import Watermarks
 from tests.pool.conftest import LINK, MASTER_SAE, SLAVE_SAE, Vendor, make_keys

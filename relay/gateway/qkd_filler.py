@@ -21,15 +21,24 @@ from relay.aio import repeat_until_cancelled
 from relay.domain import Key
 from relay.etsi014.client import Etsi014Client
 from relay.etsi014.models import KeyRequest
-from relay.pool.errors import PoolUnavailable
-from relay.pool.metrics import FillerMetrics
-from relay.pool.qkd_announce import KME_ERRORS, PeerAnnouncer
-from relay.pool.qkd_pool import QkdPool, Role
-from relay.pool.watermarks import PoolState
+from relay.gateway.qkd_announce import KME_ERRORS, PeerAnnouncer
+from relay.pool import PoolState, PoolUnavailable, QkdPool, Role
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass
+class FillerMetrics:
+    batches: int = 0
+    keys_fetched: int = 0  # from the vendor KMS
+    keys_stored: int = 0  # in this gateway's pools, after the peer accepted them
+    keys_lost: int = 0  # fetched but not accepted by the peer: vendor key spent for nothing
+    kms_errors: int = 0
+    announce_errors: int = 0
+    pool_unavailable: int = 0
+    rounds_peer_unreachable: int = 0  # rounds skipped: fetching then would waste vendor key
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Counters are read at scrape time from the plain metric dataclasses the gateway already keeps
 (:class:`RelayMetrics`, :class:`QkdPoolMetrics`, :class:`FillerMetrics`, :class:`RelayedStoreMetrics`,
-:class:`PrerelayMetrics`, :class:`BackendMetrics`); pool levels are read from Redis by :meth:`refresh`
-just before rendering; latencies go into histograms the relay engine feeds through :class:`RelayObserver`.
+:class:`PrerelayMetrics`, :class:`BackendMetrics`) through the :class:`GatewayView` the admin status
+document reads too; pool levels are read from Redis by :meth:`refresh` just before rendering; latencies
+go into histograms the relay feeds through :class:`RelayObserver`.
 All names start with ``qkdr_``; the README lists them.
 """
 
@@ -13,19 +14,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import Metric
 
+from relay.gateway.relay_events import RelayObserver
+from relay.gateway.status_view import GatewayView
 from relay.observability.exposition import RequestCounts, counted, counter, gauge
-from relay.observability.hooks import RelayObserver
-from relay.pool import PoolState, PoolStatus, PoolUnavailable, pool_status
-
-if TYPE_CHECKING:
-    from relay.gateway.prerelay import Prerelay
-    from relay.gateway.relay_engine import RelayEngine
-    from relay.pool import QkdFiller, RedisBackend, RelayedKeyStore
+from relay.pool import PoolState, PoolStatus, PoolUnavailable
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -41,6 +37,7 @@ class GatewayMetrics(RelayObserver):
     """One gateway's registry. Create it before the engine (it is the engine's observer), then :meth:`attach`."""
 
     def __init__(self, gateway_id: str) -> None:
+        super().__init__()
         self.gateway_id = gateway_id
         self.registry = CollectorRegistry(auto_describe=False)
         self.hop_latency = Histogram(
@@ -63,7 +60,7 @@ class GatewayMetrics(RelayObserver):
         self.hop_failures: Counter[str] = Counter()
         self._started = time.monotonic()
         self._snapshot = _Snapshot()
-        self._sources: GatewaySources | None = None
+        self._sources: GatewayView | None = None
         self.registry.register(_Collector(self))
 
     # ----- RelayObserver ---------------------------------------------------------------------------
@@ -82,11 +79,11 @@ class GatewayMetrics(RelayObserver):
 
     # ----- scraping ------------------------------------------------------------------------------
 
-    def attach(self, sources: GatewaySources) -> None:
+    def attach(self, sources: GatewayView) -> None:
         self._sources = sources
 
     @property
-    def sources(self) -> GatewaySources | None:
+    def sources(self) -> GatewayView | None:
         return self._sources
 
     async def refresh(self) -> None:
@@ -94,49 +91,22 @@ class GatewayMetrics(RelayObserver):
         sources = self.sources
         if sources is None:
             return
-        engine, plan = sources.engine, sources.engine.plan
-        lanes: list[tuple[str, str, str, str]] = []
-        gauges = []
-        for neighbour in plan.neighbours.values():
-            if neighbour.qkd is None:
-                continue
-            for pool in engine.qkd_lanes_of(neighbour.id):
-                direction = "outbound" if pool.sender is neighbour.qkd.role else "inbound"
-                lanes.append((neighbour.qkd.link_id, neighbour.id, str(pool.sender), direction))
-                gauges.append(pool)
-        pairs = [(m, s) for m in plan.local_saes for s in plan.remote_saes]
         try:
-            lane_levels = await pool_status(gauges)
-            ready_levels = await pool_status(sources.store.ready_gauge(m, s) for m, s in pairs)
+            levels = await sources.read_levels()
         except PoolUnavailable:
             self._snapshot = _Snapshot(redis_up=False)
             return
-        self._snapshot = _Snapshot(
-            redis_up=True,
-            lanes=[(*labels, status) for labels, status in zip(lanes, lane_levels, strict=True)],
-            ready=[(m, s, status) for (m, s), status in zip(pairs, ready_levels, strict=True)],
-        )
+        lanes = [
+            (qkd.link_id, link.neighbour.id, str(pool.sender), _direction(pool.sender is qkd.role), status)
+            for link in levels.links
+            if (qkd := link.neighbour.qkd) is not None
+            for pool, status in link.lanes
+        ]
+        self._snapshot = _Snapshot(redis_up=True, lanes=lanes, ready=levels.ready)
 
 
-class GatewaySources:
-    """What the exporter reads: the same objects the admin status document is built from."""
-
-    def __init__(
-        self,
-        engine: RelayEngine,
-        store: RelayedKeyStore,
-        fillers: Sequence[QkdFiller],
-        prerelay: Prerelay | None,
-        backend: RedisBackend | None,
-        *,
-        qkd_key_bits: int,
-    ) -> None:
-        self.engine = engine
-        self.store = store
-        self.fillers = list(fillers)
-        self.prerelay = prerelay
-        self.backend = backend
-        self.qkd_key_bits = qkd_key_bits
+def _direction(outbound: bool) -> str:
+    return "outbound" if outbound else "inbound"
 
 
 def _alarm(status: PoolStatus) -> float:
@@ -230,9 +200,9 @@ class _Collector:
             [((m, s), _alarm(st) if prerelay else 0.0) for m, s, st in snap.ready],
         )
 
-    def _relay(self, sources: GatewaySources) -> Iterator[Metric]:
+    def _relay(self, sources: GatewayView) -> Iterator[Metric]:
         m = self._metrics
-        relay = sources.engine.metrics
+        relay = sources.relay
         for name, help_text in (
             ("keys_relayed", "Keys relayed end to end, originated here"),
             ("hops_sent", "Hops sealed and sent to a neighbour"),
@@ -259,7 +229,7 @@ class _Collector:
             "qkdr_neighbour_reachable",
             "0 while a neighbour is marked down after failing to answer",
             ["neighbour"],
-            [([nb], 1.0 if sources.engine.neighbour_reachable(nb) else 0.0) for nb in sources.engine.plan.neighbours],
+            [([nb], 1.0 if sources.reachable(nb) else 0.0) for nb in sources.plan.neighbours],
         )
         store = asdict(sources.store.metrics)
         yield counter(
@@ -274,14 +244,14 @@ class _Collector:
             yield counter("qkdr_prerelay_keys", "Keys pre-relayed into ready pools", [], [([], pre.keys_prerelayed)])
             yield counter("qkdr_prerelay_failures", "Failed pre-relays", [], [([], pre.failures)])
 
-    def _qkd_usage(self, sources: GatewaySources) -> Iterator[Metric]:
+    def _qkd_usage(self, sources: GatewayView) -> Iterator[Metric]:
         bits = sources.qkd_key_bits
-        plan = sources.engine.plan
+        plan = sources.plan
         taken, empty = [], []
         for neighbour in plan.neighbours.values():
             if neighbour.qkd is None:
                 continue
-            for pool in sources.engine.qkd_lanes_of(neighbour.id):
+            for pool in sources.lanes.of(neighbour.id):
                 labels = [neighbour.qkd.link_id, neighbour.id, str(pool.sender)]
                 taken.append((labels, pool.metrics.taken))
                 empty.append((labels, pool.metrics.empty))
@@ -313,7 +283,7 @@ class _Collector:
             [([f.link_id], f.metrics.keys_lost) for f in sources.fillers],
         )
 
-    def _errors(self, sources: GatewaySources) -> Iterator[Metric]:
+    def _errors(self, sources: GatewayView) -> Iterator[Metric]:
         m = self._metrics
         samples: list[tuple[list[str], float]] = []
         samples += [(["relay", reason], n) for reason, n in sorted(m.relay_failures.items())]
@@ -321,7 +291,7 @@ class _Collector:
         for filler in sources.fillers:
             for kind in ("kms_errors", "announce_errors", "pool_unavailable"):
                 samples.append(([f"qkd_filler:{filler.link_id}", kind], getattr(filler.metrics, kind)))
-        samples.append((["redis", "unavailable"], sources.backend.metrics.unavailable if sources.backend else 0))
+        samples.append((["redis", "unavailable"], sources.backend.metrics.unavailable))
         statuses: Counter[str] = Counter()
         for (api, _endpoint, _method, status), n in m.requests.counts.items():
             if status >= "400":
@@ -332,5 +302,5 @@ class _Collector:
             "qkdr_redis_unavailable",
             "Redis commands that failed for want of a working Redis",
             [],
-            [([], sources.backend.metrics.unavailable if sources.backend else 0)],
+            [([], sources.backend.metrics.unavailable)],
         )

@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
-from relay.pool.qkd_pool import QkdPool, Role
-from relay.pool.store import MAX_BATCH
+from relay.pool import MAX_BATCH, QkdPool, Role
 
 log = logging.getLogger(__name__)
 

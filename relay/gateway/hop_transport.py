@@ -1,0 +1,223 @@
+"""The hop transport over unary gRPC: both ends of the KeyRelay contract in one place.
+
+Sending (:class:`GrpcHopTransport`, a :class:`relay.gateway.hops.HopTransport`): builds the
+RelayKeyRequest / VoidKeysRequest from the engine's values, retries transport failures with the very
+same sealed message, and decodes every failure into a domain exception. Receiving
+(:class:`KeyRelayService`): turns each request into a :class:`HopRequest` / :class:`VoidRequest`, calls
+the engine, and encodes its answer or failure. The status codes, both ways:
+
+- UNAVAILABLE, DEADLINE_EXCEEDED: the peer did not answer (or asks to be asked again: a transfer in
+  progress, its storage down); resent with the same message, then the link is marked down.
+- RESOURCE_EXHAUSTED: a ``require-qkd`` stall, :class:`QkdExhausted` (503 at the originator).
+- FAILED_PRECONDITION: the receiver does not know our copy of its encapsulation key; fetch a fresh one.
+- ABORTED: the transfer failed further on; void and start over. Trailing metadata ``qkdr-down-link``
+  names a link found cut there, so the originator routes around it.
+- INVALID_ARGUMENT, PERMISSION_DENIED: a refused hop; final.
+
+Details carry a short reason and never key material.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+import grpc
+
+from relay.crypto import EncapsulationKey
+from relay.crypto.errors import HopError, TrustError, UnknownEncapsulationKey
+from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
+from relay.gateway.grpc_tls import calling_gateway
+from relay.gateway.hops import HopHandler, HopRequest, HopResult, VoidHandler, VoidRequest
+from relay.gateway.link_health import LinkHealth
+from relay.gateway.peers import Peer
+from relay.gateway.relay_events import RelayObserver
+from relay.pool import PoolError
+from relay.proto.qkdrelay.v1 import relay_pb2 as pb
+from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DOWN_LINK_METADATA = "qkdr-down-link"  # trailing metadata naming a link a downstream gateway found cut
+TRANSPORT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+"""Codes that say nothing about the request itself: the peer did not answer (in time)."""
+RETRY_PAUSE_S = 0.1  # times the attempt number
+MIN_CALL_TIMEOUT_S = 0.05
+
+
+# ----- messages ------------------------------------------------------------------------------------
+
+
+def hop_request_to_proto(request: HopRequest) -> pb.RelayKeyRequest:
+    return pb.RelayKeyRequest(
+        transfer_id=request.transfer_id,
+        path=list(request.path),
+        hop=request.hop,
+        initiator_sae_id=request.initiator_sae_id,
+        target_sae_ids=list(request.target_sae_ids),
+        sealed_hop=request.sealed_hop,
+        extension_optional_json=request.extension_json,
+        no_degrade=request.no_degrade,
+    )
+
+
+def hop_request_from_proto(message: pb.RelayKeyRequest) -> HopRequest:
+    return HopRequest(
+        transfer_id=message.transfer_id,
+        path=tuple(message.path),
+        hop=message.hop,
+        initiator_sae_id=message.initiator_sae_id,
+        target_sae_ids=tuple(message.target_sae_ids),
+        sealed_hop=message.sealed_hop,
+        extension_json=message.extension_optional_json,
+        no_degrade=message.no_degrade,
+    )
+
+
+def void_request_to_proto(request: VoidRequest) -> pb.VoidKeysRequest:
+    return pb.VoidKeysRequest(
+        key_ids=list(request.key_ids),
+        initiator_sae_id=request.initiator_sae_id,
+        target_sae_ids=list(request.target_sae_ids),
+        path=list(request.path),
+        hop=request.hop,
+    )
+
+
+def void_request_from_proto(message: pb.VoidKeysRequest) -> VoidRequest:
+    return VoidRequest(
+        key_ids=tuple(message.key_ids),
+        initiator_sae_id=message.initiator_sae_id,
+        target_sae_ids=tuple(message.target_sae_ids),
+        path=tuple(message.path),
+        hop=message.hop,
+    )
+
+
+# ----- sending ---------------------------------------------------------------------------------------
+
+
+class GrpcHopTransport:
+    """Hops and voids to the neighbours' gRPC servers; tells ``health`` which links answer."""
+
+    def __init__(
+        self,
+        own_id: str,
+        peers: Mapping[str, Peer],
+        health: LinkHealth,
+        observer: RelayObserver,
+        *,
+        hop_attempts: int,
+    ) -> None:
+        self._own_id = own_id
+        self._peers = peers
+        self._health = health
+        self._observer = observer
+        self._hop_attempts = hop_attempts
+
+    async def encapsulation_key(self, neighbour_id: str) -> EncapsulationKey:
+        peer = self._peers[neighbour_id]
+        try:
+            return await peer.encapsulation_key()
+        except grpc.aio.AioRpcError as exc:
+            raise self._failure(peer, exc) from None
+        except TrustError as exc:
+            raise RelayFailed(f"{peer.id} sent an encapsulation key we cannot trust: {exc}", retryable=False) from exc
+
+    async def send_hop(self, neighbour_id: str, request: HopRequest, *, timeout_s: float) -> HopResult:
+        peer = self._peers[neighbour_id]
+        message = hop_request_to_proto(request)
+        deadline = time.monotonic() + timeout_s
+        for attempt in range(1, self._hop_attempts + 1):
+            try:
+                answer = await peer.relay.RelayKey(
+                    message, timeout=max(MIN_CALL_TIMEOUT_S, deadline - time.monotonic())
+                )
+            except grpc.aio.AioRpcError as exc:
+                transport = exc.code() in TRANSPORT_FAILURES
+                if transport and attempt < self._hop_attempts and time.monotonic() < deadline:
+                    self._observer.counts.hop_retries += 1
+                    await asyncio.sleep(RETRY_PAUSE_S * attempt)
+                    continue  # the very same sealed message: the receiver answers it at most once
+                raise self._failure(peer, exc) from None
+            self._health.neighbour_answered(neighbour_id)
+            return HopResult(answer.key_confirmation, answer.stored_at)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def send_void(self, neighbour_id: str, request: VoidRequest, *, timeout_s: float) -> list[str]:
+        peer = self._peers[neighbour_id]
+        try:
+            answer = await peer.relay.VoidKeys(void_request_to_proto(request), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("void of %d keys via %s failed: %s", len(request.key_ids), peer.id, exc.details())
+            return []
+        return list(answer.voided_key_ids)
+
+    def _failure(self, peer: Peer, exc: grpc.aio.AioRpcError) -> RelayFailed:
+        """The domain failure a status code stands for, acting on what it says about the links and keys."""
+        code, details = exc.code(), exc.details() or ""
+        if code in TRANSPORT_FAILURES:
+            self._health.neighbour_failed(peer.id)
+            a, b = sorted((self._own_id, peer.id))
+            return RelayFailed(f"gateway {peer.id} did not answer ({code.name})", retryable=True, down_link=(a, b))
+        remote_down = dict(exc.trailing_metadata() or ()).get(DOWN_LINK_METADATA)
+        if isinstance(remote_down, str) and remote_down.count(",") == 1:
+            self._health.remote_link_down(*remote_down.split(","))
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return QkdExhausted(details)
+        if code is grpc.StatusCode.FAILED_PRECONDITION:
+            peer.forget_encapsulation_key()  # it restarted with a new keyring: fetch its current key
+        retryable = code not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+        return RelayFailed(f"{peer.id}: {details}", retryable=retryable)
+
+
+# ----- receiving -------------------------------------------------------------------------------------
+
+
+async def answer_with_status(context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+    """Run a handler body and turn each domain failure into the status code its sender acts on."""
+    try:
+        return await work()
+    except QkdExhausted as exc:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+    except RelayFailed as exc:
+        if exc.down_link is not None:
+            context.set_trailing_metadata(((DOWN_LINK_METADATA, ",".join(exc.down_link)),))
+        await context.abort(grpc.StatusCode.ABORTED, exc.message)
+    except TransferInProgress as exc:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    except TransferRefused as exc:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+    except UnknownEncapsulationKey as exc:
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    except HopError as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{type(exc).__name__}: {exc}")
+    except PoolError as exc:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc}")
+    raise AssertionError("unreachable: abort() raises")
+
+
+class KeyRelayService(rpc.KeyRelayServicer):
+    """The receiving end: authenticates the calling gateway from its certificate, never from a field."""
+
+    def __init__(self, hops: HopHandler, voids: VoidHandler) -> None:
+        self._hops = hops
+        self._voids = voids
+
+    async def RelayKey(self, request: pb.RelayKeyRequest, context: grpc.aio.ServicerContext) -> pb.RelayKeyResponse:
+        sender = await calling_gateway(context)
+        hop = hop_request_from_proto(request)
+        result = await answer_with_status(context, lambda: self._hops.receive(hop, sender, context.time_remaining()))
+        return pb.RelayKeyResponse(key_confirmation=result.key_confirmation, stored_at=result.stored_at)
+
+    async def VoidKeys(self, request: pb.VoidKeysRequest, context: grpc.aio.ServicerContext) -> pb.VoidKeysResponse:
+        sender = await calling_gateway(context)
+        void = void_request_from_proto(request)
+        voided = await answer_with_status(context, lambda: self._voids.receive_void(void, sender))
+        not_voided = sorted(set(request.key_ids) - set(voided))
+        return pb.VoidKeysResponse(voided_key_ids=voided, failed_to_void_key_ids=not_voided)
