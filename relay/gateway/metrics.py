@@ -34,7 +34,7 @@ class _Snapshot:
 
 
 class GatewayMetrics(RelayObserver):
-    """One gateway's registry. Create it before the engine (it is the engine's observer), then :meth:`attach`."""
+    """One gateway's registry and the relay's observer: create it before the relay, then :meth:`attach` its view."""
 
     def __init__(self, gateway_id: str) -> None:
         super().__init__()

@@ -75,7 +75,7 @@ class Peer:
         self._ek = None
 
     async def announce(self, link_id: str, sender: Role, key_ids: Sequence[str]) -> Sequence[str]:
-        """:class:`relay.gateway.qkd_supply.PeerAnnouncer` over gRPC: the neighbour fetches and stores the keys."""
+        """:class:`relay.gateway.qkd_announce.PeerAnnouncer` over gRPC: the neighbour fetches and stores the keys."""
         answer = await self._pool_sync.AnnounceKeys(
             pb.AnnounceKeysRequest(qkd_link_id=link_id, key_ids=list(key_ids), sender_role=sender.value),
             timeout=CONTROL_TIMEOUT_S,

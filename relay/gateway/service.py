@@ -122,25 +122,14 @@ async def start_gateway(
         supply = _qkd_supply(plan, settings, keys, peers, backend, cipher, keyspace, stack)
 
         metrics = GatewayMetrics(plan.id)  # the relay's observer
-        health = LinkHealth(
-            plan.topology.links,
-            {neighbour_id: neighbour.link for neighbour_id, neighbour in plan.neighbours.items()},
-            {neighbour_id: peer.is_connected for neighbour_id, peer in peers.items()},
-            link_down_s=settings.link_down_s,
-        )
-        router = Router(plan, health)
-        lanes = QkdLanes(plan.neighbours, supply.lanes)
-        transport = GrpcHopTransport(plan.id, peers, health, metrics, hop_attempts=settings.hop_attempts)
-        voiding = Voiding(plan, router, store, transport, metrics, hop_timeout_s=settings.hop_timeout_s)
-        stack.push_async_callback(voiding.close)
-        forwarder = HopForwarder(HopProtection(plan.id, plan.neighbours, lanes, crypto, metrics), transport, metrics)
-        transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id)
-        engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, metrics)
+        relay = _relay(plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics)
+        stack.push_async_callback(relay.voiding.close)
+        engine, voiding = relay.engine, relay.voiding
         prerelay = _prerelay(plan, settings, engine, voiding, store)
         view = GatewayView(
             plan,
-            lanes,
-            health,
+            relay.lanes,
+            relay.health,
             store,
             metrics.counts,
             supply.fillers,
@@ -158,7 +147,7 @@ async def start_gateway(
         ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
         stack.push_async_callback(_quietly(ack_client.close))
         bridge = InterKmsBridge(
-            plan, engine, router, voiding, own_url=own_020_url, backend=backend, prefix=keyspace.prefix
+            plan, engine, relay.router, voiding, own_url=own_020_url, backend=backend, prefix=keyspace.prefix
         )
         stack.push_async_callback(server.stop, GRPC_GRACE_S)
         grpc_port = server.add_secure_port(
@@ -168,25 +157,14 @@ async def start_gateway(
             raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
         await server.start()
 
-        sites: dict[str, RunningSite] = {}
         northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
-        sites["etsi014"] = await _site(
-            stack,
-            metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"),
-            settings.listen_host,
-            plan.gateway.etsi014_port,
-            keys.server_context(plan.id),
-        )
-        sites["etsi020"] = await _site(
-            stack,
-            metrics.requests.instrument(create_etsi020_app(bridge, ack_client.post_acks), "etsi020"),
-            settings.listen_host,
-            plan.gateway.etsi020_port,
-            keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
-        )
+        apps = {
+            "etsi014": metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"),
+            "etsi020": metrics.requests.instrument(create_etsi020_app(bridge, ack_client.post_acks), "etsi020"),
+        }
         if plan.gateway.admin_port is not None:
-            admin = create_admin_app(GatewayStatus(view), ping_redis, metrics)
-            sites["admin"] = await _site(stack, admin, ADMIN_HOST, plan.gateway.admin_port, None)
+            apps["admin"] = create_admin_app(GatewayStatus(view), ping_redis, metrics)
+        sites = await _listen(stack, plan, settings, keys, apps)
 
         tasks = [asyncio.create_task(filler.run(), name=f"qkd-filler-{filler.link_id}") for filler in supply.fillers]
         if prerelay is not None:
@@ -208,7 +186,7 @@ async def start_gateway(
             plan=plan,
             engine=engine,
             peers=peers,
-            qkd_lanes=lanes,
+            qkd_lanes=relay.lanes,
             store=store,
             interkms=bridge,
             fillers=supply.fillers,
@@ -219,6 +197,44 @@ async def start_gateway(
             resources=stack.pop_all(),
         )
     raise AssertionError("unreachable: the block returns or raises")
+
+
+@dataclass
+class _Relay:
+    health: LinkHealth
+    router: Router
+    lanes: QkdLanes
+    voiding: Voiding
+    engine: RelayEngine
+
+
+def _relay(
+    plan: GatewayPlan,
+    settings: GatewaySettings,
+    crypto: HopCrypto,
+    peers: Mapping[str, Peer],
+    lanes_by_neighbour: Mapping[str, Mapping[Role, QkdPool]],
+    store: RelayedKeyStore,
+    backend: RedisBackend,
+    keyspace: Keyspace,
+    observer: GatewayMetrics,
+) -> _Relay:
+    """The relay's components, each handed exactly the collaborators it uses."""
+    health = LinkHealth(
+        plan.topology.links,
+        {neighbour_id: neighbour.link for neighbour_id, neighbour in plan.neighbours.items()},
+        {neighbour_id: peer.is_connected for neighbour_id, peer in peers.items()},
+        link_down_s=settings.link_down_s,
+    )
+    router = Router(plan, health)
+    lanes = QkdLanes(plan.neighbours, lanes_by_neighbour)
+    transport = GrpcHopTransport(plan.id, peers, health, observer, hop_attempts=settings.hop_attempts)
+    voiding = Voiding(plan, router, store, transport, observer, hop_timeout_s=settings.hop_timeout_s)
+    protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer)
+    forwarder = HopForwarder(protection, transport, observer)
+    transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id)
+    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer)
+    return _Relay(health, router, lanes, voiding, engine)
 
 
 def _qkd_supply(
@@ -274,12 +290,29 @@ def _prerelay(
     )
 
 
-async def _site(
-    stack: contextlib.AsyncExitStack, app: web.Application, host: str, port: int, context: ssl.SSLContext | None
-) -> RunningSite:
-    site = await start_site(app, host, port, context)
-    stack.push_async_callback(site.stop)
-    return site
+async def _listen(
+    stack: contextlib.AsyncExitStack,
+    plan: GatewayPlan,
+    settings: GatewaySettings,
+    keys: KeyDirectory,
+    apps: Mapping[str, web.Application],
+) -> dict[str, RunningSite]:
+    """The HTTP listeners: ETSI 014 (mTLS), ETSI 020 (mTLS, TLS 1.3), and the loopback admin one if configured."""
+    where: dict[str, tuple[str, int, ssl.SSLContext | None]] = {
+        "etsi014": (settings.listen_host, plan.gateway.etsi014_port, keys.server_context(plan.id)),
+        "etsi020": (
+            settings.listen_host,
+            plan.gateway.etsi020_port,
+            keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
+        ),
+    }
+    if plan.gateway.admin_port is not None:
+        where["admin"] = (ADMIN_HOST, plan.gateway.admin_port, None)
+    sites: dict[str, RunningSite] = {}
+    for name, (host, port, context) in where.items():
+        sites[name] = await start_site(apps[name], host, port, context)
+        stack.push_async_callback(sites[name].stop)
+    return sites
 
 
 def _quietly(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

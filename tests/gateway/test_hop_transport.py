@@ -109,7 +109,7 @@ async def test_a_hop_and_its_answer_cross_unchanged(wire: Wire) -> None:
     assert result == HopResult(b"confirmation", "GW3")
     [(received, sender, time_left_s)] = wire.receiver.hops
     assert received == REQUEST and sender == "GW1"  # the sender is GW1's certificate, not a field
-    assert time_left_s is not None and 0 < time_left_s <= 5
+    assert time_left_s is not None and 0 < time_left_s < 6  # the deadline travelled, give or take clock skew
     assert wire.observer.counts.hop_retries == 0 and not wire.health.down_links()
 
 
