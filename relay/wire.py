@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,12 +154,11 @@ class WireMessage:
 
     @classmethod
     def codec(cls) -> WireCodec[Self]:
-        return _codec(cls)
+        codec: WireCodec[Self] | None = cls.__dict__.get("_wire_codec")
+        if codec is None:  # built on first use: the dataclass must be complete first
+            codec = WireCodec(cls)
+            setattr(cls, "_wire_codec", codec)
+        return codec
 
     def to_json(self) -> Any:
         return self.codec().to_json(self)
-
-
-@functools.cache
-def _codec(kind: type) -> WireCodec[Any]:
-    return WireCodec(kind)
