@@ -1,21 +1,34 @@
 """The topology file: the single source of truth for regions, vendor KMSs, gateways, SAEs and links.
 
 Every launcher (local processes, docker-compose, certificate generation) derives from one parsed
-``Topology``; parsing validates every cross-reference so that a typo fails at load time with the name of
-the offending entry, not later inside a relay.
+``Topology``. The file's shape is described once by the dataclasses below and parsed by pydantic in
+strict mode (no coercion: a port is an integer, never ``"8080"`` or ``true``; unknown keys refused);
+then every cross-reference is checked, so that a typo fails at load time with the name of the offending
+entry, not later inside a relay.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 POLICIES = ("qkd+pqc", "pqc-only", "require-qkd")
 DEFAULT_TOPOLOGY = "three-region"
+_STRICT = ConfigDict(strict=True, extra="forbid")
+
+Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+NON_EMPTY = Field(min_length=1)
 
 
 class TopologyError(ValueError):
@@ -24,32 +37,41 @@ class TopologyError(ValueError):
 
 @dataclass(frozen=True)
 class Kme:
-    id: str
-    port: int
-    host: str = "127.0.0.1"
+    __pydantic_config__ = _STRICT
+
+    id: Text
+    port: Port
+    host: Text = "127.0.0.1"
 
 
 @dataclass(frozen=True)
 class VendorKms:
     """A vendor QKD network (simulated by ``qkd-relay kms-sim``), reachable through one or more KMEs."""
 
-    id: str
-    region: str
-    admin_port: int
-    kmes: tuple[Kme, ...]
+    __pydantic_config__ = _STRICT
+
+    id: Text
+    region: Text
+    admin_port: Port
+    kmes: Annotated[tuple[Kme, ...], NON_EMPTY]
 
 
 @dataclass(frozen=True)
 class Gateway:
-    """A relay gateway: ETSI 014 for local SAEs, ETSI 020 for other KMSs, gRPC for neighbouring gateways."""
+    """A relay gateway: ETSI 014 for local SAEs, ETSI 020 for other KMSs, gRPC for neighbouring gateways.
 
-    id: str
-    region: str
-    etsi014_port: int
-    etsi020_port: int
-    grpc_port: int
-    host: str = "127.0.0.1"
-    admin_port: int | None = None  # loopback status, health and metrics; none if absent
+    In the file it sits inside its region, whose ID it takes.
+    """
+
+    __pydantic_config__ = _STRICT
+
+    id: Text
+    region: Text
+    etsi014_port: Port
+    etsi020_port: Port
+    grpc_port: Port
+    host: Text = "127.0.0.1"
+    admin_port: Port | None = None  # loopback status, health and metrics; none if absent
 
 
 @dataclass(frozen=True)
@@ -60,24 +82,30 @@ class Region:
 
 @dataclass(frozen=True)
 class Sae:
-    id: str
-    gateway: str
+    __pydantic_config__ = _STRICT
+
+    id: Text
+    gateway: Text
 
 
 @dataclass(frozen=True)
 class QkdEndpoint:
     """One end of a QKD link: the SAE (a gateway) and the KME it pulls key from."""
 
-    sae: str
-    kme: str
+    __pydantic_config__ = _STRICT
+
+    sae: Text
+    kme: Text
 
 
 @dataclass(frozen=True)
 class QkdLink:
-    id: str
-    kms: str
-    rate_bps: float
-    endpoints: tuple[QkdEndpoint, QkdEndpoint]
+    __pydantic_config__ = _STRICT
+
+    id: Text
+    kms: Text
+    rate_bps: Positive
+    endpoints: Annotated[tuple[QkdEndpoint, QkdEndpoint], Field(description="exactly two endpoints")]
 
 
 @dataclass(frozen=True)
@@ -110,6 +138,81 @@ class Topology:
         return tuple(link for link in self.qkd_links if link.kms == kms_id)
 
 
+@dataclass(frozen=True)
+class _GatewayEntry:
+    """A gateway as the file lists it, inside its region."""
+
+    __pydantic_config__ = _STRICT
+
+    id: Text
+    etsi014_port: Port
+    etsi020_port: Port
+    grpc_port: Port
+    host: Text = "127.0.0.1"
+    admin_port: Port | None = None
+
+    def in_region(self, region: str) -> Gateway:
+        return Gateway(
+            self.id, region, self.etsi014_port, self.etsi020_port, self.grpc_port, self.host, self.admin_port
+        )
+
+
+@dataclass(frozen=True)
+class _LinkEntry:
+    """A link as the file lists it: with a QKD channel it is hybrid unless it says otherwise."""
+
+    __pydantic_config__ = _STRICT
+
+    gateways: tuple[Text, Text]
+    policy: str | None = None
+    qkd_link: Text | None = None
+    cost: Positive = 1.0
+
+    @model_validator(mode="after")
+    def _policy_fits_the_channel(self) -> _LinkEntry:
+        ends, policy = list(self.gateways), self.effective_policy
+        if policy not in POLICIES:
+            raise _refusal(f"link {ends}: policy must be one of {', '.join(POLICIES)} (got {policy!r})")
+        if policy == "pqc-only" and self.qkd_link is not None:
+            raise _refusal(f"link {ends}: a pqc-only link must not name a qkd_link")
+        if policy != "pqc-only" and self.qkd_link is None:
+            raise _refusal(f"link {ends}: policy {policy} needs a qkd_link")
+        return self
+
+    @property
+    def effective_policy(self) -> str | None:
+        return self.policy if self.policy is not None or self.qkd_link is None else "qkd+pqc"
+
+    def to_link(self) -> Link:
+        return Link(self.gateways, self.effective_policy or "", self.qkd_link, self.cost)
+
+
+@dataclass(frozen=True)
+class _RegionEntry:
+    __pydantic_config__ = _STRICT
+
+    id: Text
+    redis_port: Port
+    gateways: Annotated[tuple[_GatewayEntry, ...], NON_EMPTY]
+    saes: tuple[Sae, ...] = ()
+
+
+@dataclass(frozen=True)
+class _TopologyFile:
+    __pydantic_config__ = _STRICT
+
+    name: Text
+    kms: Annotated[tuple[VendorKms, ...], NON_EMPTY]
+    regions: Annotated[tuple[_RegionEntry, ...], NON_EMPTY]
+    links: Annotated[tuple[_LinkEntry, ...], NON_EMPTY]
+    qkd_links: tuple[QkdLink, ...] = ()
+
+
+_FILE = TypeAdapter(_TopologyFile)
+_TOPOLOGY_REFUSAL = "topology"
+_LISTS = {"kms", "kmes", "regions", "gateways", "saes", "qkd_links", "links"}
+
+
 def load(path: Path) -> Topology:
     try:
         document = yaml.safe_load(path.read_text())
@@ -124,81 +227,22 @@ def load_default() -> Topology:
 
 
 def parse(document: Any) -> Topology:
-    root = _object(document, "topology")
-    kms = tuple(_parse_kms(item) for item in _list(root, "kms"))
-    regions: list[Region] = []
-    gateways: list[Gateway] = []
-    saes: list[Sae] = []
-    for region in _list(root, "regions"):
-        region = _object(region, "region")
-        region_id = _text(region, "id")
-        regions.append(Region(region_id, _port(region, "redis_port")))
-        gateways += [_parse_gateway(g, region_id) for g in _list(region, "gateways")]
-        saes += [Sae(_text(_object(s, "sae"), "id"), _text(s, "gateway")) for s in region.get("saes", [])]
+    try:
+        # JSON mode: strict means the types a YAML document can hold (lists for tuples, no coercion)
+        file = _FILE.validate_json(_as_json(document))
+    except ValidationError as exc:
+        raise TopologyError(_message(exc.errors(include_url=False, include_input=False))) from None
     topology = Topology(
-        name=_text(root, "name"),
-        kms=kms,
-        regions=tuple(regions),
-        gateways=tuple(gateways),
-        saes=tuple(saes),
-        qkd_links=tuple(_parse_qkd_link(item) for item in root.get("qkd_links", [])),
-        links=tuple(_parse_link(item) for item in _list(root, "links")),
+        name=file.name,
+        kms=file.kms,
+        regions=tuple(Region(region.id, region.redis_port) for region in file.regions),
+        gateways=tuple(gateway.in_region(region.id) for region in file.regions for gateway in region.gateways),
+        saes=tuple(sae for region in file.regions for sae in region.saes),
+        qkd_links=file.qkd_links,
+        links=tuple(link.to_link() for link in file.links),
     )
     _check_references(topology)
     return topology
-
-
-def _parse_kms(item: Any) -> VendorKms:
-    item = _object(item, "kms")
-    kmes = tuple(
-        Kme(_text(_object(k, "kme"), "id"), _port(k, "port"), str(k.get("host", "127.0.0.1")))
-        for k in _list(item, "kmes")
-    )
-    return VendorKms(_text(item, "id"), _text(item, "region"), _port(item, "admin_port"), kmes)
-
-
-def _parse_gateway(item: Any, region_id: str) -> Gateway:
-    item = _object(item, "gateway")
-    return Gateway(
-        id=_text(item, "id"),
-        region=region_id,
-        etsi014_port=_port(item, "etsi014_port"),
-        etsi020_port=_port(item, "etsi020_port"),
-        grpc_port=_port(item, "grpc_port"),
-        host=str(item.get("host", "127.0.0.1")),
-        admin_port=_port(item, "admin_port") if "admin_port" in item else None,
-    )
-
-
-def _parse_qkd_link(item: Any) -> QkdLink:
-    item = _object(item, "qkd_link")
-    endpoints = _list(item, "endpoints")
-    if len(endpoints) != 2:
-        raise TopologyError(f"qkd_link {item.get('id')!r} needs exactly two endpoints")
-    first, second = (QkdEndpoint(_text(_object(e, "endpoint"), "sae"), _text(e, "kme")) for e in endpoints)
-    rate = item.get("rate_bps")
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate <= 0:
-        raise TopologyError(f"qkd_link {item.get('id')!r}: rate_bps must be a positive number")
-    return QkdLink(_text(item, "id"), _text(item, "kms"), float(rate), (first, second))
-
-
-def _parse_link(item: Any) -> Link:
-    item = _object(item, "link")
-    ends = item.get("gateways")
-    if not isinstance(ends, list) or len(ends) != 2 or not all(isinstance(g, str) for g in ends):
-        raise TopologyError(f"link {item!r}: 'gateways' must name two gateways")
-    policy = item.get("policy", "qkd+pqc" if item.get("qkd_link") else None)
-    if policy not in POLICIES:
-        raise TopologyError(f"link {ends}: policy must be one of {', '.join(POLICIES)} (got {policy!r})")
-    qkd_link = item.get("qkd_link")
-    if policy == "pqc-only" and qkd_link is not None:
-        raise TopologyError(f"link {ends}: a pqc-only link must not name a qkd_link")
-    if policy != "pqc-only" and qkd_link is None:
-        raise TopologyError(f"link {ends}: policy {policy} needs a qkd_link")
-    cost = item.get("cost", 1.0)
-    if not isinstance(cost, (int, float)) or isinstance(cost, bool) or cost <= 0:
-        raise TopologyError(f"link {ends}: cost must be a positive number")
-    return Link((ends[0], ends[1]), policy, qkd_link, float(cost))
 
 
 def _check_references(topology: Topology) -> None:
@@ -248,28 +292,33 @@ def _check_ports(topology: Topology) -> None:
         raise TopologyError(f"ports used more than once: {', '.join(map(str, clashes))}")
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TopologyError(f"{what} must be a mapping, got {value!r}")
-    return value
+def _as_json(document: Any) -> str:
+    try:
+        return json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # YAML can hold dates, sets, NaN: none is a topology value
+        raise TopologyError(f"topology holds a value that is not plain data: {exc}") from None
 
 
-def _list(parent: dict[str, Any], name: str) -> list[Any]:
-    value = parent.get(name)
-    if not isinstance(value, list) or not value:
-        raise TopologyError(f"'{name}' must be a non-empty list (in {parent.get('id', 'topology')})")
-    return value
+def _refusal(message: str) -> PydanticCustomError:
+    return PydanticCustomError(_TOPOLOGY_REFUSAL, message)
 
 
-def _text(parent: dict[str, Any], name: str) -> str:
-    value = parent.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise TopologyError(f"'{name}' must be a non-empty string (in {parent!r})")
-    return value
-
-
-def _port(parent: dict[str, Any], name: str) -> int:
-    value = parent.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-        raise TopologyError(f"'{name}' must be a TCP port (in {parent.get('id')!r})")
-    return value
+def _message(errors: list[ErrorDetails]) -> str:
+    """The first fault, in the words the checks use: which member, what it must be, where."""
+    error = errors[0]
+    if error["type"] == _TOPOLOGY_REFUSAL:
+        return error["msg"]
+    loc = error["loc"]
+    names = [part for part in loc if isinstance(part, str)]
+    name = names[-1] if names else "topology"
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[:-1]).lstrip(".")
+    where = where or "topology"
+    if error["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:
+        return f"unknown key '{name}' (in {where})"
+    if name.endswith("port"):
+        return f"'{name}' must be a TCP port (in {where})"
+    if name in {"rate_bps", "cost"}:
+        return f"{where}: {name} must be a positive number"
+    if name in _LISTS and isinstance(loc[-1], str):
+        return f"'{name}' must be a non-empty list (in {where})"
+    return f"'{name}' is invalid (in {where}): {error['msg']}"

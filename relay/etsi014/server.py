@@ -16,7 +16,8 @@ from aiohttp import web
 from relay.domain import MAX_SAE_ID_LENGTH
 from relay.etsi014.errors import Etsi014Error, UnauthorizedError, ValidationError
 from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
-from relay.openapi import OPENAPI_PATH, etsi014_document
+from relay.etsi014.openapi import etsi014_document
+from relay.openapi_frame import OPENAPI_PATH
 from relay.pki.tls import peer_identity
 from relay.strict_json import StrictJsonError, parse_strict_json
 

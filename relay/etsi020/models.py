@@ -1,9 +1,11 @@
-"""ETSI GS QKD 020 V1.1.1 containers, parsed strictly against the published schema's constraints.
+"""ETSI GS QKD 020 V1.1.1 containers, each described once against the published schema's constraints.
 
 Names and bounds follow the V1.1.1 OpenAPI document (``components/schemas``): SAE IDs of 1 to 64
 characters, extensions as objects of 1 to 1024 members named ``E<PEN>_...``, at most 1024 acks or key
-IDs per container, UUID key IDs and base64 values. A request that breaks them is a 400 whose problem type
-depends on the endpoint, because the spec gives each endpoint its own "not understood" type.
+IDs per container, UUID key IDs and base64 values. The same declarations parse strictly (``relay.wire``),
+write, and make the served OpenAPI document (``relay.etsi020.openapi``). A request that breaks them is a
+400 whose problem type depends on the endpoint, because the spec gives each endpoint its own "not
+understood" type.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from operator import attrgetter
+from typing import Annotated, Any, Self
 
-from relay.domain import canonical_key_id
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import ValidationError as SchemaError
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from relay.domain import MAX_SAE_ID_LENGTH
 from relay.etsi020.problems import (
     ACK_NOT_UNDERSTOOD,
     INVALID_PARAMETER,
@@ -23,18 +30,49 @@ from relay.etsi020.problems import (
     Problem,
     ProblemType,
 )
-from relay.wire import strict_base64, to_base64
+from relay.wire import WIRE_CONFIG, KeyBytes, KeyId, Unique, WireCodec, WireForm, WireMessage
 
 JsonObject = dict[str, Any]
-MAX_SAE_ID = 64
 MAX_ITEMS = 1024
 MAX_VERSION_ITEMS = 1000  # versions and capabilities: the spec's bound differs from the other arrays'
 MAX_EXTENSION_MEMBERS = 1024
 MAX_URL = 1024
 MAX_MESSAGE = 4096
 SYNCHRONOUS_MODE = "synchronous_mode"
-_SAE_ID_CHARACTERS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")  # RFC 3986 URI characters
-_EXTENSION_NAME = re.compile(r"^E[0-9]+_.+$")
+_URI_CHARACTERS = r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$"  # RFC 3986 URI characters
+_EXTENSION_NAME_PATTERN = "^E[0-9]+_.+$"
+_EXTENSION_NAME = re.compile(_EXTENSION_NAME_PATTERN)
+_UNKNOWN_MEMBER = {"extra_forbidden", "unexpected_keyword_argument"}
+_NOT_AN_OBJECT = {"dataclass_type", "model_type", "dataclass_exact_type"}
+_NO_KEY_IDS_OR_CONFIRMATION = "no_key_ids_or_confirmation"
+
+
+def _extension_names(value: JsonObject) -> JsonObject:
+    badly_named = sorted(member for member in value if not _EXTENSION_NAME.match(member))
+    if badly_named:
+        raise PydanticCustomError(
+            "extension_name", "extension names must be E<PEN>_...: {names}", {"names": ", ".join(badly_named)[:200]}
+        )
+    return value
+
+
+SaeId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SAE_ID_LENGTH, pattern=_URI_CHARACTERS)]
+SaeIds = Annotated[tuple[SaeId, ...], Field(min_length=1, max_length=MAX_ITEMS), Unique("SAE")]
+Extension = Annotated[
+    JsonObject,
+    Field(
+        min_length=1,
+        max_length=MAX_EXTENSION_MEMBERS,
+        json_schema_extra={"propertyNames": {"pattern": _EXTENSION_NAME_PATTERN}},
+        description="Members named E<private enterprise number>_<name>.",
+    ),
+    AfterValidator(_extension_names),
+]
+CallbackUrl = Annotated[
+    str,
+    StringConstraints(pattern="^https://[^ ]*$", max_length=MAX_URL),
+    Field(description="Where acks are POSTed later (asynchronous mode); absent asks for the synchronous mode."),
+]
 
 
 class AckStatus(StrEnum):
@@ -45,263 +83,133 @@ class AckStatus(StrEnum):
     KEY_NOT_PRESENT = "key not present"
 
 
-@dataclass(frozen=True)
-class ExtKey:
-    key_id: str
-    value: bytes
-    extension: JsonObject | None = None
+class _Container(WireMessage):
+    """A request container; a body that breaks its schema is a 400 of the endpoint's problem type."""
 
-    def to_json(self) -> JsonObject:
-        body: JsonObject = {"key_id": self.key_id, "value": to_base64(self.value)}
-        if self.extension:
-            body["extension"] = self.extension
-        return body
-
-
-@dataclass(frozen=True)
-class ExtKeyContainer:
-    """The body of ``POST /kmapi/v1/ext_keys``; no ``ack_callback_url`` asks for the synchronous mode."""
-
-    keys: tuple[ExtKey, ...]
-    initiator_sae_id: str
-    target_sae_ids: tuple[str, ...]
-    ack_callback_url: str | None = None
-    extension_mandatory: JsonObject | None = None
-    extension_optional: JsonObject | None = None
-
-    def to_json(self) -> JsonObject:
-        body: JsonObject = {
-            "keys": [key.to_json() for key in self.keys],
-            "initiator_sae_id": self.initiator_sae_id,
-            "target_sae_ids": list(self.target_sae_ids),
-        }
-        for name in ("ack_callback_url", "extension_mandatory", "extension_optional"):
-            if getattr(self, name) is not None:
-                body[name] = getattr(self, name)
-        return body
+    problem_type = INVALID_PARAMETER
 
     @classmethod
-    def from_json(cls, data: Any) -> ExtKeyContainer:
-        parse = _Parser(INVALID_PARAMETER)
-        data = parse.container(
-            data,
-            {"keys", "initiator_sae_id", "target_sae_ids"},
-            {"ack_callback_url", "extension_mandatory", "extension_optional"},
-        )
-        keys = parse.array(data, "keys", minimum=1)
-        return cls(
-            keys=tuple(parse.ext_key(item) for item in keys),
-            initiator_sae_id=parse.sae_id(data["initiator_sae_id"], "initiator_sae_id"),
-            target_sae_ids=parse.sae_ids(data),
-            ack_callback_url=parse.callback_url(data),
-            extension_mandatory=parse.extension(data, "extension_mandatory"),
-            extension_optional=parse.extension(data, "extension_optional"),
-        )
+    def from_json(cls, data: Any) -> Self:
+        return parse(cls.codec(), data, cls.problem_type)
 
 
 @dataclass(frozen=True)
-class AckContainer:
-    key_ids: tuple[str, ...]
-    ack_status: AckStatus
-    initiator_sae_id: str
-    target_sae_ids: tuple[str, ...]
-    message: str | None = None
-    extension: JsonObject | None = None
+class ExtKey(WireMessage):
+    __pydantic_config__ = WIRE_CONFIG
 
-    def to_json(self) -> JsonObject:
-        body: JsonObject = {
-            "key_id_container": [{"key_id": key_id} for key_id in self.key_ids],
-            "ack_status": self.ack_status.value,
-            "initiator_sae_id": self.initiator_sae_id,
-            "target_sae_ids": list(self.target_sae_ids),
-        }
-        if self.message is not None:
-            body["message"] = self.message
-        if self.extension:
-            body["extension"] = self.extension
-        return body
+    key_id: KeyId
+    value: Annotated[KeyBytes, Field(description="The key bytes (at most 1024).")]
+    extension: Extension | None = None
+
+
+@dataclass(frozen=True)
+class ExtKeyContainer(_Container):
+    """The body of ``POST /kmapi/v1/ext_keys``; no ``ack_callback_url`` asks for the synchronous mode."""
+
+    __pydantic_config__ = WIRE_CONFIG
+
+    keys: Annotated[tuple[ExtKey, ...], Field(min_length=1, max_length=MAX_ITEMS)]
+    initiator_sae_id: SaeId
+    target_sae_ids: SaeIds
+    ack_callback_url: CallbackUrl | None = None
+    extension_mandatory: Extension | None = None
+    extension_optional: Extension | None = None
+
+
+@dataclass(frozen=True)
+class KeyIdItem:
+    """One item of an ack's ``key_id_container``; in Python it is the key_id itself."""
+
+    __pydantic_config__ = WIRE_CONFIG
+
+    key_id: KeyId
+    extension: Extension | None = None
+
+
+@dataclass(frozen=True)
+class AckContainer(WireMessage):
+    __pydantic_config__ = WIRE_CONFIG
+
+    key_ids: Annotated[
+        tuple[Annotated[str, WireForm(KeyIdItem, load=attrgetter("key_id"), dump=KeyIdItem)], ...],
+        Field(alias="key_id_container", min_length=1, max_length=MAX_ITEMS),
+    ]
+    ack_status: AckStatus
+    initiator_sae_id: SaeId
+    target_sae_ids: SaeIds
+    message: Annotated[str | None, Field(max_length=MAX_MESSAGE)] = None
+    extension: Extension | None = None
+
+
+ACK_CONTAINERS: WireCodec[tuple[AckContainer, ...]] = WireCodec(
+    Annotated[tuple[AckContainer, ...], Field(min_length=1, max_length=MAX_ITEMS)]
+)
+"""The body of ``POST /kmapi/v1/ext_keys/ack`` and of a synchronous 200: an array of ack containers."""
 
 
 def parse_ack_containers(data: Any) -> tuple[AckContainer, ...]:
-    """The body of ``POST /kmapi/v1/ext_keys/ack`` and of a synchronous 200: an array of ack containers."""
-    parse = _Parser(ACK_NOT_UNDERSTOOD)
-    if not isinstance(data, list) or not data:
-        raise parse.fail("ack_not_understood", "the body must be a non-empty array of ack containers")
-    if len(data) > MAX_ITEMS:
-        raise parse.fail("ack_not_understood", f"at most {MAX_ITEMS} ack containers per request")
-    acks = []
-    for item in data:
-        item = parse.container(
-            item, {"key_id_container", "ack_status", "initiator_sae_id", "target_sae_ids"}, {"message", "extension"}
-        )
-        entries = parse.array(item, "key_id_container", minimum=1)
-        key_ids = tuple(parse.key_id(parse.container(entry, {"key_id"}, {"extension"})["key_id"]) for entry in entries)
-        status = item["ack_status"]
-        if status not in {s.value for s in AckStatus}:
-            raise parse.fail("ack_status", f"unknown ack_status {str(status)[:32]!r}")
-        message = item.get("message")
-        if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
-            raise parse.fail("message", f"message must be a string of at most {MAX_MESSAGE} characters")
-        acks.append(
-            AckContainer(
-                key_ids=key_ids,
-                ack_status=AckStatus(status),
-                initiator_sae_id=parse.sae_id(item["initiator_sae_id"], "initiator_sae_id"),
-                target_sae_ids=parse.sae_ids(item),
-                message=message,
-                extension=parse.extension(item, "extension"),
-            )
-        )
-    return tuple(acks)
+    return parse(ACK_CONTAINERS, data, ACK_NOT_UNDERSTOOD)
 
 
 @dataclass(frozen=True)
-class VoidContainer:
+class VoidContainer(_Container):
     """``POST /kmapi/v1/ext_keys/void``; empty ``key_ids`` voids every key of the SAE pair, if confirmed."""
 
-    key_ids: tuple[str, ...]
-    initiator_sae_id: str
-    target_sae_ids: tuple[str, ...]
-    ack_callback_url: str | None = None
-    extension: JsonObject | None = None
+    __pydantic_config__ = WIRE_CONFIG
+    problem_type = VOID_NOT_UNDERSTOOD
+
+    key_ids: Annotated[tuple[KeyId, ...], Field(max_length=MAX_ITEMS)]
+    initiator_sae_id: SaeId
+    target_sae_ids: SaeIds
+    ack_callback_url: CallbackUrl | None = None
+    extension: Extension | None = None
     all_confirmation: bool = False
 
-    def to_json(self) -> JsonObject:
-        body: JsonObject = {
-            "key_ids": list(self.key_ids),
-            "initiator_sae_id": self.initiator_sae_id,
-            "target_sae_ids": list(self.target_sae_ids),
-        }
-        if self.ack_callback_url is not None:
-            body["ack_callback_url"] = self.ack_callback_url
-        if self.extension:
-            body["extension"] = self.extension
-        if self.all_confirmation:
-            body["all_confirmation"] = True
-        return body
-
-    @classmethod
-    def from_json(cls, data: Any) -> VoidContainer:
-        parse = _Parser(VOID_NOT_UNDERSTOOD)
-        data = parse.container(
-            data,
-            {"key_ids", "initiator_sae_id", "target_sae_ids"},
-            {"ack_callback_url", "extension", "all_confirmation"},
-        )
-        key_ids = tuple(parse.key_id(item) for item in parse.array(data, "key_ids", minimum=0))
-        confirmation = data.get("all_confirmation", False)
-        if not isinstance(confirmation, bool):
-            raise parse.fail("all_confirmation", "all_confirmation must be a boolean")
-        if not key_ids and not confirmation:
-            raise Problem(
-                400,
-                NO_KEY_IDS_OR_CONFIRMATION,
-                {
-                    "no_all_confirmation": "empty key_ids voids every key between these SAEs; "
-                    "set all_confirmation to true if that is intended",
-                },
+    @model_validator(mode="after")
+    def _everything_only_if_confirmed(self) -> Self:
+        if not self.key_ids and not self.all_confirmation:
+            raise PydanticCustomError(
+                _NO_KEY_IDS_OR_CONFIRMATION,
+                "empty key_ids voids every key between these SAEs; set all_confirmation to true if that is intended",
             )
-        return cls(
-            key_ids=key_ids,
-            initiator_sae_id=parse.sae_id(data["initiator_sae_id"], "initiator_sae_id"),
-            target_sae_ids=parse.sae_ids(data),
-            ack_callback_url=parse.callback_url(data),
-            extension=parse.extension(data, "extension"),
-            all_confirmation=confirmation,
-        )
+        return self
 
 
 @dataclass(frozen=True)
-class VersionContainer:
-    versions: tuple[str, ...]
-    capabilities: tuple[str, ...] = ()
+class VersionContainer(_Container):
+    __pydantic_config__ = WIRE_CONFIG
 
-    def to_json(self) -> JsonObject:
-        body: JsonObject = {"versions": list(self.versions)}
-        if self.capabilities:
-            body["capabilities"] = list(self.capabilities)
-        return body
-
-    @classmethod
-    def from_json(cls, data: Any) -> VersionContainer:
-        parse = _Parser(INVALID_PARAMETER)
-        data = parse.container(data, {"versions"}, {"capabilities", "extension"})
-        versions = parse.array(data, "versions", minimum=0, maximum=MAX_VERSION_ITEMS)
-        capabilities = (
-            parse.array(data, "capabilities", minimum=0, maximum=MAX_VERSION_ITEMS) if "capabilities" in data else []
-        )
-        if not all(isinstance(v, str) and len(v) <= 16 for v in versions):
-            raise parse.fail("versions", "versions must be strings of at most 16 characters")
-        if not all(isinstance(c, str) and len(c) <= 128 for c in capabilities):
-            raise parse.fail("capabilities", "capabilities must be strings of at most 128 characters")
-        return cls(tuple(versions), tuple(capabilities))
+    versions: Annotated[tuple[Annotated[str, Field(max_length=16)], ...], Field(max_length=MAX_VERSION_ITEMS)]
+    capabilities: Annotated[tuple[Annotated[str, Field(max_length=128)], ...], Field(max_length=MAX_VERSION_ITEMS)] = ()
+    extension: JsonObject | None = None
 
 
-class _Parser:
-    """Schema checks shared by every container; ``kind`` is the endpoint's 400 problem type."""
+def parse(codec: WireCodec[Any], data: Any, kind: ProblemType) -> Any:
+    """Parse ``data`` with ``codec``; a body that breaks the schema is a 400 Problem of type ``kind``."""
+    try:
+        return codec.parse(data)
+    except SchemaError as exc:
+        raise _problem(exc.errors(include_url=False, include_input=False), kind) from None
 
-    def __init__(self, kind: ProblemType) -> None:
-        self.kind = kind
 
-    def fail(self, name: str, message: str) -> Problem:
-        return Problem(400, self.kind, {name: message})
+def _problem(errors: list[ErrorDetails], kind: ProblemType) -> Problem:
+    """Missing members first (their own type), then unknown ones, then what each offending member broke."""
+    missing = sorted({_member(error) for error in errors if error["type"] == "missing"})
+    if missing:
+        return Problem(400, MISSING_PARAMETERS, {"missing_parameters": ", ".join(missing)})
+    if any(error["type"] == _NO_KEY_IDS_OR_CONFIRMATION for error in errors):
+        return Problem(400, NO_KEY_IDS_OR_CONFIRMATION, {"no_all_confirmation": errors[0]["msg"]})
+    unknown = sorted({_member(error) for error in errors if error["type"] in _UNKNOWN_MEMBER})
+    if unknown:
+        return Problem(400, kind, {"unknown_parameters": ", ".join(unknown)[:256]})
+    details: dict[str, str] = {}
+    for error in errors:
+        name = "malformed_container" if error["type"] in _NOT_AN_OBJECT else _member(error)
+        details.setdefault(name, error["msg"])
+    return Problem(400, kind, details)
 
-    def container(self, data: Any, required: set[str], optional: set[str]) -> JsonObject:
-        if not isinstance(data, dict):
-            raise self.fail("malformed_container", "expected a JSON object")
-        missing = sorted(required - set(data))
-        if missing:
-            raise Problem(400, MISSING_PARAMETERS, {"missing_parameters": ", ".join(missing)})
-        unknown = sorted(set(data) - required - optional)
-        if unknown:
-            raise self.fail("unknown_parameters", ", ".join(unknown)[:256])
-        return data
 
-    def array(self, data: JsonObject, name: str, *, minimum: int, maximum: int = MAX_ITEMS) -> list[Any]:
-        value = data.get(name)
-        if not isinstance(value, list) or not minimum <= len(value) <= maximum:
-            raise self.fail(name, f"{name} must be an array of {minimum} to {maximum} items")
-        return value
-
-    def key_id(self, value: Any) -> str:
-        canonical = canonical_key_id(value) if isinstance(value, str) else None
-        if canonical is None:
-            raise self.fail("key_id", "key_id must be a UUID (RFC 9562)")
-        return canonical
-
-    def ext_key(self, item: Any) -> ExtKey:
-        item = self.container(item, {"key_id", "value"}, {"extension"})
-        value = strict_base64(item["value"]) if isinstance(item["value"], str) else None
-        if not value:
-            raise self.fail("value", "value must be non-empty base64 key data (RFC 4648)")
-        return ExtKey(self.key_id(item["key_id"]), value, self.extension(item, "extension"))
-
-    def sae_id(self, value: Any, name: str) -> str:
-        if not isinstance(value, str) or not 1 <= len(value) <= MAX_SAE_ID or not _SAE_ID_CHARACTERS.match(value):
-            raise self.fail(name, f"{name} must be 1 to {MAX_SAE_ID} URI characters")
-        return value
-
-    def sae_ids(self, data: JsonObject) -> tuple[str, ...]:
-        targets = tuple(self.sae_id(t, "target_sae_ids") for t in self.array(data, "target_sae_ids", minimum=1))
-        if len(set(targets)) != len(targets):
-            raise self.fail("target_sae_ids", "target_sae_ids lists an SAE more than once")
-        return targets
-
-    def callback_url(self, data: JsonObject) -> str | None:
-        url = data.get("ack_callback_url")
-        if url is None:
-            return None
-        if not isinstance(url, str) or not url.startswith("https://") or len(url) > MAX_URL or " " in url:
-            raise self.fail("ack_callback_url", f"ack_callback_url must be an https:// URL (at most {MAX_URL} chars)")
-        return url
-
-    def extension(self, data: JsonObject, name: str) -> JsonObject | None:
-        value = data.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, dict) or not 1 <= len(value) <= MAX_EXTENSION_MEMBERS:
-            raise self.fail(name, f"{name} must be an object with 1 to {MAX_EXTENSION_MEMBERS} members")
-        badly_named = sorted(member for member in value if not _EXTENSION_NAME.match(member))
-        if badly_named:
-            raise self.fail(name, f"extension names must be E<PEN>_...: {', '.join(badly_named)[:200]}")
-        return value
+def _member(error: ErrorDetails) -> str:
+    """The innermost member named in the error's location (array indexes skipped)."""
+    names = [part for part in error["loc"] if isinstance(part, str)]
+    return names[-1] if names else "malformed_container"

@@ -8,8 +8,13 @@ URI without parsing prose.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
+
+from relay.wire import WIRE_CONFIG, WireCodec
+
+MAX_DETAIL = 1024
 TYPE_PREFIX = "https://qkd.etsi.org/gs020-interop-kms/"
 
 
@@ -51,12 +56,20 @@ class Problem(Exception):
         super().__init__(f"{self.status} {self.kind.title}: {self.details}")
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": self.kind.uri, "status": self.status, "title": self.kind.title}
-        if self.details:
-            body["details"] = {name: str(text)[:1024] for name, text in self.details.items()}
-        return body
+        details = {name: str(text)[:MAX_DETAIL] for name, text in self.details.items()} or None
+        return PROBLEM_DETAILS.to_json(ProblemDetails(self.kind.uri, self.status, self.kind.title, details))
 
 
-def invalid(detail_name: str, message: str) -> Problem:
-    """The 400 for a request whose format is wrong (the peer must not assume any key association)."""
-    return Problem(400, INVALID_PARAMETER, {detail_name: message})
+@dataclass(frozen=True)
+class ProblemDetails:
+    """The RFC 9457 body a :class:`Problem` leaves as (the spec's ``problem_details``)."""
+
+    __pydantic_config__ = WIRE_CONFIG
+
+    type: Annotated[str, Field(description="A problem type URI, or about:blank.")]
+    status: Annotated[int, Field(ge=400, le=599)]
+    title: str
+    details: dict[str, Annotated[str, Field(max_length=MAX_DETAIL)]] | None = None
+
+
+PROBLEM_DETAILS: WireCodec[ProblemDetails] = WireCodec(ProblemDetails)

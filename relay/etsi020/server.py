@@ -27,6 +27,7 @@ from relay.etsi020.models import (
     VoidContainer,
     parse_ack_containers,
 )
+from relay.etsi020.openapi import etsi020_document
 from relay.etsi020.problems import (
     HTTP_STATUS_ONLY,
     INVALID_PARAMETER,
@@ -36,7 +37,7 @@ from relay.etsi020.problems import (
     Problem,
     ProblemType,
 )
-from relay.openapi import OPENAPI_PATH, etsi020_document
+from relay.openapi_frame import OPENAPI_PATH
 from relay.pki.tls import peer_identity
 from relay.strict_json import StrictJsonError, parse_strict_json
 

@@ -28,7 +28,6 @@ class QkdLinkEnd:
 
     link_id: str
     role: Role
-    own_sae_id: str
     peer_sae_id: str
     kme_url: str
 
@@ -132,7 +131,6 @@ def _qkd_end(topology: Topology, link: Link, gateway_id: str) -> QkdLinkEnd:
     return QkdLinkEnd(
         link_id=qkd_link.id,
         role=Role.MASTER if ends.index(gateway_id) == 0 else Role.SLAVE,
-        own_sae_id=own.sae,
         peer_sae_id=peer.sae,
         kme_url=f"https://{kme.host}:{kme.port}",
     )

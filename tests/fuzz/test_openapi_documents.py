@@ -10,9 +10,10 @@ from openapi_spec_validator import validate
 
 from relay.domain import Key
 from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
+from relay.etsi014.openapi import etsi014_document
 from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VersionContainer, VoidContainer
+from relay.etsi020.openapi import etsi020_document
 from relay.etsi020.problems import INVALID_PARAMETER, Problem
-from relay.openapi import etsi014_document, etsi020_document
 
 KEY_ID = "8f6a3c2e-1b4d-4e5f-9a0b-1c2d3e4f5a6b"
 

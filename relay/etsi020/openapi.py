@@ -1,0 +1,113 @@
+"""OpenAPI 3.1 description of the ETSI GS QKD 020 inter-KMS API as this project serves it.
+
+The gateway's 020 listener (``relay.etsi020.server``): another KME or gateway, identified by its client
+certificate (mutual TLS 1.3), hands over keys for an SAE this domain serves, acknowledges keys we handed
+over, or voids keys. Failures are RFC 9457 problem details (``application/problem+json``) whose ``type``
+names the reason; ``status`` repeats the HTTP status. The routes are described here; every message
+schema is generated from ``relay.etsi020.models`` and ``relay.etsi020.problems``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.etsi020.models import ACK_CONTAINERS, AckContainer, ExtKeyContainer, VersionContainer, VoidContainer
+from relay.etsi020.problems import PROBLEM_DETAILS
+from relay.openapi_frame import JSON, component_schemas, document, fresh_copies, ref
+
+PROBLEM = "application/problem+json"
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": ref("Problem")}}}
+
+
+_ERRORS: dict[str, Any] = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "404": {"$ref": "#/components/responses/NotFound"},
+    "405": {"$ref": "#/components/responses/MethodNotAllowed"},
+    "413": {"$ref": "#/components/responses/TooLarge"},
+    "503": {"$ref": "#/components/responses/Unavailable"},
+}
+_ACKS_NOW = {
+    "description": "Synchronous mode: one ack container per outcome.",
+    "content": {JSON: {"schema": {"type": "array", "items": ref("AckContainer")}}},
+}
+_ACKS_LATER = {"description": "Asynchronous mode: accepted; acks follow at ack_callback_url."}
+
+
+@fresh_copies
+def etsi020_document() -> dict[str, Any]:
+    schemas = component_schemas(
+        {
+            "Problem": PROBLEM_DETAILS,
+            "VersionContainer": VersionContainer.codec(),
+            "ExtKeyContainer": ExtKeyContainer.codec(),
+            "AckContainer": AckContainer.codec(),
+            "AckContainers": ACK_CONTAINERS,
+            "VoidContainer": VoidContainer.codec(),
+        }
+    )
+    return document(
+        title="qkd-relay ETSI GS QKD 020 inter-KMS key transfer",
+        summary="Key hand-over between key management systems, as implemented by the qkd-relay gateway.",
+        description=(
+            "The calling KME or gateway is identified by its client certificate (URI SAN "
+            "urn:qkd-relay:gateway:<id> or urn:qkd-relay:kme:<id>). Bodies are strict JSON (no duplicate "
+            "members, NaN or unpaired surrogates) of at most 4 MiB. A request refused before 200/202 leaves "
+            "no key associated with anything."
+        ),
+        paths={
+            "/kmapi/versions": {
+                "get": {
+                    "operationId": "getVersions",
+                    "summary": "API versions and optional capabilities of this KME.",
+                    "responses": {
+                        "200": {"description": "Versions.", "content": {JSON: {"schema": ref("VersionContainer")}}},
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/kmapi/v1/ext_keys": {
+                "post": {
+                    "operationId": "postExtKeys",
+                    "summary": "Hand over keys for target SAEs served by this domain.",
+                    "requestBody": {"required": True, "content": {JSON: {"schema": ref("ExtKeyContainer")}}},
+                    "responses": {"200": _ACKS_NOW, "202": _ACKS_LATER, **_ERRORS},
+                }
+            },
+            "/kmapi/v1/ext_keys/ack": {
+                "post": {
+                    "operationId": "postAcks",
+                    "summary": "Acknowledge keys this KME handed over to the caller.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {JSON: {"schema": ref("AckContainers")}},
+                    },
+                    "responses": {"200": {"description": "Acks recorded."}, **_ERRORS},
+                }
+            },
+            "/kmapi/v1/ext_keys/void": {
+                "post": {
+                    "operationId": "postVoid",
+                    "summary": "Withdraw keys handed over earlier.",
+                    "requestBody": {"required": True, "content": {JSON: {"schema": ref("VoidContainer")}}},
+                    "responses": {"200": _ACKS_NOW, "202": _ACKS_LATER, **_ERRORS},
+                }
+            },
+        },
+        components={
+            "responses": {
+                "BadRequest": _problem_response("Malformed, incomplete or unroutable request; nothing associated."),
+                "Unauthorized": _problem_response("The certificate does not identify a KME or gateway."),
+                "NotFound": _problem_response("No such path."),
+                "MethodNotAllowed": _problem_response("The path exists but not with this method."),
+                "TooLarge": _problem_response("The request body exceeds the size limit."),
+                "Unavailable": _problem_response(
+                    "Cannot serve now: unsupported mandatory extension, no route, storage down, internal failure."
+                ),
+            },
+            "schemas": schemas,
+        },
+    )
