@@ -17,6 +17,7 @@ import aiohttp
 
 from relay import topology as topology_module
 from relay.compose import check_compose, write_compose
+from relay.console import show
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
@@ -33,7 +34,7 @@ from relay.testbed.launcher import TestbedError, TestbedState
 from relay.testbed.launcher import down as testbed_down
 from relay.testbed.launcher import up as testbed_up
 from relay.testbed.status import collect as collect_status
-from relay.testbed.status import render as render_status
+from relay.testbed.status import screen as status_screen
 from relay.topology import Topology, TopologyError
 
 DEFAULT_KEYS_ROOT = Path("keys")
@@ -322,7 +323,7 @@ def _print_status(topology: Topology, state_dir: Path) -> int:
     state = TestbedState.load(state_dir)
     if state is None:
         raise CliError(f"no testbed recorded in {state_dir}; start one with `qkd-relay testbed up`")
-    print(render_status(topology, state, asyncio.run(collect_status(topology, state))))
+    show(status_screen(topology, state, asyncio.run(collect_status(topology, state))), sys.stdout)
     return 0
 
 
