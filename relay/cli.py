@@ -18,7 +18,7 @@ import aiohttp
 from relay import topology as topology_module
 from relay.compose import check_compose, write_compose
 from relay.console import show
-from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
+from relay.etsi014.client import Etsi014Client, KmeClientError, KmeError
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
 from relay.gateway.service import RunningGateway, start_gateway
@@ -455,7 +455,7 @@ def _run_sae(args: argparse.Namespace, call: Callable[[Etsi014Client], Coroutine
     except KmeError as exc:
         print(json.dumps({"http_status": exc.status, **(exc.error.to_json() if exc.error else {})}, indent=2))
         return 1
-    except (KmeUnreachable, KmeProtocolError) as exc:
+    except KmeClientError as exc:  # no answer, or one that breaks the spec
         raise CliError(str(exc)) from None
     print(json.dumps(result.to_json(), indent=2))
     return 0
