@@ -16,11 +16,11 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+matplotlib.use("Agg")  # before pyplot is imported: the backend must be chosen first
+import matplotlib.pyplot as plt
 
-from relay.loadtest.histogram import LatencyHistogram  # noqa: E402
-from relay.loadtest.results import RunResult  # noqa: E402
+from relay.loadtest.histogram import LatencyHistogram
+from relay.loadtest.results import RunResult
 
 PAPER_BAND_MS = (100.0, 700.0)
 _PERCENTILE_TICKS = (0.0, 90.0, 99.0, 99.9, 99.99)
