@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"qkd-relay: error: {exc}", file=sys.stderr)
         return 2
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return args.handler(args)
+        return handler(args)
     except (CliError, TopologyError, MissingKeyMaterial, OSError) as exc:
         print(f"qkd-relay: error: {exc}", file=sys.stderr)
         return 2
@@ -422,7 +423,7 @@ async def _admin_call(method: str, url: str, payload: dict[str, Any] | None = No
     try:
         async with aiohttp.ClientSession() as session:
             async with session.request(method, url, json=payload) as response:
-                body = await response.json(content_type=None)
+                body: dict[str, Any] = await response.json(content_type=None)
                 if response.status != 200:
                     raise CliError(body.get("message", f"admin answered {response.status}"))
                 return body

@@ -132,7 +132,8 @@ def _gateways_table(topology: Topology, admin: dict[str, Any]) -> Table:
 
 
 def _link_view(gateway_doc: dict[str, Any], neighbour: str) -> dict[str, Any] | None:
-    for link in gateway_doc.get("links", []):
+    links: list[dict[str, Any]] = gateway_doc.get("links", [])
+    for link in links:
         if link["neighbour"] == neighbour:
             return link
     return None
