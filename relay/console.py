@@ -77,5 +77,5 @@ def _rich_table(table: Table) -> RenderableType:
     for column in table.columns:
         drawn.add_column(column.header, justify=column.align)
     for row in table.rows:
-        drawn.add_row(*row)
+        drawn.add_row(*(Text(cell) for cell in row))  # Text: a cell is shown as written, never read as markup
     return Group(drawn, *(Text(note) for note in table.notes)) if table.notes else drawn

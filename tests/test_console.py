@@ -90,3 +90,13 @@ def test_progress_on_a_terminal_is_a_live_bar_with_rate_and_errors() -> None:
         screen = drawn(reader)
     assert "run c=2" in screen and "100%" in screen and "4 req, 1 err" in screen and "req/s" in screen
     assert "\r" in screen  # redrawn in place
+
+
+def test_a_cell_is_shown_as_written_and_never_read_as_rich_markup() -> None:
+    table = Table([Column("ERROR")])
+    table.add_row("ClientConnectorError [Connection refused] [/bold]")
+    with terminal() as (stream, reader):
+        show([table], stream)
+        stream.flush()
+        screen = drawn(reader)
+    assert "ClientConnectorError [Connection refused] [/bold]" in screen
