@@ -17,7 +17,8 @@ import aiohttp
 
 from relay import topology as topology_module
 from relay.compose import check_compose, write_compose
-from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
+from relay.console import show
+from relay.etsi014.client import Etsi014Client, KmeClientError, KmeError
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
 from relay.gateway.service import RunningGateway, start_gateway
@@ -33,7 +34,7 @@ from relay.testbed.launcher import TestbedError, TestbedState
 from relay.testbed.launcher import down as testbed_down
 from relay.testbed.launcher import up as testbed_up
 from relay.testbed.status import collect as collect_status
-from relay.testbed.status import render as render_status
+from relay.testbed.status import screen as status_screen
 from relay.topology import Topology, TopologyError
 
 DEFAULT_KEYS_ROOT = Path("keys")
@@ -54,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"qkd-relay: error: {exc}", file=sys.stderr)
         return 2
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return args.handler(args)
+        return handler(args)
     except (CliError, TopologyError, MissingKeyMaterial, OSError) as exc:
         print(f"qkd-relay: error: {exc}", file=sys.stderr)
         return 2
@@ -322,7 +324,7 @@ def _print_status(topology: Topology, state_dir: Path) -> int:
     state = TestbedState.load(state_dir)
     if state is None:
         raise CliError(f"no testbed recorded in {state_dir}; start one with `qkd-relay testbed up`")
-    print(render_status(topology, state, asyncio.run(collect_status(topology, state))))
+    show(status_screen(topology, state, asyncio.run(collect_status(topology, state))), sys.stdout)
     return 0
 
 
@@ -421,7 +423,7 @@ async def _admin_call(method: str, url: str, payload: dict[str, Any] | None = No
     try:
         async with aiohttp.ClientSession() as session:
             async with session.request(method, url, json=payload) as response:
-                body = await response.json(content_type=None)
+                body: dict[str, Any] = await response.json(content_type=None)
                 if response.status != 200:
                     raise CliError(body.get("message", f"admin answered {response.status}"))
                 return body
@@ -454,7 +456,7 @@ def _run_sae(args: argparse.Namespace, call: Callable[[Etsi014Client], Coroutine
     except KmeError as exc:
         print(json.dumps({"http_status": exc.status, **(exc.error.to_json() if exc.error else {})}, indent=2))
         return 1
-    except (KmeUnreachable, KmeProtocolError) as exc:
+    except KmeClientError as exc:  # no answer, or one that breaks the spec
         raise CliError(str(exc)) from None
     print(json.dumps(result.to_json(), indent=2))
     return 0

@@ -215,7 +215,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         name = gateway_service(gateway.id)
         volumes[storage_volume(gateway.id)] = {}
         vendor_kms = sorted({q.kms for q in topology.qkd_links if gateway.id in {e.sae for e in q.endpoints}})
-        own_networks = {region_network(gateway.region): {}}
+        own_networks: dict[str, Any] = {region_network(gateway.region): {}}
         own_networks.update({kms_network(k): {} for k in vendor_kms})
         for link in topology.links:
             if gateway.id in link.gateways:

@@ -239,7 +239,7 @@ def load_kem_provider(name: str = PycaKemProvider.name) -> KemProvider:
         if not status.available:
             raise ProviderUnavailable(f"liboqs provider unavailable: {status.detail}")
         # Deferred on purpose: importing oqs is safe only once a loadable liboqs is proven.
-        import oqs  # type: ignore[import-untyped]
+        import oqs
 
         return LiboqsKemProvider(oqs)
     raise ProviderUnavailable(f"unknown KEM provider {name!r} (known: cryptography, liboqs)")

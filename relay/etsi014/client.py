@@ -21,7 +21,11 @@ from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
 DEFAULT_TIMEOUT_S = 10.0
 
 
-class KmeError(Exception):
+class KmeClientError(Exception):
+    """Base of every failure of a call to a KME: an error answer, no answer, or an answer that breaks the spec."""
+
+
+class KmeError(KmeClientError):
     """The KME answered with an error status; ``error`` is its Error body when it sent one."""
 
     def __init__(self, status: int, error: Error | None) -> None:
@@ -31,11 +35,11 @@ class KmeError(Exception):
         self.error = error
 
 
-class KmeUnreachable(Exception):
+class KmeUnreachable(KmeClientError):
     """No HTTP answer: connection refused, TLS handshake failed, or the request timed out."""
 
 
-class KmeProtocolError(Exception):
+class KmeProtocolError(KmeClientError):
     """The KME answered 200 with a body that breaks the spec or does not match the request."""
 
 

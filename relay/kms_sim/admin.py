@@ -1,7 +1,7 @@
 """Operator controls of the simulator: link levels, and the QBER knob that plays the eavesdropper.
 
 Served over plain HTTP on the loopback interface only; it is a test instrument, not part of the 014 API.
-``GET /metrics`` serves per-link Prometheus gauges (see :mod:`relay.observability.kms`) and ``GET /healthz``
+``GET /metrics`` serves per-link Prometheus gauges (see :mod:`relay.kms_sim.metrics`) and ``GET /healthz``
 answers 200 while the simulator runs.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from relay.kms_sim.kms import LinkReport, SimulatedKms
+from relay.kms_sim.metrics import KmsMetrics
 from relay.observability.exposition import metrics_handler
-from relay.observability.kms import KmsMetrics
 
 KMS_KEY = web.AppKey("kms", SimulatedKms)
 

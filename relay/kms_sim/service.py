@@ -11,7 +11,7 @@ from relay.kms_sim.admin import create_admin_app
 from relay.kms_sim.config import SimConfig
 from relay.kms_sim.kms import SimulatedKms
 from relay.kms_sim.link import Clock
-from relay.observability.kms import KmsMetrics
+from relay.kms_sim.metrics import KmsMetrics
 from relay.pki.layout import KeyDirectory
 
 ADMIN_HOST = "127.0.0.1"

@@ -14,7 +14,7 @@ throughput, errors, pool use, QKD consumption, CSV/JSON output and PNG plots.
 | ``results`` | per-run summary: percentiles, throughput, errors, pool use, QKD bits, key rates |
 | ``output`` | requests.csv, summary.json, the printed table |
 | ``plots`` | PNG plots (matplotlib, Agg) |
-| ``progress`` | the text progress bar |
+| ``progress`` | the progress bar: rich live on a terminal, one line otherwise |
 | ``cpu`` | cores used per process during a run (``/proc``) |
 | ``campaign`` | the whole run: groups, warm-up, prefill, runs, outputs |
 | ``command`` | the ``qkd-relay loadtest`` options and printed table |

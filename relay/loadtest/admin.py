@@ -30,7 +30,7 @@ class Snapshot:
         return self.gateways.get(gateway, {}).get("relay") or {}
 
     def prerelayed(self, gateway: str) -> int:
-        return (self.gateways.get(gateway, {}).get("prerelay") or {}).get("keys_prerelayed", 0)
+        return int((self.gateways.get(gateway, {}).get("prerelay") or {}).get("keys_prerelayed", 0))
 
     def ready_level(self, master: str, slave: str, gateway: str) -> int | None:
         for pool in self.gateways.get(gateway, {}).get("ready_pools", []):

@@ -7,9 +7,11 @@ The campaign (and with it matplotlib) is imported only when the command runs, so
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
+from relay.console import show
 from relay.loadtest.runner import LoopMode
 from relay.loadtest.scenarios import DEFAULT_SCENARIOS, SCENARIOS
 from relay.loadtest.schedule import Arrival
@@ -75,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, state_dir: Path, keys_root
 
 def run(args: argparse.Namespace) -> int:
     from relay.loadtest.campaign import LoadtestOptions, run_loadtest
-    from relay.loadtest.output import render_table
+    from relay.loadtest.output import summary_table
     from relay.loadtest.target import TargetError
     from relay.testbed.launcher import TestbedError
 
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         report = run_loadtest(options)
     except (TargetError, TestbedError, ValueError) as exc:
         raise LoadtestError(str(exc)) from None
-    print(render_table(report.summaries))
+    show([summary_table(report.summaries)], sys.stdout)
     for summary in report.summaries:
         for note in summary["notes"]:
             print(f"{summary['run']}: {note}")

@@ -60,7 +60,7 @@ class LatencyHistogram:
         return int(self._histogram.get_total_count())
 
     def percentile_ms(self, percentile: float) -> float:
-        return self._histogram.get_value_at_percentile(percentile) / 1000
+        return int(self._histogram.get_value_at_percentile(percentile)) / 1000
 
     def summary(self, percentiles: Iterable[float] = PERCENTILES) -> LatencySummary:
         if self.count == 0:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from relay.console import Column, Table
 from relay.loadtest.results import RunResult
 
 CSV_COLUMNS = (
@@ -74,29 +75,37 @@ def write_json(document: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def render_table(summaries: list[dict[str, Any]]) -> str:
-    header = (
-        f"{'SCENARIO':<20}{'MODE':<10}{'C':>4}{'HOPS':>5}{'REQ':>7}{'OK':>7}{'503':>6}{'ERR':>5}{'MISM':>5}"
-        f"{'REQ/S':>8}{'KEYS/S':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}"
-        f"{'POOL':>7}{'RELAYED':>8}{'QKD>PQC':>8}{'QKD bits':>10}"
-    )
-    lines = [header, "-" * len(header)]
+SUMMARY_LEGEND = (
+    "latencies in ms of successful enc_keys (open loop: from the due time); 503 and other errors "
+    "counted apart; POOL / RELAYED: keys served from ready pools / relayed on demand; QKD>PQC: "
+    "qkd+pqc hops sealed pqc-only for want of QKD key; QKD bits: used by hops during the run"
+)
+LATENCY_COLUMNS = {"p50": "p50", "p90": "p90", "p99": "p99", "p99.9": "p99.9", "max_ms": "max"}
+
+
+def summary_table(summaries: list[dict[str, Any]]) -> Table:
+    """One row per run; every number right-aligned, the legend under the table."""
+    left = ("SCENARIO", "MODE")
+    right = ("C", "HOPS", "REQ", "OK", "503", "ERR", "MISM", "REQ/S", "KEYS/S", *LATENCY_COLUMNS.values())
+    right += ("POOL", "RELAYED", "QKD>PQC", "QKD bits")
+    table = Table([*(Column(h) for h in left), *(Column(h, "right") for h in right)], notes=[SUMMARY_LEGEND])
     for s in summaries:
         latency = s["latency_ms"]
-        hops = ",".join(map(str, s["hops"]))
-        mode = s["mode"] + (f"@{s['rate']:g}" if s["rate"] else "")
         qkd_bits = sum(link["bits_used_by_hops"] for link in s["qkd"].values())
         fallbacks = sum(gateway["qkd_fallbacks"] for gateway in s["gateways"].values())
-        lines.append(
-            f"{s['scenario']:<20}{mode:<10}{s['concurrency']:>4}{hops:>5}{s['requests']:>7}{s['ok']:>7}"
-            f"{s['errors_503']:>6}{s['errors'] - s['errors_503']:>5}{s['mismatches']:>5}"
-            f"{s['throughput_rps']:>8.1f}{s['keys_per_s']:>8.1f}"
-            + "".join(f"{latency[p]:>9.1f}" for p in ("p50", "p90", "p99", "p99.9", "max_ms"))
-            + f"{s['pool']['served_from_pool']:>7}{s['pool']['relayed_on_demand']:>8}{fallbacks:>8}{qkd_bits:>10}"
+        counts = (s["requests"], s["ok"], s["errors_503"], s["errors"] - s["errors_503"], s["mismatches"])
+        table.add_row(
+            s["scenario"],
+            s["mode"] + (f"@{s['rate']:g}" if s["rate"] else ""),
+            str(s["concurrency"]),
+            ",".join(map(str, s["hops"])),
+            *(str(count) for count in counts),
+            f"{s['throughput_rps']:.1f}",
+            f"{s['keys_per_s']:.1f}",
+            *(f"{latency[p]:.1f}" for p in LATENCY_COLUMNS),
+            str(s["pool"]["served_from_pool"]),
+            str(s["pool"]["relayed_on_demand"]),
+            str(fallbacks),
+            str(qkd_bits),
         )
-    lines.append(
-        "latencies in ms of successful enc_keys (open loop: from the due time); 503 and other errors "
-        "counted apart; POOL / RELAYED: keys served from ready pools / relayed on demand; QKD>PQC: "
-        "qkd+pqc hops sealed pqc-only for want of QKD key; QKD bits: used by hops during the run"
-    )
-    return "\n".join(lines)
+    return table

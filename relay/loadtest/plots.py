@@ -16,11 +16,12 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+matplotlib.use("Agg")  # before pyplot is imported: the backend must be chosen first
+import matplotlib.pyplot as plt
 
-from relay.loadtest.histogram import LatencyHistogram  # noqa: E402
-from relay.loadtest.results import RunResult  # noqa: E402
+from relay.loadtest.histogram import LatencyHistogram
+from relay.loadtest.results import RunResult
+from relay.loadtest.runner import RequestRecord
 
 PAPER_BAND_MS = (100.0, 700.0)
 _PERCENTILE_TICKS = (0.0, 90.0, 99.0, 99.9, 99.99)
@@ -108,7 +109,7 @@ def key_rates(
     return _save(figure, path)
 
 
-def _x(record: Any) -> float:
+def _x(record: RequestRecord) -> float:
     return record.sent_s if record.scheduled_s is None else record.scheduled_s
 
 

@@ -14,7 +14,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
+from relay.etsi014.client import Etsi014Client, KmeClientError, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
 from relay.loadtest.runner import Outcome
 from relay.pki.layout import KeyDirectory
@@ -84,7 +84,7 @@ class SaeWorker:
             fetched = await self._slave.get_key_with_ids(self.pair.master, [k.key_id for k in container.keys])
         except KmeError as exc:
             return Outcome(f"dec-http-{exc.status}", keys=keys, http_status=exc.status, detail=_message(exc))
-        except (KmeUnreachable, KmeProtocolError) as exc:
+        except KmeClientError as exc:  # no answer, or one that breaks the spec
             return Outcome("dec-failed", keys=keys, detail=str(exc))
         dec_ms = (time.perf_counter() - started) * 1000
         issued = {key.key_id: key.key for key in container.keys}

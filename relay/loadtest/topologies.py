@@ -31,7 +31,10 @@ POOL_SOURCES = 8
 
 
 def three_region_document() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("relay.topologies").joinpath(f"{THREE_REGION}.yaml").read_text())
+    document: dict[str, Any] = yaml.safe_load(
+        resources.files("relay.topologies").joinpath(f"{THREE_REGION}.yaml").read_text()
+    )
+    return document
 
 
 def chain_document(name: str = CHAIN, gateways: int = 4, sources: int = 1) -> dict[str, Any]:

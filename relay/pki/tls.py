@@ -53,7 +53,7 @@ def peer_identity(peercert: dict[str, Any] | None, role: str) -> str | None:
     if not peercert:
         return None
     prefix = f"{URI_PREFIX}{role}:"
-    uris = [value for kind, value in peercert.get("subjectAltName", ()) if kind == "URI"]
+    uris: list[str] = [value for kind, value in peercert.get("subjectAltName", ()) if kind == "URI"]
     ours = [uri[len(prefix) :] for uri in uris if uri.startswith(prefix)]
     if ours:
         return ours[0]

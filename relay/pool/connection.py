@@ -54,7 +54,6 @@ class RedisConfig:
 
 @dataclass
 class BackendMetrics:
-    scripts_run: int = 0
     unavailable: int = 0
 
 
@@ -101,7 +100,6 @@ class RedisBackend:
         await self.client.aclose()
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
-        self.metrics.scripts_run += 1
         return await self._guarded(self._scripts[script](keys=keys, args=args))
 
     async def command(self, *args: str | bytes | int) -> Any:

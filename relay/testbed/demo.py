@@ -32,7 +32,7 @@ class Exchange:
 
 async def exchange_keys(topology: Topology, state: TestbedState, keys: KeyDirectory) -> list[Exchange]:
     gateways = {s.name: s.listens["etsi014"] for s in state.services if s.kind == "gateway"}
-    first_sae = {}
+    first_sae: dict[str, str] = {}
     for sae in topology.saes:
         first_sae.setdefault(sae.gateway, sae.id)
     exchanges = []

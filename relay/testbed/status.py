@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from relay.console import Column, Screen, Table, render_plain
 from relay.testbed.launcher import TestbedState, is_alive
 from relay.topology import Topology
 
@@ -37,61 +38,102 @@ async def get_admin_json(session: aiohttp.ClientSession, url: str) -> dict[str, 
 
 
 def render(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> str:
-    lines = [
-        f"testbed {topology.name}: {sum(is_alive(s.pid) for s in state.services)}/{len(state.services)} "
-        "processes running",
-        "",
+    """The status screen as plain text (what ``testbed status`` prints when stdout is not a terminal)."""
+    return render_plain(screen(topology, state, admin))
+
+
+def screen(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> Screen:
+    running = sum(is_alive(s.pid) for s in state.services)
+    return [
+        f"testbed {topology.name}: {running}/{len(state.services)} processes running",
+        _services_table(state),
+        _qkd_links_table(topology, admin),
+        _relay_links_table(topology, admin),
+        _gateways_table(topology, admin),
     ]
-    lines.append(f"{'SERVICE':<16}{'PID':>8}  {'STATE':<6} LISTENS")
+
+
+def _services_table(state: TestbedState) -> Table:
+    table = Table([Column("SERVICE"), Column("PID", "right"), Column("STATE"), Column("LISTENS")])
     for service in state.services:
         listens = "  ".join(f"{what} {where}" for what, where in service.listens.items())
-        lines.append(f"{service.name:<16}{service.pid:>8}  {'up' if is_alive(service.pid) else 'DOWN':<6} {listens}")
+        table.add_row(service.name, str(service.pid), "up" if is_alive(service.pid) else "DOWN", listens)
+    return table
 
-    lines += ["", f"{'QKD LINK':<16}{'RATE bit/s':>11}{'STORED bits':>13}{'QBER':>7}  STATE   PULLED bit/s"]
+
+def _qkd_links_table(topology: Topology, admin: dict[str, Any]) -> Table:
+    table = Table(
+        [
+            Column("QKD LINK"),
+            Column("RATE bit/s", "right"),
+            Column("STORED bits", "right"),
+            Column("QBER", "right"),
+            Column("STATE"),
+            Column("PULLED bit/s", "right"),
+        ]
+    )
     pulled = _pulled_rates(admin)
     for kms in topology.kms:
         report = admin.get(kms.id, {})
         if "error" in report:
-            lines.append(f"{kms.id:<16} admin unreachable: {report['error']}")
+            table.notes.append(f"{kms.id}: admin unreachable: {report['error']}")
             continue
         for link in report.get("links", []):
-            state_text = "HALTED" if link["halted"] else "ok"
             rate = pulled.get(link["id"])
-            lines.append(
-                f"{link['id']:<16}{link['rate_bps']:>11.0f}{link['stored_bits']:>13}{link['qber']:>7.3f}  "
-                f"{state_text:<7} {'-' if rate is None else f'{rate:.0f}'}"
+            table.add_row(
+                link["id"],
+                f"{link['rate_bps']:.0f}",
+                str(link["stored_bits"]),
+                f"{link['qber']:.3f}",
+                "HALTED" if link["halted"] else "ok",
+                "-" if rate is None else f"{rate:.0f}",
             )
+    return table
 
-    lines += ["", f"{'RELAY LINK':<16}{'POLICY':<13}{'REACHABLE':<11}QKD POOL LANES (level/high, state)"]
+
+def _relay_links_table(topology: Topology, admin: dict[str, Any]) -> Table:
+    table = Table(
+        [Column("RELAY LINK"), Column("POLICY"), Column("REACHABLE"), Column("QKD POOL LANES (level/high, state)")]
+    )
     for link in topology.links:
         a, b = link.gateways
         view = _link_view(admin.get(a, {}), b)
         if view is None:
-            lines.append(f"{a}-{b:<13}{link.policy:<13}{'?':<11}gateway {a} admin unreachable")
+            table.add_row(f"{a}-{b}", link.policy, "?", f"gateway {a} admin unreachable")
             continue
-        lanes = (
-            ", ".join(f"{p['name'].split(':')[-1]} {p['level']}/{p['high']} {p['state']}" for p in view["qkd_pools"])
-            or "-"
+        lanes = ", ".join(
+            f"{p['name'].split(':')[-1]} {p['level']}/{p['high']} {p['state']}" for p in view["qkd_pools"]
         )
-        lines.append(f"{a + '-' + b:<16}{link.policy:<13}{'yes' if view['reachable'] else 'NO':<11}{lanes}")
+        table.add_row(f"{a}-{b}", link.policy, "yes" if view["reachable"] else "NO", lanes or "-")
+    return table
 
-    lines += ["", f"{'GATEWAY':<10}{'READY KEYS':>11}{'RELAYED':>9}{'FAILED':>8}{'QKD->PQC':>10}{'EXHAUSTED':>11}"]
+
+def _gateways_table(topology: Topology, admin: dict[str, Any]) -> Table:
+    table = Table(
+        [
+            Column("GATEWAY"),
+            Column("READY KEYS", "right"),
+            Column("RELAYED", "right"),
+            Column("FAILED", "right"),
+            Column("QKD->PQC", "right"),
+            Column("EXHAUSTED", "right"),
+        ]
+    )
     for gateway in topology.gateways:
         doc = admin.get(gateway.id, {})
         if "error" in doc or not doc:
-            lines.append(f"{gateway.id:<10} admin unreachable: {doc.get('error', 'no admin_port')}")
+            table.notes.append(f"{gateway.id}: admin unreachable: {doc.get('error', 'no admin_port')}")
             continue
         relay = doc["relay"]
         ready = sum(pool["level"] for pool in doc["ready_pools"])
-        lines.append(
-            f"{gateway.id:<10}{ready:>11}{relay['keys_relayed']:>9}{relay['relay_failures']:>8}"
-            f"{relay['qkd_fallbacks']:>10}{relay['qkd_exhausted']:>11}"
-        )
-    return "\n".join(lines)
+        counters = (relay["keys_relayed"], relay["relay_failures"], relay["qkd_fallbacks"], relay["qkd_exhausted"])
+        table.add_row(gateway.id, str(ready), *(str(count) for count in counters))
+    return table
 
 
 def _link_view(gateway_doc: dict[str, Any], neighbour: str) -> dict[str, Any] | None:
-    for link in gateway_doc.get("links", []):
+    links: list[dict[str, Any]] = gateway_doc.get("links", [])
+    for link in links:
         if link["neighbour"] == neighbour:
             return link
     return None
