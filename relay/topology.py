@@ -275,11 +275,11 @@ def _check_references(topology: Topology) -> None:
         if link.gateways[0] == link.gateways[1] or not set(link.gateways) <= gateway_ids:
             raise TopologyError(f"link {list(link.gateways)} must join two different known gateways")
         if link.qkd_link is not None:
-            qkd = qkd_by_id.get(link.qkd_link)
-            if qkd is None:
+            joined = qkd_by_id.get(link.qkd_link)
+            if joined is None:
                 raise TopologyError(f"link {list(link.gateways)} names unknown qkd_link {link.qkd_link}")
-            if {e.sae for e in qkd.endpoints} != set(link.gateways):
-                raise TopologyError(f"qkd_link {qkd.id} does not join the gateways of its link")
+            if {e.sae for e in joined.endpoints} != set(link.gateways):
+                raise TopologyError(f"qkd_link {joined.id} does not join the gateways of its link")
 
 
 def _check_ports(topology: Topology) -> None:

@@ -10,11 +10,15 @@ of the code, and the first step of a cycle).
 
 The levels are the ones of the issue that set the rule, refined where a sound dependency did not fit:
 
+- L0 is split. ``wire`` (the pydantic pieces both ETSI interfaces describe their messages with) checks
+  key_IDs with the ``domain`` rules, so it sits one step above the domain types (L0b).
+- ``openapi_frame`` (the document frame both ETSI interfaces generate their OpenAPI from) sits with the
+  other interface-neutral helpers at L1a.
 - L1 is split. ``pki`` builds on ``crypto`` (identity keys, private-file writing) and provisions the
   identities a ``topology`` names, so it sits one step above them (L1b).
 - L4 is split. ``loadtest`` starts and attaches to testbeds (``testbed.launcher``) and reads their admin
   listeners the way ``testbed status`` does, so it sits one step above ``testbed`` and ``compose`` (L4b).
-- ``console`` (operator tables, rich or plain) knows nothing of the relay and sits at L0 with the other
+- ``console`` (operator tables, rich or plain) knows nothing of the relay and sits at L0a with the other
   leaf helpers; so do ``relay`` itself (the package's ``__init__``) and ``topologies`` (the packaged topology
   files, read as resources), which may therefore import nothing.
 """
@@ -29,8 +33,9 @@ from pathlib import Path
 import relay
 
 LEVELS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("L0", frozenset({"relay", "domain", "aio", "wire", "strict_json", "proto", "console", "topologies"})),
-    ("L1a", frozenset({"crypto", "topology", "observability", "http_server"})),
+    ("L0a", frozenset({"relay", "domain", "aio", "strict_json", "proto", "console", "topologies"})),
+    ("L0b", frozenset({"wire"})),
+    ("L1a", frozenset({"crypto", "topology", "observability", "http_server", "openapi_frame"})),
     ("L1b", frozenset({"pki"})),
     ("L2", frozenset({"etsi014", "etsi020", "pool"})),
     ("L3", frozenset({"gateway", "kms_sim"})),

@@ -86,7 +86,7 @@ The server calls it once and only logs a failure, so retrying, or voiding what c
 """
 
 BACKEND_KEY = web.AppKey("etsi020_backend", InterKmsBackend)
-ACK_SENDER_KEY = web.AppKey("etsi020_ack_sender", AckSender)
+ACK_SENDER_KEY: web.AppKey[AckSender] = web.AppKey("etsi020_ack_sender")
 MANDATORY_EXTENSIONS_KEY = web.AppKey("etsi020_mandatory_extensions", frozenset)
 TASKS_KEY = web.AppKey("etsi020_tasks", set)
 

@@ -55,7 +55,7 @@ class GatewayStatus:
 
 
 STATUS_KEY = web.AppKey("gateway_status", GatewayStatus)
-PING_KEY = web.AppKey("gateway_ping_redis", Callable[[], Awaitable[object]])
+PING_KEY: web.AppKey[Callable[[], Awaitable[object]]] = web.AppKey("gateway_ping_redis")
 
 
 def create_admin_app(

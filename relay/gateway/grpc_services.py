@@ -14,7 +14,7 @@ import grpc
 from relay.crypto import KeyRing
 from relay.gateway.config import GatewayPlan
 from relay.gateway.grpc_health import GatewayHealth
-from relay.gateway.grpc_tls import calling_gateway
+from relay.gateway.grpc_tls import ServicerContext, calling_gateway
 from relay.gateway.hop_transport import KeyRelayService, answer_with_status
 from relay.gateway.hops import HopHandler, VoidHandler
 from relay.gateway.qkd_announce import AnnouncementReceiver
@@ -30,9 +30,7 @@ class QkdPoolSyncService(rpc.QkdPoolSyncServicer):
         self._plan = plan
         self._receivers = receivers  # by QKD link ID
 
-    async def AnnounceKeys(
-        self, request: pb.AnnounceKeysRequest, context: grpc.aio.ServicerContext
-    ) -> pb.AnnounceKeysResponse:
+    async def AnnounceKeys(self, request: pb.AnnounceKeysRequest, context: ServicerContext) -> pb.AnnounceKeysResponse:
         sender = await calling_gateway(context)
         neighbour = self._plan.neighbours.get(sender)
         receiver = self._receivers.get(request.qkd_link_id)
@@ -58,7 +56,7 @@ class EncapsulationKeysService(rpc.EncapsulationKeysServicer):
         self._keyring = keyring
 
     async def GetEncapsulationKey(
-        self, request: pb.GetEncapsulationKeyRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetEncapsulationKeyRequest, context: ServicerContext
     ) -> pb.SignedEncapsulationKey:
         await calling_gateway(context)
         return pb.SignedEncapsulationKey(announcement=self._keyring.current_announcement().to_bytes())

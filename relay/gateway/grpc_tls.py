@@ -7,6 +7,8 @@ README state what was actually used rather than what we hope.
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import grpc
 
 from relay.pki.certs import URI_PREFIX
@@ -45,11 +47,15 @@ RECONNECT_BACKOFF_MS = {
 }
 
 
+ServicerContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+"""The context of a handler of any of our services (their request and response types vary)."""
+
+
 def channel_options() -> list[tuple[str, str | int]]:
     return [("grpc.ssl_target_name_override", TLS_SERVER_NAME), *RECONNECT_BACKOFF_MS.items()]
 
 
-def peer_gateway_id(context: grpc.aio.ServicerContext) -> str | None:
+def peer_gateway_id(context: ServicerContext) -> str | None:
     """The calling gateway, from the URI SAN of its verified certificate; None if it is not a gateway."""
     uris = context.auth_context().get("peer_uri", [])
     for uri in (value.decode("utf-8", "replace") for value in uris):
@@ -58,14 +64,14 @@ def peer_gateway_id(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-async def calling_gateway(context: grpc.aio.ServicerContext) -> str:
+async def calling_gateway(context: ServicerContext) -> str:
     """The calling gateway; a caller whose certificate names no gateway is refused with PERMISSION_DENIED."""
     gateway = peer_gateway_id(context)
     if gateway is None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the client certificate does not name a gateway")
-    return gateway  # type: ignore[return-value]  # abort() raises
+    return gateway  # abort() raises, so this is the gateway
 
 
-def negotiated_group(context: grpc.aio.ServicerContext) -> str | None:
-    values = context.auth_context().get("ssl_negotiated_key_exchange_group", [])
+def negotiated_group(context: ServicerContext) -> str | None:
+    values = list(context.auth_context().get("ssl_negotiated_key_exchange_group", []))
     return values[0].decode() if values else None

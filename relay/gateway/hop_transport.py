@@ -30,7 +30,7 @@ import grpc
 from relay.crypto import EncapsulationKey
 from relay.crypto.errors import HopError, TrustError, UnknownEncapsulationKey
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
-from relay.gateway.grpc_tls import calling_gateway
+from relay.gateway.grpc_tls import ServicerContext, calling_gateway
 from relay.gateway.hops import HopHandler, HopRequest, HopResult, VoidHandler, VoidRequest
 from relay.gateway.link_health import LinkHealth
 from relay.gateway.peers import Peer
@@ -179,7 +179,7 @@ class GrpcHopTransport:
 # ----- receiving -------------------------------------------------------------------------------------
 
 
-async def answer_with_status(context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+async def answer_with_status(context: ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
     """Run a handler body and turn each domain failure into the status code its sender acts on."""
     try:
         return await work()
@@ -209,13 +209,13 @@ class KeyRelayService(rpc.KeyRelayServicer):
         self._hops = hops
         self._voids = voids
 
-    async def RelayKey(self, request: pb.RelayKeyRequest, context: grpc.aio.ServicerContext) -> pb.RelayKeyResponse:
+    async def RelayKey(self, request: pb.RelayKeyRequest, context: ServicerContext) -> pb.RelayKeyResponse:
         sender = await calling_gateway(context)
         hop = hop_request_from_proto(request)
         result = await answer_with_status(context, lambda: self._hops.receive(hop, sender, context.time_remaining()))
         return pb.RelayKeyResponse(key_confirmation=result.key_confirmation, stored_at=result.stored_at)
 
-    async def VoidKeys(self, request: pb.VoidKeysRequest, context: grpc.aio.ServicerContext) -> pb.VoidKeysResponse:
+    async def VoidKeys(self, request: pb.VoidKeysRequest, context: ServicerContext) -> pb.VoidKeysResponse:
         sender = await calling_gateway(context)
         void = void_request_from_proto(request)
         voided = await answer_with_status(context, lambda: self._voids.receive_void(void, sender))

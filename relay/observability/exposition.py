@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -38,7 +39,7 @@ class RequestCounts:
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str, str, str]] = Counter()
 
-    def middleware(self, api: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    def middleware(self, api: str) -> Middleware:
         """An aiohttp middleware; insert it first (outermost) so it sees the status other middlewares chose."""
 
         @web.middleware
