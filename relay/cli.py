@@ -21,6 +21,7 @@ from relay.console import show
 from relay.etsi014.client import Etsi014Client, KmeClientError, KmeError
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
+from relay.gateway.qkd_filler import FillerSettings
 from relay.gateway.service import RunningGateway, start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
 from relay.kms_sim.service import ADMIN_HOST, RunningKms, start_kms
@@ -179,6 +180,18 @@ def _build_parser() -> argparse.ArgumentParser:
         default=RelayedStoreSettings().ready_watermarks,
         metavar="LOW:HIGH",
         help="pre-relayed keys per SAE pair (default: 4:32)",
+    )
+    gateway_run.add_argument(
+        "--qkd-fill-interval",
+        type=float,
+        default=FillerSettings.interval_s,
+        help="seconds between QKD filler rounds on the master end of each QKD link (default: %(default)s)",
+    )
+    gateway_run.add_argument(
+        "--qkd-fill-batch",
+        type=int,
+        default=FillerSettings.max_batch,
+        help="QKD keys fetched from the vendor KME per filler round, over both lanes (default: %(default)s)",
     )
     _log_options(gateway_run)
     gateway_run.set_defaults(handler=_gateway_run)
@@ -374,6 +387,7 @@ def _gateway_run(args: argparse.Namespace) -> int:
             hop_timeout_s=args.hop_timeout,
             qkd_pool=replace(QkdPoolSettings(), watermarks=args.qkd_pool),
             relayed_store=replace(RelayedStoreSettings(), ready_watermarks=args.ready_pool),
+            qkd_filler=FillerSettings(interval_s=args.qkd_fill_interval, max_batch=args.qkd_fill_batch),
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
