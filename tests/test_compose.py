@@ -304,13 +304,20 @@ def test_qkd_relay_services_share_one_image_built_from_compose_dockerfile(
         "ARG APP_UID",
         "ARG APP_GID",
         "ARG TOPOLOGY",
-        "pip install .",
+        "COPY compose/wheelhouse /wheelhouse",
+        "pip install --no-index --find-links /wheelhouse .",
         "USER qkdrelay",
         'ENTRYPOINT ["qkd-relay"]',
     ):
         assert needed in dockerfile
     ignore = (COMPOSE_DIR / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("*") :][:4] == ["*", "!pyproject.toml", "!README.md", "!relay/"], "keys/ stays out"
+    assert ignore[ignore.index("*") :][:5] == [
+        "*",
+        "!pyproject.toml",
+        "!README.md",
+        "!relay/",
+        "!compose/wheelhouse/",
+    ], "keys/ stays out"
 
 
 def test_volumes_are_declared_and_only_named_volumes_are_writable(
