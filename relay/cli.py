@@ -21,6 +21,7 @@ from relay.containers import demo as compose_demo
 from relay.containers import testbed as compose_testbed
 from relay.containers.base_images import BaseImagePolicy
 from relay.containers.engine import ContainerError
+from relay.containers.wheelhouse import WHEELHOUSE_DIR, ensure_wheelhouse
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
@@ -93,11 +94,14 @@ def _build_parser() -> argparse.ArgumentParser:
         ("status", "containers, QKD links, relay links and pools", _compose_status),
         ("demo", "keys between the first SAEs of every region pair, then the transit gateway stopped", _compose_demo),
         ("down", "remove the containers, networks and volumes", _compose_down),
+        ("wheelhouse", "fill compose/wheelhouse/, which the image is built from (up does this)", _compose_wheelhouse),
     ):
         command = compose_commands.add_parser(name, help=help_text)
         _topology_options(command)
         command.add_argument("--dir", type=Path, default=DEFAULT_COMPOSE_DIR, help="default: %(default)s")
-        if name not in ("render", "check"):
+        if name == "wheelhouse":
+            command.add_argument("--python", default="3.11", help="the image's Python version (default: %(default)s)")
+        elif name not in ("render", "check"):
             command.add_argument(
                 "--state", type=Path, default=DEFAULT_COMPOSE_STATE_DIR, help="testbed record (default: %(default)s)"
             )
@@ -365,6 +369,15 @@ def _compose_down(args: argparse.Namespace) -> int:
     if swept:
         print(f"removed what podman-compose left: {', '.join(swept)}")
     print(f"no container, network or volume of the project is left\n{times.render()}")
+    return 0
+
+
+def _compose_wheelhouse(args: argparse.Namespace) -> int:
+    try:
+        built = ensure_wheelhouse(args.dir.resolve().parent, args.dir, args.python)
+    except ContainerError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.dir / WHEELHOUSE_DIR} {'filled' if built else 'is current'}")
     return 0
 
 
