@@ -4,7 +4,9 @@ The exchange is the process testbed's (:func:`relay.testbed.demo.exchange_keys`)
 gateways' ETSI 014 listeners published on the host's loopback, so every key crosses the container
 networks. The fault stops the gateway that most shortest routes between the other gateways cross (the
 transit gateway); the remaining pairs must still obtain identical keys, which they can only do over the
-links that avoid it, and the originating gateway's relay counter shows keys relayed after the stop.
+links that avoid it, and the originating gateway's relay counter shows keys relayed after the stop. The
+report waits until the stopped gateway's neighbours see their link to it unreachable, so the status screen
+that follows shows the fault as the gateways see it.
 """
 
 from __future__ import annotations
@@ -65,15 +67,22 @@ def fault(topology: Topology, engine: Engine, state: TestbedState, keys: KeyDire
     originators = sorted({next(s.gateway for s in survivors.saes if s.id == e.master) for e in exchanges})
     deadline = time.monotonic() + REROUTE_TIMEOUT_S
     while True:  # pre-relay refills the ready pools behind the exchange: over the surviving links only
-        after = _keys_relayed(admin_documents(topology, engine, state))
+        documents = admin_documents(topology, engine, state)
+        after = _keys_relayed(documents)
         relayed = {g: after.get(g, 0) - before.get(g, 0) for g in originators}
-        if all(relayed.values()) or time.monotonic() > deadline:
+        if all(relayed.values()) and _seen_unreachable(documents, stopped) or time.monotonic() > deadline:
             return FaultReport(stopped, exchanges, relayed)
         time.sleep(1.0)
 
 
 def refreshed(topology: Topology, engine: Engine, state: TestbedState) -> TestbedState:
     return current_state(topology, engine, Path(state.keys_root), state)
+
+
+def _seen_unreachable(documents: dict[str, Any], gateway: str) -> bool:
+    """Every neighbour of ``gateway`` that answers reports its link to ``gateway`` unreachable."""
+    views = [link for doc in documents.values() for link in doc.get("links", []) if link["neighbour"] == gateway]
+    return all(not link["reachable"] for link in views)
 
 
 def _keys_relayed(documents: dict[str, Any]) -> dict[str, int]:
