@@ -80,8 +80,9 @@ def refreshed(topology: Topology, engine: Engine, state: TestbedState) -> Testbe
 
 
 def _seen_unreachable(documents: dict[str, Any], gateway: str) -> bool:
-    """Every neighbour of ``gateway`` that answers reports its link to ``gateway`` unreachable."""
-    views = [link for doc in documents.values() for link in doc.get("links", []) if link["neighbour"] == gateway]
+    """Every neighbour of ``gateway`` that answers reports its link to ``gateway`` unreachable (vendor KMS
+    documents list QKD links, which name no neighbour)."""
+    views = [link for doc in documents.values() for link in doc.get("links", []) if link.get("neighbour") == gateway]
     return all(not link["reachable"] for link in views)
 
 
