@@ -80,7 +80,6 @@ def test_compose_testbed_comes_up_relays_keys_between_every_region_pair_reroutes
         assert "KEYS DIFFER" not in demo.stdout
         assert re.search(r"^SAE-R1-A -> SAE-R3-A: key_ID \S+: identical key", after_fault, re.MULTILINE)
         assert re.search(r"^GW1 relayed [1-9]\d* keys end-to-end after GW2 stopped", after_fault, re.MULTILINE)
-        assert re.search(r"^GW1-GW2 +qkd\+pqc +NO ", after_fault, re.MULTILINE)
         assert re.search(r"^GW2 +\d+ +DOWN ", after_fault, re.MULTILINE)
 
         status, _ = qkd_relay("status", state=state)
