@@ -18,6 +18,11 @@ import aiohttp
 from relay import topology as topology_module
 from relay.compose import check_compose, write_compose
 from relay.console import show
+from relay.containers import demo as compose_demo
+from relay.containers import testbed as compose_testbed
+from relay.containers.base_images import BaseImagePolicy
+from relay.containers.engine import ContainerError
+from relay.containers.wheelhouse import WHEELHOUSE_DIR, ensure_wheelhouse
 from relay.etsi014.client import Etsi014Client, KmeClientError, KmeError
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
@@ -30,7 +35,7 @@ from relay.observability.logs import LOG_FORMATS, configure_logging
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
 from relay.pki.provision import provision
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Watermarks
-from relay.testbed.demo import exchange_keys
+from relay.testbed.demo import Exchange, exchange_keys
 from relay.testbed.launcher import TestbedError, TestbedState
 from relay.testbed.launcher import down as testbed_down
 from relay.testbed.launcher import up as testbed_up
@@ -41,6 +46,7 @@ from relay.topology import Topology, TopologyError
 DEFAULT_KEYS_ROOT = Path("keys")
 DEFAULT_STATE_DIR = Path(".testbed")
 DEFAULT_COMPOSE_DIR = Path("compose")
+DEFAULT_COMPOSE_STATE_DIR = Path(".compose-testbed")
 LOG_FORMAT_ENV = "QKD_RELAY_LOG_FORMAT"  # default of --log-format, e.g. "json" in containers
 
 
@@ -82,15 +88,34 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the testbed running afterwards")
     demo.set_defaults(handler=_demo)
 
-    compose = commands.add_parser("compose", help="docker-compose files rendered from the topology")
+    compose = commands.add_parser("compose", help="the docker-compose testbed: rendered, and run with podman")
     compose_commands = compose.add_subparsers(required=True)
     for name, help_text, handler in (
         ("render", "write docker-compose.yml and the container topology", _compose_render),
         ("check", "fail if the files differ from a fresh render", _compose_check),
+        ("up", "install what is missing, build the images, start the containers healthy", _compose_up),
+        ("status", "containers, QKD links, relay links and pools", _compose_status),
+        ("demo", "keys between the first SAEs of every region pair, then the transit gateway stopped", _compose_demo),
+        ("down", "remove the containers, networks and volumes", _compose_down),
+        ("wheelhouse", "fill compose/wheelhouse/, which the image is built from (up does this)", _compose_wheelhouse),
     ):
         command = compose_commands.add_parser(name, help=help_text)
         _topology_options(command)
         command.add_argument("--dir", type=Path, default=DEFAULT_COMPOSE_DIR, help="default: %(default)s")
+        if name == "wheelhouse":
+            command.add_argument("--python", default="3.11", help="the image's Python version (default: %(default)s)")
+        elif name not in ("render", "check"):
+            command.add_argument(
+                "--state", type=Path, default=DEFAULT_COMPOSE_STATE_DIR, help="testbed record (default: %(default)s)"
+            )
+        if name == "up":
+            command.add_argument(
+                "--base-images",
+                choices=[p.value for p in BaseImagePolicy],
+                default=BaseImagePolicy.AUTO.value,
+                help="pull the official base images, else build stand-ins from Debian (auto); "
+                "only pull; only build from Debian, never contacting a registry (default: %(default)s)",
+            )
         command.set_defaults(handler=handler)
 
     testbed = commands.add_parser("testbed", help="the topology as local processes").add_subparsers(required=True)
@@ -280,12 +305,7 @@ def _demo(args: argparse.Namespace) -> int:
     state = _start_testbed(args, topology)
     try:
         exchanges = asyncio.run(exchange_keys(topology, state, KeyDirectory(args.keys / topology.name)))
-        for exchange in exchanges:
-            verdict = "identical key" if exchange.identical else "KEYS DIFFER"
-            print(
-                f"{exchange.master} -> {exchange.slave}: key_ID {exchange.key_id}: {verdict} "
-                f"({exchange.latency_ms:.0f} ms)"
-            )
+        _print_exchanges(exchanges)
         print()
         _print_status(topology, args.state)
     finally:
@@ -309,6 +329,79 @@ def _compose_check(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.dir} matches the topology")
     return 0
+
+
+def _compose_up(args: argparse.Namespace) -> int:
+    topology = _load_topology(args.topology)
+    try:
+        state, times = compose_testbed.up(topology, args.dir, args.keys, args.state, BaseImagePolicy(args.base_images))
+    except ContainerError as exc:
+        raise CliError(str(exc)) from None
+    print(f"compose testbed {topology.name} is up and healthy:")
+    for service in state.services:
+        print(f"  {service.name:<14} " + "  ".join(f"{what} {where}" for what, where in service.listens.items()))
+    print(f"\n{times.render()}")
+    print("\n`qkd-relay compose demo` relays keys through it; `qkd-relay compose down` removes it")
+    return 0
+
+
+def _compose_status(args: argparse.Namespace) -> int:
+    topology = _load_topology(args.topology)
+    try:
+        engine, state = compose_testbed.load_state(topology, args.dir, args.state)
+        print(compose_demo.status_screen(topology, engine, state))
+    except ContainerError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _compose_demo(args: argparse.Namespace) -> int:
+    topology = _load_topology(args.topology)
+    keys = KeyDirectory(args.keys / topology.name)
+    try:
+        engine, state = compose_testbed.load_state(topology, args.dir, args.state)
+        exchanges = compose_demo.exchange(topology, state, keys)
+        _print_exchanges(exchanges)
+        print(f"\n{compose_demo.status_screen(topology, engine, state)}\n")
+        report = compose_demo.fault(topology, engine, state, keys)
+        print(f"fault: stopped the container of {report.stopped}, the transit gateway")
+        _print_exchanges(report.exchanges)
+        for gateway, count in report.relayed_after_stop.items():
+            print(f"{gateway} relayed {count} keys end-to-end after {report.stopped} stopped, around it")
+        state = compose_demo.refreshed(topology, engine, state)
+        print(f"\n{compose_demo.status_screen(topology, engine, state)}")
+    except ContainerError as exc:
+        raise CliError(str(exc)) from None
+    rerouted = all(report.relayed_after_stop.values())
+    return 0 if rerouted and all(e.identical for e in [*exchanges, *report.exchanges]) else 1
+
+
+def _compose_down(args: argparse.Namespace) -> int:
+    try:
+        swept, times = compose_testbed.down(_load_topology(args.topology), args.dir, args.state)
+    except ContainerError as exc:
+        raise CliError(str(exc)) from None
+    if swept:
+        print(f"removed what podman-compose left: {', '.join(swept)}")
+    print(f"no container, network or volume of the project is left\n{times.render()}")
+    return 0
+
+
+def _compose_wheelhouse(args: argparse.Namespace) -> int:
+    try:
+        built = ensure_wheelhouse(args.dir.resolve().parent, args.dir, args.python)
+    except ContainerError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.dir / WHEELHOUSE_DIR} {'filled' if built else 'is current'}")
+    return 0
+
+
+def _print_exchanges(exchanges: list[Exchange]) -> None:
+    for exchange in exchanges:
+        verdict = "identical key" if exchange.identical else "KEYS DIFFER"
+        print(
+            f"{exchange.master} -> {exchange.slave}: key_ID {exchange.key_id}: {verdict} ({exchange.latency_ms:.0f} ms)"
+        )
 
 
 def _testbed_up(args: argparse.Namespace) -> int:

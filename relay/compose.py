@@ -249,7 +249,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         }
 
     return {
-        "name": _project_name(topology),
+        "name": compose_project_name(topology),
         "services": dict(sorted(services.items())),
         "networks": dict(sorted(networks.items())),
         "volumes": dict(sorted(volumes.items())),
@@ -380,7 +380,7 @@ def _read_only_bind(source: str, target: str) -> dict[str, Any]:
     return {"type": "bind", "source": source, "target": target, "read_only": True, "bind": {"create_host_path": False}}
 
 
-def _project_name(topology: Topology) -> str:
+def compose_project_name(topology: Topology) -> str:
     name = f"qkd-relay-{topology.name.lower()}"
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
         raise ComposeError(f"topology name {topology.name!r} does not make a compose project name")

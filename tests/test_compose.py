@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import zipfile
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,6 +21,9 @@ from jsonschema.exceptions import ValidationError
 from relay import compose
 from relay import topology as topology_module
 from relay.cli import _build_parser
+from relay.containers.base_images import RECIPES_DIR, STAND_INS, images_from_dockerfile
+from relay.containers.testbed import dependency_stages
+from relay.containers.wheelhouse import missing_requirements
 from relay.crypto.identity import load_identity, load_trust_store
 from relay.gateway.config import plan_gateway
 from relay.kms_sim.config import from_topology
@@ -304,13 +308,20 @@ def test_qkd_relay_services_share_one_image_built_from_compose_dockerfile(
         "ARG APP_UID",
         "ARG APP_GID",
         "ARG TOPOLOGY",
-        "pip install .",
+        "COPY compose/wheelhouse /wheelhouse",
+        "pip install --no-index --find-links /wheelhouse .",
         "USER qkdrelay",
         'ENTRYPOINT ["qkd-relay"]',
     ):
         assert needed in dockerfile
     ignore = (COMPOSE_DIR / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("*") :][:4] == ["*", "!pyproject.toml", "!README.md", "!relay/"], "keys/ stays out"
+    assert ignore[ignore.index("*") :][:5] == [
+        "*",
+        "!pyproject.toml",
+        "!README.md",
+        "!relay/",
+        "!compose/wheelhouse/",
+    ], "keys/ stays out"
 
 
 def test_volumes_are_declared_and_only_named_volumes_are_writable(
@@ -412,3 +423,42 @@ def _container_keys(service: dict[str, Any], topology: Topology, keys: KeyDirect
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(keys.root / relative, destination)  # keeps mode 0600, which the services insist on
     return root
+
+
+# ----- (e) running it: what `qkd-relay compose up` derives from the files (tests/test_compose_up.py runs it) --
+
+
+def test_every_base_image_the_files_name_has_a_debian_stand_in(services: dict[str, Any]) -> None:
+    named = images_from_dockerfile(COMPOSE_DIR / "Dockerfile") + [
+        s["image"] for s in services.values() if "build" not in s
+    ]
+    assert set(named) <= set(STAND_INS), "compose up could not stand in for an image it cannot pull"
+    for recipe in STAND_INS.values():
+        assert "FROM localhost/qkd-relay-debian:bookworm" in (COMPOSE_DIR / RECIPES_DIR / recipe).read_text()
+
+
+def test_start_up_stages_follow_depends_on(services: dict[str, Any]) -> None:
+    stages = dependency_stages(services)
+    assert sorted(name for stage in stages for name in stage) == sorted(services)
+    started: set[str] = set()
+    for stage in stages:
+        for name in stage:
+            assert set(services[name].get("depends_on", {})) <= started, f"{name} starts before what it needs"
+        started |= set(stage)
+
+
+def test_the_wheelhouse_adds_what_the_image_python_needs(tmp_path: Path) -> None:
+    """A requirement whose marker holds only on the image's older Python is found missing; one for another
+    Python or an extra is not."""
+    requires = [
+        'async-timeout>=4.0.3; python_full_version < "3.11.3"',
+        'tomli; python_version < "3.11"',
+        'pytest; extra == "test"',
+        "present>=1",
+    ]
+    for name, lines in (("demo", requires), ("present", [])):
+        with zipfile.ZipFile(tmp_path / f"{name}-1.0-py3-none-any.whl", "w") as wheel:
+            metadata = "".join(f"Requires-Dist: {line}\n" for line in lines)
+            wheel.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\n{metadata}")
+    assert missing_requirements(tmp_path, "3.11.2") == ["async-timeout>=4.0.3"]
+    assert missing_requirements(tmp_path, "3.11.7") == []

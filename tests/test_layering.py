@@ -17,7 +17,9 @@ The levels are the ones of the issue that set the rule, refined where a sound de
 - L1 is split. ``pki`` builds on ``crypto`` (identity keys, private-file writing) and provisions the
   identities a ``topology`` names, so it sits one step above them (L1b).
 - L4 is split. ``loadtest`` starts and attaches to testbeds (``testbed.launcher``) and reads their admin
-  listeners the way ``testbed status`` does, so it sits one step above ``testbed`` and ``compose`` (L4b).
+  listeners the way ``testbed status`` does, so it sits one step above ``testbed`` and ``compose`` (L4b);
+  so does ``containers`` (the compose testbed run for real), which renders with ``compose`` and shows the
+  ``testbed`` status screen.
 - ``console`` (operator tables, rich or plain) knows nothing of the relay and sits at L0a with the other
   leaf helpers; so do ``relay`` itself (the package's ``__init__``) and ``topologies`` (the packaged topology
   files, read as resources), which may therefore import nothing.
@@ -40,7 +42,7 @@ LEVELS: tuple[tuple[str, frozenset[str]], ...] = (
     ("L2", frozenset({"etsi014", "etsi020", "pool"})),
     ("L3", frozenset({"gateway", "kms_sim"})),
     ("L4a", frozenset({"testbed", "compose"})),
-    ("L4b", frozenset({"loadtest"})),
+    ("L4b", frozenset({"loadtest", "containers"})),
     ("L5", frozenset({"cli"})),
 )
 

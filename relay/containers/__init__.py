@@ -1,0 +1,1 @@
+"""The compose testbed run for real with podman: engine settings, base images, wheelhouse, orchestration."""
