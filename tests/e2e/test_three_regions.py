@@ -25,7 +25,8 @@ import pytest
 from relay.domain import Key
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyRequest
-from tests.e2e.processes import ProcessTestbed, cli, round_trip, wait_until
+from tests.support.process_testbed import ProcessTestbed, cli, round_trip
+from tests.support.waiting import wait_until
 
 MASTER, SLAVE, OTHER_SLAVE = "SAE-R1-A", "SAE-R3-A", "SAE-R3-B"
 CLIENT_TIMEOUT_S = 10.0
@@ -107,7 +108,7 @@ async def test_keys_cross_three_regions_identically_in_both_request_forms(region
             assert (status.source_kme_id, status.target_kme_id) == ("GW1", "GW3")
             return status.stored_key_count >= 2
 
-        await wait_until(two_ready, timeout_s=15, what="pre-relayed keys ready at GW1")
+        await wait_until(two_ready, timeout_s=15, interval_s=0.2, what="pre-relayed keys ready at GW1")
 
         by_get = await master.get_key(SLAVE, KeyRequest(number=2))  # GET form, default size
         by_post = await master.get_key(SLAVE, KeyRequest(number=3, size=512), use_post=True)  # relayed on demand
@@ -333,6 +334,7 @@ async def test_qber_alarm_on_a_require_qkd_link_stalls_with_503_and_recovers(sca
         await wait_until(
             lambda: "QKD pool qkd:QKD-GW2-GW3:master-sends is empty" in testbed.processes["GW2"].stderr_text(),
             timeout_s=5,
+            interval_s=0.2,
             what="GW2's empty-pool alarm",
         )
 

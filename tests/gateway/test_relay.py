@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -12,9 +11,9 @@ from relay.etsi014.client import KmeError
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings
 from relay.pki.layout import KeyDirectory
-from tests.faults.support import PLENTY_OF_QKD_KEY, wait_until
-from tests.gateway.testbed import LocalTestbed, running_testbed
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import PLENTY_OF_QKD_KEY, LocalTestbed, running_testbed
+from tests.support.redis_servers import RedisServer
+from tests.support.waiting import wait_until
 
 ON_DEMAND = GatewaySettings(prerelay=False)
 
