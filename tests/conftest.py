@@ -1,14 +1,19 @@
-"""Shared fixtures: a throw-away PKI on disk and helpers for free loopback ports."""
+"""Shared fixtures: a throw-away PKI on disk, the embedded topology's certificates, a private Redis; and
+failure reports that carry the stderr of every process of a :class:`ProcessTestbed` a test used."""
 
 from __future__ import annotations
 
-import socket
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from relay import topology as topology_module
 from relay.pki.certs import create_ca, issue, write_identity
 from relay.pki.layout import KeyDirectory
+from relay.pki.provision import provision
+from tests.support.process_testbed import ProcessTestbed
+from tests.support.redis_servers import RedisServer, redis_server
 
 KMES = ("KME-A", "KME-B")
 SAES = ("SAE-1", "SAE-2", "SAE-3", "SAE #4")
@@ -37,12 +42,25 @@ def foreign_pki(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
     return keys
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture(scope="session")
+def topology_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
+    """Certificates and ML-DSA identities of the embedded three-region topology (ports do not matter)."""
+    return provision(topology_module.load_default(), tmp_path_factory.mktemp("keys")).directory
 
 
-def write_text(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, ProcessTestbed):
+                report.sections.append((f"process stderr ({name}, {value.directory})", value.logs()))
+    return report

@@ -20,9 +20,14 @@ from cryptography import x509
 from etsi_qkd_014_client import QKD014Client
 
 from relay.crypto import load_trust_store
-from tests.conftest import free_port, write_text
+from tests.support.ports import free_port
 
 QKD_RELAY = [sys.executable, "-m", "relay.cli"]
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def topology_yaml(kme_a: int, kme_b: int, admin: int) -> str:

@@ -1,7 +1,7 @@
 """Benchmark: QKD pool takes per second and take latency, on a single Redis and on a 3-master cluster.
 
 Run: ``python tests/bench/bench_pool.py [--duration 5] [--concurrency 1,16,64]`` (or ``python -m
-tests.bench.bench_pool``). It starts its own private redis-server processes (tests/redis_harness.py) and
+tests.bench.bench_pool``). It starts its own private redis-server processes (tests/support/redis_servers.py) and
 prints a markdown table. Each take is the full path a hop sender pays: one atomic Lua script (prune,
 pick oldest, delete, tombstone) plus AES-GCM opening of the sealed key. A background refiller keeps the
 pool stocked with sealed batches while the takers run, as the QKD filler would.
@@ -31,7 +31,7 @@ from relay.pool.connection import RedisBackend, RedisConfig
 from relay.pool.errors import PoolEmpty
 from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role
-from tests.redis_harness import redis_cluster, redis_server
+from tests.support.redis_servers import redis_cluster, redis_server
 
 REFILL_BATCH = 500
 STOCK = 20_000

@@ -1,4 +1,4 @@
-"""Shared fixtures for the crypto tests (helpers live in tests/crypto/support.py)."""
+"""Shared fixtures for the crypto tests (helpers live in tests/support/crypto_identities.py)."""
 
 import asyncio
 from collections.abc import Iterator
@@ -6,8 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from relay.crypto.suites import SUITE_A, SUITE_B
-
-from .support import Identities, Link
+from tests.support.crypto_identities import Identities, Link
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,7 @@ from relay.crypto.kdf import derive_hop_keys
 from relay.crypto.keyring import KeyRing
 from relay.crypto.replay import MemoryReplayGuard
 from relay.crypto.suites import SUITE_A
-
-from .support import KEM, Identities, Link
+from tests.support.crypto_identities import KEM, Identities, Link
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

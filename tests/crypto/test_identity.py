@@ -22,8 +22,7 @@ from relay.crypto.identity import (
 )
 from relay.crypto.keyring import EncapsulationKeyAnnouncement, KeyRing
 from relay.crypto.suites import SUITE_B
-
-from .support import KEM, Identities, ManualClock
+from tests.support.crypto_identities import KEM, Identities, ManualClock
 
 
 def test_generated_files_layout_and_permissions(tmp_path: Path) -> None:

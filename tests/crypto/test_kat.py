@@ -23,8 +23,7 @@ from relay.crypto.kem import DecapsulationKey
 from relay.crypto.keyring import EncapsulationKeyAnnouncement
 from relay.crypto.replay import MemoryReplayGuard
 from relay.crypto.suites import SUITES, Suite
-
-from .support import KEM
+from tests.support.crypto_identities import KEM
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "hop_kat.json").read_text())
 CASES = pytest.mark.parametrize("case", VECTORS["cases"], ids=[case["name"] for case in VECTORS["cases"]])

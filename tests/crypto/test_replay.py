@@ -10,8 +10,7 @@ import redis.exceptions
 
 from relay.crypto.errors import ReplayedMessage
 from relay.crypto.replay import MemoryReplayGuard, RedisReplayGuard
-
-from .support import Link, ManualClock
+from tests.support.crypto_identities import Link, ManualClock
 
 
 async def test_memory_guard_remembers_until_ttl() -> None:

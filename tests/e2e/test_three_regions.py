@@ -25,7 +25,8 @@ import pytest
 from relay.domain import Key
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyRequest
-from tests.e2e.processes import ProcessTestbed, cli, round_trip, wait_until
+from tests.support.process_testbed import ProcessTestbed, cli, round_trip
+from tests.support.waiting import wait_until
 
 MASTER, SLAVE, OTHER_SLAVE = "SAE-R1-A", "SAE-R3-A", "SAE-R3-B"
 CLIENT_TIMEOUT_S = 10.0
@@ -107,7 +108,7 @@ async def test_keys_cross_three_regions_identically_in_both_request_forms(region
             assert (status.source_kme_id, status.target_kme_id) == ("GW1", "GW3")
             return status.stored_key_count >= 2
 
-        await wait_until(two_ready, timeout_s=15, what="pre-relayed keys ready at GW1")
+        await wait_until(two_ready, timeout_s=15, interval_s=0.2, what="pre-relayed keys ready at GW1")
 
         by_get = await master.get_key(SLAVE, KeyRequest(number=2))  # GET form, default size
         by_post = await master.get_key(SLAVE, KeyRequest(number=3, size=512), use_post=True)  # relayed on demand
@@ -194,13 +195,18 @@ async def _fetch_each_exactly_once(slave: Etsi014Client, keys: list[Key]) -> Non
         assert [detail["key_ID_not_found"] for detail in again.value.error.details or []] == ids
 
 
-def _done_transfers(testbed: ProcessTestbed, gateway_id: str) -> set[bytes]:
-    """Transfers a gateway finished (its transfer log in its region's Redis): who forwarded what."""
+def _transfers(testbed: ProcessTestbed, gateway_id: str) -> dict[bytes, bytes]:
+    """A gateway's transfer log (in its region's Redis): each transfer it received, and how it stands."""
     region = next(g.region for g in testbed.topology.gateways if g.id == gateway_id)
     with testbed.redis[region].client() as client:
         names = list(client.scan_iter(match=f"qkdr.{gateway_id}:xfer:*", count=1000))
         values = client.mget(names) if names else []
-    return {name for name, value in zip(names, values, strict=True) if value and value.startswith(b"done:")}
+    return {name: value for name, value in zip(names, values, strict=True) if value is not None}
+
+
+def _done_transfers(testbed: ProcessTestbed, gateway_id: str) -> set[bytes]:
+    """Transfers a gateway finished: who forwarded what."""
+    return {name for name, value in _transfers(testbed, gateway_id).items() if value.startswith(b"done:")}
 
 
 async def test_sigkill_of_the_middle_gateway_mid_relay_loses_nothing_and_recovers(on_demand: ProcessTestbed) -> None:
@@ -218,7 +224,6 @@ async def test_sigkill_of_the_middle_gateway_mid_relay_loses_nothing_and_recover
         await asyncio.sleep(2.0)
         await testbed.restart_async("GW2")  # same command, same ports, same Redis
         restarted_at = time.monotonic()
-        relayed_by_gw2_before = _done_transfers(testbed, "GW2")
         await asyncio.sleep(2.0)
     finally:
         stop.set()
@@ -244,16 +249,24 @@ async def test_sigkill_of_the_middle_gateway_mid_relay_loses_nothing_and_recover
     # No key_ID (or key) was handed to the master twice.
     assert len({key.key_id for key in outcome.keys}) == len({key.key for key in outcome.keys}) == len(outcome.keys)
 
-    # Recovery by itself: requests succeed, and GW2 forwards transfers again once GW1 stops avoiding it.
+    # Recovery by itself: requests succeed, and GW2 forwards them again once GW1 stops avoiding it.
     recovered: list[Key] = []
     async with testbed.sae(MASTER) as master, testbed.sae(SLAVE) as slave:
 
         async def gw2_relays_again() -> bool:
+            """One request of the test's own: did it succeed, relayed through GW2?
+
+            The load has ended, so a transfer GW2 had no record of before this request and finished during
+            it is this request's. (What GW2 forwarded of the load after its restart does not count.)
+            """
+            known = set(_transfers(testbed, "GW2"))
             try:
-                recovered.extend((await master.get_key(SLAVE, KeyRequest(number=1))).keys)
+                issued = await master.get_key(SLAVE, KeyRequest(number=1))
             except KmeError as exc:  # the load may have left GW2's require-qkd lane dry for a moment
                 assert exc.status == 503 and exc.error is not None and "require-qkd" in exc.error.message
-            return bool(_done_transfers(testbed, "GW2") - relayed_by_gw2_before)
+                return False
+            recovered.extend(issued.keys)
+            return bool(_done_transfers(testbed, "GW2") - known)
 
         await wait_until(gw2_relays_again, timeout_s=20, interval_s=0.3, what="GW2 forwarding again")
         everything = outcome.keys + recovered
@@ -321,6 +334,7 @@ async def test_qber_alarm_on_a_require_qkd_link_stalls_with_503_and_recovers(sca
         await wait_until(
             lambda: "QKD pool qkd:QKD-GW2-GW3:master-sends is empty" in testbed.processes["GW2"].stderr_text(),
             timeout_s=5,
+            interval_s=0.2,
             what="GW2's empty-pool alarm",
         )
 

@@ -15,8 +15,8 @@ from relay.etsi020.client import Etsi020Client, PeerProblem, PeerUnreachable
 from relay.etsi020.models import AckStatus, ExtKey, ExtKeyContainer, VoidContainer
 from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
-from tests.conftest import free_port
 from tests.etsi020.conftest import TLS13
+from tests.support.ports import free_port
 
 SYNC_ACKS = [
     {

@@ -1,11 +1,8 @@
-"""Fixtures of the fault tests: the topology's keys once per session, a private Redis per test.
-
-Failure reports of process testbeds carry every process's stderr (the end-to-end tests' hook).
-"""
+"""Fixtures of the fault tests: the topology's keys once per session, laid out as ``keys init`` does, so
+process testbeds and in-process ones share them (a private Redis per test comes from ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +10,6 @@ import pytest
 from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
-from tests.e2e.conftest import pytest_runtest_makereport  # noqa: F401  (re-exported hook)
-from tests.redis_harness import RedisServer, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +23,3 @@ def keys_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def topology_keys(keys_root: Path) -> KeyDirectory:
     return KeyDirectory(keys_root / topology_module.load_default().name)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server

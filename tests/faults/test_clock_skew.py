@@ -16,16 +16,9 @@ import pytest
 from relay.crypto import DEFAULT_WINDOW_MS
 from relay.gateway.config import GatewaySettings
 from relay.pki.layout import KeyDirectory
-from tests.faults.support import (
-    PLENTY_OF_QKD_KEY,
-    FaultTestbed,
-    Figures,
-    SaeLoad,
-    SkewedClock,
-    check_delivery,
-    proxied_testbed,
-)
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import PLENTY_OF_QKD_KEY, LocalTestbed, SkewedClock, running_testbed
+from tests.support.redis_servers import RedisServer
+from tests.support.sae_load import Figures, SaeLoad, check_delivery
 
 TO_R3, TO_R2 = ("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-B", "SAE-R2-A")
 SKEW_MS = 200_000
@@ -34,9 +27,9 @@ GW2_CLOCK = SkewedClock()
 
 
 @pytest.fixture
-async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[FaultTestbed]:
+async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[LocalTestbed]:
     GW2_CLOCK.offset_ms = 0
-    async with proxied_testbed(
+    async with running_testbed(
         topology_keys,
         private_redis.url,
         GatewaySettings(prerelay=False),
@@ -46,7 +39,7 @@ async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> As
         yield running
 
 
-async def test_clock_skew_beyond_the_replay_window_answers_503_and_recovers(testbed: FaultTestbed) -> None:
+async def test_clock_skew_beyond_the_replay_window_answers_503_and_recovers(testbed: LocalTestbed) -> None:
     assert SKEW_MS > DEFAULT_WINDOW_MS
     async with SaeLoad(testbed.sae, [TO_R3, TO_R2], concurrency=6) as load:
         await asyncio.sleep(1.5)

@@ -15,32 +15,26 @@ import pytest
 
 from relay.gateway.config import GatewaySettings
 from relay.pki.layout import KeyDirectory
-from tests.faults.support import (
-    PLENTY_OF_QKD_KEY,
-    FaultTestbed,
-    Figures,
-    SaeLoad,
-    check_delivery,
-    proxied_testbed,
-    wait_until,
-)
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import PLENTY_OF_QKD_KEY, LocalTestbed, running_testbed
+from tests.support.redis_servers import RedisServer
+from tests.support.sae_load import Figures, SaeLoad, check_delivery
+from tests.support.waiting import wait_until
 
 TO_R3, TO_R2 = ("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-B", "SAE-R2-A")
 CUT_S = 7.0  # longer than link_down_s (5 s): GW1 probes the blackholed link once more
 
 
 @pytest.fixture
-async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[FaultTestbed]:
+async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[LocalTestbed]:
     settings = GatewaySettings(prerelay=False, hop_timeout_s=2.0)
-    async with proxied_testbed(
+    async with running_testbed(
         topology_keys, private_redis.url, settings, sim=PLENTY_OF_QKD_KEY, proxied_links=[("GW1", "GW2")]
     ) as running:
         yield running
 
 
-async def test_partition_between_two_regions_reroutes_or_503s_and_heals(testbed: FaultTestbed) -> None:
-    gw2 = testbed.local.gateways["GW2"].metrics.counts
+async def test_partition_between_two_regions_reroutes_or_503s_and_heals(testbed: LocalTestbed) -> None:
+    gw2 = testbed.gateways["GW2"].metrics.counts
     async with SaeLoad(testbed.sae, [TO_R3, TO_R2], concurrency=6) as load:
         await asyncio.sleep(1.5)
         assert load.succeeded_between(0, time.monotonic(), pair=TO_R2) > 0, load.messages()

@@ -18,23 +18,24 @@ from relay.kms_sim.config import SimSettings
 from relay.pki.layout import KeyDirectory
 from relay.pool import QkdPoolSettings
 from relay.pool.watermarks import Watermarks
-from tests.faults.support import FaultTestbed, Figures, SaeLoad, check_delivery, proxied_testbed
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import LocalTestbed, running_testbed
+from tests.support.redis_servers import RedisServer
+from tests.support.sae_load import Figures, SaeLoad, check_delivery
 
 PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R2-A", "SAE-R3-B"), ("SAE-R1-B", "SAE-R3-B")]
 SETTINGS = GatewaySettings(prerelay=False, qkd_pool=QkdPoolSettings(watermarks=Watermarks(low=2, high=8)))
 
 
 @pytest.fixture
-async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[FaultTestbed]:
-    async with proxied_testbed(
+async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[LocalTestbed]:
+    async with running_testbed(
         topology_keys, private_redis.url, SETTINGS, sim=SimSettings(initial_key_count=8)
     ) as running:
         yield running
 
 
-async def test_load_outrunning_the_qkd_link_answers_503_and_recovers_when_it_stops(testbed: FaultTestbed) -> None:
-    gw1, gw2 = (testbed.local.gateways[g].metrics.counts for g in ("GW1", "GW2"))
+async def test_load_outrunning_the_qkd_link_answers_503_and_recovers_when_it_stops(testbed: LocalTestbed) -> None:
+    gw1, gw2 = (testbed.gateways[g].metrics.counts for g in ("GW1", "GW2"))
     started = time.monotonic()
     async with SaeLoad(testbed.sae, PAIRS, concurrency=6) as load:
         exhausted_s = await load.wait_failures(started, count=10, containing="require-qkd", timeout_s=15)

@@ -9,8 +9,8 @@ import pytest
 from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
-from tests.fuzz.harness import ThreadedTestbed, threaded_testbed
-from tests.redis_harness import redis_server
+from tests.support.redis_servers import redis_server
+from tests.support.threaded_testbed import ThreadedTestbed, threaded_testbed
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,9 @@ from relay.crypto.kem import PycaKemProvider
 from relay.crypto.keyring import EncapsulationKeyAnnouncement
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
-from tests.fuzz.harness import ThreadedTestbed
 from tests.fuzz.test_hop_decoder import mutations
 from tests.fuzz.test_http_schemathesis import _still_relays
+from tests.support.threaded_testbed import ThreadedTestbed
 
 DOCUMENTED = {
     grpc.StatusCode.OK,

@@ -20,7 +20,7 @@ from relay.crypto.header import HopHeader, HopMode
 from relay.crypto.hop import SealedHop
 from relay.crypto.keyring import EncapsulationKeyAnnouncement
 from relay.crypto.suites import SUITE_A, SUITE_B
-from tests.crypto.support import Identities, Link
+from tests.support.crypto_identities import Identities, Link
 
 DECODE_BOUND_S = 1.0
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import ThreadedTestbed
-from tests.fuzz.http_checks import BOUND_S, check_014, check_020
+from tests.support.http_checks import BOUND_S, check_014, check_020
+from tests.support.threaded_testbed import ThreadedTestbed
 
 PATHS_014 = [
     "/api/v1/keys/{}/status",

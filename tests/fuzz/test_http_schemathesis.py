@@ -27,8 +27,8 @@ from schemathesis.checks import (
 
 from relay.etsi014.client import KmeError
 from relay.etsi014.models import KeyRequest
-from tests.fuzz.harness import ThreadedTestbed
-from tests.fuzz.http_checks import BOUND_S, check_014, check_020
+from tests.support.http_checks import BOUND_S, check_014, check_020
+from tests.support.threaded_testbed import ThreadedTestbed
 
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance, negative_data_rejection]
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)

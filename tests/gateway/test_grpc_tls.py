@@ -14,8 +14,8 @@ from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
-from tests.gateway.testbed import LocalTestbed, default_document, running_testbed
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import LocalTestbed, default_document, running_testbed
+from tests.support.redis_servers import RedisServer
 
 
 class GroupReporter(rpc.EncapsulationKeysServicer):

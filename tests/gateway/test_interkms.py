@@ -23,8 +23,8 @@ from relay.gateway.config import GatewaySettings
 from relay.http_server import start_site
 from relay.pki.layout import KeyDirectory
 from relay.strict_json import parse_strict_json
-from tests.gateway.testbed import LocalTestbed, running_testbed
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import LocalTestbed, running_testbed
+from tests.support.redis_servers import RedisServer
 
 TLS13 = ssl.TLSVersion.TLSv1_3
 FOREIGN_KME = "KME-R1-A"  # any certificate with the kme role stands in for a third-party KMS

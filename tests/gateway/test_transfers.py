@@ -9,7 +9,7 @@ import pytest
 
 from relay.gateway.transfers import TransferLog, TransferState
 from relay.pool import PoolUnavailable, RedisBackend, RedisConfig
-from tests.redis_harness import RedisServer
+from tests.support.redis_servers import RedisServer
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from relay.gateway.config import GatewaySettings
 from relay.gateway.grpc_services import RELAY_SERVICES
 from relay.gateway.grpc_tls import channel_credentials, channel_options
 from relay.pki.layout import KeyDirectory
-from tests.gateway.testbed import running_testbed
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import running_testbed
+from tests.support.redis_servers import RedisServer
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -18,8 +18,8 @@ from relay.gateway.config import GatewaySettings
 from relay.observability.logs import JsonFormatter, configure_logging
 from relay.pki.layout import KeyDirectory
 from relay.pool import QkdPool
-from tests.gateway.testbed import running_testbed
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import running_testbed
+from tests.support.redis_servers import RedisServer
 
 
 def _record(message: str, *args: object, exc: BaseException | None = None, **extra: Any) -> str:

@@ -9,9 +9,9 @@ import pytest
 from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings
 from relay.pki.layout import KeyDirectory
-from tests.gateway.testbed import LocalTestbed, running_testbed
-from tests.observability.helpers import admin_url, get, get_json, scrape
-from tests.redis_harness import RedisServer
+from tests.support.admin_http import admin_url, get, get_json, scrape
+from tests.support.local_testbed import LocalTestbed, running_testbed
+from tests.support.redis_servers import RedisServer
 
 ON_DEMAND = GatewaySettings(prerelay=False)
 

@@ -22,7 +22,7 @@ from relay.pki.layout import KeyDirectory
 from relay.pool.connection import RedisBackend, RedisConfig
 from relay.pool.keys import Keyspace
 from tests.kms_sim.conftest import ManualClock, sim_config
-from tests.redis_harness import RedisClusterProcesses, RedisServer, redis_cluster, redis_server
+from tests.support.redis_servers import RedisClusterProcesses, RedisServer, redis_cluster, redis_server
 
 MASTER_SAE, SLAVE_SAE, LINK = "SAE-1", "SAE-2", "L-1-2"  # the simulator's link between KME-A and KME-B
 

@@ -76,8 +76,8 @@ async def test_two_gateway_processes_share_a_pool_disjointly_and_completely(
     keys = make_keys(2000)
     await _put_all(pool, keys)
 
-    command = [sys.executable, "-m", "tests.pool.taker", "--url", backend.config.url, "--prefix", keyspace.prefix,
-               "--link", "L-shared", "--storage-key", str(storage_key)]  # fmt: skip
+    command = [sys.executable, "-m", "tests.support.pool_taker", "--url", backend.config.url,
+               "--prefix", keyspace.prefix, "--link", "L-shared", "--storage-key", str(storage_key)]  # fmt: skip
     if backend.config.cluster:
         command.append("--cluster")
     processes = [await asyncio.create_subprocess_exec(*command, cwd=REPO, stdin=PIPE, stdout=PIPE) for _ in range(2)]

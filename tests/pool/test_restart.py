@@ -14,9 +14,9 @@ from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
 from relay.pool.status import pool_status
-from tests.conftest import free_port
 from tests.pool.conftest import make_keys
-from tests.redis_harness import RedisServer, redis_server
+from tests.support.ports import free_port
+from tests.support.redis_servers import RedisServer, redis_server
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import requests
 from relay.pki.layout import KeyDirectory
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
-from tests.fuzz.harness import ThreadedTestbed
+from tests.support.threaded_testbed import ThreadedTestbed
 
 TIMEOUT_S = 10.0
 

@@ -14,8 +14,8 @@ import grpc
 from relay.crypto import SealedHop, system_clock_ms
 from relay.crypto.header import HopMode
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
-from tests.fuzz.harness import ThreadedTestbed
-from tests.security.support import HandSealed, fetch, relay_as, seal_by_hand
+from tests.support.hand_sealed_hops import HandSealed, fetch, relay_as, seal_by_hand
+from tests.support.threaded_testbed import ThreadedTestbed
 
 
 def _request(hop: HandSealed, sealed: bytes, transfer_id: bytes | None = None) -> pb.RelayKeyRequest:

@@ -7,8 +7,8 @@ import pytest
 
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
-from tests.fuzz.harness import ThreadedTestbed
-from tests.security.support import TIMEOUT_S, enc_keys, fetch, relay_as, seal_by_hand
+from tests.support.hand_sealed_hops import TIMEOUT_S, enc_keys, fetch, relay_as, seal_by_hand
+from tests.support.threaded_testbed import ThreadedTestbed
 
 
 def _with(request: pb.RelayKeyRequest, **changes: object) -> pb.RelayKeyRequest:

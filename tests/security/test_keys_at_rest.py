@@ -10,8 +10,8 @@ import redis
 
 from relay.crypto import StorageCipher
 from relay.crypto.errors import AtRestError
-from tests.fuzz.harness import ThreadedTestbed
-from tests.security.support import enc_keys, fetch
+from tests.support.hand_sealed_hops import enc_keys, fetch
+from tests.support.threaded_testbed import ThreadedTestbed
 
 
 def _dump(url: str) -> list[tuple[bytes, bytes]]:

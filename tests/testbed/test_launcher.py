@@ -12,7 +12,7 @@ from relay.pki.layout import KeyDirectory
 from relay.testbed.demo import exchange_keys
 from relay.testbed.launcher import TestbedError, TestbedState, down, is_alive, up
 from relay.testbed.status import collect, render
-from tests.gateway.testbed import default_document, with_free_ports
+from tests.support.local_testbed import default_document, with_free_ports
 
 
 def test_up_relays_keys_reports_status_and_down_stops_everything(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Shared machinery of the fault tests: a sustained SAE load, the delivery invariants, a cuttable TCP proxy.
+"""Shared machinery of the fault tests: a sustained SAE load and the delivery invariants it must keep.
 
 :class:`SaeLoad` runs N concurrent master SAEs in a closed loop (``enc_keys`` back to back) against any
 testbed that hands out ETSI 014 clients (``ProcessTestbed.sae`` or ``LocalTestbed.sae``), records every
@@ -10,33 +10,19 @@ fault. :func:`check_delivery` then checks what the fault must not break:
   fetch is 400 naming every key_ID (so nothing an SAE was told it has was lost, nor is delivered twice);
 * failures are clean 503s (:meth:`SaeLoad.unexpected` lists the others).
 
-:class:`TcpProxy` sits between two gateways' gRPC channels so a test can cut the link (as a firewall
-dropping the port would: existing connections die, new ones hang) and heal it. :func:`proxied_testbed`
-is ``tests.gateway.testbed.running_testbed`` with such proxies and per-gateway clocks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from relay import topology as topology_module
-from relay.crypto import Clock, system_clock_ms
 from relay.domain import Key
 from relay.etsi014.client import Etsi014Client, KmeError, KmeProtocolError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
-from relay.gateway.config import GatewaySettings, plan_gateway
-from relay.gateway.service import RunningGateway, start_gateway
-from relay.kms_sim.config import SimSettings, from_topology
-from relay.kms_sim.service import RunningKms, start_kms
-from relay.pki.layout import KeyDirectory
-from tests.gateway.testbed import LocalTestbed, default_document, with_free_ports
 
 SaeClients = Callable[[str], Etsi014Client]  # SAE ID -> a client with its certificate, at its home gateway
 Pair = tuple[str, str]  # (master, slave)
@@ -44,7 +30,6 @@ Pair = tuple[str, str]  # (master, slave)
 CLIENT_TIMEOUT_S = 10.0
 FETCH_BATCH = 64
 FAILURE_PAUSE_S = 0.05  # after a failed request, so instant 503s do not spin the two cores
-PLENTY_OF_QKD_KEY = SimSettings(initial_key_count=5000)  # the vendor links' backlog outlasts any test's load
 BROKEN = 0  # status recorded when there was no HTTP answer (or a malformed one)
 
 
@@ -244,175 +229,3 @@ async def check_delivery(clients: SaeClients, keys_by_pair: Mapping[Pair, Sequen
                 else:
                     raise AssertionError(f"{slave} fetched {len(batch)} keys from {master} a second time")
     return len(everything)
-
-
-async def wait_until(
-    check: Callable[[], Any], *, timeout_s: float, interval_s: float = 0.1, what: str = "condition"
-) -> float:
-    """Poll a callable or coroutine function until truthy; returns the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return time.monotonic() - started
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"{what}: not reached within {timeout_s:.0f} s")
-
-
-# ----- a link that can be cut -------------------------------------------------------------------------------
-
-
-class TcpProxy:
-    """Loopback TCP forwarder to ``target_port``; :meth:`cut` blackholes it, :meth:`heal` restores it.
-
-    Cut: every open connection is reset and new ones are accepted but never answered (like a firewall
-    dropping the port: the TLS handshake, and so every RPC, runs into its deadline). Heal: the held
-    connections are reset too, so clients reconnect through a working path.
-    """
-
-    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
-        self.host, self.target_port = host, target_port
-        self.port = 0
-        self.cut_count = 0
-        self.connections = 0
-        self._blocked = False
-        self._open: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.base_events.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        self._reset_all()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    @property
-    def is_cut(self) -> bool:
-        return self._blocked
-
-    def cut(self) -> None:
-        self._blocked = True
-        self.cut_count += 1
-        self._reset_all()
-
-    def heal(self) -> None:
-        self._blocked = False
-        self._reset_all()
-
-    def _reset_all(self) -> None:
-        for writer in list(self._open):
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
-        self._open.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._open.add(writer)
-        if self._blocked:
-            return  # held open, never answered, reset on heal
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.target_port)
-        except OSError:
-            self._open.discard(writer)
-            writer.transport.abort()
-            return
-        self._open.add(upstream_writer)
-        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                if self._blocked:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._open.discard(writer)
-            writer.transport.abort()
-
-
-# ----- the in-process testbed with proxies and clocks -------------------------------------------------------
-
-
-class SkewedClock:
-    """Milliseconds of the system clock plus a mutable offset (a gateway whose clock drifts)."""
-
-    def __init__(self) -> None:
-        self.offset_ms = 0
-
-    def __call__(self) -> int:
-        return system_clock_ms() + self.offset_ms
-
-
-@dataclass
-class FaultTestbed:
-    local: LocalTestbed
-    proxies: dict[tuple[str, str], TcpProxy]  # (caller, callee) -> the proxy the caller dials
-
-    def sae(self, sae_id: str) -> Etsi014Client:
-        return self.local.sae(sae_id)
-
-    def cut(self, a: str, b: str) -> None:
-        for key in ((a, b), (b, a)):
-            self.proxies[key].cut()
-
-    def heal(self, a: str, b: str) -> None:
-        for key in ((a, b), (b, a)):
-            self.proxies[key].heal()
-
-
-@contextlib.asynccontextmanager
-async def proxied_testbed(
-    keys: KeyDirectory,
-    redis_url: str,
-    settings: GatewaySettings,
-    *,
-    sim: SimSettings | None = None,
-    proxied_links: Sequence[tuple[str, str]] = (),
-    clocks: Mapping[str, Clock] | None = None,
-) -> AsyncIterator[FaultTestbed]:
-    """Like ``running_testbed``, but each gateway of a proxied link dials its neighbour through a proxy.
-
-    Each gateway gets its own view of the topology: the neighbour's ``grpc_port`` there is the proxy's,
-    while the neighbour itself listens on the real one from the shared document.
-    """
-    document = with_free_ports(default_document())
-    topology = topology_module.parse(copy.deepcopy(document))
-    real_ports = {gateway.id: gateway.grpc_port for gateway in topology.gateways}
-    proxies: dict[tuple[str, str], TcpProxy] = {}
-    kms: dict[str, RunningKms] = {}
-    gateways: dict[str, RunningGateway] = {}
-    testbed = FaultTestbed(LocalTestbed(topology, keys, kms, gateways), proxies)
-    try:
-        for a, b in proxied_links:
-            for caller, callee in ((a, b), (b, a)):
-                proxies[caller, callee] = proxy = TcpProxy(real_ports[callee])
-                await proxy.start()
-        for vendor in topology.kms:
-            kms[vendor.id] = await start_kms(from_topology(topology, vendor.id, sim), keys)
-        gateway_settings = replace(settings, redis_url=redis_url)
-        for gateway in topology.gateways:
-            view = copy.deepcopy(document)
-            for region in view["regions"]:
-                for entry in region["gateways"]:
-                    if (gateway.id, entry["id"]) in proxies:
-                        entry["grpc_port"] = proxies[gateway.id, entry["id"]].port
-            plan = plan_gateway(topology_module.parse(view), gateway.id, gateway_settings)
-            clock = (clocks or {}).get(gateway.id, system_clock_ms)
-            gateways[gateway.id] = await start_gateway(plan, gateway_settings, keys, clock=clock)
-        await testbed.local.fill_qkd_pools()
-        yield testbed
-    finally:
-        for running in gateways.values():
-            await running.stop()
-        for running_kms in kms.values():
-            await running_kms.stop()
-        for proxy in proxies.values():
-            await proxy.close()

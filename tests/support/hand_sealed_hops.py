@@ -16,7 +16,7 @@ from relay.crypto.kem import PycaKemProvider
 from relay.crypto.keyring import EncapsulationKeyAnnouncement
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
-from tests.fuzz.harness import ThreadedTestbed
+from tests.support.threaded_testbed import ThreadedTestbed
 
 TIMEOUT_S = 10.0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"

@@ -22,7 +22,7 @@ import requests
 from relay.gateway.config import GatewaySettings
 from relay.gateway.grpc_tls import channel_options
 from relay.pki.layout import KeyDirectory
-from tests.gateway.testbed import LocalTestbed, running_testbed
+from tests.support.local_testbed import LocalTestbed, running_testbed
 
 T = TypeVar("T")
 ON_DEMAND = GatewaySettings(prerelay=False)

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +29,8 @@ from relay.etsi014.client import Etsi014Client, KmeError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
 from relay.pki.layout import KeyDirectory
 from relay.topology import Topology
-from tests.gateway.testbed import default_document, with_free_ports
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import default_document, with_free_ports
+from tests.support.redis_servers import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QKD_RELAY = [sys.executable, "-m", "relay.cli"]
@@ -247,23 +247,6 @@ class ProcessTestbed:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return cli(*args, "--topology", str(self.topology_path))
-
-
-async def wait_until(
-    check: Callable[[], object], *, timeout_s: float, interval_s: float = 0.2, what: str = "condition"
-) -> None:
-    """Poll a coroutine function or plain callable until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        last = result
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"{what}: not reached within {timeout_s:.0f} s (last: {last!r})")
 
 
 async def round_trip(testbed: ProcessTestbed, master: str, slave: str, *, timeout_s: float = 20.0) -> float:
