@@ -1,8 +1,10 @@
 """Shared fixtures: a throw-away PKI on disk, the embedded topology's certificates, a private Redis; and
-failure reports that carry the stderr of every process of a :class:`ProcessTestbed` a test used."""
+failure reports that carry the stderr of every process of a :class:`ProcessTestbed` a test used; the root
+logger restored after every test."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -17,6 +19,24 @@ from tests.support.redis_servers import RedisServer, redis_server
 
 KMES = ("KME-A", "KME-B")
 SAES = ("SAE-1", "SAE-2", "SAE-3", "SAE #4")
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """Tests that run the console script in-process (``relay.cli.main``) configure logging as it does,
+    with a handler on the ``sys.stderr`` of that moment: pytest's capture stream, closed after the test.
+    Restore the root logger, or every later log line (from a session-scoped testbed's background loops,
+    say) fails with "I/O operation on closed file"."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

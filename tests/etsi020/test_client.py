@@ -15,7 +15,7 @@ from relay.etsi020.client import Etsi020Client, PeerProblem, PeerUnreachable
 from relay.etsi020.models import AckStatus, ExtKey, ExtKeyContainer, VoidContainer
 from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
-from tests.etsi020.conftest import TLS13
+from tests.support.etsi020_peers import TLS13
 from tests.support.ports import free_port
 
 SYNC_ACKS = [

@@ -35,7 +35,7 @@ from relay.etsi020.server import create_app
 from relay.http_server import start_site
 from relay.pki.layout import KeyDirectory
 from relay.pki.tls import client_context
-from tests.etsi020.conftest import (
+from tests.support.etsi020_peers import (
     GATEWAY,
     MAX_BODY_BYTES,
     SUPPORTED_MANDATORY,

@@ -23,9 +23,8 @@ from relay.crypto.kem import PycaKemProvider
 from relay.crypto.keyring import EncapsulationKeyAnnouncement
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
-from tests.fuzz.test_hop_decoder import mutations
-from tests.fuzz.test_http_schemathesis import _still_relays
-from tests.support.threaded_testbed import ThreadedTestbed
+from tests.support.mutations import mutations
+from tests.support.threaded_testbed import ThreadedTestbed, assert_still_relays
 
 DOCUMENTED = {
     grpc.StatusCode.OK,
@@ -161,10 +160,10 @@ def test_grpc_messages_get_documented_status_codes_only(bed: ThreadedTestbed) ->
     print(sorted(seen.items()))
     assert any(name.startswith("RelayKey:INVALID_ARGUMENT") for name in seen), seen
     assert any(name.startswith("RelayKey:PERMISSION_DENIED") for name in seen), seen
-    _still_relays(bed)
+    assert_still_relays(bed)
 
 
 @pytest.mark.slow
 def test_grpc_messages_long(bed: ThreadedTestbed) -> None:
     fuzz(bed, 2000)
-    _still_relays(bed)
+    assert_still_relays(bed)

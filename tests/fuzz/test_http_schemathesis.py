@@ -25,10 +25,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from relay.etsi014.client import KmeError
-from relay.etsi014.models import KeyRequest
 from tests.support.http_checks import BOUND_S, check_014, check_020
-from tests.support.threaded_testbed import ThreadedTestbed
+from tests.support.threaded_testbed import ThreadedTestbed, assert_still_relays
 
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance, negative_data_rejection]
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
@@ -55,23 +53,6 @@ def _positive(case: Any) -> bool:
     """Overrides that make a value valid are only for positive cases: a negative one must stay invalid."""
     meta = getattr(case, "_meta", None)
     return meta is not None and meta.generation.mode is GenerationMode.POSITIVE
-
-
-def _still_relays(bed: ThreadedTestbed) -> None:
-    async def exchange() -> None:
-        async with bed.testbed.sae("SAE-R1-A") as master, bed.testbed.sae("SAE-R3-A") as slave:
-            issued = await master.get_key("SAE-R3-A", KeyRequest())
-            fetched = await slave.get_key_with_ids("SAE-R1-A", [issued.keys[0].key_id])
-        assert fetched.keys[0].key == issued.keys[0].key
-
-    for attempt in range(3):  # a require-qkd link the fuzzer ran dry answers 503 until refilled
-        try:
-            bed.run(exchange())
-            return
-        except KmeError as exc:
-            if exc.status != 503 or attempt == 2:
-                raise
-            bed.refill()
 
 
 def fuzz_014(bed: ThreadedTestbed, examples: int) -> None:
@@ -101,7 +82,7 @@ def _run_and_check(bed: ThreadedTestbed, run: Callable[[], None], seen: Counter[
     print(sorted(seen.items()))
     statuses = {status for _, status in seen}
     assert {200, 400} <= statuses, seen  # the fuzzer got past the parsers, and was refused by them
-    _still_relays(bed)
+    assert_still_relays(bed)
 
 
 def fuzz_020(bed: ThreadedTestbed, examples: int) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from relay.etsi014.client import KmeError
 from relay.etsi014.models import KeyRequest
-from tests.kms_sim.conftest import KmsHarness
+from tests.support.simulated_kms import KmsHarness
 
 STATUS_FIELDS = {
     "source_KME_ID": str,

@@ -7,7 +7,7 @@ import pytest
 from relay.etsi014.client import Etsi014Client, KmeError, KmeUnreachable
 from relay.pki.layout import KeyDirectory
 from relay.pki.tls import client_context
-from tests.kms_sim.conftest import KmsHarness
+from tests.support.simulated_kms import KmsHarness
 
 
 async def test_client_without_certificate_is_refused(kms: KmsHarness, pki: KeyDirectory) -> None:

@@ -60,17 +60,8 @@ def test_cli_log_format_option(capsys: pytest.CaptureFixture[str]) -> None:
     args = _build_parser().parse_args(["gateway", "run", "--id", "GW1", "--log-format", "json"])
     assert args.log_format == "json" and args.log_level == "INFO"
     stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    try:
-        configure_logging(args.log_format, args.log_level, stream=stream)
-        logging.getLogger("relay.test").info("hello", extra={"gateway": "GW1"})
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
+    configure_logging(args.log_format, args.log_level, stream=stream)  # the root logger is restored afterwards
+    logging.getLogger("relay.test").info("hello", extra={"gateway": "GW1"})
     document = json.loads(stream.getvalue())
     assert document["message"] == "hello" and document["gateway"] == "GW1"
     with pytest.raises(SystemExit):

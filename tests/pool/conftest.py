@@ -9,22 +9,19 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from relay.crypto.at_rest import StorageCipher
-from relay.domain import Key
 from relay.etsi014.client import Etsi014Client
 from relay.kms_sim.config import SimSettings
-from relay.kms_sim.service import RunningKms, start_kms
+from relay.kms_sim.service import start_kms
 from relay.pki.layout import KeyDirectory
 from relay.pool.connection import RedisBackend, RedisConfig
 from relay.pool.keys import Keyspace
-from tests.kms_sim.conftest import ManualClock, sim_config
+from tests.support.pool_data import MASTER_SAE, SLAVE_SAE, Vendor
 from tests.support.redis_servers import RedisClusterProcesses, RedisServer, redis_cluster, redis_server
-
-MASTER_SAE, SLAVE_SAE, LINK = "SAE-1", "SAE-2", "L-1-2"  # the simulator's link between KME-A and KME-B
+from tests.support.simulated_kms import ManualClock, sim_config
 
 
 @pytest.fixture(scope="session")
@@ -65,20 +62,6 @@ def keyspace() -> Keyspace:
 @pytest.fixture
 def cipher() -> StorageCipher:
     return StorageCipher(os.urandom(32))
-
-
-def make_keys(number: int, size_bytes: int = 32) -> list[Key]:
-    return [Key(str(uuid.uuid4()), os.urandom(size_bytes)) for _ in range(number)]
-
-
-@dataclass
-class Vendor:
-    """A running vendor KMS with one QKD link; SAE-1 is the master gateway, SAE-2 the slave gateway."""
-
-    running: RunningKms
-    clock: ManualClock
-    master_kme: Etsi014Client
-    slave_kme: Etsi014Client
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from relay.pool.errors import PoolEmpty, RelayedKeysNotFound
 from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
-from tests.pool.conftest import make_keys
+from tests.support.pool_data import make_keys
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ from relay.pool.errors import KeyAlreadyUsed, PoolEmpty
 from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role, link_pools
 from relay.pool.watermarks import Watermarks
-from tests.pool.conftest import LINK, MASTER_SAE, SLAVE_SAE, Vendor, make_keys
+from tests.support.pool_data import LINK, MASTER_SAE, SLAVE_SAE, Vendor, make_keys
 
 SETTINGS = QkdPoolSettings(watermarks=Watermarks(low=5, high=20))
 

@@ -12,7 +12,7 @@ from relay.pool.errors import KeyAlreadyUsed, KeyNotFound, PoolEmpty, StoredKeyC
 from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role, link_pools
 from relay.pool.store import Lifetimes
-from tests.pool.conftest import make_keys
+from tests.support.pool_data import make_keys
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from relay.pool.keys import Keyspace
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
 from relay.pool.status import PoolStatus, pool_status
 from relay.pool.watermarks import PoolState, Watermarks
-from tests.pool.conftest import make_keys
+from tests.support.pool_data import make_keys
 
 A, B, C = "SAE-A", "SAE #B", "SAE-C"
 

@@ -14,7 +14,7 @@ from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
 from relay.pool.status import pool_status
-from tests.pool.conftest import make_keys
+from tests.support.pool_data import make_keys
 from tests.support.ports import free_port
 from tests.support.redis_servers import RedisServer, redis_server
 

@@ -10,7 +10,7 @@ from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPoolSettings, Role, link_pools
 from relay.pool.status import PoolStatus, pool_status
 from relay.pool.watermarks import PoolState, Watermarks
-from tests.pool.conftest import make_keys
+from tests.support.pool_data import make_keys
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import grpc
 import requests
 
+from relay.etsi014.client import KmeError
+from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings
 from relay.gateway.grpc_tls import channel_options
 from relay.pki.layout import KeyDirectory
@@ -123,3 +125,22 @@ def threaded_testbed(
         if thread.is_alive():
             raise RuntimeError(f"the testbed did not stop within {STOP_TIMEOUT_S} s")
         loop.close()
+
+
+def assert_still_relays(bed: ThreadedTestbed) -> None:
+    """A real key exchange still works after a fuzz run (a dry require-qkd link is refilled first)."""
+
+    async def exchange() -> None:
+        async with bed.testbed.sae("SAE-R1-A") as master, bed.testbed.sae("SAE-R3-A") as slave:
+            issued = await master.get_key("SAE-R3-A", KeyRequest())
+            fetched = await slave.get_key_with_ids("SAE-R1-A", [issued.keys[0].key_id])
+        assert fetched.keys[0].key == issued.keys[0].key
+
+    for attempt in range(3):  # a require-qkd link the fuzzer ran dry answers 503 until refilled
+        try:
+            bed.run(exchange())
+            return
+        except KmeError as exc:
+            if exc.status != 503 or attempt == 2:
+                raise
+            bed.refill()
