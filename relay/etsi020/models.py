@@ -45,6 +45,9 @@ _EXTENSION_NAME = re.compile(_EXTENSION_NAME_PATTERN)
 _UNKNOWN_MEMBER = {"extra_forbidden", "unexpected_keyword_argument"}
 _NOT_AN_OBJECT = {"dataclass_type", "model_type", "dataclass_exact_type"}
 _NO_KEY_IDS_OR_CONFIRMATION = "no_key_ids_or_confirmation"
+# The spec's examples name the details member of the two "not understood" problems (400-extkey-ack and
+# 400-extkey-void): a KME acting on details finds it there, followed by what each member broke.
+_NOT_UNDERSTOOD_DETAIL = {ACK_NOT_UNDERSTOOD: "ack_not_understood", VOID_NOT_UNDERSTOOD: "key_voiding_error"}
 
 
 def _extension_names(value: JsonObject) -> JsonObject:
@@ -203,10 +206,25 @@ def _problem(errors: list[ErrorDetails], kind: ProblemType) -> Problem:
     if unknown:
         return Problem(400, kind, {"unknown_parameters": ", ".join(unknown)[:256]})
     details: dict[str, str] = {}
-    for error in errors:
+    for error in _causes(errors):
         name = "malformed_container" if error["type"] in _NOT_AN_OBJECT else _member(error)
         details.setdefault(name, error["msg"])
+    summary = _NOT_UNDERSTOOD_DETAIL.get(kind)
+    if summary is not None:
+        offending = ", ".join(details)
+        details = {summary: f"cannot parse the request: {offending} breaks the schema", **details}
     return Problem(400, kind, details)
+
+
+def _causes(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Without the consequences: an array reported too short only because one of its items failed."""
+    failed_inside = [error["loc"] for error in errors if error["type"] != "too_short"]
+    return [
+        error
+        for error in errors
+        if error["type"] != "too_short"
+        or not any(loc[: len(error["loc"])] == error["loc"] and len(loc) > len(error["loc"]) for loc in failed_inside)
+    ]
 
 
 def _member(error: ErrorDetails) -> str:
