@@ -2,8 +2,8 @@
 
 The gateway's 020 listener (``relay.etsi020.server``): another KME or gateway, identified by its client
 certificate (mutual TLS 1.3), hands over keys for an SAE this domain serves, acknowledges keys we handed
-over, or voids keys. Failures are RFC 9457 problem details (``application/problem+json``) whose ``type``
-names the reason; ``status`` repeats the HTTP status. The routes are described here; every message
+over, or voids keys. Failures are RFC 9457 problem details, sent as ``application/json`` as the spec says,
+whose ``type`` names the reason; ``status`` repeats the HTTP status. The routes are described here; every message
 schema is generated from ``relay.etsi020.models`` and ``relay.etsi020.problems``.
 """
 
@@ -15,11 +15,9 @@ from relay.etsi020.models import ACK_CONTAINERS, AckContainer, ExtKeyContainer, 
 from relay.etsi020.problems import PROBLEM_DETAILS
 from relay.openapi_frame import JSON, component_schemas, document, fresh_copies, ref
 
-PROBLEM = "application/problem+json"
-
 
 def _problem_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM: {"schema": ref("Problem")}}}
+    return {"description": description, "content": {JSON: {"schema": ref("Problem")}}}
 
 
 _ERRORS: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 Like the 014 front end, this module owns only HTTP: the calling KME's identity from its certificate,
 strict JSON, the asynchronous mode (202 now, acks POSTed to ``ack_callback_url`` later) and the optional
-synchronous mode (200 with ``ack_containers``), and RFC 9457 problem details for every failure. What a
+synchronous mode (200 with ``ack_containers``), and RFC 9457 problem details for every failure, sent as
+``application/json`` like every 020 body (the spec's Table 1 and each documented error response). What a
 key transfer means is the backend's business (:class:`InterKmsBackend`).
 
 Rejections that happen before 202 (400, 401, 503) leave no association behind, as the spec requires:
@@ -212,9 +213,7 @@ async def _read_json(request: web.Request) -> Any:
 
 
 def _problem(problem: Problem, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response(
-        problem.to_json(), status=problem.status, content_type="application/problem+json", headers=headers
-    )
+    return web.json_response(problem.to_json(), status=problem.status, content_type="application/json", headers=headers)
 
 
 @web.middleware

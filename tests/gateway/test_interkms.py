@@ -188,3 +188,20 @@ async def test_an_ack_status_that_is_not_one_of_the_five_is_a_400_ack_not_unders
     assert answer.body["status"] == 400
     assert answer.body["details"]["ack_not_understood"] == "cannot parse the request: ack_status breaks the schema"
     assert set(answer.body["details"]) == {"ack_not_understood", "ack_status"}
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status"),
+    [
+        ("/kmapi/v1/ext_keys", {"initiator_sae_id": FOREIGN_SAE}, 400),
+        (ACK_PATH, ack_with_status("relayed"), 400),
+        ("/kmapi/v1/ext_keys/void", {"key_ids": [], "initiator_sae_id": FOREIGN_SAE, "target_sae_ids": ["X"]}, 400),
+    ],
+)
+async def test_errors_are_application_json_with_the_rfc_9457_members(
+    testbed: LocalTestbed, path: str, payload: Any, status: int
+) -> None:
+    answer = await raw_post(testbed, "GW1", path, payload)
+    assert (answer.status, answer.content_type) == (status, "application/json")  # the spec's Table 1
+    assert answer.body["status"] == status and answer.body["type"].startswith("https://qkd.etsi.org/gs020-interop-kms/")
+    assert isinstance(answer.body["title"], str) and all(isinstance(v, str) for v in answer.body["details"].values())
