@@ -10,6 +10,7 @@ understood" type.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +40,16 @@ MAX_EXTENSION_MEMBERS = 1024
 MAX_URL = 1024
 MAX_MESSAGE = 4096
 SYNCHRONOUS_MODE = "synchronous_mode"
+# The body limit is what the largest valid request this KME accepts can carry, plus room for extensions:
+# MAX_ITEMS keys of MAX_KEY_BYTES (base64, each with its UUID and JSON punctuation), MAX_ITEMS target SAE
+# IDs of the longest length, and EXTENSION_ALLOWANCE for extension members, whose size the spec leaves open.
+# Anything larger cannot be a request we would carry out: the server refuses it (400) before reading it whole.
+MAX_KEY_BYTES = 1024  # the spec's ``value`` has no bound; one relay hop carries at most this much
+EXTENSION_ALLOWANCE = 1024 * 1024
+_LARGEST_KEY_ENTRY = len('{"key_id":"00000000-0000-0000-0000-000000000000","value":""},') + 4 * math.ceil(
+    MAX_KEY_BYTES / 3
+)
+MAX_BODY_BYTES = MAX_ITEMS * (_LARGEST_KEY_ENTRY + MAX_SAE_ID_LENGTH + 3) + EXTENSION_ALLOWANCE
 _URI_CHARACTERS = r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$"  # RFC 3986 URI characters
 _EXTENSION_NAME_PATTERN = "^E[0-9]+_.+$"
 _EXTENSION_NAME = re.compile(_EXTENSION_NAME_PATTERN)

@@ -410,11 +410,11 @@ async def test_bodies_that_are_not_strict_json_are_400(kme: Kme020, path: str, d
     assert kme.backend.calls == []
 
 
-async def test_a_body_over_the_limit_is_413(kme: Kme020) -> None:
+async def test_a_body_over_the_limit_is_400_since_no_020_operation_documents_413(kme: Kme020) -> None:
     request = ext_keys(1)
     body = request.to_json() | {"extension_optional": {"E1_padding": "x" * MAX_BODY_BYTES}}
     answer = await kme.raw("POST", "/kmapi/v1/ext_keys", json=body)
-    assert_problem(answer, 413, "about:blank", "request_too_large")
+    assert_problem(answer, 400, "invalid-parameter", "request_too_large")
     assert kme.backend.calls == []
 
 

@@ -21,7 +21,17 @@ from aiohttp import web
 from relay.domain import Key
 from relay.etsi014.client import KmeError
 from relay.etsi020.client import Etsi020Client, PeerProblem
-from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer, parse_ack_containers
+from relay.etsi020.models import (
+    MAX_BODY_BYTES,
+    MAX_ITEMS,
+    MAX_KEY_BYTES,
+    AckContainer,
+    AckStatus,
+    ExtKey,
+    ExtKeyContainer,
+    VoidContainer,
+    parse_ack_containers,
+)
 from relay.gateway.config import GatewaySettings
 from relay.gateway.interkms import ACK_PATH
 from relay.http_server import start_site
@@ -205,3 +215,19 @@ async def test_errors_are_application_json_with_the_rfc_9457_members(
     assert (answer.status, answer.content_type) == (status, "application/json")  # the spec's Table 1
     assert answer.body["status"] == status and answer.body["type"].startswith("https://qkd.etsi.org/gs020-interop-kms/")
     assert isinstance(answer.body["title"], str) and all(isinstance(v, str) for v in answer.body["details"].values())
+
+
+async def test_a_body_larger_than_any_valid_request_is_a_400_not_an_undocumented_413(testbed: LocalTestbed) -> None:
+    largest = ExtKeyContainer(
+        tuple(ExtKey(str(uuid.uuid4()), os.urandom(MAX_KEY_BYTES)) for _ in range(MAX_ITEMS)), FOREIGN_SAE, ("NOBODY",)
+    )
+    fits = await raw_post(testbed, "GW1", "/kmapi/v1/ext_keys", largest.to_json())
+    assert fits.status == 400 and fits.body["type"].endswith("/key-routing-error")  # read whole, then refused
+    padding = {"E1_padding": "x" * MAX_BODY_BYTES}
+    too_large = await raw_post(
+        testbed, "GW1", "/kmapi/v1/ext_keys", largest.to_json() | {"extension_optional": padding}
+    )
+    assert too_large.status == 400 and too_large.body["type"].endswith("/invalid-parameter")
+    assert "more than any valid request carries" in too_large.body["details"]["request_too_large"]
+    ack = await raw_post(testbed, "GW1", ACK_PATH, data=b"[" + b" " * MAX_BODY_BYTES + b"]")
+    assert ack.status == 400 and ack.body["type"].endswith("/ack-not-understood")
