@@ -2,18 +2,27 @@
 
 Every launcher (local processes, docker-compose, certificate generation) derives from one parsed
 ``Topology``. The file's shape is described once by the dataclasses below and parsed by pydantic in
-strict mode (no coercion: a port is an integer, never ``"8080"`` or ``true``; unknown keys refused);
-then every cross-reference is checked, so that a typo fails at load time with the name of the offending
-entry, not later inside a relay.
+strict mode (no coercion: a port is an integer, never ``"8080"`` or ``true``); then every
+cross-reference is checked, so that a typo fails at load time with the name of the offending entry, not
+later inside a relay.
+
+Invariant: nothing in the file is ignored and nothing is overridden. An unknown key is refused with its
+path and the nearest valid key (a misspelt ``cost`` or ``admin_port`` would otherwise fall back to its
+default and silently move traffic or disable a listener), and every identifier, gateway pair and port is
+unique (a second link for one pair would otherwise replace the first, e.g. a require-qkd link by a
+pqc-only one).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, get_args, get_type_hints
 
 import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -211,6 +220,8 @@ class _TopologyFile:
 _FILE = TypeAdapter(_TopologyFile)
 _TOPOLOGY_REFUSAL = "topology"
 _LISTS = {"kms", "kmes", "regions", "gateways", "saes", "qkd_links", "links"}
+_UNKNOWN_KEY = {"extra_forbidden", "unexpected_keyword_argument"}
+_Id = TypeVar("_Id", str, int)
 
 
 def load(path: Path) -> Topology:
@@ -253,10 +264,14 @@ def _check_references(topology: Topology) -> None:
         + [g.id for g in topology.gateways]
         + [s.id for s in topology.saes]
     )
-    duplicates = sorted({i for i in entity_ids if entity_ids.count(i) > 1})
+    duplicates = _repeated(entity_ids)
     if duplicates:
         raise TopologyError(f"identifiers used more than once: {', '.join(duplicates)}")
+    duplicates = _repeated([q.id for q in topology.qkd_links])
+    if duplicates:
+        raise TopologyError(f"qkd_link identifiers used more than once: {', '.join(duplicates)}")
     _check_ports(topology)
+    _check_one_link_per_pair(topology.links)
     gateway_ids = {g.id for g in topology.gateways}
     for sae in topology.saes:
         if sae.gateway not in gateway_ids:
@@ -287,9 +302,24 @@ def _check_ports(topology: Topology) -> None:
     ports = [region.redis_port for region in topology.regions]
     ports += [kms.admin_port for kms in topology.kms] + [kme.port for kms in topology.kms for kme in kms.kmes]
     ports += [p for g in topology.gateways for p in (g.etsi014_port, g.etsi020_port, g.grpc_port, g.admin_port) if p]
-    clashes = sorted({port for port in ports if ports.count(port) > 1})
+    clashes = _repeated(ports)
     if clashes:
         raise TopologyError(f"ports used more than once: {', '.join(map(str, clashes))}")
+
+
+def _check_one_link_per_pair(links: Sequence[Link]) -> None:
+    """A pair of gateways has one policy: a second entry must not silently replace (or shadow) the first."""
+    first_entry: dict[frozenset[str], int] = {}
+    for index, link in enumerate(links):
+        pair = frozenset(link.gateways)
+        if pair in first_entry:
+            ends = "-".join(link.gateways)
+            raise TopologyError(f"links[{index}]: gateways {ends} are already joined by links[{first_entry[pair]}]")
+        first_entry[pair] = index
+
+
+def _repeated(values: list[_Id]) -> list[_Id]:
+    return sorted({value for value in values if values.count(value) > 1})
 
 
 def _as_json(document: Any) -> str:
@@ -304,8 +334,11 @@ def _refusal(message: str) -> PydanticCustomError:
 
 
 def _message(errors: list[ErrorDetails]) -> str:
-    """The first fault, in the words the checks use: which member, what it must be, where."""
-    error = errors[0]
+    """The first fault, in the words the checks use: which member, what it must be, where.
+
+    Unknown keys come first: a misspelt required key is also reported missing, and the typo is the cause.
+    """
+    error = min(errors, key=lambda e: e["type"] not in _UNKNOWN_KEY)
     if error["type"] == _TOPOLOGY_REFUSAL:
         return error["msg"]
     loc = error["loc"]
@@ -313,8 +346,8 @@ def _message(errors: list[ErrorDetails]) -> str:
     name = names[-1] if names else "topology"
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[:-1]).lstrip(".")
     where = where or "topology"
-    if error["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:
-        return f"unknown key '{name}' (in {where})"
+    if error["type"] in _UNKNOWN_KEY:
+        return f"{where}: unknown key '{name}'; {_suggestion(name, _keys_at(loc[:-1]))}"
     if name.endswith("port"):
         return f"'{name}' must be a TCP port (in {where})"
     if name in {"rate_bps", "cost"}:
@@ -322,3 +355,20 @@ def _message(errors: list[ErrorDetails]) -> str:
     if name in _LISTS and isinstance(loc[-1], str):
         return f"'{name}' must be a non-empty list (in {where})"
     return f"'{name}' is invalid (in {where}): {error['msg']}"
+
+
+def _suggestion(unknown: str, valid: Sequence[str]) -> str:
+    nearest = difflib.get_close_matches(unknown, valid, n=1)
+    return f"did you mean '{nearest[0]}'?" if nearest else f"valid keys: {', '.join(valid)}"
+
+
+def _keys_at(path: Sequence[int | str]) -> tuple[str, ...]:
+    """The keys the file may hold at ``path``, found by walking the file's dataclasses along it."""
+    shape: Any = _TopologyFile
+    for part in path:
+        if isinstance(part, int):
+            members = get_args(shape)  # tuple[X, ...] or a fixed tuple[X, Y]
+            shape = members[0] if members[-1] is Ellipsis else members[part]
+        else:
+            shape = get_type_hints(shape)[part]  # every nested entry sits in a list: a tuple of dataclasses
+    return tuple(field.name for field in dataclasses.fields(shape))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +63,90 @@ def test_unreadable_file_is_a_topology_error(tmp_path: Any) -> None:
     path.write_text("name: [unclosed")
     with pytest.raises(TopologyError, match="cannot read topology"):
         topology.load(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # a misspelt cost fell back to 1.0 and moved GW1->GW3 traffic onto the pqc-only link
+        (
+            lambda d: d["links"][2].update(cots=d["links"][2].pop("cost")),
+            "links[2]: unknown key 'cots'; did you mean 'cost'?",
+        ),
+        # a misspelt admin_port left the gateway without its admin listener
+        (
+            lambda d: d["regions"][0]["gateways"][0].update(
+                admin_prot=d["regions"][0]["gateways"][0].pop("admin_port")
+            ),
+            "regions[0].gateways[0]: unknown key 'admin_prot'; did you mean 'admin_port'?",
+        ),
+        # a misspelt required key is also missing: the typo is what the operator must read
+        (
+            lambda d: d["kms"][1].update(admin_prot=d["kms"][1].pop("admin_port")),
+            "kms[1]: unknown key 'admin_prot'; did you mean 'admin_port'?",
+        ),
+        (
+            lambda d: d["qkd_links"][0]["endpoints"][1].update(kmee="x"),
+            "qkd_links[0].endpoints[1]: unknown key 'kmee'; did you mean 'kme'?",
+        ),
+        (lambda d: d.update(lniks=[]), "topology: unknown key 'lniks'; did you mean 'links'?"),
+        (lambda d: d["links"][0].update(colour="red"), "links[0]: unknown key 'colour'; valid keys: gateways, policy"),
+    ],
+)
+def test_unknown_keys_are_refused_with_their_path_and_the_nearest_valid_key(change: Any, message: str) -> None:
+    with pytest.raises(TopologyError) as refused:
+        parse(mutate(change))
+    assert str(refused.value).startswith(message)
+
+
+def duplicate_pqc_only_link(document: dict[str, Any]) -> None:
+    """The attack: a later entry for GW2-GW3 (listed the other way round) replaced its require-qkd link."""
+    document["links"].append({"gateways": ["GW3", "GW2"], "policy": "pqc-only"})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (duplicate_pqc_only_link, "links[3]: gateways GW3-GW2 are already joined by links[1]"),
+        (lambda d: d["qkd_links"].append(dict(d["qkd_links"][0])), "qkd_link identifiers used more than once"),
+        (lambda d: d["regions"][2]["saes"].append({"id": "SAE-R1-A", "gateway": "GW3"}), "more than once: SAE-R1-A"),
+        (lambda d: d["kms"][1]["kmes"][0].update(id="KME-R1-A"), "used more than once: KME-R1-A"),
+        (lambda d: d["kms"][1].update(id="KMS-R1"), "used more than once: KMS-R1"),
+        (lambda d: d["regions"][2]["gateways"][0].update(admin_port=19404), "ports used more than once: 19404"),
+    ],
+)
+def test_nothing_in_the_file_is_silently_overridden(change: Any, message: str) -> None:
+    with pytest.raises(TopologyError, match=re.escape(message)):
+        parse(mutate(change))
+
+
+@pytest.mark.parametrize(
+    ("command", "change", "message"),
+    [
+        (
+            ["testbed", "up", "--state", "state"],
+            duplicate_pqc_only_link,
+            "links[3]: gateways GW3-GW2 are already joined by links[1]",
+        ),
+        (
+            ["gateway", "run", "--id", "GW1"],
+            lambda d: d["links"][2].update(cots=3),
+            "links[2]: unknown key 'cots'; did you mean 'cost'?",
+        ),
+    ],
+)
+def test_the_cli_refuses_a_bad_topology_in_one_line(
+    tmp_path: Path, command: list[str], change: Any, message: str
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(mutate(change)))
+    finished = subprocess.run(
+        [sys.executable, "-m", "relay.cli", *command, "--topology", str(bad)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert finished.stderr == f"qkd-relay: error: {message}\n"

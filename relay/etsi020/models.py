@@ -10,6 +10,7 @@ understood" type.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,12 +40,25 @@ MAX_EXTENSION_MEMBERS = 1024
 MAX_URL = 1024
 MAX_MESSAGE = 4096
 SYNCHRONOUS_MODE = "synchronous_mode"
+# The body limit is what the largest valid request this KME accepts can carry, plus room for extensions:
+# MAX_ITEMS keys of MAX_KEY_BYTES (base64, each with its UUID and JSON punctuation), MAX_ITEMS target SAE
+# IDs of the longest length, and EXTENSION_ALLOWANCE for extension members, whose size the spec leaves open.
+# Anything larger cannot be a request we would carry out: the server refuses it (400) before reading it whole.
+MAX_KEY_BYTES = 1024  # the spec's ``value`` has no bound; one relay hop carries at most this much
+EXTENSION_ALLOWANCE = 1024 * 1024
+_LARGEST_KEY_ENTRY = len('{"key_id":"00000000-0000-0000-0000-000000000000","value":""},') + 4 * math.ceil(
+    MAX_KEY_BYTES / 3
+)
+MAX_BODY_BYTES = MAX_ITEMS * (_LARGEST_KEY_ENTRY + MAX_SAE_ID_LENGTH + 3) + EXTENSION_ALLOWANCE
 _URI_CHARACTERS = r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$"  # RFC 3986 URI characters
 _EXTENSION_NAME_PATTERN = "^E[0-9]+_.+$"
 _EXTENSION_NAME = re.compile(_EXTENSION_NAME_PATTERN)
 _UNKNOWN_MEMBER = {"extra_forbidden", "unexpected_keyword_argument"}
 _NOT_AN_OBJECT = {"dataclass_type", "model_type", "dataclass_exact_type"}
 _NO_KEY_IDS_OR_CONFIRMATION = "no_key_ids_or_confirmation"
+# The spec's examples name the details member of the two "not understood" problems (400-extkey-ack and
+# 400-extkey-void): a KME acting on details finds it there, followed by what each member broke.
+_NOT_UNDERSTOOD_DETAIL = {ACK_NOT_UNDERSTOOD: "ack_not_understood", VOID_NOT_UNDERSTOOD: "key_voiding_error"}
 
 
 def _extension_names(value: JsonObject) -> JsonObject:
@@ -203,10 +217,25 @@ def _problem(errors: list[ErrorDetails], kind: ProblemType) -> Problem:
     if unknown:
         return Problem(400, kind, {"unknown_parameters": ", ".join(unknown)[:256]})
     details: dict[str, str] = {}
-    for error in errors:
+    for error in _causes(errors):
         name = "malformed_container" if error["type"] in _NOT_AN_OBJECT else _member(error)
         details.setdefault(name, error["msg"])
+    summary = _NOT_UNDERSTOOD_DETAIL.get(kind)
+    if summary is not None:
+        offending = ", ".join(details)
+        details = {summary: f"cannot parse the request: {offending} breaks the schema", **details}
     return Problem(400, kind, details)
+
+
+def _causes(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Without the consequences: an array reported too short only because one of its items failed."""
+    failed_inside = [error["loc"] for error in errors if error["type"] != "too_short"]
+    return [
+        error
+        for error in errors
+        if error["type"] != "too_short"
+        or not any(loc[: len(error["loc"])] == error["loc"] and len(loc) > len(error["loc"]) for loc in failed_inside)
+    ]
 
 
 def _member(error: ErrorDetails) -> str:

@@ -2,8 +2,8 @@
 
 The gateway's 020 listener (``relay.etsi020.server``): another KME or gateway, identified by its client
 certificate (mutual TLS 1.3), hands over keys for an SAE this domain serves, acknowledges keys we handed
-over, or voids keys. Failures are RFC 9457 problem details (``application/problem+json``) whose ``type``
-names the reason; ``status`` repeats the HTTP status. The routes are described here; every message
+over, or voids keys. Failures are RFC 9457 problem details, sent as ``application/json`` as the spec says,
+whose ``type`` names the reason; ``status`` repeats the HTTP status. The routes are described here; every message
 schema is generated from ``relay.etsi020.models`` and ``relay.etsi020.problems``.
 """
 
@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.etsi020.models import ACK_CONTAINERS, AckContainer, ExtKeyContainer, VersionContainer, VoidContainer
+from relay.etsi020.models import (
+    ACK_CONTAINERS,
+    MAX_BODY_BYTES,
+    AckContainer,
+    ExtKeyContainer,
+    VersionContainer,
+    VoidContainer,
+)
 from relay.etsi020.problems import PROBLEM_DETAILS
 from relay.openapi_frame import JSON, component_schemas, document, fresh_copies, ref
 
-PROBLEM = "application/problem+json"
-
 
 def _problem_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM: {"schema": ref("Problem")}}}
+    return {"description": description, "content": {JSON: {"schema": ref("Problem")}}}
 
 
 _ERRORS: dict[str, Any] = {
@@ -27,7 +32,6 @@ _ERRORS: dict[str, Any] = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "404": {"$ref": "#/components/responses/NotFound"},
     "405": {"$ref": "#/components/responses/MethodNotAllowed"},
-    "413": {"$ref": "#/components/responses/TooLarge"},
     "503": {"$ref": "#/components/responses/Unavailable"},
 }
 _ACKS_NOW = {
@@ -55,7 +59,8 @@ def etsi020_document() -> dict[str, Any]:
         description=(
             "The calling KME or gateway is identified by its client certificate (URI SAN "
             "urn:qkd-relay:gateway:<id> or urn:qkd-relay:kme:<id>). Bodies are strict JSON (no duplicate "
-            "members, NaN or unpaired surrogates) of at most 4 MiB. A request refused before 200/202 leaves "
+            f"members, NaN or unpaired surrogates) of at most {MAX_BODY_BYTES} bytes (the largest valid request plus "
+            "room for extensions); a larger body is a 400. A request refused before 200/202 leaves "
             "no key associated with anything."
         ),
         paths={
@@ -103,7 +108,6 @@ def etsi020_document() -> dict[str, Any]:
                 "Unauthorized": _problem_response("The certificate does not identify a KME or gateway."),
                 "NotFound": _problem_response("No such path."),
                 "MethodNotAllowed": _problem_response("The path exists but not with this method."),
-                "TooLarge": _problem_response("The request body exceeds the size limit."),
                 "Unavailable": _problem_response(
                     "Cannot serve now: unsupported mandatory extension, no route, storage down, internal failure."
                 ),

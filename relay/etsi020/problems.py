@@ -1,6 +1,7 @@
 """RFC 9457 problem details with the problem types of ETSI GS QKD 020 V1.1.1.
 
-Every 020 error leaves as ``application/problem+json``-shaped JSON whose ``status`` equals the HTTP code
+Every 020 error leaves as RFC 9457 members in an ``application/json`` body (the spec's media type for
+every body, errors included) whose ``status`` equals the HTTP code
 and whose ``details`` is an object of strings (the spec's schema), so a peer KME can act on the type
 URI without parsing prose.
 """

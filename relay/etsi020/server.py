@@ -2,7 +2,8 @@
 
 Like the 014 front end, this module owns only HTTP: the calling KME's identity from its certificate,
 strict JSON, the asynchronous mode (202 now, acks POSTed to ``ack_callback_url`` later) and the optional
-synchronous mode (200 with ``ack_containers``), and RFC 9457 problem details for every failure. What a
+synchronous mode (200 with ``ack_containers``), and RFC 9457 problem details for every failure, sent as
+``application/json`` like every 020 body (the spec's Table 1 and each documented error response). What a
 key transfer means is the backend's business (:class:`InterKmsBackend`).
 
 Rejections that happen before 202 (400, 401, 503) leave no association behind, as the spec requires:
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from relay.etsi020.models import (
+    MAX_BODY_BYTES,
     SYNCHRONOUS_MODE,
     AckContainer,
     ExtKeyContainer,
@@ -29,11 +31,13 @@ from relay.etsi020.models import (
 )
 from relay.etsi020.openapi import etsi020_document
 from relay.etsi020.problems import (
+    ACK_NOT_UNDERSTOOD,
     HTTP_STATUS_ONLY,
     INVALID_PARAMETER,
     SERVER_SIDE_ERROR,
     UNAUTHORIZED,
     UNSUPPORTED_MANDATORY_EXTENSION,
+    VOID_NOT_UNDERSTOOD,
     Problem,
     ProblemType,
 )
@@ -44,7 +48,7 @@ from relay.strict_json import StrictJsonError, parse_strict_json
 log = logging.getLogger(__name__)
 
 API_VERSIONS = ("v1",)
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # 1024 keys of 8 kbit, base64, with extensions
+_NOT_UNDERSTOOD_BY_PATH = {"/kmapi/v1/ext_keys/ack": ACK_NOT_UNDERSTOOD, "/kmapi/v1/ext_keys/void": VOID_NOT_UNDERSTOOD}
 
 
 class InterKmsBackend(Protocol):
@@ -89,6 +93,7 @@ BACKEND_KEY = web.AppKey("etsi020_backend", InterKmsBackend)
 ACK_SENDER_KEY: web.AppKey[AckSender] = web.AppKey("etsi020_ack_sender")
 MANDATORY_EXTENSIONS_KEY = web.AppKey("etsi020_mandatory_extensions", frozenset)
 TASKS_KEY = web.AppKey("etsi020_tasks", set)
+MAX_BODY_KEY = web.AppKey("etsi020_max_body_bytes", int)
 
 
 def create_app(
@@ -96,7 +101,7 @@ def create_app(
     ack_sender: AckSender,
     *,
     supported_mandatory_extensions: Collection[str] = (),
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> web.Application:
     """``supported_mandatory_extensions`` names the ``extension_mandatory`` members the backend implements.
 
@@ -107,6 +112,7 @@ def create_app(
     app[ACK_SENDER_KEY] = ack_sender
     app[MANDATORY_EXTENSIONS_KEY] = frozenset(supported_mandatory_extensions)
     app[TASKS_KEY] = set()
+    app[MAX_BODY_KEY] = max_body_bytes
     app.router.add_get("/kmapi/versions", _versions)
     app.router.add_post("/kmapi/v1/ext_keys", _ext_keys)
     app.router.add_post("/kmapi/v1/ext_keys/ack", _ack)
@@ -212,9 +218,7 @@ async def _read_json(request: web.Request) -> Any:
 
 
 def _problem(problem: Problem, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response(
-        problem.to_json(), status=problem.status, content_type="application/problem+json", headers=headers
-    )
+    return web.json_response(problem.to_json(), status=problem.status, content_type="application/json", headers=headers)
 
 
 @web.middleware
@@ -223,14 +227,19 @@ async def _problem_middleware(request: web.Request, handler: Any) -> web.StreamR
         return await handler(request)
     except Problem as problem:
         return _problem(problem)
+    except web.HTTPRequestEntityTooLarge:
+        # No 020 operation documents 413: a body no valid request can fill is a malformed request.
+        kind = _NOT_UNDERSTOOD_BY_PATH.get(request.path, INVALID_PARAMETER)
+        limit = request.app[MAX_BODY_KEY]
+        details = {"request_too_large": f"the body exceeds {limit} bytes, more than any valid request carries"}
+        return _problem(Problem(400, kind, details))
     except web.HTTPException as exc:
-        # Not the spec's own errors (unknown path or method, body over the limit): RFC 9457 about:blank,
-        # titled with the status phrase. Allow (405) is kept, as RFC 9110 requires.
+        # Not the spec's own errors (unknown path or method): RFC 9457 about:blank, titled with the status
+        # phrase. Allow (405) is kept, as RFC 9110 requires.
         if exc.status < 400:
             raise
-        details = {"request_too_large": str(exc.text)} if isinstance(exc, web.HTTPRequestEntityTooLarge) else {}
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return _problem(Problem(exc.status, ProblemType(HTTP_STATUS_ONLY.uri, exc.reason), details), headers)
+        return _problem(Problem(exc.status, ProblemType(HTTP_STATUS_ONLY.uri, exc.reason)), headers)
     except Exception:
         log.exception("unexpected failure serving %s %s", request.method, request.path)
         return _problem(Problem(503, SERVER_SIDE_ERROR, {"server_side_general_error": "internal error"}))

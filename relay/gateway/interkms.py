@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from relay.domain import Key
 from relay.etsi020.client import Etsi020Client, PeerProblem, PeerUnreachable
-from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer
+from relay.etsi020.models import MAX_KEY_BYTES, AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer
 from relay.etsi020.problems import (
     INVALID_PARAMETER,
     KEY_NOT_PRESENT,
@@ -40,7 +40,6 @@ from relay.pool import PoolError, RedisBackend
 
 log = logging.getLogger(__name__)
 
-MAX_KEY_BYTES = 1024  # what one hop header can carry
 ACK_PATH = "/kmapi/v1/ext_keys/ack"
 DEFAULT_ACK_TIMEOUT_S = 30.0
 INITIATOR_BINDING_TTL_MS = 86_400_000  # outlives every key handed over for the initiator

@@ -11,15 +11,29 @@ import os
 import ssl
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from relay.domain import Key
 from relay.etsi014.client import KmeError
 from relay.etsi020.client import Etsi020Client, PeerProblem
-from relay.etsi020.models import AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer, parse_ack_containers
+from relay.etsi020.models import (
+    MAX_BODY_BYTES,
+    MAX_ITEMS,
+    MAX_KEY_BYTES,
+    AckContainer,
+    AckStatus,
+    ExtKey,
+    ExtKeyContainer,
+    VoidContainer,
+    parse_ack_containers,
+)
 from relay.gateway.config import GatewaySettings
+from relay.gateway.interkms import ACK_PATH
 from relay.http_server import start_site
 from relay.pki.layout import KeyDirectory
 from relay.strict_json import parse_strict_json
@@ -141,3 +155,79 @@ async def test_acks_for_keys_we_never_handed_over_are_key_not_present(testbed: L
                 [AckContainer((str(uuid.uuid4()),), AckStatus.RELAYED, FOREIGN_SAE, ("SAE-R3-A",))],
             )
     assert refused.value.status == 400 and refused.value.problem["type"].endswith("/key-not-present")
+
+
+# ----- conformance with the V1.1.1 OpenAPI (issue 13, section 1) ------------------------------------
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    content_type: str
+    body: Any
+
+
+async def raw_post(testbed: LocalTestbed, gateway_id: str, path: str, payload: Any = None, **kwargs: Any) -> RawAnswer:
+    """What a careless or hostile KME sends, below our client (which only sends valid containers)."""
+    context = testbed.keys.client_context(FOREIGN_KME, minimum=TLS13)
+    url = testbed.gateways[gateway_id].sites["etsi020"].url + path
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        async with session.post(url, json=payload, **kwargs) as response:
+            raw = await response.read()
+            return RawAnswer(response.status, response.content_type, parse_strict_json(raw) if raw else None)
+
+
+def ack_with_status(status: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "key_id_container": [{"key_id": str(uuid.uuid4())}],
+            "ack_status": status,
+            "initiator_sae_id": FOREIGN_SAE,
+            "target_sae_ids": ["SAE-R3-A"],
+        }
+    ]
+
+
+@pytest.mark.parametrize("status", [{"relayed": True}, ["relayed"], 7, "delivered"])
+async def test_an_ack_status_that_is_not_one_of_the_five_is_a_400_ack_not_understood(
+    testbed: LocalTestbed, status: Any
+) -> None:
+    answer = await raw_post(testbed, "GW1", ACK_PATH, ack_with_status(status))
+    assert answer.status == 400
+    assert answer.body["type"] == "https://qkd.etsi.org/gs020-interop-kms/ack-not-understood"
+    assert answer.body["status"] == 400
+    assert answer.body["details"]["ack_not_understood"] == "cannot parse the request: ack_status breaks the schema"
+    assert set(answer.body["details"]) == {"ack_not_understood", "ack_status"}
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status"),
+    [
+        ("/kmapi/v1/ext_keys", {"initiator_sae_id": FOREIGN_SAE}, 400),
+        (ACK_PATH, ack_with_status("relayed"), 400),
+        ("/kmapi/v1/ext_keys/void", {"key_ids": [], "initiator_sae_id": FOREIGN_SAE, "target_sae_ids": ["X"]}, 400),
+    ],
+)
+async def test_errors_are_application_json_with_the_rfc_9457_members(
+    testbed: LocalTestbed, path: str, payload: Any, status: int
+) -> None:
+    answer = await raw_post(testbed, "GW1", path, payload)
+    assert (answer.status, answer.content_type) == (status, "application/json")  # the spec's Table 1
+    assert answer.body["status"] == status and answer.body["type"].startswith("https://qkd.etsi.org/gs020-interop-kms/")
+    assert isinstance(answer.body["title"], str) and all(isinstance(v, str) for v in answer.body["details"].values())
+
+
+async def test_a_body_larger_than_any_valid_request_is_a_400_not_an_undocumented_413(testbed: LocalTestbed) -> None:
+    largest = ExtKeyContainer(
+        tuple(ExtKey(str(uuid.uuid4()), os.urandom(MAX_KEY_BYTES)) for _ in range(MAX_ITEMS)), FOREIGN_SAE, ("NOBODY",)
+    )
+    fits = await raw_post(testbed, "GW1", "/kmapi/v1/ext_keys", largest.to_json())
+    assert fits.status == 400 and fits.body["type"].endswith("/key-routing-error")  # read whole, then refused
+    padding = {"E1_padding": "x" * MAX_BODY_BYTES}
+    too_large = await raw_post(
+        testbed, "GW1", "/kmapi/v1/ext_keys", largest.to_json() | {"extension_optional": padding}
+    )
+    assert too_large.status == 400 and too_large.body["type"].endswith("/invalid-parameter")
+    assert "more than any valid request carries" in too_large.body["details"]["request_too_large"]
+    ack = await raw_post(testbed, "GW1", ACK_PATH, data=b"[" + b" " * MAX_BODY_BYTES + b"]")
+    assert ack.status == 400 and ack.body["type"].endswith("/ack-not-understood")

@@ -7,7 +7,6 @@ from typing import Any
 
 BOUND_S = 5.0  # a request unanswered after this long counts as a hang
 JSON = "application/json"
-PROBLEM = "application/problem+json"
 
 
 def content_type(response: Any) -> str:
@@ -36,11 +35,11 @@ def check_014(response: Any) -> None:
 
 
 def check_020(response: Any) -> None:
-    """020: errors are problem details whose status is the HTTP status; 2xx JSON arrays, or empty."""
+    """020: JSON always; errors are problem details whose status is the HTTP status; 2xx JSON arrays, or empty."""
     where = f"{response.request.method} {response.request.path_url[:200]} -> {response.status_code}"
     assert response.status_code < 500 or response.status_code == 503, where
     if response.status_code >= 400:
-        assert media_type(response) == PROBLEM, f"{where}: content type {content_type(response)!r}"
+        assert media_type(response) == JSON, f"{where}: content type {content_type(response)!r}"  # spec Table 1
         body: Any = json.loads(response.content)
         assert isinstance(body, dict) and body.get("status") == response.status_code, f"{where}: {body!r}"
         assert isinstance(body.get("type"), str) and isinstance(body.get("title"), str), where
