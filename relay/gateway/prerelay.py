@@ -29,7 +29,7 @@ from relay.pool import PoolError, RelayedKeyStore
 log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_S = 0.5  # after a round in which no key got through to a destination
-MAX_BACKOFF_S = 8.0  # the longest a destination waits: a lane that refilled is probed again within this
+MAX_BACKOFF_S = 4.0  # the longest a destination waits: a lane that refilled is probed again within this
 
 
 @dataclass
