@@ -73,7 +73,8 @@ def _qkd_links_table(topology: Topology, admin: dict[str, Any]) -> Table:
             Column("STATE"),
             Column("VENDOR STOCK bits", "right"),
             Column("STOCK AT START bits", "right"),
-            Column("PULLED bit/s", "right"),
+            Column("PULLED bits", "right"),
+            Column("PULLED BEYOND STOCK bit/s", "right"),
         ]
     )
     pulls = _pulls(admin)
@@ -91,14 +92,15 @@ def _qkd_links_table(topology: Topology, admin: dict[str, Any]) -> Table:
                 "HALTED" if link["halted"] else "ok",
                 str(link["stored_bits"]),
                 "-" if pull is None or pull.stock_at_start_bits is None else str(pull.stock_at_start_bits),
-                "-" if pull is None or pull.rate_bps is None else f"{pull.rate_bps:.0f}",
+                "-" if pull is None else str(pull.pulled_bits),
+                "-" if pull is None else pull.rate_cell(),
             )
     table.notes += [
         "KEY RATE: the secret-key rate the QKD link distils (a setting of the simulator).",
         "VENDOR STOCK: key the vendor KMS holds now; STOCK AT START: what it already held when the gateway first",
-        "  asked (the simulator starts with a stock, which the gateway pulls at once to fill its pools).",
-        "PULLED: QKD key the link's master gateway pulled from the vendor KME beyond that stock, per second since",
-        "  it started: at most KEY RATE, less while the gateways' pools are full.",
+        "  asked (the simulator starts with a stock). PULLED: key the link's master gateway pulled from the vendor",
+        "  KME since it started, first from that stock; BEYOND STOCK: the rest, per second since the gateway",
+        "  started (at most KEY RATE; less while the gateways' QKD pools are full, since pulling follows use).",
     ]
     return table
 
@@ -206,17 +208,27 @@ def _link_view(gateway_doc: dict[str, Any], neighbour: str) -> dict[str, Any] | 
 
 @dataclass(frozen=True)
 class Pull:
+    """QKD key the master gateway of a link pulled from the vendor KME since it started."""
+
+    pulled_bits: int
     stock_at_start_bits: int | None  # what the vendor KMS held when the filler first asked
-    rate_bps: float | None  # pulled beyond that stock, per second since the master gateway started
+    uptime_s: float
+
+    def rate_cell(self) -> str:
+        """Key pulled beyond the initial stock per second, or ``from stock`` while it is not used up."""
+        if self.stock_at_start_bits is None:
+            return "-"
+        beyond = self.pulled_bits - self.stock_at_start_bits
+        return "from stock" if beyond <= 0 else f"{beyond / self.uptime_s:.0f}"
 
 
 def _pulls(admin: dict[str, Any]) -> dict[str, Pull]:
-    """QKD key the master gateway of each link pulled from the vendor KME, with the initial stock set apart."""
     pulls = {}
     for doc in admin.values():
         uptime = doc.get("uptime_s") if isinstance(doc, dict) else None
         for link_id, metrics in (doc.get("qkd_fillers") or {}).items() if uptime else ():
             stock, bits = metrics["vendor_stock_at_start"], doc["qkd_key_bits"]
-            distilled = None if stock is None else max(0, metrics["keys_fetched"] - stock) * bits / uptime
-            pulls[link_id] = Pull(None if stock is None else stock * bits, distilled)
+            pulls[link_id] = Pull(
+                metrics["keys_fetched"] * bits, None if stock is None else stock * bits, float(uptime)
+            )
     return pulls
