@@ -225,10 +225,8 @@ class Pull:
 def _pulls(admin: dict[str, Any]) -> dict[str, Pull]:
     pulls = {}
     for doc in admin.values():
-        uptime = doc.get("uptime_s") if isinstance(doc, dict) else None
+        uptime: float = doc.get("uptime_s") or 0.0 if isinstance(doc, dict) else 0.0
         for link_id, metrics in (doc.get("qkd_fillers") or {}).items() if uptime else ():
             stock, bits = metrics["vendor_stock_at_start"], doc["qkd_key_bits"]
-            pulls[link_id] = Pull(
-                metrics["keys_fetched"] * bits, None if stock is None else stock * bits, float(uptime)
-            )
+            pulls[link_id] = Pull(metrics["keys_fetched"] * bits, None if stock is None else stock * bits, uptime)
     return pulls
