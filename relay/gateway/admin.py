@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from relay.gateway.metrics import GatewayMetrics
+from relay.gateway.prerelay import Prerelay
+from relay.gateway.relay_events import ORIGIN_COUNTERS, RelayMetrics
 from relay.gateway.status_view import GatewayView
 from relay.observability.exposition import metrics_handler
 from relay.pool import PoolUnavailable
@@ -48,10 +50,20 @@ class GatewayStatus:
             "qkd_key_bits": view.qkd_key_bits,
             "links": links,
             "ready_pools": [asdict(status) for _, _, status in levels.ready],
-            "relay": asdict(view.relay),
+            "relay": relay_document(view.relay),
             "qkd_fillers": {f.link_id: asdict(f.metrics) for f in view.fillers},
-            "prerelay": asdict(view.prerelay.metrics) if view.prerelay else None,
+            "prerelay": prerelay_document(view.prerelay) if view.prerelay else None,
         }
+
+
+def relay_document(relay: RelayMetrics) -> dict[str, Any]:
+    """The relay counters: by origin (``sae``, ``prerelay``), and their totals under the names they always had."""
+    return {**asdict(relay), **{name: getattr(relay, name) for name in ORIGIN_COUNTERS}}
+
+
+def prerelay_document(prerelay: Prerelay) -> dict[str, Any]:
+    """Pre-relay's counters and the destinations it is backing off from (``waiting``)."""
+    return {**asdict(prerelay.metrics), "waiting": [asdict(waiting) for waiting in prerelay.waiting()]}
 
 
 STATUS_KEY = web.AppKey("gateway_status", GatewayStatus)

@@ -32,7 +32,7 @@ from relay.crypto import (
 )
 from relay.gateway.config import LinkPolicy, Neighbour
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
-from relay.gateway.relay_events import RelayObserver
+from relay.gateway.relay_events import RelayObserver, RelayOrigin
 from relay.pool import PoolEmpty, PoolError, QkdPool, Role
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class HopProtection:
             qkd_key = await lane.take_any()
         except PoolEmpty:
             if neighbour.policy is LinkPolicy.REQUIRE_QKD or no_degrade:
-                self._observer.counts.qkd_exhausted += 1
+                self._observer.counts.of(RelayOrigin.of_hop(no_degrade)).qkd_exhausted += 1
                 why = "its policy is require-qkd" if neighbour.policy is LinkPolicy.REQUIRE_QKD else "pre-relay waits"
                 raise QkdExhausted(
                     f"QKD key on link {neighbour.qkd.link_id} ({self._own_id}-{neighbour.id}) is exhausted and {why}"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import Metric
 
-from relay.gateway.relay_events import RelayObserver
+from relay.gateway.relay_events import RelayObserver, RelayOrigin
 from relay.gateway.status_view import GatewayView
 from relay.observability.exposition import RequestCounts, counted, counter, gauge
 from relay.pool import PoolState, PoolStatus, PoolUnavailable
@@ -56,7 +56,7 @@ class GatewayMetrics(RelayObserver):
             buckets=LATENCY_BUCKETS_S,
         )
         self.requests = RequestCounts()
-        self.relay_failures: Counter[str] = Counter()
+        self.relay_failures: Counter[tuple[str, RelayOrigin]] = Counter()  # by reason and origin
         self.hop_failures: Counter[str] = Counter()
         self._started = time.monotonic()
         self._snapshot = _Snapshot()
@@ -71,8 +71,8 @@ class GatewayMetrics(RelayObserver):
     def relay_done(self, target_gateway: str, seconds: float) -> None:
         self.relay_latency.labels(target_gateway).observe(seconds)
 
-    def relay_failed(self, reason: str) -> None:
-        self.relay_failures[reason] += 1
+    def relay_failed(self, reason: str, origin: RelayOrigin) -> None:
+        self.relay_failures[reason, origin] += 1
 
     def hop_refused(self, reason: str) -> None:
         self.hop_failures[reason] += 1
@@ -204,20 +204,33 @@ class _Collector:
         m = self._metrics
         relay = sources.relay
         for name, help_text in (
-            ("keys_relayed", "Keys relayed end to end, originated here"),
             ("hops_sent", "Hops sealed and sent to a neighbour"),
             ("hops_received", "Hops received and opened"),
             ("hop_retries", "Hops re-sent after a transport failure"),
             ("qkd_fallbacks", "qkd+pqc hops sealed pqc-only because the QKD lane was empty"),
-            ("qkd_exhausted", "require-qkd (or no-degrade) hops refused for want of QKD key"),
             ("keys_voided", "Keys voided at this gateway after a failed relay"),
         ):
             yield counter(f"qkdr_relay_{name}", help_text, [], [([], getattr(relay, name))])
+        for name, help_text in (
+            (
+                "keys_relayed",
+                "Keys relayed end to end, originated here, by origin (sae: an SAE asked; prerelay: "
+                "background fill of a ready pool)",
+            ),
+            (
+                "qkd_exhausted",
+                "require-qkd (or no-degrade) hops refused here for want of QKD key, by origin "
+                "(prerelay: background work that retries later)",
+            ),
+        ):
+            samples = [([str(origin)], getattr(relay.of(origin), name)) for origin in RelayOrigin]
+            yield counter(f"qkdr_relay_{name}", help_text, ["origin"], samples)
         yield counter(
             "qkdr_relay_failures",
-            "Relays originated here that failed, by exception type",
-            ["reason"],
-            counted(m.relay_failures),
+            "Relays originated here that failed, by exception type and origin (sae: the SAE got 503; prerelay: "
+            "background work that retries later)",
+            ["reason", "origin"],
+            [([reason, str(origin)], n) for (reason, origin), n in sorted(m.relay_failures.items())],
         )
         yield counter(
             "qkdr_relay_hop_failures",
@@ -242,7 +255,18 @@ class _Collector:
             pre = sources.prerelay.metrics
             yield counter("qkdr_prerelay_rounds", "Pre-relay rounds", [], [([], pre.rounds)])
             yield counter("qkdr_prerelay_keys", "Keys pre-relayed into ready pools", [], [([], pre.keys_prerelayed)])
-            yield counter("qkdr_prerelay_failures", "Failed pre-relays", [], [([], pre.failures)])
+            yield counter(
+                "qkdr_prerelay_failures",
+                "Pre-relay rounds of an SAE pair that failed (background work: it waits, then retries)",
+                [],
+                [([], pre.failures)],
+            )
+            yield gauge(
+                "qkdr_prerelay_backoff_seconds",
+                "Seconds until pre-relay tries a destination gateway again after failures (absent when not waiting)",
+                ["destination"],
+                [([w.destination], w.retry_in_s) for w in sources.prerelay.waiting()],
+            )
 
     def _qkd_usage(self, sources: GatewayView) -> Iterator[Metric]:
         bits = sources.qkd_key_bits
@@ -270,6 +294,16 @@ class _Collector:
             ["link"],
             [([f.link_id], f.metrics.keys_fetched * bits) for f in sources.fillers],
         )
+        yield gauge(
+            "qkdr_qkd_vendor_stock_at_start_bits",
+            "QKD key bits the vendor KME already held when the filler first asked (distilled before it pulled)",
+            ["link"],
+            [
+                ([f.link_id], f.metrics.vendor_stock_at_start * bits)
+                for f in sources.fillers
+                if f.metrics.vendor_stock_at_start is not None
+            ],
+        )
         yield counter(
             "qkdr_qkd_keys_stored",
             "Vendor keys stored in this gateway's lanes by the filler",
@@ -286,7 +320,10 @@ class _Collector:
     def _errors(self, sources: GatewayView) -> Iterator[Metric]:
         m = self._metrics
         samples: list[tuple[list[str], float]] = []
-        samples += [(["relay", reason], n) for reason, n in sorted(m.relay_failures.items())]
+        relay_failures: Counter[str] = Counter()
+        for (reason, _origin), n in m.relay_failures.items():
+            relay_failures[reason] += n
+        samples += [(["relay", reason], n) for reason, n in sorted(relay_failures.items())]
         samples += [(["hop", reason], n) for reason, n in sorted(m.hop_failures.items())]
         for filler in sources.fillers:
             for kind in ("kms_errors", "announce_errors", "pool_unavailable"):

@@ -1,35 +1,91 @@
 """Keeps each SAE pair's ready pool between its watermarks, so enc_keys is served without a relay.
 
 Each round tops up every pair below its high watermark with up to ``prerelay_batch`` keys relayed
-concurrently; a key enters the ready pool only after the slave's gateway confirmed storing it. Failures
-(a link down, a ``require-qkd`` link out of QKD key) are counted and retried next round: pre-relay must
-never compete harder for scarce QKD key than the on-demand requests it exists to spare, so it backs off
-while a pair keeps failing.
+concurrently; a key enters the ready pool only after the slave's gateway confirmed storing it. Pre-relay
+must never compete harder for scarce QKD key than the on-demand requests it exists to spare, so failures
+(a link down, a lane out of QKD key: pre-relay never degrades a hop) pause every pair towards the same
+gateway, since they share the route: :class:`DestinationPace` keeps, per destination gateway, how many
+keys a pair may send this round and when the destination may be tried again. A round with no key through
+doubles the wait (bounded by ``MAX_BACKOFF_S``) and leaves a single key as the next probe; a probe that
+gets through doubles the batch again, so a lane that holds key again is back at full speed within a few
+rounds of the bounded wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from relay.aio import repeat_until_cancelled
 from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine, new_key
+from relay.gateway.relay_events import RelayOrigin
 from relay.gateway.voiding import Voiding
 from relay.pool import PoolError, RelayedKeyStore
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_ROUNDS = 32
+FIRST_BACKOFF_S = 0.5  # after a round in which no key got through to a destination
+MAX_BACKOFF_S = 4.0  # the longest a destination waits: a lane that refilled is probed again within this
 
 
 @dataclass
 class PrerelayMetrics:
     rounds: int = 0
     keys_prerelayed: int = 0
-    failures: int = 0
+    failures: int = 0  # pair rounds that failed (each one waits, then retries)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A destination gateway pre-relay is backing off from, and why."""
+
+    destination: str
+    retry_in_s: float
+    reason: str
+
+
+class DestinationPace:
+    """How fast pre-relay may send towards one destination gateway: a batch size and a wait after failures."""
+
+    def __init__(self, batch: int) -> None:
+        self._full_batch = batch
+        self.batch = batch
+        self.retry_at = 0.0  # monotonic time before which the destination is not tried
+        self.dry_rounds = 0  # consecutive rounds in which no key got through
+        self.reason = ""
+
+    def ready(self, now: float) -> bool:
+        return now >= self.retry_at
+
+    def passed(self) -> bool:
+        """Every key of a round got through: grow the batch back. True when this ends a dry spell."""
+        recovered = self.dry_rounds > 0
+        self.batch = min(self._full_batch, self.batch * 2)
+        self.dry_rounds = 0
+        self.reason = ""
+        return recovered
+
+    def failed(self, now: float, relayed: int, reason: str) -> float:
+        """Some keys of a round failed; returns how long the destination now waits.
+
+        If some got through, the lane holds a little key: send that many next time, after the shortest
+        wait. If none did, send a single key as a probe after a wait that doubles each time, up to the bound.
+        """
+        self.reason = reason
+        if relayed:
+            self.dry_rounds = 0
+            self.batch = relayed
+            wait = FIRST_BACKOFF_S
+        else:
+            self.dry_rounds += 1
+            self.batch = 1
+            wait = min(FIRST_BACKOFF_S * 2 ** (self.dry_rounds - 1), MAX_BACKOFF_S)
+        self.retry_at = now + wait
+        return wait
 
 
 class Prerelay:
@@ -39,21 +95,24 @@ class Prerelay:
         voiding: Voiding,
         store: RelayedKeyStore,
         pairs: Sequence[tuple[str, str]],
+        homes: Mapping[str, str],
         *,
         key_size_bytes: int,
         batch: int,
         interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``homes`` maps each slave SAE to its gateway: the destination whose route its pair shares."""
         self.metrics = PrerelayMetrics()
         self._engine = engine
         self._voiding = voiding
         self._store = store
         self._pairs = list(pairs)
         self._key_size = key_size_bytes
-        self._batch = batch
         self._interval_s = interval_s
-        self._skip: dict[tuple[str, str], int] = {}  # rounds a failing pair sits out
-        self._failures: dict[tuple[str, str], int] = {}
+        self._clock = clock
+        self._destination = {pair: homes[pair[1]] for pair in self._pairs}
+        self._paces = {destination: DestinationPace(batch) for destination in self._destination.values()}
 
     async def run(self) -> None:
         """Top up forever; cancel the task to stop."""
@@ -67,22 +126,32 @@ class Prerelay:
             added += await self._top_up(pair)
         return added
 
+    def waiting(self) -> list[Waiting]:
+        """The destinations pre-relay is backing off from right now."""
+        now = self._clock()
+        return [
+            Waiting(destination, round(pace.retry_at - now, 3), pace.reason)
+            for destination, pace in sorted(self._paces.items())
+            if not pace.ready(now)
+        ]
+
     async def _top_up(self, pair: tuple[str, str]) -> int:
-        """Relay what the pair lacks (at most one batch); keys that made it are kept even if others failed,
-        since each one already spent QKD key on every hop."""
-        if self._skip.get(pair, 0) > 0:
-            self._skip[pair] -= 1
+        """Relay what the pair lacks (at most what its destination's pace allows); keys that made it are kept
+        even if others failed, since each one already spent QKD key on every hop."""
+        pace = self._paces[self._destination[pair]]
+        if not pace.ready(self._clock()):
             return 0
         master, slave = pair
         try:
             missing = self._store.settings.ready_watermarks.deficit(await self._store.ready_level(master, slave))
         except PoolError as exc:
-            return self._failed(pair, exc)
+            return self._failed(pair, pace, 0, exc)
         if missing == 0:
             return 0
-        keys = [new_key(self._key_size) for _ in range(min(missing, self._batch))]
+        keys = [new_key(self._key_size) for _ in range(min(missing, pace.batch))]
         outcomes = await asyncio.gather(
-            *(self._engine.relay_key(master, slave, key, no_degrade=True) for key in keys), return_exceptions=True
+            *(self._engine.relay_key(master, slave, key, origin=RelayOrigin.PRERELAY) for key in keys),
+            return_exceptions=True,
         )
         relayed = [key for key, outcome in zip(keys, outcomes, strict=True) if outcome is None]
         failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
@@ -91,20 +160,26 @@ class Prerelay:
                 stored = await self._store.put_ready(master, slave, relayed)
             except PoolError as exc:
                 self._voiding.void_later(master, slave, [key.key_id for key in relayed])  # never reach the master
-                return self._failed(pair, exc)
+                return self._failed(pair, pace, 0, exc)
             self.metrics.keys_prerelayed += len(stored)
-        if failure is not None:
-            if not isinstance(failure, (RelayFailed, PoolError)):
-                raise failure
-            self._failed(pair, failure)
-        else:
-            self._failures.pop(pair, None)
-        return len(relayed)
+        if failure is None:
+            if pace.passed():
+                log.info("pre-relay towards %s resumed (%s -> %s got its keys through)", self._destination[pair], *pair)
+            return len(relayed)
+        if not isinstance(failure, (RelayFailed, PoolError)):
+            raise failure
+        return self._failed(pair, pace, len(relayed), failure)
 
-    def _failed(self, pair: tuple[str, str], exc: Exception) -> int:
-        """Back off exponentially: a pair that cannot relay must not keep claiming scarce QKD key."""
-        failures = self._failures[pair] = self._failures.get(pair, 0) + 1
-        self._skip[pair] = min(2**failures, MAX_BACKOFF_ROUNDS)
+    def _failed(self, pair: tuple[str, str], pace: DestinationPace, relayed: int, exc: Exception) -> int:
+        """Pause the pair's destination: a route that cannot relay must not keep claiming scarce QKD key."""
+        wait = pace.failed(self._clock(), relayed, str(exc))
         self.metrics.failures += 1
-        log.info("pre-relay %s -> %s paused for %d rounds: %s", *pair, self._skip[pair], exc)
-        return 0
+        log.info(
+            "pre-relay towards %s waits %.1f s (%s -> %s: %d relayed, then %s)",
+            self._destination[pair],
+            wait,
+            *pair,
+            relayed,
+            exc,
+        )
+        return relayed

@@ -39,6 +39,7 @@ class FillerMetrics:
     announce_errors: int = 0
     pool_unavailable: int = 0
     rounds_peer_unreachable: int = 0  # rounds skipped: fetching then would waste vendor key
+    vendor_stock_at_start: int | None = None  # keys the KME held when first asked: distilled before we pulled
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class QkdFiller:
         if all(pool.watermarks.deficit(levels[role]) == 0 for role, pool in self._pools.items()):
             return []
         status = await self._kme.get_status(self._slave)
+        if self.metrics.vendor_stock_at_start is None:
+            self.metrics.vendor_stock_at_start = status.stored_key_count
         available = min(status.stored_key_count, status.max_key_per_request, self._settings.max_batch)
         grants = self._share(levels, available)
         return [(self._pools[role], number) for role, number in grants.items() if number > 0]

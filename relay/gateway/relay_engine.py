@@ -25,7 +25,7 @@ from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.hops import HopRequest, HopResult
-from relay.gateway.relay_events import RelayObserver
+from relay.gateway.relay_events import RelayObserver, RelayOrigin
 from relay.gateway.routing import Router
 from relay.gateway.transfers import TransferLog
 from relay.gateway.voiding import Voiding
@@ -72,15 +72,10 @@ class RelayEngine:
         number: int,
         size_bytes: int,
         extension_json: str = "",
-        *,
-        no_degrade: bool = False,
     ) -> list[Key]:
-        """``number`` fresh keys shared with ``target``, each relayed end to end; all of them or none.
-
-        ``no_degrade`` forbids sealing qkd+pqc hops pqc-only when QKD key runs out (see the proto).
-        """
+        """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none."""
         outcomes = await asyncio.gather(
-            *(self._relay_fresh_key(initiator, target, size_bytes, extension_json, no_degrade) for _ in range(number)),
+            *(self._relay_fresh_key(initiator, target, size_bytes, extension_json) for _ in range(number)),
             return_exceptions=True,
         )
         keys = [outcome for outcome in outcomes if isinstance(outcome, Key)]
@@ -91,14 +86,12 @@ class RelayEngine:
             raise failures[0]
         return keys
 
-    async def _relay_fresh_key(
-        self, initiator: str, target: str, size_bytes: int, extension_json: str, no_degrade: bool
-    ) -> Key:
+    async def _relay_fresh_key(self, initiator: str, target: str, size_bytes: int, extension_json: str) -> Key:
         """Each attempt uses a new key and key_ID: the SAE never saw the failed one, which is voided."""
         for attempt in range(1, self._settings.relay_attempts + 1):
             key = new_key(size_bytes)
             try:
-                await self.relay_key(initiator, target, key, extension_json, no_degrade=no_degrade)
+                await self.relay_key(initiator, target, key, extension_json)
                 return key
             except RelayFailed as failure:
                 if not failure.retryable or attempt == self._settings.relay_attempts:
@@ -107,9 +100,13 @@ class RelayEngine:
         raise AssertionError("unreachable: the last attempt re-raises")
 
     async def relay_key(
-        self, initiator: str, target: str, key: Key, extension_json: str = "", *, no_degrade: bool = False
+        self, initiator: str, target: str, key: Key, extension_json: str = "", *, origin: RelayOrigin = RelayOrigin.SAE
     ) -> None:
-        """Relay ``key`` to ``target``'s gateway and store it there; returns once it is stored."""
+        """Relay ``key`` to ``target``'s gateway and store it there; returns once it is stored.
+
+        A pre-relayed key never degrades a qkd+pqc hop to pqc-only (``no_degrade``, see the proto): nobody
+        waits for it, so it waits for QKD key instead of spending the fallback.
+        """
         target_gateway = self._router.home_of(target)
         if target_gateway == self._plan.id:
             await self._store_for_target(initiator, target, key)
@@ -127,17 +124,17 @@ class RelayEngine:
                 key,
                 extension_json=extension_json,
                 timeout_s=self._settings.hop_timeout_s,
-                no_degrade=no_degrade,
+                no_degrade=origin.no_degrade,
             )
         except RelayFailed as exc:
-            self._observer.counts.relay_failures += 1
-            self._observer.relay_failed(type(exc).__name__)
+            self._observer.counts.of(origin).relay_failures += 1
+            self._observer.relay_failed(type(exc).__name__, origin)
             log.info("transfer %s failed: %s", transfer_id.hex(), exc.message, extra={"transfer_id": transfer_id.hex()})
             if not isinstance(exc, QkdExhausted):  # QkdExhausted: refused before the last hop, nothing stored
                 self._voiding.void_later(initiator, target, [key.key_id], route.gateways)
             raise
         elapsed = time.perf_counter() - started
-        self._observer.counts.keys_relayed += 1
+        self._observer.counts.of(origin).keys_relayed += 1
         self._observer.relay_done(target_gateway, elapsed)
         log.debug(
             "transfer %s relayed over %s in %.1f ms",

@@ -4,23 +4,67 @@ Every relay component (engine, hop protection, transport, voiding) is handed the
 :class:`RelayObserver` of its gateway and counts into its :attr:`RelayObserver.counts`; the default
 observer only counts, so the relay stays export-agnostic and a gateway built by hand needs no metrics.
 :class:`relay.gateway.metrics.GatewayMetrics` is the observer that also feeds Prometheus histograms.
+
+Relays are counted by :class:`RelayOrigin`, because background pre-relay and the keys SAEs wait for fail
+for different reasons and cost different things: a pre-relay that finds a lane dry retries later and no
+SAE notices, an SAE's relay that fails is a 503. Totals over both origins keep their old names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+
+
+class RelayOrigin(StrEnum):
+    SAE = "sae"  # a key an SAE asked for (ETSI 014 enc_keys, ETSI 020 relay): someone waits for it
+    PRERELAY = "prerelay"  # background: a key relayed ahead into an SAE pair's ready pool
+
+    @property
+    def no_degrade(self) -> bool:
+        """Pre-relay, and only pre-relay, forbids degrading a hop for want of QKD key (see the proto)."""
+        return self is RelayOrigin.PRERELAY
+
+    @classmethod
+    def of_hop(cls, no_degrade: bool) -> RelayOrigin:
+        """The origin of a hop received from a neighbour: hops carry only the ``no_degrade`` mark of it."""
+        return cls.PRERELAY if no_degrade else cls.SAE
+
+
+@dataclass
+class OriginCounts:
+    keys_relayed: int = 0  # end-to-end, originated here
+    relay_failures: int = 0  # relays originated here that failed
+    qkd_exhausted: int = 0  # hops this gateway refused to seal for want of QKD key (require-qkd or no-degrade)
+
+
+ORIGIN_COUNTERS = tuple(f.name for f in fields(OriginCounts))
 
 
 @dataclass
 class RelayMetrics:
-    keys_relayed: int = 0  # end-to-end, originated here
-    relay_failures: int = 0
     hops_sent: int = 0
     hops_received: int = 0
     hop_retries: int = 0
-    qkd_fallbacks: int = 0  # qkd+pqc hops sealed pqc-only because the QKD pool was empty
-    qkd_exhausted: int = 0  # require-qkd hops refused for want of QKD key
+    qkd_fallbacks: int = 0  # qkd+pqc hops sealed pqc-only because the QKD pool was empty (never pre-relay)
     keys_voided: int = 0
+    sae: OriginCounts = field(default_factory=OriginCounts)
+    prerelay: OriginCounts = field(default_factory=OriginCounts)
+
+    def of(self, origin: RelayOrigin) -> OriginCounts:
+        return self.sae if origin is RelayOrigin.SAE else self.prerelay
+
+    @property
+    def keys_relayed(self) -> int:
+        return self.sae.keys_relayed + self.prerelay.keys_relayed
+
+    @property
+    def relay_failures(self) -> int:
+        return self.sae.relay_failures + self.prerelay.relay_failures
+
+    @property
+    def qkd_exhausted(self) -> int:
+        return self.sae.qkd_exhausted + self.prerelay.qkd_exhausted
 
 
 class RelayObserver:
@@ -33,7 +77,7 @@ class RelayObserver:
     def relay_done(self, target_gateway: str, seconds: float) -> None:
         """A key originated here was stored at ``target_gateway``, ``seconds`` after the relay started."""
 
-    def relay_failed(self, reason: str) -> None:
+    def relay_failed(self, reason: str, origin: RelayOrigin) -> None:
         """A relay originated here failed; ``reason`` is the exception type (``RelayFailed``, ``QkdExhausted``)."""
 
     def hop_refused(self, reason: str) -> None:

@@ -284,6 +284,7 @@ def _prerelay(
         voiding,
         store,
         [(master, slave) for master in plan.local_saes for slave in plan.remote_saes],
+        plan.sae_homes,
         key_size_bytes=settings.key_size_bits // 8,
         batch=settings.prerelay_batch,
         interval_s=settings.prerelay_interval_s,

@@ -7,11 +7,13 @@ levels and counters only, never key material.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from relay.console import Column, Screen, Table, render_plain
+from relay.gateway.prerelay import MAX_BACKOFF_S
 from relay.testbed.launcher import TestbedState, is_alive
 from relay.topology import Topology
 
@@ -49,7 +51,8 @@ def screen(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> Sc
         _services_table(state),
         _qkd_links_table(topology, admin),
         _relay_links_table(topology, admin),
-        _gateways_table(topology, admin),
+        _sae_requests_table(topology, admin),
+        _prerelay_table(topology, admin),
     ]
 
 
@@ -65,29 +68,40 @@ def _qkd_links_table(topology: Topology, admin: dict[str, Any]) -> Table:
     table = Table(
         [
             Column("QKD LINK"),
-            Column("RATE bit/s", "right"),
-            Column("STORED bits", "right"),
+            Column("KEY RATE bit/s", "right"),
             Column("QBER", "right"),
             Column("STATE"),
-            Column("PULLED bit/s", "right"),
+            Column("VENDOR STOCK bits", "right"),
+            Column("STOCK AT START bits", "right"),
+            Column("PULLED bits", "right"),
+            Column("PULLED BEYOND STOCK bit/s", "right"),
         ]
     )
-    pulled = _pulled_rates(admin)
+    pulls = _pulls(admin)
     for kms in topology.kms:
         report = admin.get(kms.id, {})
         if "error" in report:
             table.notes.append(f"{kms.id}: admin unreachable: {report['error']}")
             continue
         for link in report.get("links", []):
-            rate = pulled.get(link["id"])
+            pull = pulls.get(link["id"])
             table.add_row(
                 link["id"],
                 f"{link['rate_bps']:.0f}",
-                str(link["stored_bits"]),
                 f"{link['qber']:.3f}",
                 "HALTED" if link["halted"] else "ok",
-                "-" if rate is None else f"{rate:.0f}",
+                str(link["stored_bits"]),
+                "-" if pull is None or pull.stock_at_start_bits is None else str(pull.stock_at_start_bits),
+                "-" if pull is None else str(pull.pulled_bits),
+                "-" if pull is None else pull.rate_cell(),
             )
+    table.notes += [
+        "KEY RATE: the secret-key rate the QKD link distils (a setting of the simulator).",
+        "VENDOR STOCK: key the vendor KMS holds now; STOCK AT START: what it already held when the gateway first",
+        "  asked (the simulator starts with a stock). PULLED: key the link's master gateway pulled from the vendor",
+        "  KME since it started, first from that stock; BEYOND STOCK: the rest, per second since the gateway",
+        "  started (at most KEY RATE; less while the gateways' QKD pools are full, since pulling follows use).",
+    ]
     return table
 
 
@@ -105,30 +119,83 @@ def _relay_links_table(topology: Topology, admin: dict[str, Any]) -> Table:
             f"{p['name'].split(':')[-1]} {p['level']}/{p['high']} {p['state']}" for p in view["qkd_pools"]
         )
         table.add_row(f"{a}-{b}", link.policy, "yes" if view["reachable"] else "NO", lanes or "-")
+    table.notes += [
+        "QKD POOL LANES: QKD keys the two gateways hold to seal hops, one lane per direction (master-sends: the",
+        "  link's master gateway seals with it), against the lane's high watermark.",
+    ]
     return table
 
 
-def _gateways_table(topology: Topology, admin: dict[str, Any]) -> Table:
+def _sae_requests_table(topology: Topology, admin: dict[str, Any]) -> Table:
     table = Table(
         [
-            Column("GATEWAY"),
-            Column("READY KEYS", "right"),
+            Column("FOR SAEs"),
             Column("RELAYED", "right"),
-            Column("FAILED", "right"),
+            Column("FAILED (503)", "right"),
             Column("QKD->PQC", "right"),
-            Column("EXHAUSTED", "right"),
+            Column("NO QKD KEY", "right"),
         ]
     )
+    for gateway, doc in _gateway_documents(topology, admin, table):
+        sae = doc["relay"]["sae"]
+        counters = (sae["keys_relayed"], sae["relay_failures"], doc["relay"]["qkd_fallbacks"], sae["qkd_exhausted"])
+        table.add_row(gateway, *(str(count) for count in counters))
+    table.notes += [
+        "Keys SAEs asked for (ETSI 014 enc_keys beyond the ready pool, ETSI 020) that this gateway relayed end to",
+        "  end, and relays that failed (the SAE got 503). QKD->PQC: qkd+pqc hops sealed pqc-only as the lane was",
+        "  dry. NO QKD KEY: hops this gateway refused to seal because a require-qkd lane was dry.",
+    ]
+    return table
+
+
+def _prerelay_table(topology: Topology, admin: dict[str, Any]) -> Table:
+    table = Table(
+        [
+            Column("PRE-RELAY"),
+            Column("READY KEYS", "right"),
+            Column("PRE-RELAYED", "right"),
+            Column("FAILED, RETRIED", "right"),
+            Column("NO QKD KEY", "right"),
+            Column("STATE"),
+        ]
+    )
+    for gateway, doc in _gateway_documents(topology, admin, table):
+        ready = sum(pool["level"] for pool in doc["ready_pools"])
+        background = doc["relay"]["prerelay"]
+        counters = (ready, background["keys_relayed"], background["relay_failures"], background["qkd_exhausted"])
+        table.add_row(gateway, *(str(count) for count in counters), _prerelay_state(gateway, doc, table))
+    table.notes += [
+        "Background work: each gateway keeps a ready pool of keys per SAE pair, so enc_keys is answered without a",
+        "  relay. It never degrades a hop, and a failure costs no SAE anything: it waits (up to "
+        f"{MAX_BACKOFF_S:.0f} s) and retries.",
+        "READY KEYS: keys in the ready pools; PRE-RELAYED: keys relayed into them; FAILED, RETRIED: pre-relays that",
+        "  failed; NO QKD KEY: pre-relay hops this gateway refused to seal for want of QKD key (also other gateways').",
+    ]
+    return table
+
+
+def _prerelay_state(gateway: str, doc: dict[str, Any], table: Table) -> str:
+    prerelay = doc.get("prerelay")
+    if prerelay is None:
+        return "off"
+    waiting = prerelay["waiting"]
+    for wait in waiting:
+        table.notes.append(f"{gateway} -> {wait['destination']}: {wait['reason']}")
+    if not waiting:
+        return "running"
+    return "waiting: " + ", ".join(f"{w['destination']} in {w['retry_in_s']:.1f} s" for w in waiting)
+
+
+def _gateway_documents(topology: Topology, admin: dict[str, Any], table: Table) -> list[tuple[str, dict[str, Any]]]:
+    """The gateways' status documents; an unreachable one gets a note in ``table`` instead."""
+    documents = []
     for gateway in topology.gateways:
         doc = admin.get(gateway.id, {})
         if "error" in doc or not doc:
             table.notes.append(f"{gateway.id}: admin unreachable: {doc.get('error', 'no admin_port')}")
             continue
-        relay = doc["relay"]
-        ready = sum(pool["level"] for pool in doc["ready_pools"])
-        counters = (relay["keys_relayed"], relay["relay_failures"], relay["qkd_fallbacks"], relay["qkd_exhausted"])
-        table.add_row(gateway.id, str(ready), *(str(count) for count in counters))
-    return table
+        documents.append((gateway.id, doc))
+    return documents
 
 
 def _link_view(gateway_doc: dict[str, Any], neighbour: str) -> dict[str, Any] | None:
@@ -139,11 +206,27 @@ def _link_view(gateway_doc: dict[str, Any], neighbour: str) -> dict[str, Any] | 
     return None
 
 
-def _pulled_rates(admin: dict[str, Any]) -> dict[str, float]:
-    """QKD key actually pulled per link since the master gateway started, in bit/s."""
-    rates = {}
+@dataclass(frozen=True)
+class Pull:
+    """QKD key the master gateway of a link pulled from the vendor KME since it started."""
+
+    pulled_bits: int
+    stock_at_start_bits: int | None  # what the vendor KMS held when the filler first asked
+    uptime_s: float
+
+    def rate_cell(self) -> str:
+        """Key pulled beyond the initial stock per second, or ``from stock`` while it is not used up."""
+        if self.stock_at_start_bits is None:
+            return "-"
+        beyond = self.pulled_bits - self.stock_at_start_bits
+        return "from stock" if beyond <= 0 else f"{beyond / self.uptime_s:.0f}"
+
+
+def _pulls(admin: dict[str, Any]) -> dict[str, Pull]:
+    pulls = {}
     for doc in admin.values():
-        uptime = doc.get("uptime_s") if isinstance(doc, dict) else None
+        uptime: float = doc.get("uptime_s") or 0.0 if isinstance(doc, dict) else 0.0
         for link_id, metrics in (doc.get("qkd_fillers") or {}).items() if uptime else ():
-            rates[link_id] = metrics["keys_fetched"] * doc["qkd_key_bits"] / uptime
-    return rates
+            stock, bits = metrics["vendor_stock_at_start"], doc["qkd_key_bits"]
+            pulls[link_id] = Pull(metrics["keys_fetched"] * bits, None if stock is None else stock * bits, uptime)
+    return pulls
