@@ -62,7 +62,7 @@ from relay.gateway.transfers import TransferLog
 from relay.gateway.voiding import Voiding
 from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
-from relay.pool import Keyspace, QkdPool, RedisBackend, RedisConfig, RelayedKeyStore, Role, link_pools
+from relay.pool import HandoverLedger, Keyspace, QkdPool, RedisBackend, RedisConfig, RelayedKeyStore, Role, link_pools
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,16 @@ async def start_gateway(
         own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
         ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
         stack.push_async_callback(_quietly(ack_client.close))
+        ledger = HandoverLedger(backend, keyspace, ttl_s=settings.relayed_store.waiting_ttl_s)  # the keys' lifetime
         bridge = InterKmsBridge(
-            plan, engine, relay.router, voiding, own_url=own_020_url, backend=backend, prefix=keyspace.prefix
+            plan,
+            engine,
+            relay.router,
+            voiding,
+            own_url=own_020_url,
+            backend=backend,
+            prefix=keyspace.prefix,
+            ledger=ledger,
         )
         stack.push_async_callback(server.stop, GRPC_GRACE_S)
         grpc_port = server.add_secure_port(
