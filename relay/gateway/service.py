@@ -39,6 +39,7 @@ from relay.etsi014.client import Etsi014Client
 from relay.etsi014.server import create_app as create_etsi014_app
 from relay.etsi020.client import Etsi020Client
 from relay.etsi020.server import create_app as create_etsi020_app
+from relay.gateway.ack_delivery import AckDelivery, AckRetry
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.forwarding import HopForwarder
@@ -157,6 +158,13 @@ async def start_gateway(
             prefix=keyspace.prefix,
             ledger=ledger,
         )
+        acks = AckDelivery(
+            ack_client.post_acks,
+            voiding,
+            lambda base: Etsi020Client(base, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3)),
+            AckRetry(settings.ack_retry_s, settings.ack_retry_first_s),
+            metrics.ack_delivery,
+        )
         stack.push_async_callback(server.stop, GRPC_GRACE_S)
         grpc_port = server.add_secure_port(
             f"{settings.listen_host}:{plan.gateway.grpc_port}", server_credentials(keys, plan.id)
@@ -168,7 +176,7 @@ async def start_gateway(
         northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
         apps = {
             "etsi014": metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"),
-            "etsi020": metrics.requests.instrument(create_etsi020_app(bridge, ack_client.post_acks), "etsi020"),
+            "etsi020": metrics.requests.instrument(create_etsi020_app(bridge, acks.send), "etsi020"),
         }
         if plan.gateway.admin_port is not None:
             apps["admin"] = create_admin_app(GatewayStatus(view), ping_redis, metrics)
