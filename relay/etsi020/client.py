@@ -68,11 +68,17 @@ class Etsi020Client:
 
     async def ext_keys(self, request: ExtKeyContainer) -> list[AckContainer] | None:
         """Asynchronous mode (an ``ack_callback_url``) gives None, the acks follow at the callback;
-        the synchronous mode gives the acks."""
-        return await self._keys_call("/kmapi/v1/ext_keys", request.ack_callback_url, request.to_json())
+        the synchronous mode gives the acks. The spec's peer answers a synchronous request only once
+        every key is resolved, so ``[]`` (schema-valid, and right for a void) is a broken answer here;
+        keys an answer leaves out are the caller's to retry or void, as after any answer but 400 and 401."""
+        acks = await self._keys_call("/kmapi/v1/ext_keys", request.ack_callback_url, request.to_json())
+        if acks == []:
+            raise PeerProblem(200, {"malformed_answer": "no ack container for the keys handed over"})
+        return acks
 
     async def void(self, request: VoidContainer) -> list[AckContainer] | None:
-        """Like :meth:`ext_keys`: None in the asynchronous mode, the acks in the synchronous mode."""
+        """Like :meth:`ext_keys`: None (202) in the asynchronous mode, the acks (200) in the synchronous
+        mode, where ``[]`` is a valid answer (nothing was there to void)."""
         return await self._keys_call("/kmapi/v1/ext_keys/void", request.ack_callback_url, request.to_json())
 
     async def post_acks(self, callback_url: str, acks: Sequence[AckContainer]) -> None:

@@ -146,7 +146,7 @@ class AckContainer(WireMessage):
 
     key_ids: Annotated[
         tuple[Annotated[str, WireForm(KeyIdItem, load=attrgetter("key_id"), dump=KeyIdItem)], ...],
-        Field(alias="key_id_container", min_length=1, max_length=MAX_ITEMS),
+        Field(alias="key_id_container", max_length=MAX_ITEMS),
     ]
     ack_status: AckStatus
     initiator_sae_id: SaeId
@@ -156,9 +156,12 @@ class AckContainer(WireMessage):
 
 
 ACK_CONTAINERS: WireCodec[tuple[AckContainer, ...]] = WireCodec(
-    Annotated[tuple[AckContainer, ...], Field(min_length=1, max_length=MAX_ITEMS)]
+    Annotated[tuple[AckContainer, ...], Field(max_length=MAX_ITEMS)]
 )
-"""The body of ``POST /kmapi/v1/ext_keys/ack`` and of a synchronous 200: an array of ack containers."""
+"""The body of ``POST /kmapi/v1/ext_keys/ack`` and of a synchronous 200: an array of ack containers.
+
+Like ``key_id_container``, it has no minimum in the spec: ``[]`` is what a void that found nothing to
+void answers (synchronously) or posts (asynchronously)."""
 
 
 def parse_ack_containers(data: Any) -> tuple[AckContainer, ...]:

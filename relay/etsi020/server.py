@@ -63,11 +63,7 @@ class InterKmsBackend(Protocol):
         ...
 
     async def deliver(self, caller: str, request: ExtKeyContainer) -> list[AckContainer]:
-        """Relay the keys to their targets; the acks say, per key, whether that succeeded.
-
-        In the asynchronous mode an empty list sends nothing: the caller treats keys it never hears
-        about as unacknowledged and retries or voids them.
-        """
+        """Relay the keys to their targets; the acks say, per key, whether that succeeded."""
         ...
 
     async def acknowledged(self, caller: str, acks: Sequence[AckContainer]) -> None:
@@ -79,7 +75,9 @@ class InterKmsBackend(Protocol):
         before the asynchronous mode answers 202 and the caller would wait for acks that never come."""
         ...
 
-    async def void(self, caller: str, request: VoidContainer) -> list[AckContainer]: ...
+    async def void(self, caller: str, request: VoidContainer) -> list[AckContainer]:
+        """Void the keys; the acks say, per key_ID, how. Nothing to void is ``[]``, sent like any answer."""
+        ...
 
 
 AckSender = Callable[[str, list[AckContainer]], Awaitable[None]]
@@ -187,9 +185,7 @@ async def _respond(
 
 async def _work_then_ack(send: AckSender, callback_url: str, work: Callable[[], Awaitable[list[AckContainer]]]) -> None:
     try:
-        acks = await work()
-        if acks:
-            await send(callback_url, acks)
+        await send(callback_url, await work())  # [] too: the caller waits for an answer either way
     except Exception:
         # Retrying or voiding is the backend's and the sender's business; here nothing may die silently.
         log.exception("asynchronous 020 work for %s failed", callback_url)

@@ -65,12 +65,16 @@ class GatewaySettings:
     qkd_pool: QkdPoolSettings = field(default_factory=QkdPoolSettings)
     qkd_filler: FillerSettings = field(default_factory=FillerSettings)  # on the master end of each QKD link
     relayed_store: RelayedStoreSettings = field(default_factory=RelayedStoreSettings)
+    ack_retry_s: float = 30.0  # how long a 020 ack to a callback is retried before its keys are voided
+    ack_retry_first_s: float = 0.2  # the first retry delay, doubling after each attempt
 
     def __post_init__(self) -> None:
         if min(self.hop_attempts, self.relay_attempts, self.prerelay_batch) < 1:
             raise ValueError("hop_attempts, relay_attempts and prerelay_batch must be at least 1")
-        if min(self.hop_timeout_s, self.link_down_s, self.prerelay_interval_s) <= 0:
+        if min(self.hop_timeout_s, self.link_down_s, self.prerelay_interval_s, self.ack_retry_first_s) <= 0:
             raise ValueError("timeouts and intervals must be positive")
+        if self.ack_retry_s < self.ack_retry_first_s:
+            raise ValueError("ack_retry_s must be at least ack_retry_first_s")
         if self.key_size_bits % 8 or not 8 <= self.key_size_bits <= 8192:
             raise ValueError("key_size_bits must be a multiple of 8 between 8 and 8192")
 

@@ -10,11 +10,18 @@ target's gateway, or ``failed`` (and voided) otherwise.
 Handing over (:meth:`InterKmsBridge.hand_over`): POST ext_keys in the asynchronous mode with our own
 ack callback, and wait for the peer's ack of every key; keys not acked in time are voided at the peer,
 as the spec requires of a sender that cannot tell whether the association exists.
+
+State lives in Redis (:class:`relay.pool.HandoverLedger`), never in this object: an ack or void is
+answered the same by every process of the gateway and after a restart. A repeated ack (the peer lost our
+200) is answered 200 again; only key_IDs never handed to that peer are ``key not present``. A void answers
+``voided`` for what it withdrew, ``failed to void`` for keys handed to us but already delivered, voided or
+expired, and ``key not present`` for key_IDs never handed to us for that SAE pair.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -36,13 +43,14 @@ from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine
 from relay.gateway.routing import Router
 from relay.gateway.voiding import Voiding
-from relay.pool import PoolError, RedisBackend
+from relay.pool import HandoverLedger, PoolError, RedisBackend
 
 log = logging.getLogger(__name__)
 
 ACK_PATH = "/kmapi/v1/ext_keys/ack"
 DEFAULT_ACK_TIMEOUT_S = 30.0
 INITIATOR_BINDING_TTL_MS = 86_400_000  # outlives every key handed over for the initiator
+ACK_POLL_S = 0.2  # how often a hand-over looks for acks another process of the gateway received
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class InterKmsBridge:
         own_url: str,
         backend: RedisBackend,
         prefix: str,
+        ledger: HandoverLedger,
     ) -> None:
         self._plan = plan
         self._engine = engine
@@ -69,7 +78,8 @@ class InterKmsBridge:
         self._callback_url = own_url.rstrip("/") + ACK_PATH
         self._backend = backend
         self._prefix = prefix
-        self._awaiting: dict[str, tuple[str, asyncio.Future[AckStatus]]] = {}  # key_ID -> (peer, ack)
+        self._ledger = ledger
+        self._ack_arrived = asyncio.Event()  # replaced at each set: wakes this process's hand-overs
 
     # ----- receiving: the server's InterKmsBackend --------------------------------------------------
 
@@ -131,6 +141,7 @@ class InterKmsBridge:
             *(self._relay(request.initiator_sae_id, target, key, extension) for key in request.keys)
         )
         relayed = tuple(key.key_id for key, error in zip(request.keys, outcomes, strict=True) if error is None)
+        await self._record_received(request.initiator_sae_id, target, relayed)
         failed = [(key.key_id, error) for key, error in zip(request.keys, outcomes, strict=True) if error]
         acks = []
         if relayed:
@@ -147,6 +158,14 @@ class InterKmsBridge:
             )
         return acks
 
+    async def _record_received(self, initiator: str, target: str, key_ids: Sequence[str]) -> None:
+        """Remembered for voids only: a lost record makes a later void say ``key not present`` rather than
+        ``failed to void``, never makes a key deliverable, so it must not fail the relay."""
+        try:
+            await self._ledger.record_received(initiator, target, key_ids)
+        except PoolError as exc:
+            log.warning("020 keys for %s relayed but not recorded for voids: %s", target, exc)
+
     async def _relay(self, initiator: str, target: str, key: ExtKey, extension: str) -> str | None:
         """None when relayed, else why not."""
         try:
@@ -162,36 +181,44 @@ class InterKmsBridge:
         await self._authorize(caller, request.initiator_sae_id, bind=False)
 
     async def void(self, caller: str, request: VoidContainer) -> list[AckContainer]:
-        target = request.target_sae_ids[0]
-        voided = await self._voiding.void(request.initiator_sae_id, target, list(request.key_ids))
-        not_voided = tuple(key_id for key_id in request.key_ids if key_id not in set(voided))
-        acks = []
-        if voided:
-            acks.append(AckContainer(tuple(voided), AckStatus.VOIDED, request.initiator_sae_id, (target,)))
-        if not_voided:
-            acks.append(
-                AckContainer(
-                    not_voided,
-                    AckStatus.FAILED_TO_VOID,
-                    request.initiator_sae_id,
-                    (target,),
-                    message="already delivered, expired, or not held for this SAE pair",
-                )
-            )
-        return acks
+        initiator, target = request.initiator_sae_id, request.target_sae_ids[0]
+        voided = await self._voiding.void(initiator, target, list(request.key_ids))
+        rest = [key_id for key_id in request.key_ids if key_id not in set(voided)]
+        try:
+            known = await self._ledger.received(initiator, target, rest)
+        except PoolError as exc:
+            raise Problem(503, SERVER_SIDE_ERROR, {"server_side_general_error": str(exc)}) from None
+        outcomes = (
+            (AckStatus.VOIDED, tuple(voided), None),
+            (
+                AckStatus.FAILED_TO_VOID,
+                tuple(key_id for key_id in rest if key_id in known),
+                "already delivered, voided or expired",
+            ),
+            (
+                AckStatus.KEY_NOT_PRESENT,
+                tuple(key_id for key_id in rest if key_id not in known),
+                "never handed over for this SAE pair",
+            ),
+        )
+        return [
+            AckContainer(key_ids, status, initiator, (target,), message=message)
+            for status, key_ids, message in outcomes
+            if key_ids
+        ]
 
     async def acknowledged(self, caller: str, acks: Sequence[AckContainer]) -> None:
-        """Acks for keys we handed over; every key_ID must be one we are waiting for from ``caller``."""
-        unknown = [
-            key_id for ack in acks for key_id in ack.key_ids if self._awaiting.get(key_id, ("", None))[0] != caller
-        ]
+        """Acks for keys we handed over to ``caller``; the first ack of a key sets its status, a repeated
+        one is accepted again. Key_IDs never handed to ``caller`` refuse the whole request (400)."""
+        statuses = [(key_id, str(ack.ack_status)) for ack in acks for key_id in ack.key_ids]
+        try:
+            unknown = await self._ledger.record_acks(caller, statuses)
+        except PoolError as exc:
+            raise Problem(503, SERVER_SIDE_ERROR, {"server_side_general_error": str(exc)}) from None
         if unknown:
             raise Problem(400, KEY_NOT_PRESENT, {"key_not_present": ", ".join(unknown)[:1024]})
-        for ack in acks:
-            for key_id in ack.key_ids:
-                _, future = self._awaiting.pop(key_id)
-                if not future.done():
-                    future.set_result(ack.ack_status)
+        arrived, self._ack_arrived = self._ack_arrived, asyncio.Event()
+        arrived.set()
 
     # ----- handing over to another 020 KMS ----------------------------------------------------------
 
@@ -206,10 +233,8 @@ class InterKmsBridge:
         timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
     ) -> HandoverResult:
         """Give ``keys`` to the KMS ``peer_id`` for ``target``; returns each key's ack status."""
-        loop = asyncio.get_running_loop()
-        futures = {key.key_id: loop.create_future() for key in keys}
-        for key_id, future in futures.items():
-            self._awaiting[key_id] = (peer_id, future)
+        key_ids = [key.key_id for key in keys]
+        await self._ledger.expect_acks(peer_id, key_ids)
         request = ExtKeyContainer(
             tuple(ExtKey(key.key_id, key.key) for key in keys),
             initiator,
@@ -220,22 +245,31 @@ class InterKmsBridge:
             await peer.ext_keys(request)
         except PeerProblem as exc:
             if exc.status in (400, 401):  # the peer kept no association: nothing to void
-                self._forget(futures)
+                await self._ledger.forget(peer_id, key_ids)
                 raise
         except PeerUnreachable:
             pass  # the association may exist: wait for acks, void what stays unacknowledged
-        done, _ = await asyncio.wait(futures.values(), timeout=timeout_s)
-        statuses = {key_id: future.result() for key_id, future in futures.items() if future in done}
-        self._forget(futures)
-        unacked = tuple(key_id for key_id in futures if key_id not in statuses)
+        statuses = await self._acks_of(peer_id, key_ids, timeout_s)
+        unacked = await self._ledger.abandon(peer_id, [key_id for key_id in key_ids if key_id not in statuses])
+        statuses |= await self._ledger.acked(peer_id, [key_id for key_id in key_ids if key_id not in unacked])
         if unacked:
-            with_no_ack = VoidContainer(unacked, initiator, (target,))
+            with_no_ack = VoidContainer(tuple(unacked), initiator, (target,))
             try:
                 await peer.void(with_no_ack)
             except (PeerProblem, PeerUnreachable) as exc:
                 log.warning("could not void %d unacknowledged keys at %s: %s", len(unacked), peer_id, exc)
-        return HandoverResult(statuses)
+        return HandoverResult({key_id: AckStatus(status) for key_id, status in statuses.items()})
 
-    def _forget(self, futures: dict[str, asyncio.Future[AckStatus]]) -> None:
-        for key_id in futures:
-            self._awaiting.pop(key_id, None)
+    async def _acks_of(self, peer_id: str, key_ids: Sequence[str], timeout_s: float) -> dict[str, str]:
+        """The acks recorded for ``key_ids`` once all arrived or ``timeout_s`` passed, by whichever process
+        of the gateway received them (woken at once by this process's, polling for the others')."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            arrived = self._ack_arrived
+            statuses = await self._ledger.acked(peer_id, key_ids)
+            remaining = deadline - loop.time()
+            if len(statuses) == len(key_ids) or remaining <= 0:
+                return statuses
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), min(ACK_POLL_S, remaining))

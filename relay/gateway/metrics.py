@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import Metric
 
+from relay.gateway.ack_delivery import AckDeliveryMetrics
 from relay.gateway.relay_events import RelayObserver, RelayOrigin
 from relay.gateway.status_view import GatewayView
 from relay.observability.exposition import RequestCounts, counted, counter, gauge
@@ -56,6 +57,7 @@ class GatewayMetrics(RelayObserver):
             buckets=LATENCY_BUCKETS_S,
         )
         self.requests = RequestCounts()
+        self.ack_delivery = AckDeliveryMetrics()  # 020 acks to foreign KMSs' callbacks
         self.relay_failures: Counter[tuple[str, RelayOrigin]] = Counter()  # by reason and origin
         self.hop_failures: Counter[str] = Counter()
         self._started = time.monotonic()
@@ -132,12 +134,22 @@ class _Collector:
         )
         yield from self._pools(snap, prerelay=m.sources is not None and m.sources.prerelay is not None)
         yield m.requests.family("qkdr_northbound_requests", "HTTP requests served by the ETSI 014 and 020 APIs")
+        yield from self._acks(m.ack_delivery)
         sources = m.sources
         if sources is None:
             return
         yield from self._relay(sources)
         yield from self._qkd_usage(sources)
         yield from self._errors(sources)
+
+    def _acks(self, acks: AckDeliveryMetrics) -> Iterator[Metric]:
+        for name, help_text in (
+            ("attempts", "020 ack POSTs to a foreign KMS's callback, retries included"),
+            ("delivered", "020 ack requests the foreign KMS answered 200"),
+            ("undeliverable", "020 ack requests given up after the retry time (their relayed keys voided)"),
+            ("keys_voided", "Relayed keys voided because their 020 ack could not be delivered"),
+        ):
+            yield counter(f"qkdr_etsi020_ack_{name}", help_text, [], [([], getattr(acks, name))])
 
     def _pools(self, snap: _Snapshot, *, prerelay: bool) -> Iterator[Metric]:
         labels = ["link", "neighbour", "sender", "direction"]

@@ -39,6 +39,7 @@ from relay.etsi014.client import Etsi014Client
 from relay.etsi014.server import create_app as create_etsi014_app
 from relay.etsi020.client import Etsi020Client
 from relay.etsi020.server import create_app as create_etsi020_app
+from relay.gateway.ack_delivery import AckDelivery, AckRetry
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.forwarding import HopForwarder
@@ -62,7 +63,7 @@ from relay.gateway.transfers import TransferLog
 from relay.gateway.voiding import Voiding
 from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
-from relay.pool import Keyspace, QkdPool, RedisBackend, RedisConfig, RelayedKeyStore, Role, link_pools
+from relay.pool import HandoverLedger, Keyspace, QkdPool, RedisBackend, RedisConfig, RelayedKeyStore, Role, link_pools
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,23 @@ async def start_gateway(
         own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
         ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
         stack.push_async_callback(_quietly(ack_client.close))
+        ledger = HandoverLedger(backend, keyspace, ttl_s=settings.relayed_store.waiting_ttl_s)  # the keys' lifetime
         bridge = InterKmsBridge(
-            plan, engine, relay.router, voiding, own_url=own_020_url, backend=backend, prefix=keyspace.prefix
+            plan,
+            engine,
+            relay.router,
+            voiding,
+            own_url=own_020_url,
+            backend=backend,
+            prefix=keyspace.prefix,
+            ledger=ledger,
+        )
+        acks = AckDelivery(
+            ack_client.post_acks,
+            voiding,
+            lambda base: Etsi020Client(base, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3)),
+            AckRetry(settings.ack_retry_s, settings.ack_retry_first_s),
+            metrics.ack_delivery,
         )
         stack.push_async_callback(server.stop, GRPC_GRACE_S)
         grpc_port = server.add_secure_port(
@@ -160,7 +176,7 @@ async def start_gateway(
         northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
         apps = {
             "etsi014": metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"),
-            "etsi020": metrics.requests.instrument(create_etsi020_app(bridge, ack_client.post_acks), "etsi020"),
+            "etsi020": metrics.requests.instrument(create_etsi020_app(bridge, acks.send), "etsi020"),
         }
         if plan.gateway.admin_port is not None:
             apps["admin"] = create_admin_app(GatewayStatus(view), ping_redis, metrics)

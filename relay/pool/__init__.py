@@ -1,9 +1,9 @@
 """Redis key stores of a gateway: QKD key pools per link, relayed keys per SAE pair, at-most-once delivery.
 
 Start here: :class:`RedisBackend` (connection), :func:`link_pools` / :class:`QkdPool` (QKD key, one lane
-per sending direction), :class:`RelayedKeyStore` (ready and waiting relayed keys), and
-:func:`pool_status` (levels against watermarks). Every failure is a :class:`PoolError`. Storage knows no
-wire protocol: what fills the QKD lanes from the vendor KMS lives with the gateway
+per sending direction), :class:`RelayedKeyStore` (ready and waiting relayed keys), :class:`HandoverLedger`
+(ETSI 020 hand-overs and acks), and :func:`pool_status` (levels against watermarks). Every failure is a
+:class:`PoolError`. Storage knows no wire protocol: what fills the QKD lanes from the vendor KMS lives with the gateway
 (:mod:`relay.gateway.qkd_filler`, :mod:`relay.gateway.qkd_announce`).
 """
 
@@ -18,6 +18,7 @@ from relay.pool.errors import (
     RelayedKeysNotFound,
     StoredKeyCorrupted,
 )
+from relay.pool.handovers import HandoverLedger
 from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role, link_pools
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
@@ -27,6 +28,7 @@ from relay.pool.watermarks import PoolState, Watermarks
 
 __all__ = [
     "MAX_BATCH",
+    "HandoverLedger",
     "KeyAlreadyUsed",
     "KeyNotFound",
     "KeysNotIssuedToSlave",

@@ -3,7 +3,9 @@
 Every store is three things under one hash tag: an index (sorted set of key_ID -> expiry), a tombstone
 set (sorted set of key_ID -> tombstone expiry) and one hash per key holding the sealed material. The tag
 ``{qkd:<link>:<sender>}`` / ``{ready:<master>:<slave>}`` / ``{slave:<master>}`` makes every multi-key
-script of a store single-slot. Names carry only the namespace, link or SAE IDs and key_IDs: none of them
+script of a store single-slot. The ETSI 020 hand-over records (:mod:`relay.pool.handovers`) are one
+string per key_ID under ``{020in:<initiator>:<target>}`` or ``{020out:<peer KMS>}``, for the same reason.
+Names carry only the namespace, link or SAE IDs and key_IDs: none of them
 is secret. IDs are percent-encoded so that ``:``, ``{``, ``}`` or spaces in an SAE ID can neither collide
 with another name nor break the hash tag.
 """
@@ -45,6 +47,14 @@ class Keyspace:
 
     def waiting_for_slaves(self, master_sae_id: str) -> StoreKeys:
         return self._store(f"slave:{name_part(master_sae_id)}")
+
+    def handed_to_us(self, initiator_sae_id: str, target_sae_id: str) -> str:
+        """Prefix of the records (``+ key_ID``) of keys another KMS handed us for an SAE pair (020)."""
+        return f"{self.prefix}:{{020in:{name_part(initiator_sae_id)}:{name_part(target_sae_id)}}}:"
+
+    def handed_over(self, peer_id: str) -> str:
+        """Prefix of the records (``+ key_ID``) of keys we handed over to the KMS ``peer_id`` (020)."""
+        return f"{self.prefix}:{{020out:{name_part(peer_id)}}}:"
 
     def _store(self, tag: str) -> StoreKeys:
         base = f"{self.prefix}:{{{tag}}}"

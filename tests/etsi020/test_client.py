@@ -81,6 +81,21 @@ async def test_the_success_status_must_match_the_mode(pki: KeyDirectory, peer: S
         assert acks is not None and acks[0].ack_status is AckStatus.RELAYED
 
 
+async def test_void_accepts_every_answer_the_spec_allows(pki: KeyDirectory, peer: ScriptedPeer) -> None:
+    everything = VoidContainer((), "SAE-1", ("SAE-2",), all_confirmation=True)
+    async with Etsi020Client(peer.url, pki.client_context("KME-A", TLS13)) as client:
+        peer.answer = lambda: web.json_response([])
+        assert await client.void(everything) == []  # synchronous: nothing was there to void
+        peer.answer = lambda: web.json_response(SYNC_ACKS)
+        acks = await client.void(VoidContainer((str(uuid.uuid4()),), "SAE-1", ("SAE-2",)))
+        assert acks is not None and acks[0].ack_status is AckStatus.RELAYED
+        peer.answer = lambda: web.Response(status=202)
+        assert (
+            await client.void(VoidContainer((), "SAE-1", ("SAE-2",), "https://127.0.0.1/ack", all_confirmation=True))
+            is None
+        )
+
+
 @pytest.mark.parametrize(
     ("text", "versions"),
     [

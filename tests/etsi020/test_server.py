@@ -367,6 +367,19 @@ async def test_void_with_key_ids_synchronous_and_asynchronous(kme: Kme020) -> No
     assert kme.backend.calls[-1] == ("void", "KME-A", request)
 
 
+async def test_a_void_with_nothing_to_void_answers_an_empty_array_in_both_modes(kme: Kme020) -> None:
+    everything = VoidContainer((), "SAE-1", ("SAE-2",), all_confirmation=True)
+    answer = await kme.raw("POST", "/kmapi/v1/ext_keys/void", json=everything.to_json())
+    assert (answer.status, answer.content_type, answer.body) == (200, "application/json", [])
+    validate(ACK_CONTAINERS, answer.body)
+    assert await kme.client().void(everything) == []
+
+    later = VoidContainer((), "SAE-1", ("SAE-2",), ack_callback_url=kme.callback_url, all_confirmation=True)
+    assert await kme.client().void(later) is None
+    caller, acks = await kme.next_ack()
+    assert (caller, acks) == ("KME-B", [])  # the caller hears that nothing was there, not silence
+
+
 async def test_void_of_every_key_needs_all_confirmation(kme: Kme020) -> None:
     delivered = await kme.client().ext_keys(ext_keys(2))
     assert delivered is not None

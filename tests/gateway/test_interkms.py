@@ -34,6 +34,7 @@ from relay.etsi020.models import (
 )
 from relay.gateway.config import GatewaySettings
 from relay.gateway.interkms import ACK_PATH
+from relay.gateway.service import start_gateway
 from relay.http_server import start_site
 from relay.pki.layout import KeyDirectory
 from relay.strict_json import parse_strict_json
@@ -132,6 +133,20 @@ async def test_void_withdraws_relayed_keys_and_all_confirmation_voids_the_rest(t
     assert gone.value.status == 400
 
 
+async def test_a_void_of_key_ids_never_handed_over_is_key_not_present(testbed: LocalTestbed) -> None:
+    handed, never = fresh_keys(1)[0], str(uuid.uuid4())
+    async with foreign_client(testbed, "GW1") as client:
+        await client.ext_keys(ExtKeyContainer((handed,), FOREIGN_SAE, ("SAE-R3-A",)))
+        async with testbed.sae("SAE-R3-A") as slave:
+            await slave.get_key_with_ids(FOREIGN_SAE, [handed.key_id])  # delivered: can no longer be voided
+        acks = await client.void(VoidContainer((handed.key_id, never), FOREIGN_SAE, ("SAE-R3-A",)))
+    assert acks is not None
+    assert [(a.ack_status, a.key_ids) for a in acks] == [
+        (AckStatus.FAILED_TO_VOID, (handed.key_id,)),
+        (AckStatus.KEY_NOT_PRESENT, (never,)),
+    ]
+
+
 async def test_our_gateway_hands_keys_to_another_020_kms_and_collects_its_acks(testbed: LocalTestbed) -> None:
     """GW1 plays the handing KMS and GW3's 020 surface the receiving one, over real TLS both ways."""
     gw1 = testbed.gateways["GW1"]
@@ -145,6 +160,37 @@ async def test_our_gateway_hands_keys_to_another_020_kms_and_collects_its_acks(t
     async with testbed.sae("SAE-R3-B") as slave:
         fetched = await slave.get_key_with_ids("SAE-R1-A", [key.key_id for key in keys])
     assert [k.key for k in fetched.keys] == [k.key for k in keys]
+
+
+async def test_a_repeated_ack_is_answered_200_again_also_by_a_restarted_gateway(
+    testbed: LocalTestbed, private_redis: RedisServer
+) -> None:
+    """The peer's retry after our 200 got lost: a 400 key-not-present would make it void a key our
+    master may already hold. Hand-over state is in Redis, so a restarted gateway answers the same."""
+    gw1 = testbed.gateways["GW1"]
+    keys = [Key(str(uuid.uuid4()), os.urandom(32)) for _ in range(2)]
+    peer = Etsi020Client(
+        testbed.gateways["GW3"].sites["etsi020"].url, testbed.keys.client_context("GW1", minimum=TLS13)
+    )
+    async with peer:
+        result = await gw1.interkms.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
+    assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}
+    repeated = [AckContainer(tuple(k.key_id for k in keys), AckStatus.RELAYED, "SAE-R1-A", ("SAE-R3-B",))]
+    as_gw3 = Etsi020Client(gw1.sites["etsi020"].url, testbed.keys.client_context("GW3", minimum=TLS13))
+    async with as_gw3:
+        await as_gw3.post_acks(f"{gw1.sites['etsi020'].url}{ACK_PATH}", repeated)  # 200, or PeerProblem
+    plan = gw1.plan
+    await testbed.stop_gateway("GW1")
+    settings = GatewaySettings(prerelay=False, redis_url=private_redis.url)
+    testbed.gateways["GW1"] = restarted = await start_gateway(plan, settings, testbed.keys)
+    as_gw3 = Etsi020Client(restarted.sites["etsi020"].url, testbed.keys.client_context("GW3", minimum=TLS13))
+    async with as_gw3:
+        await as_gw3.post_acks(f"{restarted.sites['etsi020'].url}{ACK_PATH}", repeated)
+        with pytest.raises(PeerProblem) as refused:  # another KMS acking our hand-over to GW3 is not GW3
+            await Etsi020Client(
+                restarted.sites["etsi020"].url, testbed.keys.client_context(FOREIGN_KME, minimum=TLS13)
+            ).post_acks(f"{restarted.sites['etsi020'].url}{ACK_PATH}", repeated)
+    assert refused.value.status == 400 and refused.value.problem["type"].endswith("/key-not-present")
 
 
 async def test_acks_for_keys_we_never_handed_over_are_key_not_present(testbed: LocalTestbed) -> None:

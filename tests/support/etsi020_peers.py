@@ -65,6 +65,8 @@ class RecordingBackend:
         if self.work_failure is not None:
             raise self.work_failure
         key_ids = request.key_ids or tuple(self.delivered)  # empty key_ids (confirmed): every key of the pair
+        if not key_ids:
+            return []  # nothing to void
         return [AckContainer(key_ids, AckStatus.VOIDED, request.initiator_sae_id, request.target_sae_ids)]
 
 
