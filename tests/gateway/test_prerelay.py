@@ -18,8 +18,8 @@ from relay.gateway.service import RunningGateway
 from relay.pki.layout import KeyDirectory
 from relay.pool import RelayedStoreSettings
 from relay.pool.watermarks import Watermarks
-from tests.gateway.testbed import LocalTestbed, running_testbed
-from tests.redis_harness import RedisServer
+from tests.support.local_testbed import LocalTestbed, running_testbed
+from tests.support.redis_servers import RedisServer
 
 BATCH = 8
 READY_HIGH = 8
