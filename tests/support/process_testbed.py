@@ -12,9 +12,8 @@ the loop keeps serving in-flight requests while the process starts.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -36,14 +35,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 QKD_RELAY = [sys.executable, "-m", "relay.cli"]
 READY_TIMEOUT_S = 20.0
 LOG_TAIL_LINES = 80
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+# Children die with the test process (SIGKILL when the thread that started them ends), through util-linux's
+# setpriv rather than a preexec_fn: with a preexec_fn, subprocess runs the interpreter's at-fork handlers in
+# the child, and grpcio's (this process runs gRPC threads) then leave the child aborting with "epoll_wait
+# error: Bad file descriptor" before it reaches exec.
+_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
 
 
 def cli(*args: str | Path, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -91,13 +87,12 @@ class ManagedProcess:
             err.write(banner)
             err.flush()
             self.process = subprocess.Popen(
-                self.command,
+                [*_DIE_WITH_PARENT, *self.command],
                 cwd=REPO_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                preexec_fn=_die_with_parent,
             )
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
