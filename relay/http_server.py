@@ -114,8 +114,14 @@ async def start_site(
     def connection() -> RequestHandler:
         # aiohttp arms its keep-alive timer on connect and after every answer, and closes the connection if
         # no complete request has arrived when it fires: with it set to the idle timeout, that is our rule.
+        # After an answer to a request whose body is still unread, it drains ("lingers") before closing:
+        # bounded by the same timeout, so a trickled body cannot hold the connection either.
         return _HardenedRequestHandler(
-            manager, loop=loop, keepalive_timeout=limits.idle_timeout_s, access_log=_access_log
+            manager,
+            loop=loop,
+            keepalive_timeout=limits.idle_timeout_s,
+            lingering_time=limits.idle_timeout_s,
+            access_log=_access_log,
         )
 
     server = await loop.create_server(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from relay.gateway.qkd_filler import FillerSettings
+from relay.http_server import ListenerLimits
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Role
 from relay.topology import Gateway, Link, Topology, TopologyError
 
@@ -65,6 +66,7 @@ class GatewaySettings:
     qkd_pool: QkdPoolSettings = field(default_factory=QkdPoolSettings)
     qkd_filler: FillerSettings = field(default_factory=FillerSettings)  # on the master end of each QKD link
     relayed_store: RelayedStoreSettings = field(default_factory=RelayedStoreSettings)
+    listener: ListenerLimits = field(default_factory=ListenerLimits)  # idle/slow connections on 014, 020, admin
 
     def __post_init__(self) -> None:
         if min(self.hop_attempts, self.relay_attempts, self.prerelay_batch) < 1:
