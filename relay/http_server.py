@@ -34,9 +34,13 @@ _access_log.disabled = True  # requests are logged by the APIs that understand t
 
 @dataclass(frozen=True)
 class ListenerLimits:
-    """How long a connection may hold a listener's resources without delivering a request."""
+    """How long a connection may hold a listener's resources without delivering a request.
 
-    idle_timeout_s: float = 15.0
+    The idle timeout exceeds the 15 s for which aiohttp clients (ours included) keep an idle connection for
+    reuse, so the server never closes a connection that a client may be reusing at that very moment.
+    """
+
+    idle_timeout_s: float = 20.0
     handshake_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:

@@ -34,7 +34,7 @@ from relay.strict_json import StrictJsonError, parse_strict_json
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
-DEFAULT_BODY_TIMEOUT_S = 15.0  # a request body still arriving after this is a slow client: 400 and close
+DEFAULT_BODY_TIMEOUT_S = 20.0  # a request body still arriving after this is a slow client: 400 and close
 
 
 @dataclass(frozen=True)
