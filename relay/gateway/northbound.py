@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from relay.etsi014.errors import UnauthorizedError, UnavailableError, ValidationError
+from relay.etsi014.errors import KeysInDelivery, UnauthorizedError, UnavailableError, ValidationError
 from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyContainer, KeyIds, KeyLimits, KeyRequest, Status
 from relay.etsi014.server import ReservedKeys
 from relay.gateway.config import GatewayPlan
@@ -89,7 +89,7 @@ class NorthboundBackend:
         except KeysNotIssuedToSlave:
             raise UnauthorizedError(f"one or more keys were not issued to {slave_sae_id}") from None
         except KeysBeingDelivered:
-            raise UnavailableError("one or more keys are being delivered on another request; retry") from None
+            raise KeysInDelivery() from None
         except PoolError as exc:
             raise _storage_failure(exc) from None
         return ReservedKeys(KeyContainer(reserved.keys), reserved.commit, reserved.release)

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from relay.domain import Key, new_key_id
-from relay.etsi014.errors import UnauthorizedError, UnavailableError, ValidationError
+from relay.etsi014.errors import KeysInDelivery, UnauthorizedError, UnavailableError, ValidationError
 from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyContainer, KeyIds, KeyLimits, KeyRequest, Status
 from relay.etsi014.server import ReservedKeys
 from relay.kms_sim.config import SimConfig, SimulatedLink
@@ -121,7 +121,7 @@ class SimulatedKms:
         if any(slave not in record.waiting_slaves | record.in_delivery for record in held):
             raise UnauthorizedError(f"one or more keys were not issued to {slave}")
         if any(slave in record.in_delivery for record in held):
-            raise UnavailableError("one or more keys are being delivered on another request; retry")
+            raise KeysInDelivery()
         for record in held:
             record.waiting_slaves.discard(slave)
             record.in_delivery.add(slave)
