@@ -28,6 +28,7 @@ from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings, plan_gateway
 from relay.gateway.qkd_filler import FillerSettings
 from relay.gateway.service import RunningGateway, start_gateway
+from relay.http_server import ListenerLimits
 from relay.kms_sim.config import SimSettings, from_topology
 from relay.kms_sim.service import ADMIN_HOST, RunningKms, start_kms
 from relay.loadtest import command as loadtest_command
@@ -191,6 +192,13 @@ def _build_parser() -> argparse.ArgumentParser:
         type=float,
         default=GatewaySettings.hop_timeout_s,
         help="seconds one hop, with the hops behind it, may take (default: %(default)s)",
+    )
+    gateway_run.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=ListenerLimits.idle_timeout_s,
+        help="seconds an HTTP connection may wait for (the rest of) a request before it is closed "
+        "(default: %(default)s)",
     )
     gateway_run.add_argument(
         "--qkd-pool",
@@ -478,6 +486,7 @@ def _gateway_run(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             prerelay=not args.no_prerelay,
             hop_timeout_s=args.hop_timeout,
+            listener=ListenerLimits(idle_timeout_s=args.idle_timeout),
             qkd_pool=replace(QkdPoolSettings(), watermarks=args.qkd_pool),
             relayed_store=replace(RelayedStoreSettings(), ready_watermarks=args.ready_pool),
             qkd_filler=FillerSettings(interval_s=args.qkd_fill_interval, max_batch=args.qkd_fill_batch),

@@ -38,3 +38,10 @@ class UnavailableError(Etsi014Error):
     """Error on the server side (503): no key material, link halted, dependency down."""
 
     http_status = 503
+
+
+class KeysInDelivery(UnavailableError):
+    """dec_keys for keys another request is handing out right now (503): they come back if it fails."""
+
+    def __init__(self) -> None:
+        super().__init__("one or more keys are being delivered on another request; retry")

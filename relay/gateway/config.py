@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from relay.gateway.qkd_filler import FillerSettings
+from relay.http_server import ListenerLimits
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Role
 from relay.topology import Gateway, Link, Topology, TopologyError
 
@@ -67,6 +68,7 @@ class GatewaySettings:
     relayed_store: RelayedStoreSettings = field(default_factory=RelayedStoreSettings)
     ack_retry_s: float = 30.0  # how long a 020 ack to a callback is retried before its keys are voided
     ack_retry_first_s: float = 0.2  # the first retry delay, doubling after each attempt
+    listener: ListenerLimits = field(default_factory=ListenerLimits)  # idle/slow connections on 014, 020, admin
 
     def __post_init__(self) -> None:
         if min(self.hop_attempts, self.relay_attempts, self.prerelay_batch) < 1:

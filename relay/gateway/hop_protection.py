@@ -156,7 +156,10 @@ class HopProtection:
             )
             return HopMode.PQC_ONLY, None
         except PoolError as exc:
-            raise RelayFailed(f"QKD pool of link {neighbour.qkd.link_id}: {exc}", retryable=True) from exc
+            log.warning("QKD pool of link %s failed: %s", neighbour.qkd.link_id, exc)
+            raise RelayFailed(
+                f"QKD pool of link {neighbour.qkd.link_id}: {exc.public_message}", retryable=True
+            ) from exc
         return HopMode.QKD_PQC, QkdKey(qkd_key.key_id, qkd_key.key)
 
     async def _received_qkd_key(self, neighbour: Neighbour, key_id: str) -> bytes:
@@ -165,4 +168,6 @@ class HopProtection:
         try:
             return (await self._lanes.inbound(neighbour.id).take_specific(key_id)).key
         except PoolError as exc:
-            raise RelayFailed(f"QKD key {key_id} of link {neighbour.qkd.link_id}: {exc}", retryable=True) from exc
+            log.warning("QKD key %s of link %s: %s", key_id, neighbour.qkd.link_id, exc)
+            message = f"QKD key {key_id} of link {neighbour.qkd.link_id}: {exc.public_message}"
+            raise RelayFailed(message, retryable=True) from exc

@@ -198,7 +198,8 @@ async def answer_with_status(context: ServicerContext, work: Callable[[], Awaita
     except HopError as exc:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{type(exc).__name__}: {exc}")
     except PoolError as exc:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc}")
+        log.warning("hop failed on key storage: %s", exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, exc.public_message)
     raise AssertionError("unreachable: abort() raises")
 
 

@@ -100,7 +100,8 @@ class InterKmsBridge:
                 await self._backend.command("SET", name, caller, "NX", "PX", INITIATOR_BINDING_TTL_MS)
             owner = await self._backend.command("GET", name)
         except PoolError as exc:
-            raise Problem(503, SERVER_SIDE_ERROR, {"server_side_general_error": str(exc)}) from None
+            log.warning("020 initiator binding of %s failed on key storage: %s", initiator, exc)
+            raise Problem(503, SERVER_SIDE_ERROR, {"server_side_general_error": exc.public_message}) from None
         if owner is None and not bind:
             return  # nothing was ever handed over for it: nothing to protect (the void finds no key)
         if owner is not None and owner.decode() != caller:
@@ -172,7 +173,7 @@ class InterKmsBridge:
             await self._engine.relay_key(initiator, target, Key(key.key_id, key.value), extension)
         except (RelayFailed, PoolError) as exc:
             log.warning("020 key %s for %s not relayed: %s", key.key_id, target, exc)
-            return str(exc)
+            return exc.public_message if isinstance(exc, PoolError) else exc.message
         return None
 
     async def check_void(self, caller: str, request: VoidContainer) -> None:

@@ -2,24 +2,32 @@
 
 ``enc_keys`` answers from the SAE pair's ready pool when it holds enough pre-relayed keys of the default
 size, and otherwise relays fresh keys on demand; either way a key reaches the master only once its slave's
-gateway holds it. ``dec_keys`` hands each relayed key to its slave exactly once. ``status`` reports the
-real ready-pool level, so an SAE can see whether its next request will be served from the pool.
+gateway holds it. ``dec_keys`` reserves each relayed key for its slave; the 014 front end commits the
+reservation once the answer is written, or releases it if the slave has gone. ``status`` reports the real
+ready-pool level, so an SAE can see whether its next request will be served from the pool.
+
+Answers name the condition, never internals: a storage failure is "key storage unavailable" to the SAE,
+with the Redis detail in the log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from relay.etsi014.errors import UnauthorizedError, UnavailableError, ValidationError
+from relay.etsi014.errors import KeysInDelivery, UnauthorizedError, UnavailableError, ValidationError
 from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyContainer, KeyIds, KeyLimits, KeyRequest, Status
+from relay.etsi014.server import ReservedKeys
 from relay.gateway.config import GatewayPlan
 from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine
-from relay.pool import KeysNotIssuedToSlave, PoolError, RelayedKeysNotFound, RelayedKeyStore
+from relay.pool import KeysBeingDelivered, KeysNotIssuedToSlave, PoolError, RelayedKeysNotFound, RelayedKeyStore
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 MAX_KEY_PER_REQUEST = 128
 MIN_KEY_SIZE = 64
@@ -69,20 +77,22 @@ class NorthboundBackend:
         except RelayFailed as exc:
             raise UnavailableError(f"cannot relay keys to {slave_sae_id}: {exc.message}") from None
         except PoolError as exc:
-            raise UnavailableError(f"key storage unavailable: {exc}") from None
+            raise _storage_failure(exc) from None
         return KeyContainer(tuple(keys))
 
-    async def dec_keys(self, slave_sae_id: str, master_sae_id: str, key_ids: KeyIds) -> KeyContainer:
+    async def dec_keys(self, slave_sae_id: str, master_sae_id: str, key_ids: KeyIds) -> ReservedKeys:
         self._check_local(slave_sae_id)
         try:
-            keys = await self._store.take_for_slave(slave_sae_id, master_sae_id, list(key_ids.key_ids))
+            reserved = await self._store.reserve_for_slave(slave_sae_id, master_sae_id, list(key_ids.key_ids))
         except RelayedKeysNotFound as exc:
             raise ValidationError(MSG_KEYS_NOT_FOUND, [{"key_ID_not_found": k} for k in exc.key_ids]) from None
         except KeysNotIssuedToSlave:
             raise UnauthorizedError(f"one or more keys were not issued to {slave_sae_id}") from None
+        except KeysBeingDelivered:
+            raise KeysInDelivery() from None
         except PoolError as exc:
-            raise UnavailableError(f"key storage unavailable: {exc}") from None
-        return KeyContainer(tuple(keys))
+            raise _storage_failure(exc) from None
+        return ReservedKeys(KeyContainer(reserved.keys), reserved.commit, reserved.release)
 
     def _check_local(self, sae_id: str) -> None:
         if self._plan.sae_homes.get(sae_id) != self._plan.id:
@@ -99,4 +109,10 @@ async def _unavailable_on_pool_error(call: Awaitable[T]) -> T:
     try:
         return await call
     except PoolError as exc:
-        raise UnavailableError(f"key storage unavailable: {exc}") from None
+        raise _storage_failure(exc) from None
+
+
+def _storage_failure(exc: PoolError) -> UnavailableError:
+    """The 503 an SAE gets: the condition only; the detail (Redis address, client error) goes to the log."""
+    log.warning("014 request failed on key storage: %s", exc)
+    return UnavailableError(exc.public_message)

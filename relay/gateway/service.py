@@ -175,7 +175,9 @@ async def start_gateway(
 
         northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
         apps = {
-            "etsi014": metrics.requests.instrument(create_etsi014_app(northbound), "etsi014"),
+            "etsi014": metrics.requests.instrument(
+                create_etsi014_app(northbound, body_timeout_s=settings.listener.idle_timeout_s), "etsi014"
+            ),
             "etsi020": metrics.requests.instrument(create_etsi020_app(bridge, acks.send), "etsi020"),
         }
         if plan.gateway.admin_port is not None:
@@ -327,7 +329,7 @@ async def _listen(
         where["admin"] = (ADMIN_HOST, plan.gateway.admin_port, None)
     sites: dict[str, RunningSite] = {}
     for name, (host, port, context) in where.items():
-        sites[name] = await start_site(apps[name], host, port, context)
+        sites[name] = await start_site(apps[name], host, port, context, settings.listener)
         stack.push_async_callback(sites[name].stop)
     return sites
 

@@ -2,18 +2,22 @@
 
 Keys a master fetched wait here for their slaves until the availability timeout (vendors drop them about
 10 s after the master fetched them), then vanish; each slave gets each key once. All state changes happen
-without an ``await`` in between, so the asyncio loop makes every operation atomic.
+without an ``await`` in between, so the asyncio loop makes every operation atomic. A slave's dec_keys
+reserves its keys (no other request gets them meanwhile); the 014 front end commits the reservation once
+the answer is written or releases it if the slave has gone, and a released key that has meanwhile
+expired stays gone, as any expired key does.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from relay.domain import Key, new_key_id
-from relay.etsi014.errors import UnauthorizedError, UnavailableError, ValidationError
+from relay.etsi014.errors import KeysInDelivery, UnauthorizedError, UnavailableError, ValidationError
 from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyContainer, KeyIds, KeyLimits, KeyRequest, Status
+from relay.etsi014.server import ReservedKeys
 from relay.kms_sim.config import SimConfig, SimulatedLink
 from relay.kms_sim.link import Clock, InsufficientKey, LinkHalted, LinkState, QkdLinkSimulator
 
@@ -24,6 +28,7 @@ class _IssuedKey:
     master_sae_id: str
     waiting_slaves: set[str]
     expires_at: float
+    in_delivery: set[str] = field(default_factory=set)  # slaves whose dec_keys answer is being written
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,8 @@ class SimulatedKms:
             self._issued[key.key_id] = _IssuedKey(key, master, slaves, expires_at)
         return KeyContainer(keys)
 
-    def redeem(self, slave: str, master: str, key_ids: KeyIds) -> KeyContainer:
-        """All requested keys or none: a partial answer would strand keys on one side."""
+    def redeem(self, slave: str, master: str, key_ids: KeyIds) -> ReservedKeys:
+        """All requested keys or none, reserved for ``slave``: a partial answer would strand keys on one side."""
         self._expire()
         records = [self._issued.get(key_id) for key_id in key_ids.key_ids]
         missing = [
@@ -112,16 +117,28 @@ class SimulatedKms:
         ]
         if missing:
             raise ValidationError(MSG_KEYS_NOT_FOUND, [{"key_ID_not_found": key_id} for key_id in missing])
-        if any(slave not in record.waiting_slaves for record in records if record):
+        held = [record for record in records if record is not None]
+        if any(slave not in record.waiting_slaves | record.in_delivery for record in held):
             raise UnauthorizedError(f"one or more keys were not issued to {slave}")
-        keys = []
-        for record in records:
-            assert record is not None
+        if any(slave in record.in_delivery for record in held):
+            raise KeysInDelivery()
+        for record in held:
             record.waiting_slaves.discard(slave)
-            if not record.waiting_slaves:
-                del self._issued[record.key.key_id]
-            keys.append(record.key)
-        return KeyContainer(tuple(keys))
+            record.in_delivery.add(slave)
+
+        async def commit() -> None:
+            for record in held:
+                record.in_delivery.discard(slave)
+                if not record.waiting_slaves and not record.in_delivery:
+                    self._issued.pop(record.key.key_id, None)
+
+        async def release() -> None:
+            for record in held:
+                record.in_delivery.discard(slave)
+                if self._issued.get(record.key.key_id) is record:
+                    record.waiting_slaves.add(slave)
+
+        return ReservedKeys(KeyContainer(tuple(record.key for record in held)), commit, release)
 
     def status(self, source_kme: str, master: str, slave: str) -> Status:
         link, simulator = self.link_between(master, slave)
@@ -167,7 +184,7 @@ class KmeFrontend:
         self._check_caller(master_sae_id)
         return self._kms.issue(master_sae_id, slave_sae_id, request)
 
-    async def dec_keys(self, slave_sae_id: str, master_sae_id: str, key_ids: KeyIds) -> KeyContainer:
+    async def dec_keys(self, slave_sae_id: str, master_sae_id: str, key_ids: KeyIds) -> ReservedKeys:
         self._check_caller(slave_sae_id)
         return self._kms.redeem(slave_sae_id, master_sae_id, key_ids)
 

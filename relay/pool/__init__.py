@@ -11,6 +11,7 @@ from relay.pool.connection import RedisBackend, RedisConfig
 from relay.pool.errors import (
     KeyAlreadyUsed,
     KeyNotFound,
+    KeysBeingDelivered,
     KeysNotIssuedToSlave,
     PoolEmpty,
     PoolError,
@@ -21,7 +22,7 @@ from relay.pool.errors import (
 from relay.pool.handovers import HandoverLedger
 from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role, link_pools
-from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
+from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings, SlaveReservation
 from relay.pool.status import PoolStatus, pool_status
 from relay.pool.store import MAX_BATCH, Lifetimes
 from relay.pool.watermarks import PoolState, Watermarks
@@ -31,6 +32,7 @@ __all__ = [
     "HandoverLedger",
     "KeyAlreadyUsed",
     "KeyNotFound",
+    "KeysBeingDelivered",
     "KeysNotIssuedToSlave",
     "Keyspace",
     "Lifetimes",
@@ -47,6 +49,7 @@ __all__ = [
     "RelayedKeysNotFound",
     "RelayedStoreSettings",
     "Role",
+    "SlaveReservation",
     "StoredKeyCorrupted",
     "Watermarks",
     "link_pools",

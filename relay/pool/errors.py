@@ -1,9 +1,11 @@
 """Typed failures of the key pools.
 
-The gateway picks its answer from the type alone: :class:`PoolUnavailable` and :class:`PoolEmpty` become
-503, :class:`KeysNotIssuedToSlave` 401, :class:`RelayedKeysNotFound` 400 with the 014 "not found" message;
-a hop that meets :class:`KeyNotFound` or :class:`KeyAlreadyUsed` is voided. Messages carry pool names and
-key_IDs only, never key material, because they end up in logs and HTTP answers.
+The gateway picks its answer from the type alone: :class:`PoolUnavailable`, :class:`PoolEmpty` and
+:class:`KeysBeingDelivered` (which a retry resolves) become 503, :class:`KeysNotIssuedToSlave` 401,
+:class:`RelayedKeysNotFound` 400 with the 014 "not found" message; a hop that meets :class:`KeyNotFound`
+or :class:`KeyAlreadyUsed` is voided. Messages never carry key material. ``str()`` is the detail for logs
+(it may name the Redis server and its client's exception); :attr:`PoolError.public_message` is what an
+answer to an SAE or a peer may say.
 """
 
 from __future__ import annotations
@@ -14,9 +16,18 @@ from collections.abc import Sequence
 class PoolError(Exception):
     """Root of every error raised by :mod:`relay.pool`."""
 
+    @property
+    def public_message(self) -> str:
+        """The condition, in words fit for an answer; ``str(self)`` keeps the detail for logs."""
+        return str(self)
+
 
 class PoolUnavailable(PoolError):
     """Redis cannot be reached or cannot serve (down, loading its AOF, cluster slots uncovered)."""
+
+    @property
+    def public_message(self) -> str:
+        return "key storage unavailable"
 
 
 class PoolEmpty(PoolError):
@@ -55,5 +66,17 @@ class KeysNotIssuedToSlave(PoolError):
         self.key_ids = tuple(key_ids)
 
 
+class KeysBeingDelivered(PoolError):
+    """Another call is handing out some of these keys right now; retry (they come back if it fails)."""
+
+    def __init__(self, master_sae_id: str, key_ids: Sequence[str]) -> None:
+        super().__init__(f"{len(key_ids)} key(s) from {master_sae_id} are being delivered: {', '.join(key_ids)}")
+        self.key_ids = tuple(key_ids)
+
+
 class StoredKeyCorrupted(PoolError):
     """A stored key failed authentication or lost its material; it has been retired, never returned."""
+
+    @property
+    def public_message(self) -> str:
+        return "a stored key failed its integrity check and was destroyed"

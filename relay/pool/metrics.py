@@ -28,6 +28,9 @@ class RelayedStoreMetrics:
     slave_stored: int = 0
     slave_refused: int = 0
     delivered: int = 0
+    released: int = 0  # reserved for a slave that had gone before its answer was written: deliverable again
+    reservations_expired: int = 0  # released too late: the reservation had run out into a tombstone
     not_found: int = 0
     unauthorized: int = 0
+    in_delivery: int = 0  # dec_keys refused because another call was handing out the same keys
     voided: int = 0

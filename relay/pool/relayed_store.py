@@ -8,6 +8,11 @@ slot can one atomic script tell "no such key" (400) from "exists, but not issued
 Pre-relayed keys must expire at the master before the slave's copy does, or a master could be handed a
 key its slave can no longer fetch: hence ``ready_ttl_s`` < ``waiting_ttl_s``, with the difference covering
 the time from the slave-side store to the master-side store (the end-to-end ack).
+
+A slave's keys are handed over in two steps (:meth:`RelayedKeyStore.reserve_for_slave`): reserved, then
+committed once the answer is on the wire or released if the slave has gone before anything was written,
+so a caller that gave up loses no key. ``reservation_ttl_s`` bounds how long a reservation may stay open;
+one left open (the process died) ends as a tombstone, never delivered twice.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from dataclasses import dataclass, field
 from relay.crypto.at_rest import StorageCipher
 from relay.domain import Key
 from relay.pool.connection import RedisBackend
-from relay.pool.errors import KeysNotIssuedToSlave, RelayedKeysNotFound
+from relay.pool.errors import KeysBeingDelivered, KeysNotIssuedToSlave, RelayedKeysNotFound
 from relay.pool.keys import Keyspace
 from relay.pool.metrics import RelayedStoreMetrics
-from relay.pool.store import Lifetimes, SealedStore, Verdict
+from relay.pool.store import Lifetimes, Reservation, SealedStore, TakeOutcome, Verdict
 from relay.pool.watermarks import Watermarks
 
 
@@ -31,10 +36,13 @@ class RelayedStoreSettings:
     waiting_ttl_s: float = 300.0
     retired_ttl_s: float = 86_400.0
     ready_watermarks: Watermarks = field(default_factory=lambda: Watermarks(low=4, high=32))
+    reservation_ttl_s: float = 30.0  # reserve -> commit: writing one 014 answer; never past the key's own expiry
 
     def __post_init__(self) -> None:
         if not 0 < self.ready_ttl_s < self.waiting_ttl_s:
             raise ValueError("ready_ttl_s must be positive and shorter than waiting_ttl_s")
+        if self.reservation_ttl_s <= 0:
+            raise ValueError("reservation_ttl_s must be positive")
         Lifetimes(self.waiting_ttl_s, self.retired_ttl_s)  # validates the tombstone lifetime
 
     @property
@@ -44,6 +52,31 @@ class RelayedStoreSettings:
     @property
     def waiting(self) -> Lifetimes:
         return Lifetimes(self.waiting_ttl_s, self.retired_ttl_s)
+
+    @property
+    def reservation_ttl_ms(self) -> int:
+        return max(1, round(self.reservation_ttl_s * 1000))
+
+
+@dataclass(frozen=True)
+class SlaveReservation:
+    """Keys reserved for one slave's dec_keys: :meth:`commit` once answered, :meth:`release` if it left."""
+
+    reservation: Reservation
+    metrics: RelayedStoreMetrics
+
+    @property
+    def keys(self) -> tuple[Key, ...]:
+        return self.reservation.keys
+
+    async def commit(self) -> None:
+        await self.reservation.commit()
+        self.metrics.delivered += len(self.keys)
+
+    async def release(self) -> None:
+        given_back = await self.reservation.release()
+        self.metrics.released += given_back
+        self.metrics.reservations_expired += len(self.keys) - given_back
 
 
 @dataclass(frozen=True)
@@ -112,21 +145,48 @@ class RelayedKeyStore:
         return stored
 
     async def take_for_slave(self, slave_sae_id: str, master_sae_id: str, key_ids: Sequence[str]) -> list[Key]:
-        """Every requested key, in request order, exactly once; or none.
+        """Every requested key, in request order, exactly once; or none. One step: for a caller with nothing
+        left to do before the keys count as delivered (a 014 answer still to write uses :meth:`reserve_for_slave`).
 
         Raises :class:`RelayedKeysNotFound` if any key_ID is unknown, expired or already delivered, else
-        :class:`KeysNotIssuedToSlave` if any belongs to another slave (checked in that order, as 014 does).
+        :class:`KeysNotIssuedToSlave` if any belongs to another slave (checked in that order, as 014 does),
+        else :class:`KeysBeingDelivered` if another call has reserved any of them.
         """
         outcome = await self._waiting(master_sae_id).take_ids(key_ids, owner=slave_sae_id)
+        self._raise_if_refused(outcome, slave_sae_id, master_sae_id, key_ids)
+        self.metrics.delivered += len(outcome.keys)
+        return list(outcome.keys)
+
+    async def reserve_for_slave(
+        self, slave_sae_id: str, master_sae_id: str, key_ids: Sequence[str]
+    ) -> SlaveReservation:
+        """Every requested key, in request order, reserved for ``slave_sae_id`` until committed or released.
+
+        Refuses like :meth:`take_for_slave`, and with :class:`KeysBeingDelivered` if another call holds a
+        reservation on any of them (it may yet release it).
+        """
+        store = self._waiting(master_sae_id)
+        outcome = await store.reserve_ids(key_ids, slave_sae_id, self.settings.reservation_ttl_ms)
+        self._raise_if_refused(outcome, slave_sae_id, master_sae_id, key_ids)
+        assert outcome.reservation is not None
+        return SlaveReservation(outcome.reservation, self.metrics)
+
+    def _raise_if_refused(
+        self, outcome: TakeOutcome, slave_sae_id: str, master_sae_id: str, key_ids: Sequence[str]
+    ) -> None:
+        """The 014 order: not found (400), then not issued to this slave (401), then in delivery (503)."""
         if outcome.verdicts is None:
-            self.metrics.delivered += len(outcome.keys)
-            return list(outcome.keys)
+            return
         not_found = outcome.refused(Verdict.MISSING) + outcome.refused(Verdict.RETIRED)
         if not_found:
             self.metrics.not_found += 1
             raise RelayedKeysNotFound(master_sae_id, [k for k in key_ids if k in not_found])
-        self.metrics.unauthorized += 1
-        raise KeysNotIssuedToSlave(slave_sae_id, outcome.refused(Verdict.DENIED))
+        denied = outcome.refused(Verdict.DENIED)
+        if denied:
+            self.metrics.unauthorized += 1
+            raise KeysNotIssuedToSlave(slave_sae_id, denied)
+        self.metrics.in_delivery += 1
+        raise KeysBeingDelivered(master_sae_id, outcome.refused(Verdict.RESERVED))
 
     async def void_for_slave(self, master_sae_id: str, slave_sae_id: str, key_ids: Sequence[str]) -> list[str]:
         """Withdraw keys not yet delivered to ``slave_sae_id`` (every one of them if ``key_ids`` is empty).

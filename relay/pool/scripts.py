@@ -8,6 +8,12 @@ per-key hash names from ``material_prefix`` (same hash tag, hence same slot; Red
 Time comes from the Redis server (``TIME``), not from the callers, so gateways with skewed clocks agree on
 expiry. Expired entries become tombstones too: a key_ID enters a store at most once, ever, while its
 tombstone lives. Pruning is bounded per call so one call never stalls Redis on a large backlog.
+
+A key can be *reserved* (handed to a writer that has yet to put it on the wire): its hash then carries
+the reservation token (``r``) and its original deadline (``e``), and its index score becomes the
+reservation's deadline, so the prune turns a reservation nobody commits or releases into a tombstone,
+never back into a deliverable key. No script hands out or voids a reserved key; only its holder's release
+gives it back (with its original deadline), and committing is retiring.
 """
 
 from __future__ import annotations
@@ -65,27 +71,76 @@ end
 return taken
 """
 
-# ARGV[3] owner, then key_IDs. All or nothing: {'ok', blob1, blob2, ...} in request order, or
-# {'refused', verdict1, verdict2, ...} with a verdict per key_ID: ok | retired | missing | denied.
-_TAKE_IDS = """
-local owner = ARGV[3]
-local verdicts, refused = {}, false
-for i = 4, #ARGV do
-  local id, name = ARGV[i], prefix .. ARGV[i]
-  local verdict = 'ok'
-  if redis.call('ZSCORE', retired, id) then verdict = 'retired'
-  elseif redis.call('EXISTS', name) == 0 then verdict = 'missing'
-  elseif redis.call('HGET', name, 'o') ~= owner then verdict = 'denied' end
-  refused = refused or verdict ~= 'ok'
-  verdicts[#verdicts + 1] = verdict
+# Shared by the scripts that take or reserve keys by key_ID.
+_CHECK_IDS = """
+-- Verdict per key_ID ARGV[first..] for ``owner``: ok | retired | missing | denied | reserved (another call
+-- is handing it out right now). Returns nil if every one is ok, else {'refused', verdict1, verdict2, ...}.
+local function check_ids(owner, first)
+  local verdicts, refused = {}, false
+  for i = first, #ARGV do
+    local id, name = ARGV[i], prefix .. ARGV[i]
+    local verdict = 'ok'
+    if redis.call('ZSCORE', retired, id) then verdict = 'retired'
+    elseif redis.call('EXISTS', name) == 0 then verdict = 'missing'
+    elseif redis.call('HGET', name, 'o') ~= owner then verdict = 'denied'
+    elseif redis.call('HGET', name, 'r') then verdict = 'reserved' end
+    refused = refused or verdict ~= 'ok'
+    verdicts[#verdicts + 1] = verdict
+  end
+  if refused then return {'refused', unpack(verdicts)} end
+  return nil
 end
-if refused then return {'refused', unpack(verdicts)} end
+"""
+
+# ARGV[3] owner, then key_IDs. All or nothing: {'ok', blob1, blob2, ...} in request order, or
+# {'refused', verdict1, verdict2, ...} with a verdict per key_ID (see ``check_ids``).
+_TAKE_IDS = """
+local refusal = check_ids(ARGV[3], 4)
+if refusal then return refusal end
 local blobs = {'ok'}
 for i = 4, #ARGV do
   blobs[#blobs + 1] = redis.call('HGET', prefix .. ARGV[i], 'b')
   retire(ARGV[i])
 end
 return blobs
+"""
+
+# ARGV[3] owner, ARGV[4] token, ARGV[5] reservation ttl ms, then key_IDs. Answers like TAKE_IDS; on
+# success every key is reserved for the token until committed (retired), released, or pruned (tombstone).
+_RESERVE_IDS = """
+local refusal = check_ids(ARGV[3], 6)
+if refusal then return refusal end
+local token, held_until = ARGV[4], now + tonumber(ARGV[5])
+local blobs = {'ok'}
+for i = 6, #ARGV do
+  local id, name = ARGV[i], prefix .. ARGV[i]
+  local deadline = tonumber(redis.call('ZSCORE', index, id))
+  blobs[#blobs + 1] = redis.call('HGET', name, 'b')
+  redis.call('HSET', name, 'r', token, 'e', deadline)
+  redis.call('ZADD', index, math.min(deadline, held_until), id)
+end
+return blobs
+"""
+
+# ARGV[3] token, then key_IDs. Gives back the keys this token still holds, with their original deadline;
+# a reservation that has run out (pruned or not yet) ends as a tombstone. Returns how many were given back.
+_RELEASE = """
+local token, released = ARGV[3], 0
+for i = 4, #ARGV do
+  local id, name = ARGV[i], prefix .. ARGV[i]
+  local score = redis.call('ZSCORE', index, id)
+  if score and redis.call('HGET', name, 'r') == token then
+    local deadline = tonumber(redis.call('HGET', name, 'e'))
+    if tonumber(score) > now and deadline > now then
+      redis.call('HDEL', name, 'r', 'e')
+      redis.call('ZADD', index, deadline, id)
+      released = released + 1
+    else
+      retire(id)
+    end
+  end
+end
+return released
 """
 
 # ARGV[3..] key_IDs to retire whether or not they are stored. Returns how many were live.
@@ -99,7 +154,8 @@ return live
 """
 
 # ARGV[3] owner, then key_IDs; no key_IDs means every live key of that owner (ETSI 020 all_confirmation).
-# Retires the owner's live keys among them and returns their key_IDs; others' keys are left alone.
+# Retires the owner's live keys among them and returns their key_IDs; others' keys are left alone, and so
+# are reserved ones (being handed out: a void cannot take back what may already be on the wire).
 _VOID = """
 local owner, ids = ARGV[3], {}
 if #ARGV > 3 then
@@ -109,7 +165,8 @@ else
 end
 local voided = {}
 for _, id in ipairs(ids) do
-  if redis.call('HGET', prefix .. id, 'o') == owner then
+  local name = prefix .. id
+  if redis.call('HGET', name, 'o') == owner and not redis.call('HGET', name, 'r') then
     retire(id)
     voided[#voided + 1] = id
   end
@@ -128,7 +185,9 @@ class Script(Enum):
 
     PUT = _PRELUDE + _PUT
     TAKE_OLDEST = _PRELUDE + _TAKE_OLDEST
-    TAKE_IDS = _PRELUDE + _TAKE_IDS
+    TAKE_IDS = _PRELUDE + _CHECK_IDS + _TAKE_IDS
+    RESERVE_IDS = _PRELUDE + _CHECK_IDS + _RESERVE_IDS
+    RELEASE = _PRELUDE + _RELEASE
     RETIRE = _PRELUDE + _RETIRE
     VOID = _PRELUDE + _VOID
     LEVEL = _PRELUDE + _LEVEL

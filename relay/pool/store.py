@@ -4,10 +4,17 @@ QKD pool lanes, ready pools and keys waiting for slaves differ only in how keys 
 or by key_ID for a given owner), so they share this class and its scripts. Values are sealed with the
 node's :class:`StorageCipher` before they leave the process; the associated data is the key's Redis name
 plus its owner, so a blob moved to another key_ID, store or slave no longer opens.
+
+Keys taken by key_ID can also be *reserved* first (:meth:`SealedStore.reserve_ids`) when the taker still
+has to put them on the wire and may find its caller gone: the :class:`Reservation` is then committed
+(the keys are retired) or released (they are deliverable again). One that is neither, because the process
+died, runs out into a tombstone: at-most-once always wins over availability. Reservations are for stores
+taken by key_ID; ``take_oldest`` does not look for them.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -54,6 +61,7 @@ class Verdict(StrEnum):
     RETIRED = "retired"  # taken or expired before
     MISSING = "missing"  # never stored here (or its material vanished)
     DENIED = "denied"  # stored for another owner
+    RESERVED = "reserved"  # being handed out by another call right now (it may yet be released)
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,34 @@ class TakeOutcome:
 
     keys: tuple[Key, ...] = ()
     verdicts: dict[str, Verdict] | None = None
+    reservation: Reservation | None = None  # set by ``reserve_ids`` when it reserved every key
 
     def refused(self, verdict: Verdict) -> list[str]:
         return [key_id for key_id, v in (self.verdicts or {}).items() if v is verdict]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Keys set aside for one taker: :meth:`commit` once they are on the wire, :meth:`release` if not."""
+
+    keys: tuple[Key, ...]
+    store: SealedStore
+    token: str
+
+    @property
+    def key_ids(self) -> list[str]:
+        return [key.key_id for key in self.keys]
+
+    async def commit(self) -> None:
+        """The keys are delivered: tombstone them (also if the reservation has run out meanwhile)."""
+        await self.store.retire(self.key_ids)
+
+    async def release(self) -> int:
+        """Nothing was delivered: the keys become deliverable again; returns how many were given back.
+
+        Keys whose reservation has run out stay tombstoned (fewer than ``len(keys)`` given back).
+        """
+        return int(await self.store.release(self.key_ids, self.token))
 
 
 class SealedStore:
@@ -94,13 +127,32 @@ class SealedStore:
 
     async def take_ids(self, key_ids: Sequence[str], owner: str = "") -> TakeOutcome:
         """All requested keys of ``owner``, retired atomically, or none with the reason per key_ID."""
-        _check_batch(key_ids)
-        if not key_ids or len(set(key_ids)) != len(key_ids):
-            raise ValueError("key_IDs must be non-empty and distinct")
+        _check_ids(key_ids)
         status, *rest = await self._run(Script.TAKE_IDS, owner, *key_ids)
         if status == b"refused":
             return TakeOutcome(verdicts={k: Verdict(v.decode()) for k, v in zip(key_ids, rest, strict=True)})
         return TakeOutcome(keys=tuple(self._open(k, blob, owner) for k, blob in zip(key_ids, rest, strict=True)))
+
+    async def reserve_ids(self, key_ids: Sequence[str], owner: str, hold_ms: int) -> TakeOutcome:
+        """Like :meth:`take_ids`, but the keys are reserved for ``hold_ms``, not retired.
+
+        Until committed or released, no call hands them out or voids them; if neither happens in time the
+        keys become tombstones. The outcome's ``reservation`` settles them.
+        """
+        _check_ids(key_ids)
+        if hold_ms < 1:
+            raise ValueError("a reservation must last at least 1 ms")
+        token = secrets.token_hex(16)
+        status, *rest = await self._run(Script.RESERVE_IDS, owner, token, hold_ms, *key_ids)
+        if status == b"refused":
+            return TakeOutcome(verdicts={k: Verdict(v.decode()) for k, v in zip(key_ids, rest, strict=True)})
+        keys = tuple(self._open(k, blob, owner) for k, blob in zip(key_ids, rest, strict=True))
+        return TakeOutcome(keys=keys, reservation=Reservation(keys, self, token))
+
+    async def release(self, key_ids: Sequence[str], token: str) -> int:
+        """Give back what reservation ``token`` still holds among ``key_ids``; returns how many."""
+        _check_batch(key_ids)
+        return int(await self._run(Script.RELEASE, token, *key_ids))
 
     async def retire(self, key_ids: Sequence[str]) -> int:
         """Tombstone key_IDs whether or not they are stored; returns how many were live."""
@@ -125,13 +177,19 @@ class SealedStore:
         return f"{self.names.material(key_id)}\x00{owner}"
 
     def _open(self, key_id: str, blob: bytes | None, owner: str) -> Key:
-        """The script has already retired the key, so a corrupted one is destroyed, never handed out."""
+        """A corrupted key is never handed out: taken ones are retired already, reserved ones run out."""
         if blob is None:
             raise StoredKeyCorrupted(f"material of key_ID {key_id} in {self.names.index} is missing")
         try:
             return Key(key_id, self._cipher.open(self._aad(key_id, owner), blob))
         except AtRestError as exc:
             raise StoredKeyCorrupted(f"key_ID {key_id} in {self.names.index}: {exc}") from None
+
+
+def _check_ids(key_ids: Sequence[str]) -> None:
+    _check_batch(key_ids)
+    if not key_ids or len(set(key_ids)) != len(key_ids):
+        raise ValueError("key_IDs must be non-empty and distinct")
 
 
 def _check_batch(key_ids: Sequence[str]) -> None:

@@ -202,9 +202,10 @@ async def test_malformed_json_is_400(kms: KmsHarness, data: bytes, message_part:
 
 
 async def test_oversize_body_is_refused_with_json(kms: KmsHarness) -> None:
+    """014 knows 400, 401 and 503 only (issue 12 section 5): an oversized body is a bad request, not a 413."""
     payload = {"key_IDs": [{"key_ID": str(uuid.uuid4())} for _ in range(3000)]}
     status, body = await raw(kms, "SAE-2", "KME-B", "POST", "/api/v1/keys/SAE-1/dec_keys", json=payload)
-    assert status == 413 and "exceeds" in body["message"]
+    assert status == 400 and "exceeds" in body["message"]
 
 
 @pytest.mark.parametrize(
