@@ -5,7 +5,7 @@ The routes are described here; every message schema is generated from ``relay.et
 Shared by the vendor KMS simulator and the gateway's northbound listener (``relay.etsi014.server``).
 The caller is always the SAE named by its verified client certificate (mutual TLS); nothing in a request
 names the caller. Every error body is the ``Error`` object; 400, 401 and 503 are the statuses a client
-acts on, 404, 405 and 413 answer unknown paths, methods and oversized bodies in the same shape.
+acts on (an oversized body is a 400 too); 404 and 405 answer unknown paths and methods in the same shape.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ _ERRORS: dict[str, Any] = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "404": {"$ref": "#/components/responses/NotFound"},
     "405": {"$ref": "#/components/responses/MethodNotAllowed"},
-    "413": {"$ref": "#/components/responses/TooLarge"},
     "503": {"$ref": "#/components/responses/Unavailable"},
 }
 
@@ -70,7 +69,7 @@ def etsi014_document() -> dict[str, Any]:
             "The calling SAE is identified by its client certificate (URI SAN urn:qkd-relay:sae:<id>, or "
             "the subject commonName for certificates without it). Request bodies are strict JSON: unknown "
             "members, duplicate members, NaN, non-UTF-8 text and booleans in place of integers are refused "
-            "with 400; bodies over 64 KiB with 413. Keys are delivered all-or-nothing and at most once."
+            "with 400, and so are bodies over 64 KiB. Keys are delivered all-or-nothing and at most once."
         ),
         paths={
             "/api/v1/keys/{slave_SAE_ID}/status": {
@@ -128,13 +127,14 @@ def etsi014_document() -> dict[str, Any]:
         },
         components={
             "responses": {
-                "BadRequest": _error_response("The request is malformed or out of bounds; nothing was delivered."),
+                "BadRequest": _error_response(
+                    "The request is malformed, out of bounds or too large; nothing was delivered."
+                ),
                 "Unauthorized": _error_response(
                     "The caller is not an SAE, is not served here, or asked for keys not issued to it."
                 ),
                 "NotFound": _error_response("No such path."),
                 "MethodNotAllowed": _error_response("The path exists but not with this method."),
-                "TooLarge": _error_response("The request body exceeds the size limit."),
                 "Unavailable": _error_response(
                     "The KME cannot serve now: no key material, a halted QKD link, no relay route, storage down."
                 ),
