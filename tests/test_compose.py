@@ -151,7 +151,13 @@ def test_one_service_per_region_redis_vendor_kms_and_gateway(topology: Topology,
     for region in topology.regions:
         redis = services[f"redis-{region.id}"]
         assert redis["image"] == "redis:7"
-        assert redis["command"] == ["redis-server", "--appendonly", "yes"]
+        assert redis["command"] == [
+            "redis-server",
+            *("--dir", compose.REDIS_DATA),
+            *("--appendonly", "yes", "--appendfsync", "always"),
+            *("--aclfile", f"/keys/{topology.name}/redis/{region.id}.acl"),
+        ]
+        assert redis["user"] == "${QKD_RELAY_UID:-1000}:${QKD_RELAY_GID:-1000}"  # the owner of the key files
 
 
 def test_container_topology_is_the_topology_with_compose_names_as_hosts(
@@ -228,7 +234,10 @@ def test_every_service_has_a_real_healthcheck_on_its_own_listeners(
         assert check["test"][0] in {"CMD", "CMD-SHELL"} and not check.get("disable"), name
         assert {"interval", "timeout", "retries"} <= set(check), name
     for region in topology.regions:
-        assert services[f"redis-{region.id}"]["healthcheck"]["test"] == ["CMD-SHELL", "redis-cli ping | grep -qx PONG"]
+        assert services[f"redis-{region.id}"]["healthcheck"]["test"] == [
+            "CMD-SHELL",
+            "redis-cli --user health --pass - --no-auth-warning ping | grep -qx PONG",
+        ]
     for kms in topology.kms:
         test = services[compose.kms_service(kms.id)]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"]
@@ -340,7 +349,7 @@ def test_volumes_are_declared_and_only_named_volumes_are_writable(
                 assert mount["bind"] == {"create_host_path": False}, f"{name}: a missing key must fail the start"
     assert named == set(document["volumes"])
     for region in topology.regions:
-        assert {"type": "volume", "source": f"redis-{region.id}-data", "target": "/data"} in (
+        assert {"type": "volume", "source": f"redis-{region.id}-data", "target": compose.REDIS_DATA} in (
             services[f"redis-{region.id}"]["volumes"]
         )
     for gateway in topology.gateways:

@@ -14,7 +14,7 @@ from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
 from tests.e2e.conftest import pytest_runtest_makereport  # noqa: F401  (re-exported hook)
-from tests.redis_harness import RedisServer, redis_server
+from tests.redis_harness import DEFAULT_GATEWAYS, RedisServer, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,7 @@ def topology_keys(keys_root: Path) -> KeyDirectory:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
+def private_redis(tmp_path: Path, topology_keys: KeyDirectory) -> Iterator[RedisServer]:
+    """Shared by every gateway of the embedded topology, each as its own Redis user."""
+    with redis_server(tmp_path / "redis", keys=topology_keys, gateways=DEFAULT_GATEWAYS) as server:
         yield server

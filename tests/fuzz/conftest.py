@@ -10,7 +10,7 @@ from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
 from tests.fuzz.harness import ThreadedTestbed, threaded_testbed
-from tests.redis_harness import redis_server
+from tests.redis_harness import DEFAULT_GATEWAYS, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -20,5 +20,9 @@ def fuzz_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
 
 @pytest.fixture(scope="module")
 def bed(fuzz_keys: KeyDirectory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedTestbed]:
-    with redis_server(tmp_path_factory.mktemp("fuzz-redis")) as redis, threaded_testbed(fuzz_keys, redis.url) as bed:
+    directory = tmp_path_factory.mktemp("fuzz-redis")
+    with (
+        redis_server(directory, keys=fuzz_keys, gateways=DEFAULT_GATEWAYS) as redis,
+        threaded_testbed(fuzz_keys, redis.url) as bed,
+    ):
         yield bed
