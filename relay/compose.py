@@ -24,7 +24,9 @@ File mounts, rather than ``keys/`` as a whole, also let each gateway's writable 
 fails to start unless the mount point already exists on the host.
 
 Each Redis loads its region's ACL file from ``keys init`` (``relay.pki.redis_access``: the default user
-off, each gateway its own user) and fsyncs its AOF before answering (``appendfsync always``). It runs as
+off, each gateway its own user), fsyncs its AOF before answering (``appendfsync always``) and speaks TLS
+1.3 only, with the certificate of ``redis-<region>`` and client certificates required; gateways dial
+``rediss://redis-<region>:6379``. It runs as
 the key files' owner (UID/GID of ``keys/``), like the qkd-relay services, so that it can read the key
 files it is given; its data volume is mounted where the image has no directory, so that podman hands the
 fresh volume to that user (the image's ``/data`` belongs to its own ``redis`` user).
@@ -40,7 +42,7 @@ from typing import Any
 import yaml
 
 from relay.crypto.identity import PRIVATE_SUFFIX, PUBLIC_SUFFIX
-from relay.pki.redis_access import HEALTH_USER
+from relay.pki.redis_access import HEALTH_USER, redis_server_entity, tls_server_arguments
 from relay.topology import Gateway, Topology, TopologyError
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -61,7 +63,6 @@ GID_VARIABLE = "QKD_RELAY_GID"
 HEALTHCHECK_TIMING = {"interval": "5s", "timeout": "5s", "retries": 12, "start_period": "10s"}
 
 _KEYS_OWNER = f"${{{UID_VARIABLE}:-1000}}:${{{GID_VARIABLE}:-1000}}"
-_REDIS_PROBE = f"redis-cli --user {HEALTH_USER} --pass - --no-auth-warning ping | grep -qx PONG"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # a Compose service/network/volume name and a DNS name
 
 
@@ -195,7 +196,18 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         name = redis_service(region.id)
         networks[region_network(region.id)] = {}
         volumes[redis_volume(region.id)] = {}
-        acl_file = f"{CONTAINER_KEYS_ROOT}/{topology.name}/redis/{region.id}.acl"
+        entity = redis_server_entity(region.id)
+        acl_file, ca, cert, key = (
+            f"redis/{region.id}.acl",
+            "ca.crt",
+            f"{entity}.crt",
+            f"{entity}.key",
+        )
+        inside = {name: f"{CONTAINER_KEYS_ROOT}/{topology.name}/{name}" for name in (acl_file, ca, cert, key)}
+        probe = (
+            f"redis-cli --tls --cacert {inside[ca]} --cert {inside[cert]} --key {inside[key]} "
+            f"--user {HEALTH_USER} --pass - --no-auth-warning ping | grep -qx PONG"
+        )
         services[name] = {
             "image": REDIS_IMAGE,
             "user": _KEYS_OWNER,
@@ -203,14 +215,15 @@ def compose_document(topology: Topology) -> dict[str, Any]:
                 "redis-server",
                 *("--dir", REDIS_DATA),
                 *("--appendonly", "yes", "--appendfsync", "always"),
-                *("--aclfile", acl_file),
+                *("--aclfile", inside[acl_file]),
+                *tls_server_arguments(REDIS_PORT, inside[ca], inside[cert], inside[key]),
             ],
-            "healthcheck": {"test": ["CMD-SHELL", _REDIS_PROBE], **HEALTHCHECK_TIMING},
+            "healthcheck": {"test": ["CMD-SHELL", probe], **HEALTHCHECK_TIMING},
             "networks": {region_network(region.id): {}},
             "ports": [_published(region.redis_port, REDIS_PORT)],
             "volumes": [
                 {"type": "volume", "source": redis_volume(region.id), "target": REDIS_DATA},
-                _read_only_bind(f"{HOST_KEYS_ROOT}/{topology.name}/redis/{region.id}.acl", acl_file),
+                *(_read_only_bind(f"{HOST_KEYS_ROOT}/{topology.name}/{n}", inside[n]) for n in sorted(inside)),
             ],
         }
 
@@ -257,7 +270,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
                 gateway.id,
                 *_common_options(),
                 "--redis-url",
-                f"redis://{redis_service(gateway.region)}:{REDIS_PORT}/0",
+                f"rediss://{redis_service(gateway.region)}:{REDIS_PORT}/0",
                 "--listen-host",
                 "0.0.0.0",
             ],

@@ -26,7 +26,7 @@ import redis
 
 from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
-from relay.pki.redis_access import ADMIN_USER, acl_text, read_credentials, write_acl_file
+from relay.pki.redis_access import ADMIN_USER, acl_text, read_credentials, tls_server_arguments, write_acl_file
 from tests.conftest import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -51,21 +51,28 @@ class RedisServer:
     cluster_port: int = 0
     keys: KeyDirectory | None = None  # where the gateways' (and then the admin's) passwords are
     gateways: tuple[str, ...] = ()
+    tls_entity: str | None = None  # TLS only, with this entity's certificate from ``keys`` (client certs required)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     admin_password: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
     def __post_init__(self) -> None:
+        if self.tls_entity is not None and self.keys is None:
+            raise ValueError("a TLS server needs the key directory holding its certificate")
         if self.keys is not None:
             self.admin_password = read_credentials(self.keys, ADMIN_USER).password
 
     @property
+    def scheme(self) -> str:
+        return "redis" if self.tls_entity is None else "rediss"
+
+    @property
     def url(self) -> str:
         """Without credentials: a gateway given it authenticates as its own user, from ``keys/``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{self.scheme}://127.0.0.1:{self.port}/0"
 
     @property
     def admin_url(self) -> str:
-        return f"redis://{ADMIN_USER}:{self.admin_password}@127.0.0.1:{self.port}/0"
+        return f"{self.scheme}://{ADMIN_USER}:{self.admin_password}@127.0.0.1:{self.port}/0"
 
     @property
     def acl_file(self) -> Path:
@@ -117,10 +124,17 @@ class RedisServer:
         return directory / [f["file"] for f in fields if f["type"] == "i"][-1]
 
     def client(self) -> redis.Redis:
-        """As the admin user."""
-        return redis.Redis(
-            host="127.0.0.1", port=self.port, username=ADMIN_USER, password=self.admin_password, socket_timeout=5
-        )
+        """As the admin user (over TLS, with the server's own certificate as the client certificate)."""
+        tls: dict[str, str] = {}
+        if self.tls_entity is not None:
+            assert self.keys is not None
+            files = self.keys.entity(self.tls_entity)
+            tls = {
+                "ssl_ca_certs": str(self.keys.ca.cert),
+                "ssl_certfile": str(files.cert),
+                "ssl_keyfile": str(files.key),
+            }
+        return redis.Redis.from_url(self.admin_url, socket_timeout=5, **tls)
 
     def _write_acl_file(self) -> None:
         gateways = {g: read_credentials(self.keys, g).password for g in self.gateways} if self.keys else {}
@@ -129,7 +143,7 @@ class RedisServer:
     def _command(self) -> list[str]:
         command = [
             REDIS_SERVER,
-            "--port", str(self.port),
+            *self._listen(),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
             "--logfile", str(self.log_file),
@@ -147,6 +161,13 @@ class RedisServer:
                 "--cluster-node-timeout", "2000",
             ]  # fmt: skip
         return command
+
+    def _listen(self) -> list[str]:
+        if self.tls_entity is None:
+            return ["--port", str(self.port)]
+        assert self.keys is not None
+        files = self.keys.entity(self.tls_entity)
+        return tls_server_arguments(self.port, str(self.keys.ca.cert), str(files.cert), str(files.key))
 
     def _wait_ready(self) -> bool:
         """PING until it answers; False if the process died first (typically: port already taken)."""
@@ -233,10 +254,15 @@ class RedisClusterProcesses:
 
 @contextmanager
 def redis_server(
-    directory: Path, *, appendonly: bool = False, keys: KeyDirectory | None = None, gateways: tuple[str, ...] = ()
+    directory: Path,
+    *,
+    appendonly: bool = False,
+    keys: KeyDirectory | None = None,
+    gateways: tuple[str, ...] = (),
+    tls_entity: str | None = None,
 ) -> Iterator[RedisServer]:
     """A standalone server in ``directory`` with users for ``gateways``, stopped on exit however the block ends."""
-    server = RedisServer(directory, appendonly=appendonly, keys=keys, gateways=gateways)
+    server = RedisServer(directory, appendonly=appendonly, keys=keys, gateways=gateways, tls_entity=tls_entity)
     server.start()
     try:
         yield server

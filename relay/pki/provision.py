@@ -15,7 +15,7 @@ from pathlib import Path
 from relay.crypto.identity import PRIVATE_SUFFIX, generate_identity
 from relay.pki.certs import create_ca, issue, load_identity, write_identity
 from relay.pki.layout import KeyDirectory
-from relay.pki.redis_access import provision_redis_users
+from relay.pki.redis_access import provision_redis_users, redis_server_entity
 from relay.topology import Topology
 
 
@@ -33,6 +33,7 @@ def entity_roles(topology: Topology) -> dict[str, tuple[str, ...]]:
         roles.update({kme.id: ("kme",) for kme in kms.kmes})
     roles.update({gateway.id: ("gateway", "sae") for gateway in topology.gateways})
     roles.update({sae.id: ("sae",) for sae in topology.saes})
+    roles.update({redis_server_entity(region.id): ("redis",) for region in topology.regions})
     return roles
 
 

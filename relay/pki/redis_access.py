@@ -11,6 +11,10 @@ scripts). Nothing that copies, moves or wipes data (DUMP, RESTORE, MIGRATE, KEYS
 the server (CONFIG SET, DEBUG, SHUTDOWN) or its users (ACL) is granted. The ``admin`` user, with its own
 password, is for operators and tests; the ``health`` user can only PING, with any password.
 
+Over TLS (``rediss://``) each region's Redis presents the certificate ``keys init`` issues to
+``redis-<region>`` and requires a client certificate from the same CA (:func:`tls_server_arguments`); the
+ACL still decides what the authenticated user may do.
+
 The ACL file holds SHA-256 hashes of 256-bit random passwords, never a password, so it is written 0644:
 whichever user runs Redis can read it, and it reveals nothing usable.
 """
@@ -55,6 +59,24 @@ _HEALTH = f"user {HEALTH_USER} on nopass resetkeys resetchannels -@all +ping"
 class RedisCredentials:
     username: str
     password: str
+
+
+def redis_server_entity(region_id: str) -> str:
+    """The certificate name of a region's Redis; lower-cased, it is the compose service's DNS name."""
+    return f"redis-{region_id}"
+
+
+def tls_server_arguments(port: int, ca_file: str, cert_file: str, key_file: str) -> list[str]:
+    """``redis-server`` options for TLS 1.3 only on ``port``, no plain-TCP port, client certificates required."""
+    return [
+        "--port", "0",
+        "--tls-port", str(port),
+        "--tls-cert-file", cert_file,
+        "--tls-key-file", key_file,
+        "--tls-ca-cert-file", ca_file,
+        "--tls-auth-clients", "yes",
+        "--tls-protocols", "TLSv1.3",
+    ]  # fmt: skip
 
 
 def read_credentials(keys: KeyDirectory, user: str) -> RedisCredentials:
