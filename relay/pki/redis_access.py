@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from relay.crypto.files import read_private_file, write_private_file
 from relay.domain import gateway_key_prefix
-from relay.pki.layout import KeyDirectory
+from relay.pki.layout import KeyDirectory, MissingKeyMaterial
 from relay.topology import Topology
 
 ADMIN_USER = "admin"
@@ -81,7 +81,10 @@ def tls_server_arguments(port: int, ca_file: str, cert_file: str, key_file: str)
 
 def read_credentials(keys: KeyDirectory, user: str) -> RedisCredentials:
     """The password ``keys init`` generated for ``user``; refused unless the file is 0600."""
-    return RedisCredentials(user, read_private_file(keys.redis_password_file(user)).decode().strip())
+    path = keys.redis_password_file(user)
+    if not path.is_file():
+        raise MissingKeyMaterial(f"{path} is missing; run `qkd-relay keys init` first")
+    return RedisCredentials(user, read_private_file(path).decode().strip())
 
 
 def gateway_rule(gateway_id: str, password: str) -> str:

@@ -7,7 +7,11 @@ import re
 import stat
 from pathlib import Path
 
+import pytest
+
 from relay import topology as topology_module
+from relay.crypto.errors import KeyFileError
+from relay.pki.layout import MissingKeyMaterial
 from relay.pki.provision import provision
 from relay.pki.redis_access import ADMIN_USER, HEALTH_USER, SCRIPT_COMMANDS, read_credentials
 from relay.pool.scripts import Script
@@ -36,3 +40,13 @@ def test_keys_init_writes_private_passwords_and_an_acl_file_per_region(tmp_path:
 
     again = provision(topology, tmp_path).directory  # idempotent: passwords kept
     assert {user: read_credentials(again, user).password for user in users} == passwords
+
+
+def test_a_missing_or_readable_password_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    keys = provision(topology_module.load_default(), tmp_path).directory
+    keys.redis_password_file("GW1").chmod(0o644)
+    with pytest.raises(KeyFileError, match="must be 0600"):
+        read_credentials(keys, "GW1")
+    keys.redis_password_file("GW1").unlink()
+    with pytest.raises(MissingKeyMaterial, match="run `qkd-relay keys init`"):
+        read_credentials(keys, "GW1")
