@@ -182,7 +182,11 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway_run = gateway.add_parser("run", help="serve one gateway of the topology until interrupted")
     _topology_options(gateway_run)
     gateway_run.add_argument("--id", required=True, help="gateway ID from the topology, e.g. GW1")
-    gateway_run.add_argument("--redis-url", help="Redis for the pools (default: the region's, from the topology)")
+    gateway_run.add_argument(
+        "--redis-url",
+        help="Redis for the pools (default: the region's, from the topology); rediss:// for TLS with the "
+        "gateway's certificate; it logs in as its own Redis user from the key directory",
+    )
     gateway_run.add_argument(
         "--listen-host", default=GatewaySettings.listen_host, help="address to listen on (default: %(default)s)"
     )

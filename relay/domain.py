@@ -44,6 +44,11 @@ def name_part(identifier: str) -> str:
     return quote(identifier, safe="-._~")
 
 
+def gateway_key_prefix(gateway_id: str) -> str:
+    """The namespace of every Redis name a gateway writes; its Redis user may touch nothing outside it."""
+    return f"qkdr.{name_part(gateway_id)}"
+
+
 def check_key_id(key_id: str) -> str:
     """Key_IDs go verbatim into names and Lua arguments, so refuse anything that is not a short token."""
     if not key_id or len(key_id) > MAX_KEY_ID_LENGTH or name_part(key_id) != key_id:

@@ -15,7 +15,7 @@ from relay.pki.certs import create_ca, issue, write_identity
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
 from tests.support.process_testbed import ProcessTestbed
-from tests.support.redis_servers import RedisServer, redis_server
+from tests.support.redis_servers import DEFAULT_GATEWAYS, RedisServer, redis_server
 
 KMES = ("KME-A", "KME-B")
 SAES = ("SAE-1", "SAE-2", "SAE-3", "SAE #4")
@@ -69,8 +69,9 @@ def topology_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
+def private_redis(tmp_path: Path, topology_keys: KeyDirectory) -> Iterator[RedisServer]:
+    """Shared by every gateway of the embedded topology, each as its own Redis user."""
+    with redis_server(tmp_path / "redis", keys=topology_keys, gateways=DEFAULT_GATEWAYS) as server:
         yield server
 
 

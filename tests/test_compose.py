@@ -151,7 +151,18 @@ def test_one_service_per_region_redis_vendor_kms_and_gateway(topology: Topology,
     for region in topology.regions:
         redis = services[f"redis-{region.id}"]
         assert redis["image"] == "redis:7"
-        assert redis["command"] == ["redis-server", "--appendonly", "yes"]
+        assert redis["command"] == [
+            "redis-server",
+            *("--dir", compose.REDIS_DATA),
+            *("--appendonly", "yes", "--appendfsync", "always"),
+            *("--aclfile", f"/keys/{topology.name}/redis/{region.id}.acl"),
+            *("--port", "0", "--tls-port", "6379"),
+            *("--tls-cert-file", f"/keys/{topology.name}/redis-{region.id}.crt"),
+            *("--tls-key-file", f"/keys/{topology.name}/redis-{region.id}.key"),
+            *("--tls-ca-cert-file", f"/keys/{topology.name}/ca.crt"),
+            *("--tls-auth-clients", "yes", "--tls-protocols", "TLSv1.3"),
+        ]
+        assert redis["user"] == "${QKD_RELAY_UID:-1000}:${QKD_RELAY_GID:-1000}"  # the owner of the key files
 
 
 def test_container_topology_is_the_topology_with_compose_names_as_hosts(
@@ -228,7 +239,12 @@ def test_every_service_has_a_real_healthcheck_on_its_own_listeners(
         assert check["test"][0] in {"CMD", "CMD-SHELL"} and not check.get("disable"), name
         assert {"interval", "timeout", "retries"} <= set(check), name
     for region in topology.regions:
-        assert services[f"redis-{region.id}"]["healthcheck"]["test"] == ["CMD-SHELL", "redis-cli ping | grep -qx PONG"]
+        own = f"/keys/{topology.name}/redis-{region.id}"
+        assert services[f"redis-{region.id}"]["healthcheck"]["test"] == [
+            "CMD-SHELL",
+            f"redis-cli --tls --cacert /keys/{topology.name}/ca.crt --cert {own}.crt --key {own}.key "
+            "--user health --pass - --no-auth-warning ping | grep -qx PONG",
+        ]
     for kms in topology.kms:
         test = services[compose.kms_service(kms.id)]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"]
@@ -289,7 +305,7 @@ def test_commands_parse_with_the_cli_and_match_the_topology(topology: Topology, 
     for gateway in topology.gateways:
         args = parser.parse_args(services[gateway.id.lower()]["command"])
         assert (args.id, args.topology, args.keys) == (gateway.id, Path(compose.CONTAINER_TOPOLOGY), Path("/keys"))
-        assert args.redis_url == f"redis://redis-{gateway.region}:6379/0"
+        assert args.redis_url == f"rediss://redis-{gateway.region}:6379/0"
         assert args.listen_host == "0.0.0.0"
 
 
@@ -340,7 +356,7 @@ def test_volumes_are_declared_and_only_named_volumes_are_writable(
                 assert mount["bind"] == {"create_host_path": False}, f"{name}: a missing key must fail the start"
     assert named == set(document["volumes"])
     for region in topology.regions:
-        assert {"type": "volume", "source": f"redis-{region.id}-data", "target": "/data"} in (
+        assert {"type": "volume", "source": f"redis-{region.id}-data", "target": compose.REDIS_DATA} in (
             services[f"redis-{region.id}"]["volumes"]
         )
     for gateway in topology.gateways:

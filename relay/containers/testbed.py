@@ -149,7 +149,7 @@ def current_state(
     known = {s.name: s.pid for s in previous.services} if previous else {}
     entries: list[tuple[str, str, str, dict[str, str]]] = []
     for region in topology.regions:
-        redis = {"redis": f"redis://{PUBLISH_HOST_IP}:{region.redis_port}/0"}
+        redis = {"redis": f"rediss://{PUBLISH_HOST_IP}:{region.redis_port}/0"}
         entries.append((f"redis-{region.id}", "redis", redis_service(region.id), redis))
     for kms in topology.kms:
         kmes = {kme.id: f"https://{PUBLISH_HOST_IP}:{kme.port}" for kme in kms.kmes}

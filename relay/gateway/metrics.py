@@ -23,6 +23,7 @@ from relay.gateway.relay_events import RelayObserver, RelayOrigin
 from relay.gateway.status_view import GatewayView
 from relay.observability.exposition import RequestCounts, counted, counter, gauge
 from relay.pool import PoolState, PoolStatus, PoolUnavailable
+from relay.pool.durability import RedisDurability
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -60,6 +61,7 @@ class GatewayMetrics(RelayObserver):
         self.ack_delivery = AckDeliveryMetrics()  # 020 acks to foreign KMSs' callbacks
         self.relay_failures: Counter[tuple[str, RelayOrigin]] = Counter()  # by reason and origin
         self.hop_failures: Counter[str] = Counter()
+        self.redis_durability: RedisDurability | None = None  # read once at start-up
         self._started = time.monotonic()
         self._snapshot = _Snapshot()
         self._sources: GatewayView | None = None
@@ -132,6 +134,13 @@ class _Collector:
             [],
             [([], 1.0 if snap.redis_up else 0.0)],
         )
+        if (durability := m.redis_durability) is not None:
+            yield gauge(
+                "qkdr_redis_durable",
+                "1 when Redis fsyncs every write before answering (appendonly yes, appendfsync always)",
+                ["appendonly", "appendfsync"],
+                [([durability.appendonly, durability.appendfsync], 1.0 if durability.durable else 0.0)],
+            )
         yield from self._pools(snap, prerelay=m.sources is not None and m.sources.prerelay is not None)
         yield m.requests.family("qkdr_northbound_requests", "HTTP requests served by the ETSI 014 and 020 APIs")
         yield from self._acks(m.ack_delivery)

@@ -35,6 +35,7 @@ from relay.crypto import (
     load_trust_store,
     system_clock_ms,
 )
+from relay.domain import gateway_key_prefix
 from relay.etsi014.client import Etsi014Client
 from relay.etsi014.server import create_app as create_etsi014_app
 from relay.etsi020.client import Etsi020Client
@@ -59,11 +60,12 @@ from relay.gateway.qkd_filler import QkdFiller
 from relay.gateway.relay_engine import RelayEngine
 from relay.gateway.routing import Router
 from relay.gateway.status_view import GatewayView
+from relay.gateway.storage import check_durability, redis_config
 from relay.gateway.transfers import TransferLog
 from relay.gateway.voiding import Voiding
 from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
-from relay.pool import HandoverLedger, Keyspace, QkdPool, RedisBackend, RedisConfig, RelayedKeyStore, Role, link_pools
+from relay.pool import HandoverLedger, Keyspace, QkdPool, RedisBackend, RelayedKeyStore, Role, link_pools
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +108,10 @@ async def start_gateway(
     kem_provider: str = "cryptography",
 ) -> RunningGateway:
     async with contextlib.AsyncExitStack() as stack:
-        backend = RedisBackend.connect(RedisConfig(url=plan.redis_url))
+        backend = RedisBackend.connect(redis_config(plan, keys))
         stack.push_async_callback(_quietly(backend.close))
         cipher = StorageCipher(load_or_create_storage_key(keys.root / "storage" / f"{plan.id}.key"))
-        keyspace = Keyspace(prefix=f"qkdr.{plan.id}")
+        keyspace = Keyspace(prefix=gateway_key_prefix(plan.id))
         identity = load_identity(plan.id, keys.identities)
         trust = load_trust_store(keys.identities)
         kem = load_kem_provider(kem_provider)
@@ -123,6 +125,7 @@ async def start_gateway(
         supply = _qkd_supply(plan, settings, keys, peers, backend, cipher, keyspace, stack)
 
         metrics = GatewayMetrics(plan.id)  # the relay's observer
+        await check_durability(backend, metrics, plan.id)
         relay = _relay(plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics)
         stack.push_async_callback(relay.voiding.close)
         engine, voiding = relay.engine, relay.voiding

@@ -2,7 +2,8 @@
 
 Layout of ``keys/<topology>/``: ``ca.crt`` / ``ca.key`` (the private CA) and, for every KME, gateway and
 SAE, ``<id>.crt``, ``<id>.key`` and ``<id>.pem`` (certificate and key in one file); ``identities/`` holds
-the gateways' ML-DSA keys.
+the gateways' ML-DSA keys; ``redis/`` the Redis users' passwords (``<user>.password``, 0600) and each
+region's ACL file (``<region>.acl``, see ``relay.pki.redis_access``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ class KeyDirectory:
     def identities(self) -> Path:
         """Gateway ML-DSA identities: private keys and the pinned public keys of every gateway."""
         return self.root / "identities"
+
+    @property
+    def redis(self) -> Path:
+        """Redis credentials: one password per gateway user and the admin, and the ACL file per region."""
+        return self.root / "redis"
+
+    def redis_password_file(self, user: str) -> Path:
+        return self.redis / f"{user}.password"
+
+    def redis_acl_file(self, region_id: str) -> Path:
+        return self.redis / f"{region_id}.acl"
 
     @property
     def ca(self) -> EntityFiles:

@@ -1,5 +1,6 @@
 """``qkd-relay keys init``: certificates for every entity of a topology, under one private CA, and an
-ML-DSA identity per gateway (``identities/``, see ``relay.crypto.identity``).
+ML-DSA identity per gateway (``identities/``, see ``relay.crypto.identity``), and the Redis users: a
+password per gateway and for the admin, an ACL file per region (``redis/``, see ``relay.pki.redis_access``).
 
 Idempotent: an existing CA and existing certificates are kept (so running it twice does not invalidate
 what running services loaded); ``force`` regenerates everything.
@@ -14,6 +15,7 @@ from pathlib import Path
 from relay.crypto.identity import PRIVATE_SUFFIX, generate_identity
 from relay.pki.certs import create_ca, issue, load_identity, write_identity
 from relay.pki.layout import KeyDirectory
+from relay.pki.redis_access import provision_redis_users, redis_server_entity
 from relay.topology import Topology
 
 
@@ -31,6 +33,7 @@ def entity_roles(topology: Topology) -> dict[str, tuple[str, ...]]:
         roles.update({kme.id: ("kme",) for kme in kms.kmes})
     roles.update({gateway.id: ("gateway", "sae") for gateway in topology.gateways})
     roles.update({sae.id: ("sae",) for sae in topology.saes})
+    roles.update({redis_server_entity(region.id): ("redis",) for region in topology.regions})
     return roles
 
 
@@ -61,4 +64,5 @@ def provision(topology: Topology, keys_root: Path, *, force: bool = False) -> Pr
         else:
             generate_identity(gateway.id, directory.identities)
             created.append(f"{gateway.id} ML-DSA identity")
+    created += provision_redis_users(topology, directory)
     return ProvisionReport(directory, tuple(created), tuple(kept))

@@ -6,6 +6,10 @@ AOF still loading, cluster down or resharding) surfaces as :class:`PoolUnavailab
 answers with 503. A semaphore bounds the commands in flight: a burst of a thousand SAE requests then
 queues in the process instead of opening a thousand sockets (the cluster client refuses beyond its
 per-node limit).
+
+A gateway authenticates as its own Redis user (``username``/``password``; credentials in the URL win) and,
+with a ``rediss://`` URL, over TLS: the server is verified against ``tls.ca_file`` and the gateway shows
+its own certificate (``tls.cert_file``/``tls.key_file``) for servers that require client certificates.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -37,10 +42,22 @@ _UNAVAILABLE = (
 
 
 @dataclass(frozen=True)
+class RedisTls:
+    """Files for ``rediss://``: the CA that issued the server's certificate, and the client's own."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
 class RedisConfig:
     """Where the pools live. ``cluster`` selects the Cluster client; ``url`` then names any one node."""
 
     url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: RedisTls | None = None  # used when ``url`` is rediss://
     cluster: bool = False
     max_in_flight: int = 64
     socket_timeout_s: float = 2.0
@@ -78,6 +95,14 @@ class RedisBackend:
             "retry": Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), config.retries),
             "max_connections": config.max_in_flight,  # per node for the cluster; the gate never exceeds it
         }
+        if config.username is not None:
+            options.update(username=config.username, password=config.password)
+        if config.tls is not None and config.url.startswith("rediss://"):
+            options.update(
+                ssl_ca_certs=str(config.tls.ca_file),
+                ssl_certfile=str(config.tls.cert_file),
+                ssl_keyfile=str(config.tls.key_file),
+            )
         client: Redis | RedisCluster
         if config.cluster:
             client = RedisCluster.from_url(config.url, **options)

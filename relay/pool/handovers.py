@@ -10,8 +10,9 @@ record never outlives the question it answers by much):
   a repeated ack finds the status set and is accepted again, unchanged. ``abandoned`` marks a key we
   stopped waiting for (and voided at the peer): a late ack is accepted and changes nothing.
 
-Every multi-key operation is one Lua script over names of one hash slot, hence atomic; statuses are
-opaque strings here (the 020 wire enum is the gateway's business).
+Every multi-key operation is one Lua script (``Script.LEDGER_*``, run by hash like the stores') over
+names of one hash slot, hence atomic; statuses are opaque strings here (the 020 wire enum is the
+gateway's business).
 """
 
 from __future__ import annotations
@@ -22,40 +23,11 @@ from typing import Any
 from relay.domain import check_key_id
 from relay.pool.connection import RedisBackend
 from relay.pool.keys import Keyspace
+from relay.pool.scripts import Script
 
 AWAITING = "awaiting"
 ABANDONED = "abandoned"
 _RECEIVED = "received"
-
-# KEYS: records; ARGV[1] value, ARGV[2] ttl ms. Creates absent records only.
-_CREATE = """
-for _, name in ipairs(KEYS) do redis.call('SET', name, ARGV[1], 'NX', 'PX', ARGV[2]) end
-return #KEYS
-"""
-# KEYS: records; ARGV: one status per record. All or nothing: returns the indexes (1-based) of absent
-# records and changes nothing if there are any; else sets each awaiting record's status.
-_SETTLE = """
-local absent = {}
-for i, name in ipairs(KEYS) do
-  if redis.call('EXISTS', name) == 0 then absent[#absent + 1] = i end
-end
-if #absent > 0 then return absent end
-for i, name in ipairs(KEYS) do
-  if redis.call('GET', name) == 'awaiting' then redis.call('SET', name, ARGV[i], 'KEEPTTL') end
-end
-return absent
-"""
-# KEYS: records. Marks awaiting ones abandoned; returns the indexes (1-based) of those it marked.
-_ABANDON = """
-local marked = {}
-for i, name in ipairs(KEYS) do
-  if redis.call('GET', name) == 'awaiting' then
-    redis.call('SET', name, 'abandoned', 'KEEPTTL')
-    marked[#marked + 1] = i
-  end
-end
-return marked
-"""
 
 
 class HandoverLedger:
@@ -70,7 +42,7 @@ class HandoverLedger:
 
     async def record_received(self, initiator: str, target: str, key_ids: Sequence[str]) -> None:
         names = self._names(self._keyspace.handed_to_us(initiator, target), key_ids)
-        await self._eval(_CREATE, names, [_RECEIVED, self._ttl_ms])
+        await self._eval(Script.LEDGER_CREATE, names, [_RECEIVED, self._ttl_ms])
 
     async def received(self, initiator: str, target: str, key_ids: Sequence[str]) -> set[str]:
         """Those of ``key_ids`` handed to us for this SAE pair within the records' lifetime."""
@@ -81,13 +53,15 @@ class HandoverLedger:
     # ----- keys we handed over ------------------------------------------------------------------
 
     async def expect_acks(self, peer: str, key_ids: Sequence[str]) -> None:
-        await self._eval(_CREATE, self._names(self._keyspace.handed_over(peer), key_ids), [AWAITING, self._ttl_ms])
+        await self._eval(
+            Script.LEDGER_CREATE, self._names(self._keyspace.handed_over(peer), key_ids), [AWAITING, self._ttl_ms]
+        )
 
     async def record_acks(self, peer: str, statuses: Sequence[tuple[str, str]]) -> list[str]:
         """Set each key's status unless already set; returns the key_IDs never handed to ``peer`` (then
         nothing is recorded at all)."""
         names = self._names(self._keyspace.handed_over(peer), [key_id for key_id, _ in statuses])
-        absent = await self._eval(_SETTLE, names, [status for _, status in statuses])
+        absent = await self._eval(Script.LEDGER_SETTLE, names, [status for _, status in statuses])
         return [statuses[int(i) - 1][0] for i in absent]
 
     async def acked(self, peer: str, key_ids: Sequence[str]) -> dict[str, str]:
@@ -102,7 +76,7 @@ class HandoverLedger:
 
     async def abandon(self, peer: str, key_ids: Sequence[str]) -> list[str]:
         """Stop waiting for acks of ``key_ids``; returns those still unacknowledged (an ack may have won)."""
-        marked = await self._eval(_ABANDON, self._names(self._keyspace.handed_over(peer), key_ids), [])
+        marked = await self._eval(Script.LEDGER_ABANDON, self._names(self._keyspace.handed_over(peer), key_ids), [])
         return [key_ids[int(i) - 1] for i in marked]
 
     async def forget(self, peer: str, key_ids: Sequence[str]) -> None:
@@ -115,7 +89,7 @@ class HandoverLedger:
     def _names(prefix: str, key_ids: Sequence[str]) -> list[str]:
         return [prefix + check_key_id(key_id) for key_id in key_ids]
 
-    async def _eval(self, script: str, names: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def _eval(self, script: Script, names: Sequence[str], args: Sequence[str | int]) -> Any:
         if not names:
             return []
-        return await self._backend.command("EVAL", script, len(names), *names, *args)
+        return await self._backend.run(script, names, args)

@@ -180,8 +180,40 @@ return redis.call('ZCOUNT', index, '(' .. now, '+inf')
 """
 
 
+# The 020 hand-over ledger (relay/pool/handovers.py): one string per key_ID, no prelude.
+# KEYS: records; ARGV[1] value, ARGV[2] ttl ms. Creates absent records only.
+_LEDGER_CREATE = """
+for _, name in ipairs(KEYS) do redis.call('SET', name, ARGV[1], 'NX', 'PX', ARGV[2]) end
+return #KEYS
+"""
+# KEYS: records; ARGV: one status per record. All or nothing: returns the indexes (1-based) of absent
+# records and changes nothing if there are any; else sets each awaiting record's status.
+_LEDGER_SETTLE = """
+local absent = {}
+for i, name in ipairs(KEYS) do
+  if redis.call('EXISTS', name) == 0 then absent[#absent + 1] = i end
+end
+if #absent > 0 then return absent end
+for i, name in ipairs(KEYS) do
+  if redis.call('GET', name) == 'awaiting' then redis.call('SET', name, ARGV[i], 'KEEPTTL') end
+end
+return absent
+"""
+# KEYS: records. Marks awaiting ones abandoned; returns the indexes (1-based) of those it marked.
+_LEDGER_ABANDON = """
+local marked = {}
+for i, name in ipairs(KEYS) do
+  if redis.call('GET', name) == 'awaiting' then
+    redis.call('SET', name, 'abandoned', 'KEEPTTL')
+    marked[#marked + 1] = i
+  end
+end
+return marked
+"""
+
+
 class Script(Enum):
-    """Each member's value is the full Lua source (shared prelude + body)."""
+    """Each member's value is the full Lua source (a store's: shared prelude + body; the ledger's: body)."""
 
     PUT = _PRELUDE + _PUT
     TAKE_OLDEST = _PRELUDE + _TAKE_OLDEST
@@ -191,3 +223,6 @@ class Script(Enum):
     RETIRE = _PRELUDE + _RETIRE
     VOID = _PRELUDE + _VOID
     LEVEL = _PRELUDE + _LEVEL
+    LEDGER_CREATE = _LEDGER_CREATE
+    LEDGER_SETTLE = _LEDGER_SETTLE
+    LEDGER_ABANDON = _LEDGER_ABANDON

@@ -1,6 +1,8 @@
 """``qkd-relay testbed up|down``: the topology as local processes, the embedded default of the product.
 
-Per region a private ``redis-server`` (AOF on, data under the state directory), per vendor KMS a
+Per region a private ``redis-server`` (AOF on and fsynced before every answer, data under the state
+directory; the region's ACL file from ``keys init``: default user off, each gateway its own user, see
+``relay.pki.redis_access``; loopback plain TCP), per vendor KMS a
 simulator process, per gateway a gateway process; each in its own session with its log in
 ``<state>/logs/``. ``up`` returns once every listener accepts connections and records the processes in
 ``<state>/processes.json``, so ``status`` and ``down`` work from any later shell. A failed ``up`` stops
@@ -89,7 +91,7 @@ def up(
         raise TestbedError(f"a testbed is already running from {state_dir}; run `qkd-relay testbed down` first")
     if shutil.which("redis-server") is None:
         raise TestbedError("redis-server is not installed (./run installs it, or: apt-get install redis-server)")
-    provision(topology, keys_root)
+    keys = provision(topology, keys_root).directory
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     started: list[ServiceProcess] = []
     topology_args = ["--topology", str(topology_file)] if topology_file else []
@@ -108,6 +110,10 @@ def up(
                 str(data),
                 "--appendonly",
                 "yes",
+                "--appendfsync",
+                "always",
+                "--aclfile",
+                str(keys.redis_acl_file(region.id)),
                 "--save",
                 "",
                 "--protected-mode",

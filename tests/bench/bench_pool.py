@@ -97,10 +97,10 @@ async def measure(config: RedisConfig, deployment: str, concurrency: int, durati
 def deployment(kind: str, directory: Path, max_in_flight: int) -> Iterator[RedisConfig]:
     if kind == "cluster":
         with redis_cluster(directory) as cluster:
-            yield RedisConfig(cluster.url, cluster=True, max_in_flight=max_in_flight)
+            yield RedisConfig(cluster.admin_url, cluster=True, max_in_flight=max_in_flight)
     else:
         with redis_server(directory) as server:
-            yield RedisConfig(server.url, max_in_flight=max_in_flight)
+            yield RedisConfig(server.admin_url, max_in_flight=max_in_flight)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
-from tests.support.redis_servers import redis_server
+from tests.support.redis_servers import DEFAULT_GATEWAYS, redis_server
 from tests.support.threaded_testbed import ThreadedTestbed, threaded_testbed
 
 
@@ -20,5 +20,9 @@ def fuzz_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
 
 @pytest.fixture(scope="module")
 def bed(fuzz_keys: KeyDirectory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedTestbed]:
-    with redis_server(tmp_path_factory.mktemp("fuzz-redis")) as redis, threaded_testbed(fuzz_keys, redis.url) as bed:
+    directory = tmp_path_factory.mktemp("fuzz-redis")
+    with (
+        redis_server(directory, keys=fuzz_keys, gateways=DEFAULT_GATEWAYS) as redis,
+        threaded_testbed(fuzz_keys, redis.url) as bed,
+    ):
         yield bed

@@ -14,7 +14,7 @@ from tests.support.redis_servers import RedisServer
 
 @pytest.fixture
 async def backend(private_redis: RedisServer) -> AsyncIterator[RedisBackend]:
-    async with RedisBackend.connect(RedisConfig(private_redis.url)) as connected:
+    async with RedisBackend.connect(RedisConfig(private_redis.admin_url)) as connected:
         yield connected
 
 
@@ -50,7 +50,7 @@ async def test_a_failed_transfer_stays_failed(backend: RedisBackend) -> None:
 
 
 async def test_redis_down_is_reported_as_pool_unavailable(private_redis: RedisServer) -> None:
-    async with RedisBackend.connect(RedisConfig(private_redis.url, retries=0)) as backend:
+    async with RedisBackend.connect(RedisConfig(private_redis.admin_url, retries=0)) as backend:
         log = TransferLog(backend, "t", gateway_id="GW2")
         private_redis.stop()
         with pytest.raises(PoolUnavailable):

@@ -38,13 +38,13 @@ def cluster_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 
 @pytest.fixture
 async def standalone_backend(standalone_redis: RedisServer) -> AsyncIterator[RedisBackend]:
-    async with RedisBackend.connect(RedisConfig(standalone_redis.url)) as backend:
+    async with RedisBackend.connect(RedisConfig(standalone_redis.admin_url)) as backend:
         yield backend
 
 
 @pytest.fixture
 async def cluster_backend(cluster_redis: RedisClusterProcesses) -> AsyncIterator[RedisBackend]:
-    async with RedisBackend.connect(RedisConfig(cluster_redis.url, cluster=True)) as backend:
+    async with RedisBackend.connect(RedisConfig(cluster_redis.admin_url, cluster=True)) as backend:
         yield backend
 
 

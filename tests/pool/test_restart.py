@@ -27,7 +27,7 @@ def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def private_backend(aof_redis: RedisServer) -> AsyncIterator[RedisBackend]:
-    async with RedisBackend.connect(RedisConfig(aof_redis.url, connect_timeout_s=0.5)) as backend:
+    async with RedisBackend.connect(RedisConfig(aof_redis.admin_url, connect_timeout_s=0.5)) as backend:
         yield backend
 
 

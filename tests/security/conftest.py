@@ -9,7 +9,7 @@ import pytest
 from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
-from tests.support.redis_servers import redis_server
+from tests.support.redis_servers import DEFAULT_GATEWAYS, RedisServer, redis_server
 from tests.support.threaded_testbed import ThreadedTestbed, threaded_testbed
 
 
@@ -25,9 +25,13 @@ def foreign_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
 
 
 @pytest.fixture(scope="module")
-def bed(security_keys: KeyDirectory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedTestbed]:
-    with (
-        redis_server(tmp_path_factory.mktemp("security-redis")) as redis,
-        threaded_testbed(security_keys, redis.url) as bed,
-    ):
+def security_redis(security_keys: KeyDirectory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    directory = tmp_path_factory.mktemp("security-redis")
+    with redis_server(directory, keys=security_keys, gateways=DEFAULT_GATEWAYS) as redis:
+        yield redis
+
+
+@pytest.fixture(scope="module")
+def bed(security_keys: KeyDirectory, security_redis: RedisServer) -> Iterator[ThreadedTestbed]:
+    with threaded_testbed(security_keys, security_redis.url) as bed:
         yield bed

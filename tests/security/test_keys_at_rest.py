@@ -11,6 +11,7 @@ import redis
 from relay.crypto import StorageCipher
 from relay.crypto.errors import AtRestError
 from tests.support.hand_sealed_hops import enc_keys, fetch
+from tests.support.redis_servers import RedisServer
 from tests.support.threaded_testbed import ThreadedTestbed
 
 
@@ -54,14 +55,14 @@ def _forms(key: bytes) -> list[bytes]:
     return forms + [form[: len(form) // 2 + 8] for form in forms]  # long prefixes too
 
 
-def test_relayed_keys_are_unreadable_at_rest(bed: ThreadedTestbed) -> None:
+def test_relayed_keys_are_unreadable_at_rest(bed: ThreadedTestbed, security_redis: RedisServer) -> None:
     issued = []
     for slave in ("SAE-R3-A", "SAE-R2-A"):
         response = enc_keys(bed, "SAE-R1-A", "GW1", slave, number=3)
         assert response.status_code == 200
         issued += [(slave, key["key_ID"], base64.b64decode(key["key"])) for key in response.json()["keys"]]
 
-    pairs = _dump(bed.redis_url)
+    pairs = _dump(security_redis.admin_url)
     assert pairs, "the gateways store nothing in Redis?"
     blob = b"\n".join(name + b"\x00" + value for name, value in pairs)
     for _, key_id, key in issued:

@@ -146,7 +146,12 @@ class ProcessTestbed:
         self.topology: Topology = topology_module.load(self.topology_path)
         self.keys = KeyDirectory(keys_root / self.topology.name)
         self.redis = {
-            region.id: RedisServer(directory / f"redis-{region.id}", port=region.redis_port)
+            region.id: RedisServer(
+                directory / f"redis-{region.id}",
+                port=region.redis_port,
+                keys=self.keys,
+                gateways=tuple(g.id for g in self.topology.gateways if g.region == region.id),
+            )
             for region in self.topology.regions
         }
         common = ["--topology", str(self.topology_path), "--keys", str(keys_root)]

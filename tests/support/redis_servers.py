@@ -1,13 +1,19 @@
 """Private ``redis-server`` processes for tests and benchmarks: standalone (optionally with AOF) or a cluster.
 
 Tests that kill, restart or reconfigure Redis must not touch a shared server, so each gets its own process
-on free loopback ports in a directory it owns. Everything here is synchronous and blocking (subprocesses,
-short polling loops) so it works the same from pytest fixtures and from scripts; always use the context
-managers, or call ``stop()`` in a ``finally``, so no server outlives its test.
+on free loopback ports in a directory it owns. Like every Redis the project starts, each loads an ACL file
+(``relay.pki.redis_access``): the default user off, an ``admin`` (what :meth:`RedisServer.client` and
+:attr:`RedisServer.admin_url` use) and, given a key directory, the users of the gateways named, whose
+passwords the gateways read from ``keys/`` (:attr:`RedisServer.url` carries no credentials).
+
+Everything here is synchronous and blocking (subprocesses, short polling loops) so it works the same from
+pytest fixtures and from scripts; always use the context managers, or call ``stop()`` in a ``finally``, so
+no server outlives its test.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import time
@@ -18,12 +24,16 @@ from pathlib import Path
 
 import redis
 
+from relay import topology as topology_module
+from relay.pki.layout import KeyDirectory
+from relay.pki.redis_access import ADMIN_USER, acl_text, read_credentials, tls_server_arguments, write_acl_file
 from tests.support.ports import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 START_TIMEOUT_S = 10.0
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
+DEFAULT_GATEWAYS = tuple(g.id for g in topology_module.load_default().gateways)  # the embedded topology's
 
 
 class RedisHarnessError(RuntimeError):
@@ -39,11 +49,34 @@ class RedisServer:
     cluster: bool = False
     port: int = 0
     cluster_port: int = 0
+    keys: KeyDirectory | None = None  # where the gateways' (and then the admin's) passwords are
+    gateways: tuple[str, ...] = ()
+    tls_entity: str | None = None  # TLS only, with this entity's certificate from ``keys`` (client certs required)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    admin_password: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.tls_entity is not None and self.keys is None:
+            raise ValueError("a TLS server needs the key directory holding its certificate")
+        if self.keys is not None:
+            self.admin_password = read_credentials(self.keys, ADMIN_USER).password
+
+    @property
+    def scheme(self) -> str:
+        return "redis" if self.tls_entity is None else "rediss"
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """Without credentials: a gateway given it authenticates as its own user, from ``keys/``."""
+        return f"{self.scheme}://127.0.0.1:{self.port}/0"
+
+    @property
+    def admin_url(self) -> str:
+        return f"{self.scheme}://{ADMIN_USER}:{self.admin_password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def acl_file(self) -> Path:
+        return self.directory / "users.acl"
 
     @property
     def address(self) -> str:
@@ -56,6 +89,7 @@ class RedisServer:
     def start(self) -> None:
         """Start on fresh free ports the first time; on the same ports when restarting."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._write_acl_file()
         fixed_ports = self.port != 0
         for attempt in range(1 if fixed_ports else _START_ATTEMPTS):
             if not fixed_ports:
@@ -81,13 +115,35 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def aof_tail(self) -> Path:
+        """The file Redis appends to now: the last ``incr`` file of the multi-part AOF's manifest (Redis 7
+        keeps ``appendonlydir/`` with a base file, incr files and a manifest naming them in order)."""
+        directory = self.directory / "appendonlydir"
+        manifest = next(directory.glob("*.manifest")).read_text().split("\n")
+        fields = [dict(zip(line.split()[::2], line.split()[1::2], strict=True)) for line in manifest if line]
+        return directory / [f["file"] for f in fields if f["type"] == "i"][-1]
+
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        """As the admin user (over TLS, with the server's own certificate as the client certificate)."""
+        tls: dict[str, str] = {}
+        if self.tls_entity is not None:
+            assert self.keys is not None
+            files = self.keys.entity(self.tls_entity)
+            tls = {
+                "ssl_ca_certs": str(self.keys.ca.cert),
+                "ssl_certfile": str(files.cert),
+                "ssl_keyfile": str(files.key),
+            }
+        return redis.Redis.from_url(self.admin_url, socket_timeout=5, **tls)
+
+    def _write_acl_file(self) -> None:
+        gateways = {g: read_credentials(self.keys, g).password for g in self.gateways} if self.keys else {}
+        write_acl_file(self.acl_file, acl_text(self.admin_password, gateways))
 
     def _command(self) -> list[str]:
         command = [
             REDIS_SERVER,
-            "--port", str(self.port),
+            *self._listen(),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
             "--logfile", str(self.log_file),
@@ -95,6 +151,7 @@ class RedisServer:
             "--daemonize", "no",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
+            "--aclfile", str(self.acl_file),
         ]  # fmt: skip
         if self.cluster:
             command += [
@@ -104,6 +161,13 @@ class RedisServer:
                 "--cluster-node-timeout", "2000",
             ]  # fmt: skip
         return command
+
+    def _listen(self) -> list[str]:
+        if self.tls_entity is None:
+            return ["--port", str(self.port)]
+        assert self.keys is not None
+        files = self.keys.entity(self.tls_entity)
+        return tls_server_arguments(self.port, str(self.keys.ca.cert), str(files.cert), str(files.key))
 
     def _wait_ready(self) -> bool:
         """PING until it answers; False if the process died first (typically: port already taken)."""
@@ -138,21 +202,26 @@ class RedisServer:
 
 @dataclass
 class RedisClusterProcesses:
-    """A Redis Cluster of master-only nodes (no replicas): enough to spread hash slots over processes."""
+    """A Redis Cluster of master-only nodes (no replicas), sharing one admin password."""
 
     nodes: list[RedisServer]
 
+    def __post_init__(self) -> None:
+        for node in self.nodes[1:]:
+            node.admin_password = self.nodes[0].admin_password
+
     @property
-    def url(self) -> str:
+    def admin_url(self) -> str:
         """One startup node; the cluster client discovers the others."""
-        return self.nodes[0].url
+        return self.nodes[0].admin_url
 
     def start(self) -> None:
         try:
             for node in self.nodes:
                 node.start()
             subprocess.run(
-                [REDIS_CLI, "--cluster", "create", *(n.address for n in self.nodes),
+                [REDIS_CLI, "--user", ADMIN_USER, "--pass", self.nodes[0].admin_password, "--no-auth-warning",
+                 "--cluster", "create", *(n.address for n in self.nodes),
                  "--cluster-replicas", "0", "--cluster-yes"],
                 check=True, capture_output=True, timeout=30,
             )  # fmt: skip
@@ -184,9 +253,16 @@ class RedisClusterProcesses:
 
 
 @contextmanager
-def redis_server(directory: Path, *, appendonly: bool = False) -> Iterator[RedisServer]:
-    """A standalone server in ``directory``, stopped on exit however the block ends."""
-    server = RedisServer(directory, appendonly=appendonly)
+def redis_server(
+    directory: Path,
+    *,
+    appendonly: bool = False,
+    keys: KeyDirectory | None = None,
+    gateways: tuple[str, ...] = (),
+    tls_entity: str | None = None,
+) -> Iterator[RedisServer]:
+    """A standalone server in ``directory`` with users for ``gateways``, stopped on exit however the block ends."""
+    server = RedisServer(directory, appendonly=appendonly, keys=keys, gateways=gateways, tls_entity=tls_entity)
     server.start()
     try:
         yield server
