@@ -113,7 +113,7 @@ def up(
                 "--appendfsync",
                 "always",
                 "--aclfile",
-                str(keys.redis_acl_file(region.id)),
+                str(keys.redis_acl_file(region.id).resolve()),  # redis-server resolves paths after --dir
                 "--save",
                 "",
                 "--protected-mode",

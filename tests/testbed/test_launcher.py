@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import yaml
 
 from relay import topology as topology_module
@@ -15,21 +16,24 @@ from relay.testbed.status import collect, render
 from tests.support.local_testbed import default_document, with_free_ports
 
 
-def test_up_relays_keys_reports_status_and_down_stops_everything(tmp_path: Path) -> None:
-    topology_file = tmp_path / "topology.yaml"
+def test_up_relays_keys_reports_status_and_down_stops_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # relative key and state directories, as `./run demo` passes them
+    topology_file = Path("topology.yaml")
     topology_file.write_text(yaml.safe_dump(with_free_ports(default_document())))
     topology = topology_module.load(topology_file)
-    state_dir = tmp_path / "state"
-    state = up(topology, topology_file, tmp_path / "keys", state_dir)
+    state_dir = Path("state")
+    state = up(topology, topology_file, Path("keys"), state_dir)
     try:
         assert {s.kind for s in state.services} == {"redis", "kms", "gateway"} and len(state.services) == 8
         assert all(is_alive(s.pid) for s in state.services)
         try:
-            up(topology, topology_file, tmp_path / "keys", state_dir)
+            up(topology, topology_file, Path("keys"), state_dir)
             raise AssertionError("a second up must be refused")
         except TestbedError as refused:
             assert "already running" in str(refused)
-        keys = KeyDirectory(tmp_path / "keys" / topology.name)
+        keys = KeyDirectory(Path("keys") / topology.name)
         exchanges = asyncio.run(exchange_keys(topology, state, keys))
         assert [(e.master, e.slave, e.identical) for e in exchanges] == [
             ("SAE-R1-A", "SAE-R2-A", True),
