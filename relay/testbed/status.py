@@ -131,7 +131,7 @@ def _sae_requests_table(topology: Topology, admin: dict[str, Any]) -> Table:
         [
             Column("FOR SAEs"),
             Column("RELAYED", "right"),
-            Column("FAILED (503)", "right"),
+            Column("FAILED TRIES", "right"),
             Column("QKD->PQC", "right"),
             Column("NO QKD KEY", "right"),
         ]
@@ -142,8 +142,9 @@ def _sae_requests_table(topology: Topology, admin: dict[str, Any]) -> Table:
         table.add_row(gateway, *(str(count) for count in counters))
     table.notes += [
         "Keys SAEs asked for (ETSI 014 enc_keys beyond the ready pool, ETSI 020) that this gateway relayed end to",
-        "  end, and relays that failed (the SAE got 503). QKD->PQC: qkd+pqc hops sealed pqc-only as the lane was",
-        "  dry. NO QKD KEY: hops this gateway refused to seal because a require-qkd lane was dry.",
+        "  end. FAILED TRIES: relay attempts that failed; each is retried with a fresh key on a fresh route, and",
+        "  the SAE gets 503 only when its last attempt fails too. QKD->PQC: qkd+pqc hops sealed pqc-only as the",
+        "  lane was dry. NO QKD KEY: hops this gateway refused to seal because a require-qkd lane was dry.",
     ]
     return table
 
