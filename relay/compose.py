@@ -391,8 +391,8 @@ def _key_mounts(
 ) -> list[dict[str, Any]]:
     """Read-only bind mounts of the key files the service uses, plus the topology file.
 
-    ``gateway_identities`` lists the gateways whose ML-DSA private key the service holds (its own); a
-    gateway also needs every gateway's pinned public key.
+    ``gateway_identities`` lists the gateways whose ML-DSA private key and Redis password the service holds
+    (its own); a gateway also needs every gateway's pinned public key.
     """
     files = ["ca.crt"]
     for entity in entities:
@@ -400,6 +400,7 @@ def _key_mounts(
     if gateway_identities:
         files += [f"identities/{g}{PRIVATE_SUFFIX}" for g in gateway_identities]
         files += [f"identities/{g.id}{PUBLIC_SUFFIX}" for g in topology.gateways]
+        files += [f"redis/{g}.password" for g in gateway_identities]  # its own Redis user's, no other
     mounts = [
         _read_only_bind(f"{HOST_KEYS_ROOT}/{topology.name}/{name}", f"{CONTAINER_KEYS_ROOT}/{topology.name}/{name}")
         for name in files

@@ -30,6 +30,7 @@ from relay.kms_sim.config import from_topology
 from relay.pki.certs import load_identity as load_certificate
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
+from relay.pki.redis_access import read_credentials
 from relay.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -399,6 +400,8 @@ def test_a_gateway_gets_exactly_the_key_files_it_loads(
     assert set(load_trust_store(view.identities).peers) == {g.id for g in topology.gateways}
     private = {p.name for p in root.rglob("*.key")}
     assert private == {f"{gateway_id}.key", f"{gateway_id}.mldsa.key"}, "no other entity's private key"
+    assert read_credentials(view, gateway_id).username == gateway_id  # its Redis user, as `gateway run` logs in
+    assert {p.name for p in root.rglob("*.password")} == {f"{gateway_id}.password"}, "no other Redis password"
 
 
 @pytest.mark.parametrize("kms_id", ["KMS-R1", "KMS-R2"])

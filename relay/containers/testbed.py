@@ -101,8 +101,12 @@ def up(
         with times.step("start in dependency order, healthy"):
             start_in_dependency_order(engine, services)
         state = current_state(topology, engine, keys_root)
-    except BaseException:
-        remove(engine)
+    except BaseException as failure:
+        try:
+            engine.compose("down", "--volumes", "--timeout", "10")  # in dependency order
+            remove(engine)
+        except ContainerError as cleanup:
+            failure.add_note(f"and the clean-up after it failed too: {cleanup}")
         raise
     state_dir.mkdir(parents=True, exist_ok=True)
     state.save(state_dir)
