@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from relay.wire import WIRE_CONFIG, WireCodec
 
@@ -66,10 +66,11 @@ class Problem(Exception):
 @dataclass(frozen=True)
 class ProblemDetails:
     """The spec's ``problem_details``, as loose as the spec: only ``type`` is required, so a foreign KME's
-    problem parses whatever it leaves out. Our own problems always send ``status`` and ``title`` too,
-    and cuts each detail to ``MAX_DETAIL`` characters (the spec bounds neither)."""
+    problem parses whatever it leaves out, and, as RFC 9457 allows, members it adds (``instance``,
+    extension members). Our own problems always send ``status`` and ``title`` too, and cut each detail to
+    ``MAX_DETAIL`` characters (the spec bounds neither)."""
 
-    __pydantic_config__ = WIRE_CONFIG
+    __pydantic_config__ = ConfigDict(**{**WIRE_CONFIG, "extra": "allow"})
 
     type: Annotated[
         str,

@@ -127,6 +127,7 @@ def test_a_problem_needs_only_its_type_as_in_the_spec() -> None:
     assert PROBLEM_DETAILS.parse(only_type) == ProblemDetails(only_type["type"])
     assert PROBLEM_DETAILS.to_json(ProblemDetails(only_type["type"])) == only_type
     assert PROBLEM_DETAILS.parse({**only_type, "status": 100}).status == 100
+    assert PROBLEM_DETAILS.parse({**only_type, "instance": "/kmapi/v1/ext_keys", "E1_x": 1}).type == only_type["type"]
 
 
 def test_a_version_extension_is_an_extension() -> None:
