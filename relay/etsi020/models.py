@@ -198,7 +198,7 @@ class VersionContainer(_Container):
 
     versions: Annotated[tuple[Annotated[str, Field(max_length=16)], ...], Field(max_length=MAX_VERSION_ITEMS)]
     capabilities: Annotated[tuple[Annotated[str, Field(max_length=128)], ...], Field(max_length=MAX_VERSION_ITEMS)] = ()
-    extension: JsonObject | None = None
+    extension: Extension | None = None
 
 
 def parse(codec: WireCodec[Any], data: Any, kind: ProblemType) -> Any:

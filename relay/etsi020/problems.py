@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from relay.wire import WIRE_CONFIG, WireCodec
 
 MAX_DETAIL = 1024
+MAX_DETAILS = 1024  # members of ``details``
+MAX_PROBLEM_TEXT = 1024  # ``type`` and ``title``
 TYPE_PREFIX = "https://qkd.etsi.org/gs020-interop-kms/"
 
 
@@ -63,14 +65,20 @@ class Problem(Exception):
 
 @dataclass(frozen=True)
 class ProblemDetails:
-    """The RFC 9457 body a :class:`Problem` leaves as (the spec's ``problem_details``)."""
+    """The spec's ``problem_details``, as loose as the spec: only ``type`` is required, so a foreign KME's
+    problem parses whatever it leaves out, and, as RFC 9457 allows, members it adds (``instance``,
+    extension members). Our own problems always send ``status`` and ``title`` too, and cut each detail to
+    ``MAX_DETAIL`` characters (the spec bounds neither)."""
 
-    __pydantic_config__ = WIRE_CONFIG
+    __pydantic_config__ = ConfigDict(**{**WIRE_CONFIG, "extra": "allow"})
 
-    type: Annotated[str, Field(description="A problem type URI, or about:blank.")]
-    status: Annotated[int, Field(ge=400, le=599)]
-    title: str
-    details: dict[str, Annotated[str, Field(max_length=MAX_DETAIL)]] | None = None
+    type: Annotated[
+        str,
+        Field(max_length=MAX_PROBLEM_TEXT, json_schema_extra={"format": "uri"}, description="A problem type URI."),
+    ]
+    status: Annotated[int | None, Field(ge=100, le=599)] = None
+    title: Annotated[str | None, Field(max_length=MAX_PROBLEM_TEXT)] = None
+    details: Annotated[dict[str, str] | None, Field(min_length=1, max_length=MAX_DETAILS)] = None
 
 
 PROBLEM_DETAILS: WireCodec[ProblemDetails] = WireCodec(ProblemDetails)

@@ -128,6 +128,19 @@ async def test_an_error_status_carries_the_problem_body(pki: KeyDirectory, peer:
     assert caught.value.status == 503 and caught.value.problem == problem
 
 
+@pytest.mark.parametrize("status", [400, 401, 408, 503])
+async def test_a_problem_with_only_its_type_is_reported_whole(
+    pki: KeyDirectory, peer: ScriptedPeer, status: int
+) -> None:
+    """The spec's ``problem_details`` requires only ``type``; 408 is documented for ext_keys and void."""
+    problem = {"type": "https://qkd.etsi.org/gs020-interop-kms/timeout"}
+    peer.answer = lambda: web.json_response(problem, status=status)
+    async with Etsi020Client(peer.url, pki.client_context("KME-A", TLS13)) as client:
+        with pytest.raises(PeerProblem) as caught:
+            await client.void(VoidContainer((str(uuid.uuid4()),), "SAE-1", ("SAE-2",)))
+    assert caught.value.status == status and caught.value.problem == problem
+
+
 async def test_redirects_are_not_followed(pki: KeyDirectory, peer: ScriptedPeer) -> None:
     """A 307 keeps the method and body: following it would hand key material to a URL the peer chose."""
     peer.answer = lambda: web.Response(status=307, headers={"Location": "/elsewhere"})

@@ -14,7 +14,7 @@ from relay.etsi020.models import (
     VoidContainer,
     parse_ack_containers,
 )
-from relay.etsi020.problems import Problem
+from relay.etsi020.problems import PROBLEM_DETAILS, Problem, ProblemDetails
 
 KEY_ID = "550e8400-e29b-41d4-a716-446655440000"
 VALUE = "wHHVxRwDJs3/bXd38GHP3oe4svTuRpZS0yCC7x4Ly+s="
@@ -120,3 +120,19 @@ def test_void_of_everything_needs_all_confirmation() -> None:
     assert confirmed.key_ids == () and confirmed.all_confirmation
     with pytest.raises(Problem):
         VoidContainer.from_json({**everything, "all_confirmation": "yes"})
+
+
+def test_a_problem_needs_only_its_type_as_in_the_spec() -> None:
+    only_type = {"type": "https://qkd.etsi.org/gs020-interop-kms/timeout"}
+    assert PROBLEM_DETAILS.parse(only_type) == ProblemDetails(only_type["type"])
+    assert PROBLEM_DETAILS.to_json(ProblemDetails(only_type["type"])) == only_type
+    assert PROBLEM_DETAILS.parse({**only_type, "status": 100}).status == 100
+    assert PROBLEM_DETAILS.parse({**only_type, "instance": "/kmapi/v1/ext_keys", "E1_x": 1}).type == only_type["type"]
+
+
+def test_a_version_extension_is_an_extension() -> None:
+    assert VersionContainer.from_json({"versions": ["v1"], "extension": {"E1_x": 1}}).extension == {"E1_x": 1}
+    for extension in ({}, {"x": 1}):
+        with pytest.raises(Problem) as caught:
+            VersionContainer.from_json({"versions": ["v1"], "extension": extension})
+        assert caught.value.status == 400

@@ -30,6 +30,7 @@ from relay.etsi020.models import (
     VoidContainer,
     parse_ack_containers,
 )
+from relay.etsi020.openapi import etsi020_document
 from relay.etsi020.problems import KEY_NOT_PRESENT, KEY_ROUTING_ERROR, TYPE_PREFIX, Problem
 from relay.etsi020.server import create_app
 from relay.http_server import start_site
@@ -164,6 +165,46 @@ def test_the_schemas_are_valid_and_not_vacuous() -> None:
     ]
     for schema, document in bad:
         assert not Draft202012Validator(schema, format_checker=FORMATS).is_valid(document), document
+
+
+_SAMPLES = {
+    "Problem": (
+        PROBLEM_DETAILS,
+        [
+            {"type": "https://x/y"},
+            {"type": "about:blank", "status": 100, "title": "t" * 1024, "instance": "/z"},
+            {"type": "https://x/y", "status": 599, "details": {"a": "b"}},
+            {"status": 400, "title": "no type"},
+            {"type": "https://x/y", "status": 99},
+            {"type": "https://x/y", "status": 600},
+            {"type": "https://x/" + "y" * 1024},
+            {"type": "https://x/y", "title": "t" * 1025},
+            {"type": "https://x/y", "details": {}},
+            {"type": "https://x/y", "details": {"a": 1}},
+        ],
+    ),
+    "VersionContainer": (
+        VERSION_CONTAINER,
+        [
+            {"versions": ["v1"]},
+            {"versions": [], "capabilities": ["synchronous_mode"], "extension": {"E1_x": 1}},
+            {"capabilities": []},
+            {"versions": ["v" * 17]},
+            {"versions": ["v1"], "extension": {}},
+            {"versions": ["v1"], "extension": {f"E1_{n}": n for n in range(1025)}},
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SAMPLES))
+def test_the_served_schemas_agree_with_the_transcription(name: str) -> None:
+    """What the spec's schema (transcribed above) accepts, the served document accepts, and vice versa."""
+    components = etsi020_document()["components"]
+    served = Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components})
+    transcribed, samples = _SAMPLES[name]
+    for sample in samples:
+        assert served.is_valid(sample) == Draft202012Validator(transcribed).is_valid(sample), sample
 
 
 # --- versions ------------------------------------------------------------------------------------------

@@ -61,3 +61,53 @@ def test_020_schemas_match_the_models() -> None:
 def test_callers_get_fresh_copies() -> None:
     etsi014_document()["paths"].clear()
     assert etsi014_document()["paths"]
+
+
+def test_020_operations_list_exactly_the_specifications_status_codes() -> None:
+    """V1.1.1 ``paths``, less 408 (ext_keys, ext_keys/void), which our listener never answers."""
+    paths = etsi020_document()["paths"]
+    documented = {
+        path: set(operation["responses"])
+        for path, item in paths.items()
+        if path.startswith("/kmapi/")
+        for operation in item.values()
+    }
+    assert documented == {
+        "/kmapi/versions": {"200", "401", "503"},
+        "/kmapi/v1/ext_keys": {"200", "202", "400", "401", "503"},
+        "/kmapi/v1/ext_keys/ack": {"200", "400", "401", "503"},
+        "/kmapi/v1/ext_keys/void": {"200", "202", "400", "401", "503"},
+    }
+    description = etsi020_document()["info"]["description"]
+    assert "408" in description and "404" in description and "405" in description
+
+
+def test_020_problem_schema_accepts_what_the_specification_allows() -> None:
+    document = etsi020_document()
+    for allowed in (
+        {"type": "https://qkd.etsi.org/gs020-interop-kms/timeout"},
+        {"type": "about:blank", "status": 100, "title": "t" * 1024},
+        {"type": "https://x/y", "details": {f"d{n}": "x" * 5000 for n in range(1024)}},
+        {"type": "https://x/y", "instance": "/kmapi/v1/ext_keys", "E1_x": {"any": 1}},
+    ):
+        _conforms(document, "Problem", allowed)
+    for refused in (
+        {"status": 400},
+        {"type": "https://x/" + "y" * 1024},
+        {"type": "https://x/y", "status": 99},
+        {"type": "https://x/y", "status": 600},
+        {"type": "https://x/y", "title": "t" * 1025},
+        {"type": "https://x/y", "details": {}},
+        {"type": "https://x/y", "details": {f"d{n}": "x" for n in range(1025)}},
+        {"type": "https://x/y", "details": {"a": 1}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            _conforms(document, "Problem", refused)
+
+
+def test_020_version_extension_is_the_shared_extension_schema() -> None:
+    document = etsi020_document()
+    _conforms(document, "VersionContainer", {"versions": ["v1"], "extension": {"E1_x": 1}})
+    for extension in ({}, {f"E1_{n}": n for n in range(1025)}):
+        with pytest.raises(jsonschema.ValidationError):
+            _conforms(document, "VersionContainer", {"versions": ["v1"], "extension": extension})
