@@ -2,8 +2,8 @@
 
 Modules: ``suites`` (algorithm suites A/B), ``kem`` (ML-KEM providers), ``kdf`` (HKDF combiner),
 ``header`` (hop header encoding), ``hop`` (seal/open), ``identity`` (ML-DSA identities, trust store),
-``keyring`` (signed, rotated encapsulation keys), ``replay`` (replay guards), ``at_rest`` (storage AEAD),
-``errors`` (exception hierarchy). The names below are the gateway-facing API.
+``keyring`` (signed, rotated encapsulation keys), ``replay`` (replay guards), ``void`` (signed voids),
+``at_rest`` (storage AEAD), ``errors`` (exception hierarchy). The names below are the gateway-facing API.
 """
 
 from relay.crypto.at_rest import StorageCipher, load_or_create_storage_key
@@ -32,6 +32,7 @@ from relay.crypto.kem import KemProvider, ProviderStatus, available_providers, l
 from relay.crypto.keyring import EncapsulationKey, EncapsulationKeyAnnouncement, KeyRing
 from relay.crypto.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
 from relay.crypto.suites import SUITE_A, SUITE_B, SUITES, Suite
+from relay.crypto.void import VoidOrder, check_void, new_void_order, sign_void, verify_void
 
 __all__ = [
     "DEFAULT_WINDOW_MS",
@@ -60,13 +61,18 @@ __all__ = [
     "StorageCipher",
     "Suite",
     "TrustStore",
+    "VoidOrder",
     "available_providers",
+    "check_void",
     "generate_identity",
     "load_identity",
     "load_kem_provider",
     "load_or_create_storage_key",
     "load_trust_store",
+    "new_void_order",
     "open_hop",
     "seal_hop",
+    "sign_void",
     "system_clock_ms",
+    "verify_void",
 ]
