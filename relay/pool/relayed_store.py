@@ -13,10 +13,15 @@ A slave's keys are handed over in two steps (:meth:`RelayedKeyStore.reserve_for_
 committed once the answer is on the wire or released if the slave has gone before anything was written,
 so a caller that gave up loses no key. ``reservation_ttl_s`` bounds how long a reservation may stay open;
 one left open (the process died) ends as a tombstone, never delivered twice.
+
+Each key waiting for a slave carries the path it was relayed along, and :meth:`RelayedKeyStore.void_for_slave`
+withdraws only keys of the void's path (the caller has verified that path's origin signed the void), never
+a reserved or delivered one; named key_IDs not present are tombstoned, so a late hop cannot store them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -99,6 +104,11 @@ class ReadyPoolGauge:
         return await self.store.ready_level(self.master_sae_id, self.slave_sae_id)
 
 
+def path_label(path: Sequence[str]) -> str:
+    """The stored form of a path: JSON, so no two paths share a label whatever their IDs contain."""
+    return json.dumps(list(path), separators=(",", ":")) if path else ""
+
+
 class RelayedKeyStore:
     def __init__(
         self, backend: RedisBackend, cipher: StorageCipher, keyspace: Keyspace, settings: RelayedStoreSettings
@@ -133,13 +143,17 @@ class RelayedKeyStore:
     def ready_gauge(self, master_sae_id: str, slave_sae_id: str) -> ReadyPoolGauge:
         return ReadyPoolGauge(self, master_sae_id, slave_sae_id)
 
-    async def put_for_slave(self, master_sae_id: str, slave_sae_id: str, keys: Sequence[Key]) -> list[str]:
-        """Store relayed keys for ``slave_sae_id``; returns the key_IDs stored.
+    async def put_for_slave(
+        self, master_sae_id: str, slave_sae_id: str, keys: Sequence[Key], *, path: Sequence[str] = ()
+    ) -> list[str]:
+        """Store keys relayed along ``path`` (gateway IDs, origin first; ``()`` for keys that travelled no
+        path) for ``slave_sae_id``; returns the key_IDs stored. Only a void of that same path withdraws them.
 
-        A key_ID already stored or already delivered is skipped, so a retried transfer can be confirmed
-        again without ever making a delivered key available a second time.
+        A key_ID already stored, delivered or voided is skipped, so a retried transfer can be confirmed
+        again without ever making a delivered key available a second time, and a late hop cannot bring
+        back a voided one.
         """
-        stored = await self._waiting(master_sae_id).put(keys, owner=slave_sae_id)
+        stored = await self._waiting(master_sae_id).put(keys, owner=slave_sae_id, path=path_label(path))
         self.metrics.slave_stored += len(stored)
         self.metrics.slave_refused += len(keys) - len(stored)
         return stored
@@ -188,14 +202,26 @@ class RelayedKeyStore:
         self.metrics.in_delivery += 1
         raise KeysBeingDelivered(master_sae_id, outcome.refused(Verdict.RESERVED))
 
-    async def void_for_slave(self, master_sae_id: str, slave_sae_id: str, key_ids: Sequence[str]) -> list[str]:
-        """Withdraw keys not yet delivered to ``slave_sae_id`` (every one of them if ``key_ids`` is empty).
+    async def void_for_slave(
+        self, master_sae_id: str, slave_sae_id: str, key_ids: Sequence[str], *, path: Sequence[str] = ()
+    ) -> list[str]:
+        """Withdraw keys relayed along ``path`` and not yet handed to ``slave_sae_id`` (every such key of the
+        pair if ``key_ids`` is empty); a named key_ID not stored yet is tombstoned, so it never will be.
 
-        Returns the key_IDs voided; the others were already delivered, expired, or never stored here.
+        Returns the key_IDs voided; the others were already delivered or being delivered, expired, stored
+        along another path or for another slave, or never stored here.
         """
-        voided = await self._waiting(master_sae_id).void(slave_sae_id, key_ids)
-        self.metrics.voided += len(voided)
-        return voided
+        outcome = await self._waiting(master_sae_id).void(slave_sae_id, key_ids, path_label(path))
+        self.metrics.voided += len(outcome.voided)
+        return outcome.voided
+
+    async def withdraw_ready(self, master_sae_id: str, slave_sae_id: str, key_ids: Sequence[str]) -> list[str]:
+        """Take keys out of the pair's ready pool before their slave copies are voided (every ready key if
+        ``key_ids`` is empty). Returns the key_IDs that are now certain never to reach the master: those
+        withdrawn and those never stored (now tombstoned); a key already taken is not among them.
+        """
+        outcome = await self._ready(master_sae_id, slave_sae_id).void("", key_ids)
+        return outcome.voided + outcome.tombstoned
 
     def _ready(self, master_sae_id: str, slave_sae_id: str) -> SealedStore:
         names = self._keyspace.ready(master_sae_id, slave_sae_id)

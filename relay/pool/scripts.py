@@ -40,16 +40,17 @@ end
 redis.call('ZREMRANGEBYSCORE', retired, '-inf', now)
 """
 
-# ARGV[3] ttl ms, ARGV[4] owner, then key_ID, sealed blob pairs. Returns the key_IDs stored; IDs already
-# present or tombstoned are skipped, so a retried put never revives a delivered key.
+# ARGV[3] ttl ms, ARGV[4] owner, ARGV[5] path (the route a relayed key came along, '' for none), then
+# key_ID, sealed blob pairs. Returns the key_IDs stored; IDs already present or tombstoned are skipped, so
+# a retried put never revives a delivered key, nor a late hop a voided one.
 _PUT = """
 local deadline = now + tonumber(ARGV[3])
-local owner = ARGV[4]
+local owner, path = ARGV[4], ARGV[5]
 local stored = {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local id, name = ARGV[i], prefix .. ARGV[i]
   if not redis.call('ZSCORE', retired, id) and redis.call('EXISTS', name) == 0 then
-    redis.call('HSET', name, 'b', ARGV[i + 1], 'o', owner)
+    redis.call('HSET', name, 'b', ARGV[i + 1], 'o', owner, 'p', path)
     redis.call('PEXPIREAT', name, deadline)
     redis.call('ZADD', index, deadline, id)
     stored[#stored + 1] = id
@@ -92,14 +93,16 @@ local function check_ids(owner, first)
 end
 """
 
-# ARGV[3] owner, then key_IDs. All or nothing: {'ok', blob1, blob2, ...} in request order, or
-# {'refused', verdict1, verdict2, ...} with a verdict per key_ID (see ``check_ids``).
+# ARGV[3] owner, then key_IDs. All or nothing: {'ok', blob1, path1, blob2, path2, ...} in request order
+# (the path is part of the blob's associated data), or {'refused', verdict1, verdict2, ...} with a verdict
+# per key_ID (see ``check_ids``).
 _TAKE_IDS = """
 local refusal = check_ids(ARGV[3], 4)
 if refusal then return refusal end
 local blobs = {'ok'}
 for i = 4, #ARGV do
   blobs[#blobs + 1] = redis.call('HGET', prefix .. ARGV[i], 'b')
+  blobs[#blobs + 1] = redis.call('HGET', prefix .. ARGV[i], 'p') or ''
   retire(ARGV[i])
 end
 return blobs
@@ -116,6 +119,7 @@ for i = 6, #ARGV do
   local id, name = ARGV[i], prefix .. ARGV[i]
   local deadline = tonumber(redis.call('ZSCORE', index, id))
   blobs[#blobs + 1] = redis.call('HGET', name, 'b')
+  blobs[#blobs + 1] = redis.call('HGET', name, 'p') or ''
   redis.call('HSET', name, 'r', token, 'e', deadline)
   redis.call('ZADD', index, math.min(deadline, held_until), id)
 end
@@ -153,25 +157,33 @@ end
 return live
 """
 
-# ARGV[3] owner, then key_IDs; no key_IDs means every live key of that owner (ETSI 020 all_confirmation).
-# Retires the owner's live keys among them and returns their key_IDs; others' keys are left alone, and so
-# are reserved ones (being handed out: a void cannot take back what may already be on the wire).
+# ARGV[3] owner, ARGV[4] path, then key_IDs; no key_IDs means every live key of that owner and path.
+# Retires the live keys among them stored for that owner along exactly that path; others' keys are left
+# alone, and so are reserved ones (being handed out: a void cannot take back what may already be on the
+# wire) and delivered ones (tombstoned already). A named key_ID not present at all is tombstoned, so a
+# late put (a hop still in flight) cannot bring it back. Returns {voided key_IDs, tombstoned key_IDs}.
 _VOID = """
-local owner, ids = ARGV[3], {}
-if #ARGV > 3 then
-  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+local owner, path, ids, named = ARGV[3], ARGV[4], {}, #ARGV > 4
+if named then
+  for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
   ids = redis.call('ZRANGEBYSCORE', index, '(' .. now, '+inf')
 end
-local voided = {}
+local voided, tombstoned = {}, {}
 for _, id in ipairs(ids) do
   local name = prefix .. id
-  if redis.call('HGET', name, 'o') == owner and not redis.call('HGET', name, 'r') then
+  if redis.call('EXISTS', name) == 1 then
+    if redis.call('HGET', name, 'o') == owner and (redis.call('HGET', name, 'p') or '') == path
+        and not redis.call('HGET', name, 'r') then
+      retire(id)
+      voided[#voided + 1] = id
+    end
+  elseif named and not redis.call('ZSCORE', retired, id) then
     retire(id)
-    voided[#voided + 1] = id
+    tombstoned[#tombstoned + 1] = id
   end
 end
-return voided
+return {voided, tombstoned}
 """
 
 # Number of live (unexpired) keys.

@@ -3,7 +3,9 @@
 QKD pool lanes, ready pools and keys waiting for slaves differ only in how keys are taken (oldest first,
 or by key_ID for a given owner), so they share this class and its scripts. Values are sealed with the
 node's :class:`StorageCipher` before they leave the process; the associated data is the key's Redis name
-plus its owner, so a blob moved to another key_ID, store or slave no longer opens.
+plus its owner and, for a relayed key, the path it came along, so a blob moved to another key_ID, store
+or slave, or given another path, no longer opens. The path is stored in clear beside the blob (gateway
+IDs, no secret) because the void script compares it inside Redis.
 
 Keys taken by key_ID can also be *reserved* first (:meth:`SealedStore.reserve_ids`) when the taker still
 has to put them on the wire and may find its caller gone: the :class:`Reservation` is then committed
@@ -77,6 +79,15 @@ class TakeOutcome:
 
 
 @dataclass(frozen=True)
+class VoidOutcome:
+    """What a void did: ``voided`` were live and are withdrawn; ``tombstoned`` were named but not present,
+    and can no longer be stored. Neither list holds a key that was handed out."""
+
+    voided: list[str]
+    tombstoned: list[str]
+
+
+@dataclass(frozen=True)
 class Reservation:
     """Keys set aside for one taker: :meth:`commit` once they are on the wire, :meth:`release` if not."""
 
@@ -107,14 +118,15 @@ class SealedStore:
         self.names = names
         self.lifetimes = lifetimes
 
-    async def put(self, keys: Sequence[Key], owner: str = "") -> list[str]:
-        """Store keys for ``owner``; returns the key_IDs stored (present or tombstoned ones are skipped)."""
+    async def put(self, keys: Sequence[Key], owner: str = "", path: str = "") -> list[str]:
+        """Store keys for ``owner``, relayed along ``path`` (an opaque label, compared by :meth:`void`);
+        returns the key_IDs stored (present or tombstoned ones are skipped)."""
         if not keys:
             return []
         _check_batch([key.key_id for key in keys])
-        args: list[str | bytes | int] = [owner]
+        args: list[str | bytes | int] = [owner, path]
         for key in keys:
-            args += [key.key_id, self._cipher.seal(self._aad(key.key_id, owner), key.key)]
+            args += [key.key_id, self._cipher.seal(self._aad(key.key_id, owner, path), key.key)]
         stored = await self._run(Script.PUT, self.lifetimes.ttl_ms, *args)
         return [key_id.decode() for key_id in stored]
 
@@ -123,7 +135,7 @@ class SealedStore:
         if not 1 <= n <= MAX_BATCH:
             raise ValueError(f"can take 1 to {MAX_BATCH} keys at once")
         flat = await self._run(Script.TAKE_OLDEST, n)
-        return [self._open(flat[i].decode(), flat[i + 1], "") for i in range(0, len(flat), 2)]
+        return [self._open(flat[i].decode(), flat[i + 1], "", b"") for i in range(0, len(flat), 2)]
 
     async def take_ids(self, key_ids: Sequence[str], owner: str = "") -> TakeOutcome:
         """All requested keys of ``owner``, retired atomically, or none with the reason per key_ID."""
@@ -131,7 +143,7 @@ class SealedStore:
         status, *rest = await self._run(Script.TAKE_IDS, owner, *key_ids)
         if status == b"refused":
             return TakeOutcome(verdicts={k: Verdict(v.decode()) for k, v in zip(key_ids, rest, strict=True)})
-        return TakeOutcome(keys=tuple(self._open(k, blob, owner) for k, blob in zip(key_ids, rest, strict=True)))
+        return TakeOutcome(keys=self._open_all(key_ids, rest, owner))
 
     async def reserve_ids(self, key_ids: Sequence[str], owner: str, hold_ms: int) -> TakeOutcome:
         """Like :meth:`take_ids`, but the keys are reserved for ``hold_ms``, not retired.
@@ -146,7 +158,7 @@ class SealedStore:
         status, *rest = await self._run(Script.RESERVE_IDS, owner, token, hold_ms, *key_ids)
         if status == b"refused":
             return TakeOutcome(verdicts={k: Verdict(v.decode()) for k, v in zip(key_ids, rest, strict=True)})
-        keys = tuple(self._open(k, blob, owner) for k, blob in zip(key_ids, rest, strict=True))
+        keys = self._open_all(key_ids, rest, owner)
         return TakeOutcome(keys=keys, reservation=Reservation(keys, self, token))
 
     async def release(self, key_ids: Sequence[str], token: str) -> int:
@@ -161,10 +173,12 @@ class SealedStore:
         _check_batch(key_ids)
         return int(await self._run(Script.RETIRE, *key_ids))
 
-    async def void(self, owner: str, key_ids: Sequence[str]) -> list[str]:
-        """Retire the live keys of ``owner`` among ``key_ids`` (all of them if empty); returns those voided."""
+    async def void(self, owner: str, key_ids: Sequence[str], path: str = "") -> VoidOutcome:
+        """Retire the live, unreserved keys of ``owner`` stored along ``path`` among ``key_ids`` (all of them
+        if empty), and tombstone the named key_IDs not present at all."""
         _check_batch(key_ids)
-        return [key_id.decode() for key_id in await self._run(Script.VOID, owner, *key_ids)]
+        voided, tombstoned = await self._run(Script.VOID, owner, path, *key_ids)
+        return VoidOutcome([k.decode() for k in voided], [k.decode() for k in tombstoned])
 
     async def level(self) -> int:
         return int(await self._run(Script.LEVEL))
@@ -173,15 +187,21 @@ class SealedStore:
         keys = [self.names.index, self.names.retired]
         return await self._backend.run(script, keys, [self.names.material_prefix, self.lifetimes.retired_ttl_ms, *args])
 
-    def _aad(self, key_id: str, owner: str) -> str:
-        return f"{self.names.material(key_id)}\x00{owner}"
+    def _aad(self, key_id: str, owner: str, path: str) -> str:
+        """The associated data; a key stored without a path keeps the name-and-owner form it always had."""
+        aad = f"{self.names.material(key_id)}\x00{owner}"
+        return f"{aad}\x00{path}" if path else aad
 
-    def _open(self, key_id: str, blob: bytes | None, owner: str) -> Key:
+    def _open_all(self, key_ids: Sequence[str], flat: Sequence[bytes | None], owner: str) -> tuple[Key, ...]:
+        """Open a ``blob1, path1, blob2, path2, ...`` answer, in ``key_ids`` order."""
+        return tuple(self._open(key_id, flat[2 * i], owner, flat[2 * i + 1] or b"") for i, key_id in enumerate(key_ids))
+
+    def _open(self, key_id: str, blob: bytes | None, owner: str, path: bytes) -> Key:
         """A corrupted key is never handed out: taken ones are retired already, reserved ones run out."""
         if blob is None:
             raise StoredKeyCorrupted(f"material of key_ID {key_id} in {self.names.index} is missing")
         try:
-            return Key(key_id, self._cipher.open(self._aad(key_id, owner), blob))
+            return Key(key_id, self._cipher.open(self._aad(key_id, owner, path.decode()), blob))
         except AtRestError as exc:
             raise StoredKeyCorrupted(f"key_ID {key_id} in {self.names.index}: {exc}") from None
 

@@ -149,3 +149,53 @@ async def test_void_everything_between_a_pair(store: RelayedKeyStore) -> None:
     assert sorted(await store.void_for_slave("A", "B", [])) == ["k1", "k2"]
     assert await store.put_for_slave("A", "B", [Key("k1", b"1" * 32)]) == []  # tombstoned
     assert [k.key_id for k in await store.take_for_slave("C", "A", ["k3"])] == ["k3"]
+
+
+OVER_GW2, DIRECT = ("GW1", "GW2", "GW3"), ("GW1", "GW3")
+
+
+async def test_a_void_withdraws_only_keys_relayed_along_its_path(store: RelayedKeyStore) -> None:
+    await store.put_for_slave(A, B, [Key("k1", b"1" * 32)], path=OVER_GW2)
+    await store.put_for_slave(A, B, [Key("k2", b"2" * 32)], path=DIRECT)
+    assert await store.void_for_slave(A, B, [], path=("GW2", "GW3")) == []  # a path nothing came along
+    assert await store.void_for_slave(A, B, ["k1", "k2"], path=DIRECT) == ["k2"]
+    assert [k.key for k in await store.take_for_slave(B, A, ["k1"])] == [b"1" * 32]
+    assert store.metrics.voided == 1
+
+
+async def test_a_void_tombstones_named_keys_not_stored_yet(store: RelayedKeyStore) -> None:
+    assert await store.void_for_slave(A, B, ["late"], path=OVER_GW2) == []
+    assert await store.put_for_slave(A, B, [Key("late", b"1" * 32)], path=OVER_GW2) == []  # the late hop
+    with pytest.raises(RelayedKeysNotFound):
+        await store.take_for_slave(B, A, ["late"])
+
+
+async def test_a_void_of_a_key_stored_along_another_path_neither_voids_nor_tombstones_it(
+    store: RelayedKeyStore,
+) -> None:
+    await store.put_for_slave(A, B, [Key("k1", b"1" * 32)], path=DIRECT)
+    assert await store.void_for_slave(A, B, ["k1"], path=OVER_GW2) == []
+    assert [k.key_id for k in await store.take_for_slave(B, A, ["k1"])] == ["k1"]
+
+
+async def test_a_key_given_another_path_in_redis_does_not_open(
+    backend: RedisBackend, store: RelayedKeyStore, keyspace: Keyspace
+) -> None:
+    keys = make_keys(1)
+    await store.put_for_slave(A, B, keys, path=OVER_GW2)
+    await backend.client.hset(keyspace.waiting_for_slaves(A).material(keys[0].key_id), "p", '["GW2","GW3"]')
+    with pytest.raises(StoredKeyCorrupted):
+        await store.take_for_slave(B, A, [keys[0].key_id])
+
+
+async def test_withdrawing_ready_keys_names_only_those_that_never_reach_the_master(store: RelayedKeyStore) -> None:
+    first, second, never = make_keys(3)
+    await store.put_ready(A, B, [first, second])
+    [taken] = await store.take_ready(A, B, 1)
+    live = second if taken.key_id == first.key_id else first
+    withdrawn = await store.withdraw_ready(A, B, [taken.key_id, live.key_id, never.key_id])
+    assert withdrawn == [live.key_id, never.key_id]  # the taken one may be with the master: not voidable
+    assert await store.put_ready(A, B, [never]) == []  # a late put_ready cannot make it ready
+    assert await store.ready_level(A, B) == 0
+    await store.put_ready(A, B, make_keys(2))
+    assert len(await store.withdraw_ready(A, B, [])) == 2 and await store.ready_level(A, B) == 0
