@@ -86,6 +86,9 @@ def void_request_to_proto(request: VoidRequest) -> pb.VoidKeysRequest:
         target_sae_ids=list(request.target_sae_ids),
         path=list(request.path),
         hop=request.hop,
+        nonce=request.nonce,
+        issued_at_ms=request.issued_at_ms,
+        signature=request.signature,
     )
 
 
@@ -96,6 +99,9 @@ def void_request_from_proto(message: pb.VoidKeysRequest) -> VoidRequest:
         target_sae_ids=tuple(message.target_sae_ids),
         path=tuple(message.path),
         hop=message.hop,
+        nonce=message.nonce,
+        issued_at_ms=message.issued_at_ms,
+        signature=message.signature,
     )
 
 

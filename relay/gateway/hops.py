@@ -8,10 +8,10 @@ once), and every failure reaches the engine as a domain exception of :mod:`relay
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from relay.crypto import EncapsulationKey
+from relay.crypto import EncapsulationKey, VoidOrder
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,25 @@ class HopResult:
 
 @dataclass(frozen=True)
 class VoidRequest:
-    """Withdraw ``key_ids`` held for the target SAE at the last gateway of ``path``; ``hop`` as in a hop."""
+    """Withdraw ``key_ids`` held for the target SAE at the last gateway of ``path``; ``hop`` as in a hop.
+
+    ``nonce``, ``issued_at_ms`` and ``signature`` are ``path[0]``'s signature over the rest
+    (:mod:`relay.crypto.void`); the hop index is not signed, since each gateway sets it as it passes on.
+    """
 
     key_ids: tuple[str, ...]
     initiator_sae_id: str
     target_sae_ids: tuple[str, ...]
     path: tuple[str, ...]
     hop: int
+    nonce: bytes
+    issued_at_ms: int
+    signature: bytes = field(repr=False)
+
+    def order(self) -> VoidOrder:
+        """The signed part; the caller has checked there is exactly one target SAE."""
+        (target,) = self.target_sae_ids
+        return VoidOrder(self.key_ids, self.initiator_sae_id, target, self.path, self.nonce, self.issued_at_ms)
 
 
 class HopTransport(Protocol):

@@ -159,7 +159,7 @@ class Prerelay:
             try:
                 stored = await self._store.put_ready(master, slave, relayed)
             except PoolError as exc:
-                self._voiding.void_later(master, slave, [key.key_id for key in relayed])  # never reach the master
+                await self._void_unreleased(master, slave, [key.key_id for key in relayed])
                 return self._failed(pair, pace, 0, exc)
             self.metrics.keys_prerelayed += len(stored)
         if failure is None:
@@ -169,6 +169,17 @@ class Prerelay:
         if not isinstance(failure, (RelayFailed, PoolError)):
             raise failure
         return self._failed(pair, pace, len(relayed), failure)
+
+    async def _void_unreleased(self, master: str, slave: str, key_ids: list[str]) -> None:
+        """After a failed ``put_ready`` some keys may be ready after all (the write may have happened) and even
+        taken already: void at the slave's gateway only those now certain never to reach the master."""
+        try:
+            unreleased = await self._store.withdraw_ready(master, slave, key_ids)
+        except PoolError as exc:
+            log.warning("%d pre-relayed keys of %s -> %s left to expire: %s", len(key_ids), master, slave, exc)
+            return
+        if unreleased:
+            self._voiding.void_later(master, slave, unreleased)
 
     def _failed(self, pair: tuple[str, str], pace: DestinationPace, relayed: int, exc: Exception) -> int:
         """Pause the pair's destination: a route that cannot relay must not keep claiming scarce QKD key."""

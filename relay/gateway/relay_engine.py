@@ -109,7 +109,7 @@ class RelayEngine:
         """
         target_gateway = self._router.home_of(target)
         if target_gateway == self._plan.id:
-            await self._store_for_target(initiator, target, key)
+            await self._store_for_target(initiator, target, key, (self._plan.id,))
             return
         route = self._router.route_to(target_gateway)
         transfer_id = uuid.uuid4().bytes
@@ -188,7 +188,7 @@ class RelayEngine:
         opened = await self._hops.open(message, sender)
         key = Key(check_key_id(opened.header.key_id), opened.key)
         if request.path[-1] == self._plan.id:
-            await self._store_for_target(request.initiator_sae_id, target, key)
+            await self._store_for_target(request.initiator_sae_id, target, key, request.path)
             return HopResult(opened.confirmation, self._plan.id)
         if time_left_s is None:
             budget = self._settings.hop_timeout_s
@@ -207,9 +207,10 @@ class RelayEngine:
         )
         return HopResult(opened.confirmation, stored_at)
 
-    async def _store_for_target(self, initiator: str, target: str, key: Key) -> None:
-        """The last gateway's part: hold ``key`` for ``target``, refusing a key_ID used before."""
-        if not await self._store.put_for_slave(initiator, target, [key]):
+    async def _store_for_target(self, initiator: str, target: str, key: Key, path: tuple[str, ...]) -> None:
+        """The last gateway's part: hold ``key`` for ``target`` with the path it came along (only a void
+        signed by that path's origin withdraws it), refusing a key_ID used or voided before."""
+        if not await self._store.put_for_slave(initiator, target, [key], path=path):
             raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
 
     def _check_hop_request(self, request: HopRequest, sender: str) -> str:

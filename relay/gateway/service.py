@@ -250,7 +250,7 @@ def _relay(
     router = Router(plan, health)
     lanes = QkdLanes(plan.neighbours, lanes_by_neighbour)
     transport = GrpcHopTransport(plan.id, peers, health, observer, hop_attempts=settings.hop_attempts)
-    voiding = Voiding(plan, router, store, transport, observer, hop_timeout_s=settings.hop_timeout_s)
+    voiding = Voiding(plan, router, store, transport, observer, crypto, hop_timeout_s=settings.hop_timeout_s)
     protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer)
     forwarder = HopForwarder(protection, transport, observer)
     transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id)

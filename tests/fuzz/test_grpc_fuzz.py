@@ -116,6 +116,9 @@ void_requests = st.builds(
         st.sampled_from([["GW1", "GW2"], ["GW1", "GW2", "GW3"], ["GW2", "GW1"]]), st.lists(texts, max_size=4)
     ),
     hop=st.one_of(st.integers(min_value=0, max_value=2), st.integers(min_value=0, max_value=2**32 - 1)),
+    nonce=st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40)),
+    issued_at_ms=st.one_of(st.just(0), st.integers(min_value=0, max_value=2**64 - 1)),
+    signature=st.binary(max_size=80),
 )
 announce_requests = st.builds(
     pb.AnnounceKeysRequest,

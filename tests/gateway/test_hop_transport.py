@@ -41,7 +41,9 @@ REQUEST = HopRequest(
     extension_json='{"x": 1}',
     no_degrade=True,
 )
-VOID = VoidRequest(("k1", "k2"), "SAE-R1-A", ("SAE-R3-A",), ("GW1", "GW2", "GW3"), 0)
+VOID = VoidRequest(
+    ("k1", "k2"), "SAE-R1-A", ("SAE-R3-A",), ("GW1", "GW2", "GW3"), 0, bytes(range(32)), 1_700_000_000_123, b"\x02sig"
+)
 
 
 @dataclass
@@ -115,7 +117,7 @@ async def test_a_hop_and_its_answer_cross_unchanged(wire: Wire) -> None:
 
 async def test_a_void_and_its_answer_cross_unchanged(wire: Wire) -> None:
     assert await wire.transport.send_void("GW2", VOID, timeout_s=5) == ["k1"]
-    assert wire.receiver.voids == [(VOID, "GW1")]
+    assert wire.receiver.voids == [(VOID, "GW1")]  # nonce, issue time and signature included
 
 
 async def test_a_failed_void_is_reported_as_nothing_voided(wire: Wire) -> None:

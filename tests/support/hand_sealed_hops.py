@@ -1,4 +1,5 @@
-"""Hops sealed by hand with a gateway's real identity, for tests that play a (misbehaving) neighbour."""
+"""Hops sealed and voids signed by hand with a gateway's real identity, for tests that play a (misbehaving)
+neighbour."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from dataclasses import dataclass, field
 import grpc
 import requests
 
-from relay.crypto import HopMode, HopRoute, SealedHop, seal_hop, system_clock_ms
+from relay.crypto import HopMode, HopRoute, SealedHop, new_void_order, seal_hop, sign_void, system_clock_ms
 from relay.crypto.clock import Clock
 from relay.crypto.identity import load_identity, load_trust_store
 from relay.crypto.kem import PycaKemProvider
 from relay.crypto.keyring import EncapsulationKeyAnnouncement
+from relay.crypto.void import SIGNATURE_CONTEXT as VOID_CONTEXT
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
 from tests.support.threaded_testbed import ThreadedTestbed
@@ -84,6 +86,50 @@ def relay_as(bed: ThreadedTestbed, entity: str, to: str, request: pb.RelayKeyReq
         except grpc.RpcError as exc:
             return exc.code(), exc.details() or ""
     return grpc.StatusCode.OK, ""
+
+
+def void_by_hand(
+    bed: ThreadedTestbed,
+    key_ids: list[str],
+    path: list[str],
+    *,
+    signer: str | None = None,
+    hop: int = 0,
+    target: str = "SAE-R2-A",
+    initiator: str = "SAE-R1-A",
+    clock: Clock = system_clock_ms,
+) -> pb.VoidKeysRequest:
+    """A VoidKeysRequest signed with ``signer``'s ML-DSA identity (the path's origin by default)."""
+    order = new_void_order(tuple(key_ids), initiator, target, tuple(path), clock=clock)
+    signer = signer or path[0]
+    identity = load_identity(signer, bed.testbed.keys.identities)
+    signature = (
+        sign_void(order, identity)
+        if signer == path[0]
+        else identity.sign(order.transcript(), VOID_CONTEXT)  # a gateway signing another's path
+    )
+    return pb.VoidKeysRequest(
+        key_ids=key_ids,
+        initiator_sae_id=initiator,
+        target_sae_ids=[target],
+        path=path,
+        hop=hop,
+        nonce=order.nonce,
+        issued_at_ms=order.issued_at_ms,
+        signature=signature,
+    )
+
+
+def void_as(
+    bed: ThreadedTestbed, entity: str, to: str, request: pb.VoidKeysRequest
+) -> tuple[grpc.StatusCode, str, list[str]]:
+    """Send one VoidKeysRequest to ``to`` presenting ``entity``'s certificate; (code, details, voided)."""
+    with bed.grpc_channel(to, entity) as channel:
+        try:
+            answer = rpc.KeyRelayStub(channel).VoidKeys(request, timeout=TIMEOUT_S)
+        except grpc.RpcError as exc:
+            return exc.code(), exc.details() or "", []
+    return grpc.StatusCode.OK, "", list(answer.voided_key_ids)
 
 
 def fetch(bed: ThreadedTestbed, slave: str, master: str, key_id: str) -> requests.Response:

@@ -35,18 +35,24 @@ class RelayKeyResponse(_message.Message):
     def __init__(self, key_confirmation: _Optional[bytes] = ..., stored_at: _Optional[str] = ...) -> None: ...
 
 class VoidKeysRequest(_message.Message):
-    __slots__ = ("key_ids", "initiator_sae_id", "target_sae_ids", "path", "hop")
+    __slots__ = ("key_ids", "initiator_sae_id", "target_sae_ids", "path", "hop", "nonce", "issued_at_ms", "signature")
     KEY_IDS_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_SAE_ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_SAE_IDS_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     HOP_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     key_ids: _containers.RepeatedScalarFieldContainer[str]
     initiator_sae_id: str
     target_sae_ids: _containers.RepeatedScalarFieldContainer[str]
     path: _containers.RepeatedScalarFieldContainer[str]
     hop: int
-    def __init__(self, key_ids: _Optional[_Iterable[str]] = ..., initiator_sae_id: _Optional[str] = ..., target_sae_ids: _Optional[_Iterable[str]] = ..., path: _Optional[_Iterable[str]] = ..., hop: _Optional[int] = ...) -> None: ...
+    nonce: bytes
+    issued_at_ms: int
+    signature: bytes
+    def __init__(self, key_ids: _Optional[_Iterable[str]] = ..., initiator_sae_id: _Optional[str] = ..., target_sae_ids: _Optional[_Iterable[str]] = ..., path: _Optional[_Iterable[str]] = ..., hop: _Optional[int] = ..., nonce: _Optional[bytes] = ..., issued_at_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class VoidKeysResponse(_message.Message):
     __slots__ = ("voided_key_ids", "failed_to_void_key_ids")

@@ -61,7 +61,7 @@ class KeyRelayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VoidKeys(self, request, context):
-        """Void keys along the path after a failure; idempotent.
+        """Void keys along the path after a failure; signed by the path's origin, accepted once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,41 @@
+"""The production void path end to end (three real gateways, gRPC, TLS, Redis, KMS simulators): a relay
+that fails half way is voided by its origin's signed void along the route the keys took."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from relay.etsi014.client import KmeError
+from relay.etsi014.models import KeyRequest
+from relay.gateway.config import GatewaySettings
+from relay.pki.layout import KeyDirectory
+from tests.support.local_testbed import LocalTestbed, running_testbed
+from tests.support.redis_servers import RedisServer
+from tests.support.waiting import wait_until
+
+ON_DEMAND = GatewaySettings(prerelay=False)
+
+
+@pytest.fixture
+async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[LocalTestbed]:
+    async with running_testbed(topology_keys, private_redis.url, ON_DEMAND) as running:
+        yield running
+
+
+async def test_a_half_failed_request_is_voided_at_the_target_gateway(testbed: LocalTestbed) -> None:
+    """Two keys over GW1-GW2-GW3 with one QKD key left on the require-qkd GW2-GW3 link: one key reaches
+    GW3, the other is refused (503), and GW1's signed void withdraws the one that arrived."""
+    gw2, gw3 = testbed.gateways["GW2"], testbed.gateways["GW3"]
+    testbed.kms["KMS-R2"].kms.set_qber("QKD-GW2-GW3", 0.3)  # the vendor halts the link: no refill
+    lane = gw2.qkd_lanes.outbound("GW3")
+    while await lane.level() > 1:
+        await lane.take_any()
+    async with testbed.sae("SAE-R1-A") as master:
+        with pytest.raises(KmeError) as refused:
+            await master.get_key("SAE-R3-A", KeyRequest(number=2))
+    assert refused.value.status == 503
+    assert gw3.store.metrics.slave_stored == 1  # the key that got through, never given to the master
+    await wait_until(lambda: gw3.store.metrics.voided == 1, timeout_s=15, what="the stored key voided at GW3")
+    assert gw3.metrics.counts.keys_voided == 1
