@@ -81,6 +81,7 @@ class RunningGateway:
     qkd_lanes: QkdLanes
     store: RelayedKeyStore
     interkms: InterKmsBridge
+    voiding: Voiding
     fillers: list[QkdFiller]
     sites: dict[str, RunningSite]
     grpc_port: int
@@ -210,6 +211,7 @@ async def start_gateway(
             qkd_lanes=relay.lanes,
             store=store,
             interkms=bridge,
+            voiding=voiding,
             fillers=supply.fillers,
             sites=sites,
             grpc_port=grpc_port,
