@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from relay.gateway.keepalive import KeepaliveSettings
+from relay.gateway.liveness import LivenessSettings
 from relay.gateway.qkd_filler import FillerSettings
 from relay.http_server import ListenerLimits
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Role
@@ -59,7 +61,9 @@ class GatewaySettings:
     hop_timeout_s: float = 5.0  # one RelayKey call, including the hops behind it
     hop_attempts: int = 3  # sends of the same sealed hop before the transfer is voided
     relay_attempts: int = 2  # fresh keys on fresh routes for one on-demand request
-    link_down_s: float = 5.0  # how long routing avoids a link whose peer did not answer
+    link_down_s: float = 5.0  # how long routing avoids a link a downstream gateway reported cut
+    liveness: LivenessSettings = field(default_factory=LivenessSettings)  # probes of slow or silent neighbours
+    keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)  # gRPC pings, channels and server
     prerelay: bool = True
     prerelay_interval_s: float = 0.2
     prerelay_batch: int = 8  # keys relayed concurrently per SAE pair and round

@@ -7,7 +7,9 @@ same sealed message, and decodes every failure into a domain exception. Receivin
 the engine, and encodes its answer or failure. The status codes, both ways:
 
 - UNAVAILABLE, DEADLINE_EXCEEDED: the peer did not answer (or asks to be asked again: a transfer in
-  progress, its storage down); resent with the same message, then the link is marked down.
+  progress, its storage down); resent with the same message, and the peer is probed
+  (:mod:`relay.gateway.liveness`): only a failed probe marks its link down. A call still waiting when
+  the peer fails its probe is abandoned as a retryable failure.
 - RESOURCE_EXHAUSTED: a ``require-qkd`` stall, :class:`QkdExhausted` (503 at the originator).
 - FAILED_PRECONDITION: the receiver does not know our copy of its encapsulation key; fetch a fresh one.
 - ABORTED: the transfer failed further on; void and start over. Trailing metadata ``qkdr-down-link``
@@ -33,6 +35,7 @@ from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, 
 from relay.gateway.grpc_tls import ServicerContext, calling_gateway
 from relay.gateway.hops import HopHandler, HopRequest, HopResult, VoidHandler, VoidRequest
 from relay.gateway.link_health import LinkHealth
+from relay.gateway.liveness import NeighbourDown
 from relay.gateway.peers import Peer
 from relay.gateway.relay_events import RelayObserver
 from relay.pool import PoolError
@@ -129,9 +132,11 @@ class GrpcHopTransport:
     async def encapsulation_key(self, neighbour_id: str) -> EncapsulationKey:
         peer = self._peers[neighbour_id]
         try:
-            return await peer.encapsulation_key()
+            return await self._health.liveness.watch(neighbour_id, peer.encapsulation_key())
         except grpc.aio.AioRpcError as exc:
-            raise self._failure(peer, exc) from None
+            raise await self._failure(peer, exc) from None
+        except NeighbourDown as exc:
+            raise self._abandoned(exc) from None
         except TrustError as exc:
             raise RelayFailed(f"{peer.id} sent an encapsulation key we cannot trust: {exc}", retryable=False) from exc
 
@@ -141,34 +146,43 @@ class GrpcHopTransport:
         deadline = time.monotonic() + timeout_s
         for attempt in range(1, self._hop_attempts + 1):
             try:
-                answer = await peer.relay.RelayKey(
-                    message, timeout=max(MIN_CALL_TIMEOUT_S, deadline - time.monotonic())
-                )
+                call = peer.relay.RelayKey(message, timeout=max(MIN_CALL_TIMEOUT_S, deadline - time.monotonic()))
+                answer = await self._health.liveness.watch(neighbour_id, call)
+            except NeighbourDown as exc:
+                raise self._abandoned(exc) from None
             except grpc.aio.AioRpcError as exc:
                 transport = exc.code() in TRANSPORT_FAILURES
                 if transport and attempt < self._hop_attempts and time.monotonic() < deadline:
                     self._observer.counts.hop_retries += 1
                     await asyncio.sleep(RETRY_PAUSE_S * attempt)
                     continue  # the very same sealed message: the receiver answers it at most once
-                raise self._failure(peer, exc) from None
-            self._health.neighbour_answered(neighbour_id)
+                raise await self._failure(peer, exc) from None
             return HopResult(answer.key_confirmation, answer.stored_at)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def send_void(self, neighbour_id: str, request: VoidRequest, *, timeout_s: float) -> list[str]:
         peer = self._peers[neighbour_id]
         try:
-            answer = await peer.relay.VoidKeys(void_request_to_proto(request), timeout=timeout_s)
+            call = peer.relay.VoidKeys(void_request_to_proto(request), timeout=timeout_s)
+            answer = await self._health.liveness.watch(neighbour_id, call)
         except grpc.aio.AioRpcError as exc:
             log.warning("void of %d keys via %s failed: %s", len(request.key_ids), peer.id, exc.details())
             return []
+        except NeighbourDown as exc:
+            log.warning("void of %d keys via %s abandoned: %s", len(request.key_ids), peer.id, exc)
+            return []
         return list(answer.voided_key_ids)
 
-    def _failure(self, peer: Peer, exc: grpc.aio.AioRpcError) -> RelayFailed:
+    def _abandoned(self, exc: NeighbourDown) -> RelayFailed:
+        """A call abandoned because its neighbour failed its probe: retryable on another route."""
+        a, b = sorted((self._own_id, exc.neighbour_id))
+        return RelayFailed(str(exc), retryable=True, down_link=(a, b))
+
+    async def _failure(self, peer: Peer, exc: grpc.aio.AioRpcError) -> RelayFailed:
         """The domain failure a status code stands for, acting on what it says about the links and keys."""
         code, details = exc.code(), exc.details() or ""
         if code in TRANSPORT_FAILURES:
-            self._health.neighbour_failed(peer.id)
+            await self._health.neighbour_failed(peer.id)
             a, b = sorted((self._own_id, peer.id))
             return RelayFailed(f"gateway {peer.id} did not answer ({code.name})", retryable=True, down_link=(a, b))
         remote_down = dict(exc.trailing_metadata() or ()).get(DOWN_LINK_METADATA)

@@ -1,16 +1,17 @@
-"""Which relay links routing should avoid for now: ours whose neighbour did not answer, and links further
-on that a downstream gateway reported cut.
+"""Which relay links routing should avoid for now: ours whose neighbour failed its liveness probe, and
+links further on that a downstream gateway reported cut.
 
-One object holds both, so routing asks one question (:meth:`LinkHealth.down_links`). A link is avoided
-for ``link_down_s`` after the failure; a local link comes back early as soon as its neighbour's channel
-has reconnected, because then requests need not wait out the same timeout again.
+One object holds both, so routing asks one question (:meth:`LinkHealth.down_links`). A neighbour's link
+is down exactly while :class:`relay.gateway.liveness.NeighbourLiveness` holds the neighbour down (until a
+probe succeeds); a remote link, which we cannot probe, is avoided for ``link_down_s`` after the report.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
+from relay.gateway.liveness import NeighbourLiveness
 from relay.topology import Link
 
 
@@ -19,37 +20,29 @@ class LinkHealth:
         self,
         links: Iterable[Link],
         neighbour_links: Mapping[str, Link],
-        connected: Mapping[str, Callable[[], bool]],
+        liveness: NeighbourLiveness,
         *,
         link_down_s: float,
     ) -> None:
-        """``neighbour_links``: our link to each neighbour ID; ``connected``: whether its channel is up now."""
+        """``neighbour_links``: our link to each neighbour ID."""
         self._links = tuple(links)
         self._neighbour_links = dict(neighbour_links)
-        self._connected = connected
+        self.liveness = liveness
         self._link_down_s = link_down_s
-        self._neighbour_down_until: dict[str, float] = {}
         self._remote_down_until: dict[frozenset[str], float] = {}  # by the pair of gateway IDs
 
-    def neighbour_failed(self, neighbour_id: str) -> None:
-        """The neighbour did not answer (in time)."""
-        self._neighbour_down_until[neighbour_id] = time.monotonic() + self._link_down_s
-
-    def neighbour_answered(self, neighbour_id: str) -> None:
-        self._neighbour_down_until.pop(neighbour_id, None)
+    async def neighbour_failed(self, neighbour_id: str) -> None:
+        """A call to the neighbour failed at the transport: probe it (the failure may lie behind it) and
+        wait for the verdict, so the caller's retry routes by it."""
+        await self.liveness.alive(neighbour_id)
 
     def remote_link_down(self, a: str, b: str) -> None:
         """A downstream gateway found the link between gateways ``a`` and ``b`` cut."""
         self._remote_down_until[frozenset((a, b))] = time.monotonic() + self._link_down_s
 
     def reachable(self, neighbour_id: str) -> bool:
-        """False for ``link_down_s`` after a failure, unless the channel has reconnected since."""
-        if time.monotonic() >= self._neighbour_down_until.get(neighbour_id, 0.0):
-            return True
-        if self._connected[neighbour_id]():
-            self.neighbour_answered(neighbour_id)
-            return True
-        return False
+        """False from a failed liveness probe until a probe succeeds."""
+        return not self.liveness.is_down(neighbour_id)
 
     def down_links(self) -> frozenset[Link]:
         down = {link for neighbour_id, link in self._neighbour_links.items() if not self.reachable(neighbour_id)}

@@ -261,9 +261,22 @@ class _Collector:
         )
         yield gauge(
             "qkdr_neighbour_reachable",
-            "0 while a neighbour is marked down after failing to answer",
+            "0 while a neighbour is marked down: from a failed liveness probe until a probe succeeds",
             ["neighbour"],
             [([nb], 1.0 if sources.reachable(nb) else 0.0) for nb in sources.plan.neighbours],
+        )
+        probes = sources.health.liveness.counts
+        yield counter(
+            "qkdr_neighbour_probes",
+            "Liveness probes of a neighbour (its health check, answered by its application), by outcome",
+            ["neighbour", "outcome"],
+            [([nb, outcome], getattr(c, outcome)) for nb, c in probes.items() for outcome in ("answered", "failed")],
+        )
+        yield counter(
+            "qkdr_neighbour_marked_down",
+            "Times a neighbour was marked down by a failed probe (hops waiting on it were abandoned)",
+            ["neighbour"],
+            [([nb], c.marked_down) for nb, c in probes.items()],
         )
         store = asdict(sources.store.metrics)
         yield counter(

@@ -51,6 +51,7 @@ from relay.gateway.hop_protection import HopCrypto, HopProtection, QkdLanes
 from relay.gateway.hop_transport import GrpcHopTransport
 from relay.gateway.interkms import InterKmsBridge
 from relay.gateway.link_health import LinkHealth
+from relay.gateway.liveness import NeighbourLiveness
 from relay.gateway.metrics import GatewayMetrics
 from relay.gateway.northbound import NorthboundBackend
 from relay.gateway.peers import Peer
@@ -120,7 +121,10 @@ async def start_gateway(
         crypto = HopCrypto(identity, keyring, trust, kem, RedisReplayGuard(backend.command, keyspace.prefix), clock)
         store = RelayedKeyStore(backend, cipher, keyspace, settings.relayed_store)
 
-        peers = {neighbour_id: Peer(nb, keys, plan.id, trust, clock) for neighbour_id, nb in plan.neighbours.items()}
+        peers = {
+            neighbour_id: Peer(nb, keys, plan.id, trust, clock, settings.keepalive)
+            for neighbour_id, nb in plan.neighbours.items()
+        }
         for peer in peers.values():
             stack.push_async_callback(_quietly(peer.close))
         supply = _qkd_supply(plan, settings, keys, peers, backend, cipher, keyspace, stack)
@@ -129,6 +133,7 @@ async def start_gateway(
         await check_durability(backend, metrics, plan.id)
         relay = _relay(plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics)
         stack.push_async_callback(relay.voiding.close)
+        stack.push_async_callback(relay.health.liveness.close)
         engine, voiding = relay.engine, relay.voiding
         prerelay = _prerelay(plan, settings, engine, voiding, store)
         view = GatewayView(
@@ -144,7 +149,7 @@ async def start_gateway(
         )
         metrics.attach(view)
 
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=settings.keepalive.server_options())
         grpc_health = add_services(server, plan, engine, voiding, supply.receivers, keyring)
         ping_redis = partial(backend.command, "PING")
         await grpc_health.check_once(ping_redis)
@@ -243,10 +248,14 @@ def _relay(
     observer: GatewayMetrics,
 ) -> _Relay:
     """The relay's components, each handed exactly the collaborators it uses."""
+    liveness = NeighbourLiveness(
+        {neighbour_id: partial(peer.probe, settings.liveness.probe_timeout_s) for neighbour_id, peer in peers.items()},
+        settings.liveness,
+    )
     health = LinkHealth(
         plan.topology.links,
         {neighbour_id: neighbour.link for neighbour_id, neighbour in plan.neighbours.items()},
-        {neighbour_id: peer.is_connected for neighbour_id, peer in peers.items()},
+        liveness,
         link_down_s=settings.link_down_s,
     )
     router = Router(plan, health)

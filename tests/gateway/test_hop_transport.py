@@ -1,8 +1,9 @@
 """The hop transport as a round trip over real gRPC with mutual TLS: what a receiving engine answers or
 raises reaches the sending engine as the domain result or failure the contract promises.
 
-GW2's side is a real ``grpc.aio`` server running :class:`KeyRelayService` over a scripted handler; GW1's
-side is the real :class:`GrpcHopTransport` over a real :class:`Peer` channel, with GW1's certificate.
+GW2's side is a real ``grpc.aio`` server running :class:`KeyRelayService` over a scripted handler, and the
+standard health service whose status the test sets; GW1's side is the real :class:`GrpcHopTransport` over
+a real :class:`Peer` channel, with GW1's certificate, and real liveness probes of GW2.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from relay import topology as topology_module
 from relay.crypto import system_clock_ms
@@ -24,13 +26,16 @@ from relay.gateway.grpc_tls import server_credentials
 from relay.gateway.hop_transport import GrpcHopTransport, KeyRelayService
 from relay.gateway.hops import HopRequest, HopResult, VoidRequest
 from relay.gateway.link_health import LinkHealth
+from relay.gateway.liveness import LivenessSettings, NeighbourLiveness
 from relay.gateway.peers import Peer
 from relay.gateway.relay_events import RelayObserver
 from relay.pki.layout import KeyDirectory
 from relay.pool import PoolUnavailable
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
+from tests.support.waiting import wait_until
 
 HOP_ATTEMPTS = 3
+LIVENESS = LivenessSettings(suspect_after_s=0.2, probe_timeout_s=0.5, reprobe_interval_s=0.1, quiet_s=0.0)
 REQUEST = HopRequest(
     transfer_id=bytes(range(16)),
     path=("GW1", "GW2", "GW3"),
@@ -80,6 +85,11 @@ class Wire:
     health: LinkHealth
     observer: RelayObserver
     peer: Peer
+    gw2_health: health.aio.HealthServicer
+
+    async def gw2_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.gw2_health.set("", status)
 
 
 @pytest.fixture
@@ -87,6 +97,8 @@ async def wire(topology_keys: KeyDirectory) -> AsyncIterator[Wire]:
     receiver = ScriptedReceiver()
     server = grpc.aio.server()
     rpc.add_KeyRelayServicer_to_server(KeyRelayService(receiver, receiver), server)
+    gw2_health = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(gw2_health, server)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(topology_keys, "GW2"))
     await server.start()
     plan = plan_gateway(topology_module.load_default(), "GW1")
@@ -94,14 +106,16 @@ async def wire(topology_keys: KeyDirectory) -> AsyncIterator[Wire]:
     neighbour = replace(gw2, gateway=replace(gw2.gateway, host="127.0.0.1", grpc_port=port))
     peer = Peer(neighbour, topology_keys, "GW1", load_trust_store(topology_keys.identities), system_clock_ms)
     assert await peer.wait_ready(10)
-    health = LinkHealth(
-        plan.topology.links, {"GW2": neighbour.link}, {"GW2": lambda: False}, link_down_s=30
-    )  # a channel that never reconnects by itself: what the transport marks down stays down
+    liveness = NeighbourLiveness({"GW2": lambda: peer.probe(LIVENESS.probe_timeout_s)}, LIVENESS)
+    health_view = LinkHealth(plan.topology.links, {"GW2": neighbour.link}, liveness, link_down_s=30)
     observer = RelayObserver()
-    transport = GrpcHopTransport("GW1", {"GW2": peer}, health, observer, hop_attempts=HOP_ATTEMPTS)
+    transport = GrpcHopTransport("GW1", {"GW2": peer}, health_view, observer, hop_attempts=HOP_ATTEMPTS)
+    wire = Wire(receiver, transport, health_view, observer, peer, gw2_health)
+    await wire.gw2_serving(True)
     try:
-        yield Wire(receiver, transport, health, observer, peer)
+        yield wire
     finally:
+        await liveness.close()
         await peer.close()
         await server.stop(None)
 
@@ -163,7 +177,10 @@ async def test_a_downstream_cut_is_routed_around_at_the_sender(wire: Wire) -> No
 @pytest.mark.parametrize(
     "raised", [TransferInProgress("transfer is being processed"), PoolUnavailable("Redis is down")]
 )
-async def test_ask_again_answers_resend_the_same_message_then_mark_the_link_down(wire: Wire, raised: Exception) -> None:
+async def test_ask_again_answers_resend_the_same_message_then_probe_the_neighbour(
+    wire: Wire, raised: Exception
+) -> None:
+    """UNAVAILABLE: resent, then retryable; the neighbour is down only if its probe fails."""
     wire.receiver.answer = raising(raised)
     with pytest.raises(RelayFailed) as failure:
         await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
@@ -171,21 +188,54 @@ async def test_ask_again_answers_resend_the_same_message_then_mark_the_link_down
     assert failure.value.retryable and failure.value.down_link == ("GW1", "GW2")
     assert [hop for hop, _, _ in wire.receiver.hops] == [REQUEST] * HOP_ATTEMPTS
     assert wire.observer.counts.hop_retries == HOP_ATTEMPTS - 1
-    assert not wire.health.reachable("GW2")
+    assert wire.health.liveness.counts["GW2"].answered == 1  # probed before the failure was reported
+    assert wire.health.reachable("GW2") and not wire.health.down_links()  # it answered its probe: alive
+
+    await wire.gw2_serving(False)  # now its storage is down too: the next failure's probe fails
+    with pytest.raises(RelayFailed):
+        await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+    assert not wire.health.reachable("GW2")  # the failure is reported after the failed probe
     assert {link.gateways for link in wire.health.down_links()} == {("GW1", "GW2")}
 
 
-async def test_an_answer_too_late_is_a_transport_failure(wire: Wire) -> None:
+async def test_an_answer_too_late_probes_but_does_not_blame_a_live_neighbour(wire: Wire) -> None:
+    """A hop's answer includes the hops behind it: a missed deadline alone never marks the neighbour down."""
     wire.receiver.delay_s = 1.0
     with pytest.raises(RelayFailed) as failure:
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=0.3)
+        await wire.transport.send_hop("GW2", REQUEST, timeout_s=0.5)
     assert failure.value.message == "gateway GW2 did not answer (DEADLINE_EXCEEDED)"
     assert failure.value.retryable and failure.value.down_link == ("GW1", "GW2")
-    assert not wire.health.reachable("GW2")
+    assert wire.health.liveness.counts["GW2"].answered >= 1 and wire.health.reachable("GW2")  # probed: alive
 
 
-async def test_an_answer_marks_the_neighbour_reachable_again(wire: Wire) -> None:
-    wire.health.neighbour_failed("GW2")
+async def test_a_slow_hop_to_a_live_neighbour_is_awaited(wire: Wire) -> None:
+    wire.receiver.delay_s = 1.0  # well past suspect_after_s: probed, answers, the hop goes on
+    assert await wire.transport.send_hop("GW2", REQUEST, timeout_s=5) == HopResult(b"confirmation", "GW3")
+    assert wire.health.liveness.counts["GW2"].answered > 0 and wire.health.reachable("GW2")
+
+
+async def test_a_hop_waiting_on_a_neighbour_that_fails_its_probe_is_abandoned(wire: Wire) -> None:
+    wire.receiver.delay_s = 30.0
+    await wire.gw2_serving(False)
+    with pytest.raises(RelayFailed) as failure:
+        await wire.transport.send_hop("GW2", REQUEST, timeout_s=20)
+    assert failure.value.message == "gateway GW2 failed its liveness probe"
+    assert failure.value.retryable and failure.value.down_link == ("GW1", "GW2")
+    assert not wire.health.reachable("GW2") and len(wire.receiver.hops) == 1  # abandoned, not resent
+
+    with pytest.raises(RelayFailed, match="failed its liveness probe"):  # while down: refused at once
+        await wire.transport.send_hop("GW2", REQUEST, timeout_s=20)
+    assert len(wire.receiver.hops) == 1
+    assert await wire.transport.send_void("GW2", VOID, timeout_s=5) == []
+
+
+async def test_a_down_neighbour_is_back_once_a_probe_succeeds_not_when_its_channel_is_ready(wire: Wire) -> None:
+    await wire.gw2_serving(False)
+    await wire.health.neighbour_failed("GW2")
     assert not wire.health.reachable("GW2")
-    await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
-    assert wire.health.reachable("GW2")
+    assert wire.peer.is_connected()  # the channel is READY all along: that alone does not bring it back
+    await asyncio.sleep(LIVENESS.reprobe_interval_s * 3)
+    assert not wire.health.reachable("GW2")
+    await wire.gw2_serving(True)
+    await wait_until(lambda: wire.health.reachable("GW2"), timeout_s=10, what="GW2 back after a good probe")
+    assert await wire.transport.send_hop("GW2", REQUEST, timeout_s=5) == HopResult(b"confirmation", "GW3")
