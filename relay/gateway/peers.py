@@ -30,7 +30,7 @@ class Peer:
         self._trust = trust
         self._clock = clock
         self._channel = grpc.aio.secure_channel(
-            neighbour.grpc_target, channel_credentials(keys, own_id), options=channel_options()
+            neighbour.grpc_target, channel_credentials(keys, own_id), options=channel_options(neighbour.id)
         )
         self.relay = rpc.KeyRelayStub(self._channel)
         self._pool_sync = rpc.QkdPoolSyncStub(self._channel)

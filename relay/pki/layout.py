@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relay.pki.certs import EntityFiles
-from relay.pki.tls import client_context, server_context
+from relay.pki.tls import ExpectedPeer, client_context, server_context
 
 
 class MissingKeyMaterial(FileNotFoundError):
@@ -51,9 +51,12 @@ class KeyDirectory:
         files = self._existing(name)
         return server_context(files.cert, files.key, self.ca.cert, minimum=minimum)
 
-    def client_context(self, name: str, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
+    def client_context(
+        self, name: str, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2, *, peer: ExpectedPeer | None = None
+    ) -> ssl.SSLContext:
+        """``name``'s client side; with ``peer``, only that server is accepted (``relay.pki.tls.pin_server``)."""
         files = self._existing(name)
-        return client_context(self.ca.cert, files.cert, files.key, minimum=minimum)
+        return client_context(self.ca.cert, files.cert, files.key, minimum=minimum, peer=peer)
 
     def _existing(self, name: str) -> EntityFiles:
         files = self.entity(name)
