@@ -126,6 +126,7 @@ async def start_gateway(
         supply = _qkd_supply(plan, settings, keys, peers, backend, cipher, keyspace, stack)
 
         metrics = GatewayMetrics(plan.id)  # the relay's observer
+        metrics.certificates = (keys.certificate(plan.id), keys.certificate("ca"))
         await check_durability(backend, metrics, plan.id)
         relay = _relay(plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics)
         stack.push_async_callback(relay.voiding.close)

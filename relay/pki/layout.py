@@ -12,6 +12,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from relay.pki.certs import EntityFiles
 from relay.pki.tls import ExpectedPeer, client_context, server_context
 
@@ -46,6 +48,13 @@ class KeyDirectory:
 
     def entity(self, name: str) -> EntityFiles:
         return EntityFiles(self.root / f"{name}.crt", self.root / f"{name}.key", self.root / f"{name}.pem")
+
+    def certificate(self, name: str) -> x509.Certificate:
+        """``name``'s certificate (``"ca"`` for the CA's), as loaded by the TLS contexts below."""
+        path = self.entity(name).cert
+        if not path.is_file():
+            raise MissingKeyMaterial(f"{path} is missing; run `qkd-relay keys init` first")
+        return x509.load_pem_x509_certificate(path.read_bytes())
 
     def server_context(self, name: str, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
         files = self._existing(name)

@@ -53,7 +53,7 @@ async def gw2(topology_keys: KeyDirectory) -> AsyncIterator[Listening]:
     await listening.server.stop(None)
 
 
-async def _dial_gw2_as_gw1(keys: KeyDirectory, port: int, *, dialling: str = "GW2") -> pb.SignedEncapsulationKey:
+async def _dial_as_gw1(keys: KeyDirectory, port: int, *, dialling: str = "GW2") -> pb.SignedEncapsulationKey:
     """The channel exactly as :class:`relay.gateway.peers.Peer` builds it for neighbour ``dialling``."""
     credentials = channel_credentials(keys, "GW1")
     async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=channel_options(dialling)) as channel:
@@ -63,7 +63,7 @@ async def _dial_gw2_as_gw1(keys: KeyDirectory, port: int, *, dialling: str = "GW
 
 
 async def test_the_neighbour_dialled_answers(topology_keys: KeyDirectory, gw2: Listening) -> None:
-    answer = await _dial_gw2_as_gw1(topology_keys, gw2.port)
+    answer = await _dial_as_gw1(topology_keys, gw2.port)
     assert answer.announcement == b"TLSv1.3" and gw2.servicer.calls == 1
 
 
@@ -77,9 +77,9 @@ async def test_a_server_with_another_entitys_certificate_is_refused(
     )
     try:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await _dial_gw2_as_gw1(topology_keys, impostor.port)
+            await _dial_as_gw1(topology_keys, impostor.port)
         assert impostor.servicer.calls == 0
-        await _dial_gw2_as_gw1(topology_keys, impostor.port, dialling=presenting)  # the control: the name
+        await _dial_as_gw1(topology_keys, impostor.port, dialling=presenting)  # the control: the name
     finally:
         await impostor.server.stop(None)
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
