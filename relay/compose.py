@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 from relay.crypto.identity import PRIVATE_SUFFIX, PUBLIC_SUFFIX
-from relay.pki.redis_access import HEALTH_USER, redis_server_entity, tls_server_arguments
+from relay.pki.redis_access import HEALTH_USER, REDIS_CLIENT_ENTITY, redis_server_entity, tls_server_arguments
 from relay.topology import Gateway, Topology, TopologyError
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -197,15 +197,18 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         networks[region_network(region.id)] = {}
         volumes[redis_volume(region.id)] = {}
         entity = redis_server_entity(region.id)
-        acl_file, ca, cert, key = (
+        acl_file, ca, cert, key, probe_cert, probe_key = (
             f"redis/{region.id}.acl",
             "ca.crt",
             f"{entity}.crt",
             f"{entity}.key",
+            f"{REDIS_CLIENT_ENTITY}.crt",  # the server's certificate is serverAuth only: not a client's
+            f"{REDIS_CLIENT_ENTITY}.key",
         )
-        inside = {name: f"{CONTAINER_KEYS_ROOT}/{topology.name}/{name}" for name in (acl_file, ca, cert, key)}
+        mounted = (acl_file, ca, cert, key, probe_cert, probe_key)
+        inside = {name: f"{CONTAINER_KEYS_ROOT}/{topology.name}/{name}" for name in mounted}
         probe = (
-            f"redis-cli --tls --cacert {inside[ca]} --cert {inside[cert]} --key {inside[key]} "
+            f"redis-cli --tls --cacert {inside[ca]} --cert {inside[probe_cert]} --key {inside[probe_key]} "
             f"--user {HEALTH_USER} --pass - --no-auth-warning ping | grep -qx PONG"
         )
         services[name] = {

@@ -51,6 +51,7 @@ class Kme:
     id: Text
     port: Port
     host: Text = "127.0.0.1"
+    tls_name: Text | None = None  # a vendor-issued certificate's DNS name or commonName (relay.pki.tls)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from relay.containers.wheelhouse import missing_requirements
 from relay.crypto.identity import load_identity, load_trust_store
 from relay.gateway.config import plan_gateway
 from relay.kms_sim.config import from_topology
+from relay.pki.certs import entity_dns_name
 from relay.pki.certs import load_identity as load_certificate
 from relay.pki.layout import KeyDirectory
 from relay.pki.provision import provision
@@ -240,10 +241,10 @@ def test_every_service_has_a_real_healthcheck_on_its_own_listeners(
         assert check["test"][0] in {"CMD", "CMD-SHELL"} and not check.get("disable"), name
         assert {"interval", "timeout", "retries"} <= set(check), name
     for region in topology.regions:
-        own = f"/keys/{topology.name}/redis-{region.id}"
+        client = f"/keys/{topology.name}/admin-redis"  # a client certificate: the server's is serverAuth only
         assert services[f"redis-{region.id}"]["healthcheck"]["test"] == [
             "CMD-SHELL",
-            f"redis-cli --tls --cacert /keys/{topology.name}/ca.crt --cert {own}.crt --key {own}.key "
+            f"redis-cli --tls --cacert /keys/{topology.name}/ca.crt --cert {client}.crt --key {client}.key "
             "--user health --pass - --no-auth-warning ping | grep -qx PONG",
         ]
     for kms in topology.kms:
@@ -416,7 +417,7 @@ def test_a_vendor_kms_gets_exactly_the_key_files_it_loads(
 
 
 def test_certificates_name_the_compose_hosts(container_topology: Topology, keys: KeyDirectory) -> None:
-    """The 014 client checks the KME URL's host and gRPC the name `localhost`: both are in the certificates."""
+    """The 014 client checks the KME URL's host and gRPC the neighbour's own name: both are in the certificates."""
     from cryptography import x509
 
     def dns_names(entity: str) -> list[str]:
@@ -426,7 +427,7 @@ def test_certificates_name_the_compose_hosts(container_topology: Topology, keys:
         )
 
     for gateway in container_topology.gateways:
-        assert {gateway.host, "localhost"} <= set(dns_names(gateway.id))
+        assert {gateway.host, entity_dns_name(gateway.id)} <= set(dns_names(gateway.id))
     for kms in container_topology.kms:
         for kme in kms.kmes:
             assert kme.host in dns_names(kme.id)

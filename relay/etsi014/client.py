@@ -17,6 +17,7 @@ from yarl import URL
 
 from relay.etsi014.errors import ValidationError
 from relay.etsi014.models import Error, KeyContainer, KeyIds, KeyRequest, Status
+from relay.pki.tls import wrong_peer
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -37,6 +38,11 @@ class KmeError(KmeClientError):
 
 class KmeUnreachable(KmeClientError):
     """No HTTP answer: connection refused, TLS handshake failed, or the request timed out."""
+
+
+class KmeWrongIdentity(KmeUnreachable):
+    """The server's certificate is valid but names another entity than the KME the client context is pinned
+    to (``relay.pki.tls.pin_server``): refused at the handshake, before any request was sent."""
 
 
 class KmeProtocolError(KmeClientError):
@@ -111,6 +117,8 @@ class Etsi014Client:
                 except ValueError:
                     raise KmeProtocolError(f"{operation}: the KME answered 200 with a body that is not JSON") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if (wrong := wrong_peer(exc)) is not None:
+                raise KmeWrongIdentity(f"{method} {operation} at {self._base}: {wrong}") from exc
             raise KmeUnreachable(f"{method} {operation} at {self._base}: {exc!r}") from exc
 
     @staticmethod

@@ -21,6 +21,7 @@ from relay.etsi020.models import (
     parse_ack_containers,
 )
 from relay.etsi020.problems import Problem
+from relay.pki.tls import wrong_peer
 from relay.strict_json import StrictJsonError, parse_strict_json
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -42,6 +43,11 @@ class PeerProblem(Exception):
 
 class PeerUnreachable(Exception):
     """No HTTP answer: connection refused, TLS failure or timeout. The keys may still be associated."""
+
+
+class PeerWrongIdentity(PeerUnreachable):
+    """The server's certificate is valid but names another entity than the one the client context is pinned
+    to (``relay.pki.tls.pin_server``): refused at the handshake, before any request (or key) was sent."""
 
 
 class Etsi020Client:
@@ -104,6 +110,8 @@ class Etsi020Client:
                     raise PeerProblem(response.status, {"unexpected_status": f"expected {expected}"})
                 return body
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if (wrong := wrong_peer(exc)) is not None:
+                raise PeerWrongIdentity(f"{method} {url}: {wrong}") from exc
             raise PeerUnreachable(f"{method} {url}: {exc!r}") from exc
 
 

@@ -42,12 +42,13 @@ from relay.etsi020.problems import (
     ProblemType,
 )
 from relay.openapi_frame import OPENAPI_PATH
-from relay.pki.tls import peer_identity
+from relay.pki.tls import ExpectedPeer, peer_identity
 from relay.strict_json import StrictJsonError, parse_strict_json
 
 log = logging.getLogger(__name__)
 
 API_VERSIONS = ("v1",)
+CALLER_ROLES = ("gateway", "kme")  # the certificate roles that may speak 020 (see _calling_kme)
 _NOT_UNDERSTOOD_BY_PATH = {"/kmapi/v1/ext_keys/ack": ACK_NOT_UNDERSTOOD, "/kmapi/v1/ext_keys/void": VOID_NOT_UNDERSTOOD}
 
 
@@ -80,8 +81,10 @@ class InterKmsBackend(Protocol):
         ...
 
 
-AckSender = Callable[[str, list[AckContainer]], Awaitable[None]]
-"""Delivers acks to an ``ack_callback_url`` (the 020 client's ``post_acks``).
+AckSender = Callable[[str, str, list[AckContainer]], Awaitable[None]]
+"""Delivers acks to an ``ack_callback_url``: ``(caller, callback_url, acks)``. ``caller`` is the KME (or
+gateway) that sent the request, by its certificate; the callback must be that same entity's server
+(:func:`callback_peer`), so acks, and the key_IDs they name, reach no one else.
 
 The server calls it once and only logs a failure, so retrying, or voiding what could not be acknowledged
 (as the spec requires of a failed ext_keys/ack), is the sender's job.
@@ -137,7 +140,7 @@ async def _ext_keys(request: web.Request) -> web.StreamResponse:
     _refuse_unsupported_mandatory_extensions(request.app[MANDATORY_EXTENSIONS_KEY], container)
     backend = request.app[BACKEND_KEY]
     await backend.check_ext_keys(caller, container)
-    return await _respond(request, container.ack_callback_url, lambda: backend.deliver(caller, container))
+    return await _respond(request, caller, container.ack_callback_url, lambda: backend.deliver(caller, container))
 
 
 def _refuse_unsupported_mandatory_extensions(supported: frozenset[str], container: ExtKeyContainer) -> None:
@@ -160,7 +163,7 @@ async def _void(request: web.Request) -> web.StreamResponse:
     container = VoidContainer.from_json(await _read_json(request))
     backend = request.app[BACKEND_KEY]
     await backend.check_void(caller, container)
-    return await _respond(request, container.ack_callback_url, lambda: backend.void(caller, container))
+    return await _respond(request, caller, container.ack_callback_url, lambda: backend.void(caller, container))
 
 
 async def _ack(request: web.Request) -> web.Response:
@@ -171,21 +174,23 @@ async def _ack(request: web.Request) -> web.Response:
 
 
 async def _respond(
-    request: web.Request, callback_url: str | None, work: Callable[[], Awaitable[list[AckContainer]]]
+    request: web.Request, caller: str, callback_url: str | None, work: Callable[[], Awaitable[list[AckContainer]]]
 ) -> web.StreamResponse:
     """Synchronous mode answers 200 with the acks; asynchronous mode answers 202 and posts them later."""
     if callback_url is None:
         return web.json_response([ack.to_json() for ack in await work()])
-    task = asyncio.create_task(_work_then_ack(request.app[ACK_SENDER_KEY], callback_url, work))
+    task = asyncio.create_task(_work_then_ack(request.app[ACK_SENDER_KEY], caller, callback_url, work))
     tasks: set[asyncio.Task[None]] = request.app[TASKS_KEY]
     tasks.add(task)
     task.add_done_callback(tasks.discard)
     return web.Response(status=202)
 
 
-async def _work_then_ack(send: AckSender, callback_url: str, work: Callable[[], Awaitable[list[AckContainer]]]) -> None:
+async def _work_then_ack(
+    send: AckSender, caller: str, callback_url: str, work: Callable[[], Awaitable[list[AckContainer]]]
+) -> None:
     try:
-        await send(callback_url, await work())  # [] too: the caller waits for an answer either way
+        await send(caller, callback_url, await work())  # [] too: the caller waits for an answer either way
     except Exception:
         # Retrying or voiding is the backend's and the sender's business; here nothing may die silently.
         log.exception("asynchronous 020 work for %s failed", callback_url)
@@ -195,6 +200,11 @@ async def _finish_background_work(app: web.Application) -> None:
     tasks: set[asyncio.Task[None]] = app[TASKS_KEY]
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def callback_peer(caller: str) -> ExpectedPeer:
+    """The server a 020 client calling back ``caller`` must reach: the identity read from its certificate."""
+    return ExpectedPeer(CALLER_ROLES, caller)
 
 
 def _calling_kme(request: web.Request) -> str:

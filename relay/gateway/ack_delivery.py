@@ -11,6 +11,10 @@ WARNING. Acks of other statuses (failed, voided, ...) leave nothing deliverable:
 
 The handing KMS's 020 base URL is the callback URL up to its ``/kmapi/<version>/`` segment (the spec puts
 every 020 path under it); the void is sent in the synchronous mode, so no further ack is awaited.
+
+Acks and that void go only to the KMS that handed the keys over: ``post`` and ``peer_at`` are given its
+identity (the caller's certificate) and pin the server to it (``relay.etsi020.server.callback_peer``),
+so a callback URL pointing at another entity's server gets nothing; that counts as undeliverable.
 """
 
 from __future__ import annotations
@@ -57,9 +61,9 @@ def handing_kms_base(callback_url: str) -> str | None:
 class AckDelivery:
     def __init__(
         self,
-        post: Callable[[str, Sequence[AckContainer]], Awaitable[None]],
+        post: Callable[[str, str, Sequence[AckContainer]], Awaitable[None]],
         voiding: Voiding,
-        peer_at: Callable[[str], Etsi020Client],
+        peer_at: Callable[[str, str], Etsi020Client],
         retry: AckRetry,
         metrics: AckDeliveryMetrics,
     ) -> None:
@@ -69,9 +73,9 @@ class AckDelivery:
         self._retry = retry
         self.metrics = metrics
 
-    async def send(self, callback_url: str, acks: list[AckContainer]) -> None:
-        """The server's AckSender: deliver ``acks``, or withdraw what they announce as relayed."""
-        failure = await self._deliver(callback_url, acks)
+    async def send(self, caller: str, callback_url: str, acks: list[AckContainer]) -> None:
+        """The server's AckSender: deliver ``acks`` to ``caller``, or withdraw what they announce as relayed."""
+        failure = await self._deliver(caller, callback_url, acks)
         if failure is None:
             self.metrics.delivered += 1
             return
@@ -84,9 +88,9 @@ class AckDelivery:
             sum(len(ack.key_ids) for ack in relayed),
         )
         for ack in relayed:
-            await self._withdraw(callback_url, ack)
+            await self._withdraw(caller, callback_url, ack)
 
-    async def _deliver(self, callback_url: str, acks: list[AckContainer]) -> str | None:
+    async def _deliver(self, caller: str, callback_url: str, acks: list[AckContainer]) -> str | None:
         """None once delivered, else the last failure after the retry time ran out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry.total_s
@@ -95,7 +99,7 @@ class AckDelivery:
             self.metrics.attempts += 1
             try:
                 async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
-                    await self._post(callback_url, acks)
+                    await self._post(caller, callback_url, acks)
                 return None
             except PeerProblem as exc:
                 failure = str(exc)
@@ -108,7 +112,7 @@ class AckDelivery:
             await asyncio.sleep(delay)
             delay *= 2
 
-    async def _withdraw(self, callback_url: str, ack: AckContainer) -> None:
+    async def _withdraw(self, caller: str, callback_url: str, ack: AckContainer) -> None:
         target = ack.target_sae_ids[0]
         voided = await self._voiding.void(ack.initiator_sae_id, target, list(ack.key_ids))
         self.metrics.keys_voided += len(voided)
@@ -118,7 +122,7 @@ class AckDelivery:
             return
         request = VoidContainer(ack.key_ids, ack.initiator_sae_id, ack.target_sae_ids)
         try:
-            async with self._peer_at(base) as peer:
+            async with self._peer_at(caller, base) as peer:
                 await peer.void(request)
         except (PeerProblem, PeerUnreachable) as exc:
             log.warning("ext_keys/void of %d keys at %s failed: %s", len(ack.key_ids), base, exc)

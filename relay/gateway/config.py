@@ -15,6 +15,7 @@ from relay.gateway.keepalive import KeepaliveSettings
 from relay.gateway.liveness import LivenessSettings
 from relay.gateway.qkd_filler import FillerSettings
 from relay.http_server import ListenerLimits
+from relay.pki.tls import ExpectedPeer
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Role
 from relay.topology import Gateway, Link, Topology, TopologyError
 
@@ -27,12 +28,14 @@ class LinkPolicy(StrEnum):
 
 @dataclass(frozen=True)
 class QkdLinkEnd:
-    """This gateway's end of a QKD link: it is an SAE (named by its gateway ID) of ``kme_url``."""
+    """This gateway's end of a QKD link: it is an SAE (named by its gateway ID) of ``kme_url``, where only
+    the server ``kme`` names is accepted."""
 
     link_id: str
     role: Role
     peer_sae_id: str
     kme_url: str
+    kme: ExpectedPeer
 
 
 @dataclass(frozen=True)
@@ -143,4 +146,5 @@ def _qkd_end(topology: Topology, link: Link, gateway_id: str) -> QkdLinkEnd:
         role=Role.MASTER if ends.index(gateway_id) == 0 else Role.SLAVE,
         peer_sae_id=peer.sae,
         kme_url=f"https://{kme.host}:{kme.port}",
+        kme=ExpectedPeer(("kme",), kme.id, kme.tls_name),
     )

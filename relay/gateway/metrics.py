@@ -10,11 +10,13 @@ All names start with ``qkdr_``; the README lists them.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
+from cryptography import x509
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import Metric
 
@@ -62,6 +64,7 @@ class GatewayMetrics(RelayObserver):
         self.relay_failures: Counter[tuple[str, RelayOrigin]] = Counter()  # by reason and origin
         self.hop_failures: Counter[str] = Counter()
         self.redis_durability: RedisDurability | None = None  # read once at start-up
+        self.certificates: Sequence[x509.Certificate] = ()  # loaded at start-up: its own and the CA
         self._started = time.monotonic()
         self._snapshot = _Snapshot()
         self._sources: GatewayView | None = None
@@ -109,6 +112,17 @@ class GatewayMetrics(RelayObserver):
         self._snapshot = _Snapshot(redis_up=True, lanes=lanes, ready=levels.ready)
 
 
+def _certificate_expiry(certificates: Sequence[x509.Certificate]) -> Metric:
+    """Seconds until each loaded certificate expires (negative once expired), by wall clock at scrape time."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return gauge(
+        "qkdr_certificate_expiry_seconds",
+        "Seconds until a certificate the gateway loaded expires (its own and the CA's), by subject",
+        ["subject"],
+        [([c.subject.rfc4514_string()], (c.not_valid_after_utc - now).total_seconds()) for c in certificates],
+    )
+
+
 def _direction(outbound: bool) -> str:
     return "outbound" if outbound else "inbound"
 
@@ -141,6 +155,7 @@ class _Collector:
                 ["appendonly", "appendfsync"],
                 [([durability.appendonly, durability.appendfsync], 1.0 if durability.durable else 0.0)],
             )
+        yield _certificate_expiry(m.certificates)
         yield from self._pools(snap, prerelay=m.sources is not None and m.sources.prerelay is not None)
         yield m.requests.family("qkdr_northbound_requests", "HTTP requests served by the ETSI 014 and 020 APIs")
         yield from self._acks(m.ack_delivery)

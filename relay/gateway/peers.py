@@ -43,7 +43,7 @@ class Peer:
         self._channel = grpc.aio.secure_channel(
             neighbour.grpc_target,
             channel_credentials(keys, own_id),
-            options=[*channel_options(), *keepalive.channel_options()],
+            options=[*channel_options(neighbour.id), *keepalive.channel_options()],
         )
         self.relay = rpc.KeyRelayStub(self._channel)
         self._health_check = self._channel.unary_unary(  # the typeshed stub of HealthStub lacks Check

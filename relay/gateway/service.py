@@ -16,11 +16,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-import grpc
 from aiohttp import web
 
 from relay.aio import repeat_until_cancelled
@@ -39,6 +38,8 @@ from relay.domain import gateway_key_prefix
 from relay.etsi014.client import Etsi014Client
 from relay.etsi014.server import create_app as create_etsi014_app
 from relay.etsi020.client import Etsi020Client
+from relay.etsi020.models import AckContainer
+from relay.etsi020.server import callback_peer
 from relay.etsi020.server import create_app as create_etsi020_app
 from relay.gateway.ack_delivery import AckDelivery, AckRetry
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
@@ -46,7 +47,7 @@ from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.grpc_health import GatewayHealth
 from relay.gateway.grpc_services import add_services
-from relay.gateway.grpc_tls import server_credentials
+from relay.gateway.grpc_tls import gateway_server, server_credentials
 from relay.gateway.hop_protection import HopCrypto, HopProtection, QkdLanes
 from relay.gateway.hop_transport import GrpcHopTransport
 from relay.gateway.interkms import InterKmsBridge
@@ -130,6 +131,7 @@ async def start_gateway(
         supply = _qkd_supply(plan, settings, keys, peers, backend, cipher, keyspace, stack)
 
         metrics = GatewayMetrics(plan.id)  # the relay's observer
+        metrics.certificates = (keys.certificate(plan.id), keys.certificate("ca"))
         await check_durability(backend, metrics, plan.id)
         relay = _relay(plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics)
         stack.push_async_callback(relay.voiding.close)
@@ -149,13 +151,11 @@ async def start_gateway(
         )
         metrics.attach(view)
 
-        server = grpc.aio.server(options=settings.keepalive.server_options())
+        server = gateway_server(settings.keepalive.server_options())
         grpc_health = add_services(server, plan, engine, voiding, supply.receivers, keyring)
         ping_redis = partial(backend.command, "PING")
         await grpc_health.check_once(ping_redis)
         own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
-        ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
-        stack.push_async_callback(_quietly(ack_client.close))
         ledger = HandoverLedger(backend, keyspace, ttl_s=settings.relayed_store.waiting_ttl_s)  # the keys' lifetime
         bridge = InterKmsBridge(
             plan,
@@ -167,10 +167,11 @@ async def start_gateway(
             prefix=keyspace.prefix,
             ledger=ledger,
         )
+        callback_client = partial(_callback_client, keys, plan.id)
         acks = AckDelivery(
-            ack_client.post_acks,
+            partial(_post_acks, callback_client),
             voiding,
-            lambda base: Etsi020Client(base, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3)),
+            callback_client,
             AckRetry(settings.ack_retry_s, settings.ack_retry_first_s),
             metrics.ack_delivery,
         )
@@ -286,7 +287,7 @@ def _qkd_supply(
             continue
         qkd = neighbour.qkd
         pools = supply.lanes[neighbour_id] = link_pools(backend, cipher, keyspace, qkd.link_id, settings.qkd_pool)
-        kme = Etsi014Client(qkd.kme_url, keys.client_context(plan.id))
+        kme = Etsi014Client(qkd.kme_url, keys.client_context(plan.id, peer=qkd.kme))
         stack.push_async_callback(_quietly(kme.close))
         if qkd.role is Role.MASTER:
             peer = peers[neighbour_id]
@@ -346,6 +347,20 @@ async def _listen(
         sites[name] = await start_site(apps[name], host, port, context, settings.listener)
         stack.push_async_callback(sites[name].stop)
     return sites
+
+
+def _callback_client(keys: KeyDirectory, gateway_id: str, caller: str, base_url: str) -> Etsi020Client:
+    """A 020 client to ``base_url`` that accepts only ``caller``'s server: the KMS that called us."""
+    context = keys.client_context(gateway_id, minimum=ssl.TLSVersion.TLSv1_3, peer=callback_peer(caller))
+    return Etsi020Client(base_url, context)
+
+
+async def _post_acks(
+    client_for: Callable[[str, str], Etsi020Client], caller: str, callback_url: str, acks: Sequence[AckContainer]
+) -> None:
+    """One connection per ack request: acks are rare (one per handed-over batch), and each goes to its caller."""
+    async with client_for(caller, callback_url) as client:
+        await client.post_acks(callback_url, acks)
 
 
 def _quietly(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

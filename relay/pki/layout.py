@@ -12,8 +12,10 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from relay.pki.certs import EntityFiles
-from relay.pki.tls import client_context, server_context
+from relay.pki.tls import ExpectedPeer, client_context, server_context
 
 
 class MissingKeyMaterial(FileNotFoundError):
@@ -47,13 +49,23 @@ class KeyDirectory:
     def entity(self, name: str) -> EntityFiles:
         return EntityFiles(self.root / f"{name}.crt", self.root / f"{name}.key", self.root / f"{name}.pem")
 
+    def certificate(self, name: str) -> x509.Certificate:
+        """``name``'s certificate (``"ca"`` for the CA's), as loaded by the TLS contexts below."""
+        path = self.entity(name).cert
+        if not path.is_file():
+            raise MissingKeyMaterial(f"{path} is missing; run `qkd-relay keys init` first")
+        return x509.load_pem_x509_certificate(path.read_bytes())
+
     def server_context(self, name: str, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
         files = self._existing(name)
         return server_context(files.cert, files.key, self.ca.cert, minimum=minimum)
 
-    def client_context(self, name: str, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
+    def client_context(
+        self, name: str, minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2, *, peer: ExpectedPeer | None = None
+    ) -> ssl.SSLContext:
+        """``name``'s client side; with ``peer``, only that server is accepted (``relay.pki.tls.pin_server``)."""
         files = self._existing(name)
-        return client_context(self.ca.cert, files.cert, files.key, minimum=minimum)
+        return client_context(self.ca.cert, files.cert, files.key, minimum=minimum, peer=peer)
 
     def _existing(self, name: str) -> EntityFiles:
         files = self.entity(name)

@@ -12,8 +12,9 @@ the server (CONFIG SET, DEBUG, SHUTDOWN) or its users (ACL) is granted. The ``ad
 password, is for operators and tests; the ``health`` user can only PING, with any password.
 
 Over TLS (``rediss://``) each region's Redis presents the certificate ``keys init`` issues to
-``redis-<region>`` and requires a client certificate from the same CA (:func:`tls_server_arguments`); the
-ACL still decides what the authenticated user may do.
+``redis-<region>`` (serverAuth only) and requires a client certificate from the same CA
+(:func:`tls_server_arguments`): a gateway's, or :data:`REDIS_CLIENT_ENTITY`'s (clientAuth only) for the
+admin and health users; the ACL still decides what the authenticated user may do.
 
 The ACL file holds SHA-256 hashes of 256-bit random passwords, never a password, so it is written 0644:
 whichever user runs Redis can read it, and it reveals nothing usable.
@@ -34,6 +35,7 @@ from relay.topology import Topology
 
 ADMIN_USER = "admin"
 HEALTH_USER = "health"  # any password, PING only: for container health checks that hold no secret
+REDIS_CLIENT_ENTITY = "admin-redis"  # the TLS client certificate of the admin and health users
 
 SCRIPT_COMMANDS = (  # what the pool's Lua scripts call (relay/pool/scripts.py)
     "DEL", "EXISTS", "GET", "HDEL", "HGET", "HSET", "PEXPIREAT", "SET", "TIME",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from relay.etsi020.client import Etsi020Client
+from relay.etsi020.models import AckContainer
 from relay.etsi020.server import create_app
 from relay.http_server import start_site
 from relay.pki.certs import issue, load_identity, write_identity
@@ -44,8 +45,12 @@ async def kme(pki: KeyDirectory, gateway_pki: KeyDirectory) -> AsyncIterator[Kme
     callback = await start_callback(pki, acks)
     backend = RecordingBackend()
     sender = Etsi020Client(callback.url, pki.client_context("KME-B", minimum=TLS13))
+
+    async def send_acks(caller: str, callback_url: str, acks: list[AckContainer]) -> None:
+        await sender.post_acks(callback_url, acks)
+
     app = create_app(
-        backend, sender.post_acks, supported_mandatory_extensions={SUPPORTED_MANDATORY}, max_body_bytes=MAX_BODY_BYTES
+        backend, send_acks, supported_mandatory_extensions={SUPPORTED_MANDATORY}, max_body_bytes=MAX_BODY_BYTES
     )
     site = await start_site(app, "127.0.0.1", 0, pki.server_context("KME-B", minimum=TLS13))
     harness = Kme020(site, callback, backend, acks, pki, gateway_pki)

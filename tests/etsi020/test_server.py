@@ -531,7 +531,7 @@ async def test_the_mandatory_extension_set_defaults_to_empty(pki: KeyDirectory, 
     """``create_app`` without the parameter supports no mandatory extension at all."""
     backend = RecordingBackend()
 
-    async def no_acks(url: str, acks: list[AckContainer]) -> None:
+    async def no_acks(caller: str, url: str, acks: list[AckContainer]) -> None:
         raise AssertionError("no ack expected")
 
     site = await start_site(create_app(backend, no_acks), "127.0.0.1", 0, pki.server_context("KME-B", TLS13))

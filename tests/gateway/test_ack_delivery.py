@@ -122,3 +122,24 @@ async def test_an_ack_to_a_callback_that_is_down_voids_the_keys(testbed: LocalTe
     await wait_until(lambda: metrics.keys_voided == 2, timeout_s=15)
     assert metrics.attempts >= 3 and metrics.undeliverable == 1 and metrics.delivered == 0
     await assert_withdrawn(testbed, container)
+
+
+async def test_acks_go_only_to_the_kms_that_handed_the_keys_over(testbed: LocalTestbed) -> None:
+    """KME-R1-A hands keys over naming a callback served with KME-R2-A's genuine certificate: the gateway
+    pins the callback to its caller, so that server sees no ack and no void; the keys are withdrawn."""
+    impostor = FailingKms()
+    app = web.Application()
+    app.router.add_post("/kmapi/v1/ext_keys/ack", impostor.ack)
+    app.router.add_post("/kmapi/v1/ext_keys/void", impostor.void)
+    impostor.site = await start_site(app, "127.0.0.1", 0, testbed.keys.server_context("KME-R2-A", minimum=TLS13))
+    metrics = testbed.gateways["GW1"].metrics.ack_delivery
+    try:
+        client, container = handed(testbed, f"{impostor.site.url}/kmapi/v1/ext_keys/ack")
+        async with client:
+            assert await client.ext_keys(container) is None
+        await wait_until(lambda: metrics.keys_voided == 2, timeout_s=15)
+    finally:
+        await impostor.site.stop()
+    assert impostor.ack_attempts == 0 and impostor.voids.empty()  # refused in the handshake
+    assert metrics.attempts >= 1 and metrics.undeliverable == 1 and metrics.delivered == 0
+    await assert_withdrawn(testbed, container)

@@ -34,7 +34,7 @@ async def test_gateway_channels_negotiate_tls13_with_the_hybrid_ml_kem_group(top
     await server.start()
     try:
         async with grpc.aio.secure_channel(
-            f"127.0.0.1:{port}", channel_credentials(topology_keys, "GW1"), options=channel_options()
+            f"127.0.0.1:{port}", channel_credentials(topology_keys, "GW1"), options=channel_options("GW2")
         ) as channel:
             answer = await rpc.EncapsulationKeysStub(channel).GetEncapsulationKey(pb.GetEncapsulationKeyRequest())
     finally:
@@ -50,7 +50,9 @@ async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> As
 
 async def call_gw2(testbed: LocalTestbed, keys: KeyDirectory, entity: str) -> grpc.aio.AioRpcError:
     target = f"127.0.0.1:{testbed.gateways['GW2'].grpc_port}"
-    async with grpc.aio.secure_channel(target, channel_credentials(keys, entity), options=channel_options()) as chan:
+    async with grpc.aio.secure_channel(
+        target, channel_credentials(keys, entity), options=channel_options("GW2")
+    ) as chan:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await rpc.EncapsulationKeysStub(chan).GetEncapsulationKey(pb.GetEncapsulationKeyRequest(), timeout=5)
     return refused.value

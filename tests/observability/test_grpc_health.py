@@ -36,7 +36,7 @@ async def test_health_is_serving_then_not_serving_without_redis(
         gw1 = testbed.gateways["GW1"]
         target = f"127.0.0.1:{gw1.grpc_port}"
         async with grpc.aio.secure_channel(
-            target, channel_credentials(topology_keys, "GW2"), options=channel_options()
+            target, channel_credentials(topology_keys, "GW2"), options=channel_options("GW1")
         ) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             assert await _status(stub) == SERVING
@@ -63,7 +63,7 @@ async def test_health_requires_a_client_certificate(topology_keys: KeyDirectory,
     async with running_testbed(topology_keys, private_redis.url, GatewaySettings(prerelay=False)) as testbed:
         target = f"127.0.0.1:{testbed.gateways['GW1'].grpc_port}"
         anonymous = grpc.ssl_channel_credentials(root_certificates=topology_keys.ca.cert.read_bytes())
-        async with grpc.aio.secure_channel(target, anonymous, options=channel_options()) as channel:
+        async with grpc.aio.secure_channel(target, anonymous, options=channel_options("GW1")) as channel:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await _status(health_pb2_grpc.HealthStub(channel))
         assert refused.value.code() is grpc.StatusCode.UNAVAILABLE

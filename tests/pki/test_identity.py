@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from relay import topology as topology_module
+from relay.gateway.config import plan_gateway
 from relay.pki.certs import create_ca, issue
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
-from relay.pki.tls import peer_identity
+from relay.pki.tls import ExpectedPeer, WrongPeer, peer_identity
+from tests.support.local_testbed import default_document
 
 
 def _peercert(identity: Any) -> dict[str, Any]:
@@ -39,3 +42,34 @@ def test_vendor_certificates_without_our_san_fall_back_to_common_name() -> None:
 def test_missing_key_material_names_the_command_that_creates_it(tmp_path: Any) -> None:
     with pytest.raises(MissingKeyMaterial, match="qkd-relay keys init"):
         KeyDirectory(tmp_path).client_context("SAE-1")
+
+
+def test_a_pinned_peer_is_named_by_its_uri_san_for_the_role() -> None:
+    ca = create_ca("ca")
+    kme = ExpectedPeer(("kme",), "KME-A")
+    kme.check(_peercert(issue(ca, "KME-A", ("kme",))))
+    for impostor in (issue(ca, "KME-B", ("kme",)), issue(ca, "KME-A", ("sae",))):  # another KME; the name, not the role
+        with pytest.raises(WrongPeer, match="expected kme KME-A"):
+            kme.check(_peercert(impostor))
+    with pytest.raises(WrongPeer, match="no certificate"):
+        kme.check(None)
+
+
+def test_a_vendor_certificate_matches_the_configured_tls_name_only_without_our_uris() -> None:
+    vendor = {"subject": ((("commonName", "qkd-node-7"),),), "subjectAltName": (("DNS", "kme7.vendor.example"),)}
+    ExpectedPeer(("kme",), "KME-A", "kme7.vendor.example").check(vendor)  # its DNS name
+    ExpectedPeer(("kme",), "KME-A", "qkd-node-7").check(vendor)  # or its commonName
+    with pytest.raises(WrongPeer, match="CN=qkd-node-7"):
+        ExpectedPeer(("kme",), "KME-A").check(vendor)  # no name configured: not the KME named
+    ours = _peercert(issue(create_ca("ca"), "SAE-1", ("sae",), dns_names=("kme7.vendor.example",)))
+    with pytest.raises(WrongPeer, match="sae:SAE-1"):  # one of our certificates, for another role
+        ExpectedPeer(("kme",), "KME-A", "kme7.vendor.example").check(ours)
+
+
+def test_the_topology_carries_a_kmes_tls_name_to_the_gateway_plan() -> None:
+    document = default_document()
+    document["kms"][0]["kmes"][0]["tls_name"] = "kme.vendor.example"
+    topology = topology_module.parse(document)
+    kme = topology.kms[0].kmes[0]
+    ends = [nb.qkd for gw in topology.gateways for nb in plan_gateway(topology, gw.id).neighbours.values() if nb.qkd]
+    assert {end.kme for end in ends if end.kme.id == kme.id} == {ExpectedPeer(("kme",), kme.id, "kme.vendor.example")}

@@ -26,7 +26,14 @@ import redis
 
 from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
-from relay.pki.redis_access import ADMIN_USER, acl_text, read_credentials, tls_server_arguments, write_acl_file
+from relay.pki.redis_access import (
+    ADMIN_USER,
+    REDIS_CLIENT_ENTITY,
+    acl_text,
+    read_credentials,
+    tls_server_arguments,
+    write_acl_file,
+)
 from tests.support.ports import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -124,11 +131,11 @@ class RedisServer:
         return directory / [f["file"] for f in fields if f["type"] == "i"][-1]
 
     def client(self) -> redis.Redis:
-        """As the admin user (over TLS, with the server's own certificate as the client certificate)."""
+        """As the admin user (over TLS, with the admin client certificate ``keys init`` issues)."""
         tls: dict[str, str] = {}
         if self.tls_entity is not None:
             assert self.keys is not None
-            files = self.keys.entity(self.tls_entity)
+            files = self.keys.entity(REDIS_CLIENT_ENTITY)
             tls = {
                 "ssl_ca_certs": str(self.keys.ca.cert),
                 "ssl_certfile": str(files.cert),

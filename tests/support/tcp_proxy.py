@@ -1,12 +1,15 @@
 """A loopback TCP forwarder between two gateways' gRPC channels that a test can cut and heal.
 
-Cut as a firewall dropping the port would: existing connections die, new ones hang.
+Cut as a firewall dropping the port would: existing connections die, new ones hang. With ``upstream_tls``
+it originates TLS itself, so a plain (insecure) gRPC channel to it reaches a TLS server over whatever TLS
+the test's context allows: a real gRPC client over TLS 1.2, which grpcio cannot be told to negotiate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 
 class TcpProxy:
@@ -17,8 +20,16 @@ class TcpProxy:
     connections are reset too, so clients reconnect through a working path.
     """
 
-    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        target_port: int,
+        host: str = "127.0.0.1",
+        *,
+        upstream_tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
         self.host, self.target_port = host, target_port
+        self._upstream_tls, self._server_hostname = upstream_tls, server_hostname
         self.port = 0
         self._blocked = False
         self._open: set[asyncio.StreamWriter] = set()
@@ -53,7 +64,9 @@ class TcpProxy:
         if self._blocked:
             return  # held open, never answered, reset on heal
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.target_port)
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                self.host, self.target_port, ssl=self._upstream_tls, server_hostname=self._server_hostname
+            )
         except OSError:
             self._open.discard(writer)
             writer.transport.abort()

@@ -81,7 +81,7 @@ class ThreadedTestbed:
             private_key=files.key.read_bytes(),
             certificate_chain=files.cert.read_bytes(),
         )
-        channel = grpc.secure_channel(self.grpc_target(gateway_id), credentials, options=channel_options())
+        channel = grpc.secure_channel(self.grpc_target(gateway_id), credentials, options=channel_options(gateway_id))
         try:
             yield channel
         finally:
