@@ -12,6 +12,8 @@ import base64
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from relay.domain import gateway_key_prefix
 from relay.pki.redis_access import read_credentials
@@ -39,8 +41,15 @@ FORBIDDEN = [
 ]
 
 
+# redis-py retries connection errors with backoff by default, and AuthenticationError is one: every refused
+# login took seconds of retries, each refused again. A refusal is final here, so it is asked once.
+NO_RETRY = Retry(NoBackoff(), 0)
+
+
 def _as(server: RedisServer, username: str, password: str) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=server.port, username=username, password=password, socket_timeout=5)
+    return redis.Redis(
+        host="127.0.0.1", port=server.port, username=username, password=password, socket_timeout=5, retry=NO_RETRY
+    )
 
 
 def _own_names(server: RedisServer, gateway: str) -> list[str]:
@@ -90,7 +99,7 @@ def test_a_gateway_user_cannot_touch_another_gateways_prefix(
 
 
 def test_the_default_user_is_off_and_passwords_are_per_user(bed: ThreadedTestbed, security_redis: RedisServer) -> None:
-    with redis.Redis(host="127.0.0.1", port=security_redis.port, socket_timeout=5) as anonymous:
+    with redis.Redis(host="127.0.0.1", port=security_redis.port, socket_timeout=5, retry=NO_RETRY) as anonymous:
         with pytest.raises(redis.exceptions.AuthenticationError):
             anonymous.ping()
     for username, password in (

@@ -32,6 +32,8 @@ from tests.support.ports import free_port
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0  # graceful shutdown (an AOF fsync) before SIGKILL
+_TERM_REPEAT_S = 0.2  # SIGTERM again after this long (one Redis ignored: see RedisServer.stop)
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 DEFAULT_GATEWAYS = tuple(g.id for g in topology_module.load_default().gateways)  # the embedded topology's
 
@@ -104,7 +106,12 @@ class RedisServer:
         raise RedisHarnessError(f"redis-server did not start on {self.address}; see {self.log_file}")
 
     def stop(self) -> None:
-        """Graceful shutdown (SIGTERM); SIGKILL if it does not exit within a few seconds."""
+        """Graceful shutdown (SIGTERM, repeated until it exits); SIGKILL if it does not within a few seconds.
+
+        Redis refuses a SIGTERM that arrives while it writes its initial AOF ("Writing initial AOF, can't
+        exit", after ``CONFIG SET appendonly yes``) and waits for the next one: without repeating it, every
+        such test waited out the whole grace period and then crashed the server.
+        """
         self._end(kill=False)
 
     def kill(self) -> None:
@@ -189,15 +196,16 @@ class RedisServer:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        if kill:
-            process.kill()
-        else:
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not kill and time.monotonic() < deadline:
             process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            try:
+                process.wait(timeout=_TERM_REPEAT_S)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        process.kill()
+        process.wait()
 
 
 @dataclass
