@@ -34,6 +34,9 @@ REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0  # graceful shutdown (an AOF fsync) before SIGKILL
 _TERM_REPEAT_S = 0.2  # SIGTERM again after this long (one Redis ignored: see RedisServer.stop)
+# Redis acts on a SIGTERM in its next server cron: at the default 10 Hz every stop took 100 ms, and tests
+# stop servers by the hundred. At 100 Hz (an idle server's cost stays negligible) a stop takes ~10 ms.
+_HZ = 100
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 DEFAULT_GATEWAYS = tuple(g.id for g in topology_module.load_default().gateways)  # the embedded topology's
 
@@ -159,6 +162,7 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
             "--aclfile", str(self.acl_file),
+            "--hz", str(_HZ),
         ]  # fmt: skip
         if self.cluster:
             command += [
