@@ -12,13 +12,11 @@ import base64
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from relay.domain import gateway_key_prefix
 from relay.pki.redis_access import read_credentials
 from tests.support.hand_sealed_hops import enc_keys, fetch
-from tests.support.redis_servers import RedisServer
+from tests.support.redis_servers import ASK_ONCE, RedisServer
 from tests.support.threaded_testbed import ThreadedTestbed
 
 FORBIDDEN = [
@@ -41,14 +39,9 @@ FORBIDDEN = [
 ]
 
 
-# redis-py retries connection errors with backoff by default, and AuthenticationError is one: every refused
-# login took seconds of retries, each refused again. A refusal is final here, so it is asked once.
-NO_RETRY = Retry(NoBackoff(), 0)
-
-
 def _as(server: RedisServer, username: str, password: str) -> redis.Redis:
     return redis.Redis(
-        host="127.0.0.1", port=server.port, username=username, password=password, socket_timeout=5, retry=NO_RETRY
+        host="127.0.0.1", port=server.port, username=username, password=password, socket_timeout=5, retry=ASK_ONCE
     )
 
 
@@ -99,7 +92,7 @@ def test_a_gateway_user_cannot_touch_another_gateways_prefix(
 
 
 def test_the_default_user_is_off_and_passwords_are_per_user(bed: ThreadedTestbed, security_redis: RedisServer) -> None:
-    with redis.Redis(host="127.0.0.1", port=security_redis.port, socket_timeout=5, retry=NO_RETRY) as anonymous:
+    with redis.Redis(host="127.0.0.1", port=security_redis.port, socket_timeout=5, retry=ASK_ONCE) as anonymous:
         with pytest.raises(redis.exceptions.AuthenticationError):
             anonymous.ping()
     for username, password in (

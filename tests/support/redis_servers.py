@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from relay import topology as topology_module
 from relay.pki.layout import KeyDirectory
@@ -38,6 +40,9 @@ _TERM_REPEAT_S = 0.2  # SIGTERM again after this long (one Redis ignored: see Re
 # stop servers by the hundred. At 100 Hz (an idle server's cost stays negligible) a stop takes ~10 ms.
 _HZ = 100
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
+# For a client whose caller decides what a failure means: redis-py retries every ConnectionError (a port
+# not listening yet, a refused login: AuthenticationError is one) 10 times with backoff, about 4 s.
+ASK_ONCE = Retry(NoBackoff(), 0)
 DEFAULT_GATEWAYS = tuple(g.id for g in topology_module.load_default().gateways)  # the embedded topology's
 
 
@@ -185,6 +190,7 @@ class RedisServer:
         assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         with self.client() as client:
+            client.set_retry(ASK_ONCE)  # this loop polls; redis-py's retries would wait ~4 s for an unbound port
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     return False
