@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import one_line_error, run_cli
 
 
 @pytest.mark.parametrize(
@@ -20,15 +20,5 @@ import pytest
 def test_gateway_run_refuses_unworkable_settings_before_starting(
     tmp_path: Path, option: str, value: str, complaint: str
 ) -> None:
-    finished = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "gateway", "run", "--id", "GW1", option, value],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert finished.returncode == 2
-    assert complaint in finished.stderr
-    assert "Traceback" not in finished.stderr
-    assert finished.stderr.count("\n") == 1
+    finished = run_cli("gateway", "run", "--id", "GW1", option, value, cwd=tmp_path)
+    assert complaint in one_line_error(finished)

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from relay import topology as topology_module
 from relay.compose import compose_project_name
 from relay.containers.engine import PROJECT_LABEL
+from tests.support.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_TIMEOUT_S = 1800
@@ -36,13 +36,7 @@ pytestmark = [
 
 def qkd_relay(*args: str, state: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "compose", *args, "--state", str(state)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=STEP_TIMEOUT_S,
-    )
+    result = run_cli("compose", *args, "--state", state, cwd=ROOT, timeout_s=STEP_TIMEOUT_S)
     print(f"$ qkd-relay compose {' '.join(args)}  ({time.monotonic() - started:.1f} s)\n{result.stdout}{result.stderr}")
     return result, time.monotonic() - started
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import yaml
 
 from relay import topology
 from relay.topology import TopologyError, parse
+from tests.support.cli import one_line_error, run_cli
 
 
 def default_document() -> dict[str, Any]:
@@ -140,13 +139,5 @@ def test_the_cli_refuses_a_bad_topology_in_one_line(
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(mutate(change)))
-    finished = subprocess.run(
-        [sys.executable, "-m", "relay.cli", *command, "--topology", str(bad)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert finished.returncode == 2
-    assert finished.stderr == f"qkd-relay: error: {message}\n"
+    finished = run_cli(*command, "--topology", bad, cwd=tmp_path)
+    assert one_line_error(finished) == f"qkd-relay: error: {message}"

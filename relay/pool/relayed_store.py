@@ -158,26 +158,16 @@ class RelayedKeyStore:
         self.metrics.slave_refused += len(keys) - len(stored)
         return stored
 
-    async def take_for_slave(self, slave_sae_id: str, master_sae_id: str, key_ids: Sequence[str]) -> list[Key]:
-        """Every requested key, in request order, exactly once; or none. One step: for a caller with nothing
-        left to do before the keys count as delivered (a 014 answer still to write uses :meth:`reserve_for_slave`).
-
-        Raises :class:`RelayedKeysNotFound` if any key_ID is unknown, expired or already delivered, else
-        :class:`KeysNotIssuedToSlave` if any belongs to another slave (checked in that order, as 014 does),
-        else :class:`KeysBeingDelivered` if another call has reserved any of them.
-        """
-        outcome = await self._waiting(master_sae_id).take_ids(key_ids, owner=slave_sae_id)
-        self._raise_if_refused(outcome, slave_sae_id, master_sae_id, key_ids)
-        self.metrics.delivered += len(outcome.keys)
-        return list(outcome.keys)
-
     async def reserve_for_slave(
         self, slave_sae_id: str, master_sae_id: str, key_ids: Sequence[str]
     ) -> SlaveReservation:
-        """Every requested key, in request order, reserved for ``slave_sae_id`` until committed or released.
+        """Every requested key, in request order, reserved for ``slave_sae_id`` until committed or released;
+        or none. Committed keys are delivered exactly once.
 
-        Refuses like :meth:`take_for_slave`, and with :class:`KeysBeingDelivered` if another call holds a
-        reservation on any of them (it may yet release it).
+        Raises :class:`RelayedKeysNotFound` if any key_ID is unknown, expired or already delivered, else
+        :class:`KeysNotIssuedToSlave` if any belongs to another slave (checked in that order, as 014 does),
+        else :class:`KeysBeingDelivered` if another call holds a reservation on any of them (it may yet
+        release it).
         """
         store = self._waiting(master_sae_id)
         outcome = await store.reserve_ids(key_ids, slave_sae_id, self.settings.reservation_ttl_ms)

@@ -2,15 +2,15 @@
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio
-import redis.exceptions
 
 from relay.crypto.errors import ReplayedMessage
 from relay.crypto.replay import MemoryReplayGuard, RedisReplayGuard
 from tests.support.crypto_identities import Link, ManualClock
+from tests.support.redis_servers import RedisServer, redis_server
 
 
 async def test_memory_guard_remembers_until_ttl() -> None:
@@ -24,21 +24,23 @@ async def test_memory_guard_remembers_until_ttl() -> None:
     assert await guard.check_and_remember(transfer, 1, 1_000)
 
 
+@pytest.fixture(scope="module")
+def replay_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private server: these tests used the machine's Redis on 6379 and were skipped where none ran."""
+    with redis_server(tmp_path_factory.mktemp("replay-redis")) as server:
+        yield server
+
+
 @pytest.fixture
-async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis(host="127.0.0.1", port=6379, db=15)
-    try:
-        await client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        await client.aclose()
-        pytest.skip(f"no Redis at 127.0.0.1:6379: {exc}")
+async def redis_client(replay_redis: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(replay_redis.admin_url)
     yield client
     await client.aclose()
 
 
 @pytest.fixture
 async def redis_guard(redis_client: redis.asyncio.Redis) -> AsyncIterator[RedisReplayGuard]:
-    """A guard under a unique prefix in db 15; its keys are deleted afterwards."""
+    """A guard under a unique prefix; its keys are deleted afterwards."""
     prefix = f"test-crypto-{uuid.uuid4().hex}"
     yield RedisReplayGuard(redis_client.execute_command, prefix)
     keys = [key async for key in redis_client.scan_iter(match=f"{prefix}:*")]

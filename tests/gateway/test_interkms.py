@@ -52,9 +52,25 @@ async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> As
         yield running
 
 
+def client_as(testbed: LocalTestbed, entity: str, url: str) -> Etsi020Client:
+    """An 020 client presenting ``entity``'s certificate (TLS 1.3) to the 020 server at ``url``."""
+    return Etsi020Client(url, testbed.keys.client_context(entity, minimum=TLS13))
+
+
 def foreign_client(testbed: LocalTestbed, gateway_id: str) -> Etsi020Client:
-    url = testbed.gateways[gateway_id].sites["etsi020"].url
-    return Etsi020Client(url, testbed.keys.client_context(FOREIGN_KME, minimum=TLS13))
+    return client_as(testbed, FOREIGN_KME, testbed.gateways[gateway_id].sites["etsi020"].url)
+
+
+async def hand_over_gw1_to_gw3(testbed: LocalTestbed) -> list[Key]:
+    """GW1 plays the handing KMS and GW3's 020 surface the receiving one, over real TLS both ways: two fresh
+    keys from SAE-R1-A for SAE-R3-B, every one acked ``relayed``."""
+    keys = [Key(str(uuid.uuid4()), os.urandom(32)) for _ in range(2)]
+    async with client_as(testbed, "GW1", testbed.gateways["GW3"].sites["etsi020"].url) as peer:
+        result = await testbed.gateways["GW1"].interkms.hand_over(
+            peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10
+        )
+    assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}
+    return keys
 
 
 def fresh_keys(number: int) -> tuple[ExtKey, ...]:
@@ -148,15 +164,7 @@ async def test_a_void_of_key_ids_never_handed_over_is_key_not_present(testbed: L
 
 
 async def test_our_gateway_hands_keys_to_another_020_kms_and_collects_its_acks(testbed: LocalTestbed) -> None:
-    """GW1 plays the handing KMS and GW3's 020 surface the receiving one, over real TLS both ways."""
-    gw1 = testbed.gateways["GW1"]
-    keys = [Key(str(uuid.uuid4()), os.urandom(32)) for _ in range(2)]
-    peer = Etsi020Client(
-        testbed.gateways["GW3"].sites["etsi020"].url, testbed.keys.client_context("GW1", minimum=TLS13)
-    )
-    async with peer:
-        result = await gw1.interkms.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
-    assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}
+    keys = await hand_over_gw1_to_gw3(testbed)
     async with testbed.sae("SAE-R3-B") as slave:
         fetched = await slave.get_key_with_ids("SAE-R1-A", [key.key_id for key in keys])
     assert [k.key for k in fetched.keys] == [k.key for k in keys]
@@ -168,28 +176,19 @@ async def test_a_repeated_ack_is_answered_200_again_also_by_a_restarted_gateway(
     """The peer's retry after our 200 got lost: a 400 key-not-present would make it void a key our
     master may already hold. Hand-over state is in Redis, so a restarted gateway answers the same."""
     gw1 = testbed.gateways["GW1"]
-    keys = [Key(str(uuid.uuid4()), os.urandom(32)) for _ in range(2)]
-    peer = Etsi020Client(
-        testbed.gateways["GW3"].sites["etsi020"].url, testbed.keys.client_context("GW1", minimum=TLS13)
-    )
-    async with peer:
-        result = await gw1.interkms.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
-    assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}
+    keys = await hand_over_gw1_to_gw3(testbed)
     repeated = [AckContainer(tuple(k.key_id for k in keys), AckStatus.RELAYED, "SAE-R1-A", ("SAE-R3-B",))]
-    as_gw3 = Etsi020Client(gw1.sites["etsi020"].url, testbed.keys.client_context("GW3", minimum=TLS13))
-    async with as_gw3:
+    async with client_as(testbed, "GW3", gw1.sites["etsi020"].url) as as_gw3:
         await as_gw3.post_acks(f"{gw1.sites['etsi020'].url}{ACK_PATH}", repeated)  # 200, or PeerProblem
     plan = gw1.plan
     await testbed.stop_gateway("GW1")
     settings = GatewaySettings(prerelay=False, redis_url=private_redis.url)
     testbed.gateways["GW1"] = restarted = await start_gateway(plan, settings, testbed.keys)
-    as_gw3 = Etsi020Client(restarted.sites["etsi020"].url, testbed.keys.client_context("GW3", minimum=TLS13))
-    async with as_gw3:
-        await as_gw3.post_acks(f"{restarted.sites['etsi020'].url}{ACK_PATH}", repeated)
+    url = restarted.sites["etsi020"].url
+    async with client_as(testbed, "GW3", url) as as_gw3, client_as(testbed, FOREIGN_KME, url) as foreign:
+        await as_gw3.post_acks(f"{url}{ACK_PATH}", repeated)
         with pytest.raises(PeerProblem) as refused:  # another KMS acking our hand-over to GW3 is not GW3
-            await Etsi020Client(
-                restarted.sites["etsi020"].url, testbed.keys.client_context(FOREIGN_KME, minimum=TLS13)
-            ).post_acks(f"{restarted.sites['etsi020'].url}{ACK_PATH}", repeated)
+            await foreign.post_acks(f"{url}{ACK_PATH}", repeated)
     assert refused.value.status == 400 and refused.value.problem["type"].endswith("/key-not-present")
 
 

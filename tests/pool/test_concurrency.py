@@ -12,11 +12,11 @@ from pathlib import Path
 from relay.crypto.at_rest import StorageCipher, load_or_create_storage_key
 from relay.domain import Key
 from relay.pool.connection import RedisBackend
-from relay.pool.errors import PoolEmpty, RelayedKeysNotFound
+from relay.pool.errors import KeysBeingDelivered, PoolEmpty, RelayedKeysNotFound
 from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
-from tests.support.pool_data import make_keys
+from tests.support.pool_data import deliver_to_slave, make_keys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,8 +58,8 @@ async def test_competing_slaves_requests_deliver_each_key_once(
 
     async def attempt(key_id: str) -> str | None:
         try:
-            return (await store.take_for_slave("B", "A", [key_id]))[0].key_id
-        except RelayedKeysNotFound:
+            return (await deliver_to_slave(store, "B", "A", [key_id]))[0].key_id
+        except (RelayedKeysNotFound, KeysBeingDelivered):  # delivered by another call, or being delivered
             return None
 
     results = await asyncio.gather(*(attempt(k.key_id) for k in keys for _ in range(5)))

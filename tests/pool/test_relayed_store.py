@@ -14,7 +14,8 @@ from relay.pool.keys import Keyspace
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
 from relay.pool.status import PoolStatus, pool_status
 from relay.pool.watermarks import PoolState, Watermarks
-from tests.support.pool_data import make_keys
+from tests.support.pool_data import deliver_to_slave, make_keys
+from tests.support.waiting import wait_until
 
 A, B, C = "SAE-A", "SAE #B", "SAE-C"
 
@@ -41,12 +42,12 @@ async def test_slave_gets_its_keys_exactly_once_in_request_order(store: RelayedK
     keys = make_keys(3)
     await store.put_for_slave(A, B, keys)
     wanted = [keys[2].key_id, keys[0].key_id]
-    got = await store.take_for_slave(B, A, wanted)
+    got = await deliver_to_slave(store, B, A, wanted)
     assert [(k.key_id, k.key) for k in got] == [(keys[2].key_id, keys[2].key), (keys[0].key_id, keys[0].key)]
     with pytest.raises(RelayedKeysNotFound) as caught:
-        await store.take_for_slave(B, A, [keys[0].key_id])
+        await deliver_to_slave(store, B, A, [keys[0].key_id])
     assert caught.value.key_ids == (keys[0].key_id,)
-    assert (await store.take_for_slave(B, A, [keys[1].key_id]))[0].key == keys[1].key
+    assert (await deliver_to_slave(store, B, A, [keys[1].key_id]))[0].key == keys[1].key
 
 
 async def test_another_slave_is_refused_distinctly_and_takes_nothing(store: RelayedKeyStore) -> None:
@@ -54,10 +55,10 @@ async def test_another_slave_is_refused_distinctly_and_takes_nothing(store: Rela
     await store.put_for_slave(A, B, for_b)
     await store.put_for_slave(A, C, for_c)
     with pytest.raises(KeysNotIssuedToSlave) as caught:
-        await store.take_for_slave(C, A, [for_c[0].key_id, for_b[0].key_id])
+        await deliver_to_slave(store, C, A, [for_c[0].key_id, for_b[0].key_id])
     assert caught.value.key_ids == (for_b[0].key_id,)
-    assert (await store.take_for_slave(B, A, [for_b[0].key_id]))[0].key == for_b[0].key
-    assert (await store.take_for_slave(C, A, [for_c[0].key_id]))[0].key == for_c[0].key
+    assert (await deliver_to_slave(store, B, A, [for_b[0].key_id]))[0].key == for_b[0].key
+    assert (await deliver_to_slave(store, C, A, [for_c[0].key_id]))[0].key == for_c[0].key
     assert (store.metrics.delivered, store.metrics.unauthorized) == (2, 1)
 
 
@@ -67,21 +68,21 @@ async def test_not_found_wins_over_unauthorized_and_nothing_is_delivered(store: 
     await store.put_for_slave(A, C, theirs)
     ids = [mine[0].key_id, theirs[0].key_id, unknown[0].key_id]
     with pytest.raises(RelayedKeysNotFound) as caught:
-        await store.take_for_slave(B, A, ids)
+        await deliver_to_slave(store, B, A, ids)
     assert caught.value.key_ids == (unknown[0].key_id,)
     with pytest.raises(RelayedKeysNotFound):  # keys are stored per master: another master has none of them
-        await store.take_for_slave(B, C, [mine[0].key_id])
-    assert len(await store.take_for_slave(B, A, [mine[0].key_id])) == 1
+        await deliver_to_slave(store, B, C, [mine[0].key_id])
+    assert len(await deliver_to_slave(store, B, A, [mine[0].key_id])) == 1
 
 
 async def test_a_retried_transfer_never_makes_a_delivered_key_available_again(store: RelayedKeyStore) -> None:
     keys = make_keys(1)
     assert await store.put_for_slave(A, B, keys) == [keys[0].key_id]
     assert await store.put_for_slave(A, B, keys) == []  # retry before delivery: already there
-    await store.take_for_slave(B, A, [keys[0].key_id])
+    await deliver_to_slave(store, B, A, [keys[0].key_id])
     assert await store.put_for_slave(A, B, keys) == []  # retry after delivery: tombstoned
     with pytest.raises(RelayedKeysNotFound):
-        await store.take_for_slave(B, A, [keys[0].key_id])
+        await deliver_to_slave(store, B, A, [keys[0].key_id])
     assert store.metrics.slave_refused == 2
 
 
@@ -89,7 +90,7 @@ async def test_duplicate_key_ids_in_one_request_are_refused(store: RelayedKeySto
     keys = make_keys(1)
     await store.put_for_slave(A, B, keys)
     with pytest.raises(ValueError, match="distinct"):
-        await store.take_for_slave(B, A, [keys[0].key_id] * 2)
+        await deliver_to_slave(store, B, A, [keys[0].key_id] * 2)
 
 
 async def test_waiting_and_ready_keys_expire(backend: RedisBackend, cipher: StorageCipher, keyspace: Keyspace) -> None:
@@ -100,23 +101,34 @@ async def test_waiting_and_ready_keys_expire(backend: RedisBackend, cipher: Stor
     await store.put_ready(A, B, keys[1:])
     await asyncio.sleep(0.15)
     assert await store.take_ready(A, B, 1) == []  # the ready copy expires before the slave's copy
-    assert len(await store.take_for_slave(B, A, [keys[0].key_id])) == 1
+    assert len(await deliver_to_slave(store, B, A, [keys[0].key_id])) == 1
     await store.put_for_slave(A, C, keys[1:])
     await asyncio.sleep(0.25)
     with pytest.raises(RelayedKeysNotFound):
-        await store.take_for_slave(C, A, [keys[1].key_id])
+        await deliver_to_slave(store, C, A, [keys[1].key_id])
 
 
 async def test_a_key_relabelled_for_another_slave_in_redis_does_not_open(
-    backend: RedisBackend, store: RelayedKeyStore, keyspace: Keyspace
+    backend: RedisBackend, cipher: StorageCipher, keyspace: Keyspace
 ) -> None:
+    """The reservation that could not open it is never committed: the key runs out into a tombstone."""
+    store = RelayedKeyStore(backend, cipher, keyspace, RelayedStoreSettings(reservation_ttl_s=0.2))
     keys = make_keys(1)
     await store.put_for_slave(A, B, keys)
     await backend.client.hset(keyspace.waiting_for_slaves(A).material(keys[0].key_id), "o", C)
     with pytest.raises(StoredKeyCorrupted):
-        await store.take_for_slave(C, A, [keys[0].key_id])
-    with pytest.raises(RelayedKeysNotFound):
-        await store.take_for_slave(B, A, [keys[0].key_id])
+        await deliver_to_slave(store, C, A, [keys[0].key_id])
+
+    async def tombstoned() -> bool:
+        try:
+            await deliver_to_slave(store, B, A, [keys[0].key_id])
+        except KeysNotIssuedToSlave:  # relabelled, and still held by the reservation that failed to open it
+            return False
+        except RelayedKeysNotFound:
+            return True
+        raise AssertionError("a relabelled key was delivered")
+
+    await wait_until(tombstoned, timeout_s=10, interval_s=0.05, what="the unopenable key tombstoned")
 
 
 async def test_ready_pool_status(store: RelayedKeyStore) -> None:
@@ -136,11 +148,11 @@ def test_settings_keep_ready_keys_shorter_lived_than_waiting_ones() -> None:
 async def test_void_withdraws_only_undelivered_keys_of_that_slave(store: RelayedKeyStore) -> None:
     await store.put_for_slave("A", "B", [Key("k1", b"1" * 32), Key("k2", b"2" * 32)])
     await store.put_for_slave("A", "C", [Key("k3", b"3" * 32)])
-    await store.take_for_slave("B", "A", ["k1"])
+    await deliver_to_slave(store, "B", "A", ["k1"])
     assert await store.void_for_slave("A", "B", ["k1", "k2", "k3"]) == ["k2"]
     with pytest.raises(RelayedKeysNotFound):
-        await store.take_for_slave("B", "A", ["k2"])
-    assert [k.key for k in await store.take_for_slave("C", "A", ["k3"])] == [b"3" * 32]
+        await deliver_to_slave(store, "B", "A", ["k2"])
+    assert [k.key for k in await deliver_to_slave(store, "C", "A", ["k3"])] == [b"3" * 32]
 
 
 async def test_void_everything_between_a_pair(store: RelayedKeyStore) -> None:
@@ -148,7 +160,7 @@ async def test_void_everything_between_a_pair(store: RelayedKeyStore) -> None:
     await store.put_for_slave("A", "C", [Key("k3", b"3" * 32)])
     assert sorted(await store.void_for_slave("A", "B", [])) == ["k1", "k2"]
     assert await store.put_for_slave("A", "B", [Key("k1", b"1" * 32)]) == []  # tombstoned
-    assert [k.key_id for k in await store.take_for_slave("C", "A", ["k3"])] == ["k3"]
+    assert [k.key_id for k in await deliver_to_slave(store, "C", "A", ["k3"])] == ["k3"]
 
 
 OVER_GW2, DIRECT = ("GW1", "GW2", "GW3"), ("GW1", "GW3")
@@ -159,7 +171,7 @@ async def test_a_void_withdraws_only_keys_relayed_along_its_path(store: RelayedK
     await store.put_for_slave(A, B, [Key("k2", b"2" * 32)], path=DIRECT)
     assert await store.void_for_slave(A, B, [], path=("GW2", "GW3")) == []  # a path nothing came along
     assert await store.void_for_slave(A, B, ["k1", "k2"], path=DIRECT) == ["k2"]
-    assert [k.key for k in await store.take_for_slave(B, A, ["k1"])] == [b"1" * 32]
+    assert [k.key for k in await deliver_to_slave(store, B, A, ["k1"])] == [b"1" * 32]
     assert store.metrics.voided == 1
 
 
@@ -167,7 +179,7 @@ async def test_a_void_tombstones_named_keys_not_stored_yet(store: RelayedKeyStor
     assert await store.void_for_slave(A, B, ["late"], path=OVER_GW2) == []
     assert await store.put_for_slave(A, B, [Key("late", b"1" * 32)], path=OVER_GW2) == []  # the late hop
     with pytest.raises(RelayedKeysNotFound):
-        await store.take_for_slave(B, A, ["late"])
+        await deliver_to_slave(store, B, A, ["late"])
 
 
 async def test_a_void_of_a_key_stored_along_another_path_neither_voids_nor_tombstones_it(
@@ -175,7 +187,7 @@ async def test_a_void_of_a_key_stored_along_another_path_neither_voids_nor_tombs
 ) -> None:
     await store.put_for_slave(A, B, [Key("k1", b"1" * 32)], path=DIRECT)
     assert await store.void_for_slave(A, B, ["k1"], path=OVER_GW2) == []
-    assert [k.key_id for k in await store.take_for_slave(B, A, ["k1"])] == ["k1"]
+    assert [k.key_id for k in await deliver_to_slave(store, B, A, ["k1"])] == ["k1"]
 
 
 async def test_a_key_given_another_path_in_redis_does_not_open(
@@ -185,7 +197,7 @@ async def test_a_key_given_another_path_in_redis_does_not_open(
     await store.put_for_slave(A, B, keys, path=OVER_GW2)
     await backend.client.hset(keyspace.waiting_for_slaves(A).material(keys[0].key_id), "p", '["GW2","GW3"]')
     with pytest.raises(StoredKeyCorrupted):
-        await store.take_for_slave(B, A, [keys[0].key_id])
+        await deliver_to_slave(store, B, A, [keys[0].key_id])
 
 
 async def test_withdrawing_ready_keys_names_only_those_that_never_reach_the_master(store: RelayedKeyStore) -> None:

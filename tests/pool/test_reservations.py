@@ -17,7 +17,7 @@ from relay.pool.connection import RedisBackend
 from relay.pool.errors import KeysBeingDelivered, KeysNotIssuedToSlave, RelayedKeysNotFound
 from relay.pool.keys import Keyspace
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
-from tests.support.pool_data import make_keys
+from tests.support.pool_data import deliver_to_slave, make_keys
 
 MASTER, SLAVE, OTHER = "SAE-M", "SAE-S", "SAE-O"
 
@@ -63,10 +63,10 @@ async def test_a_reserved_key_is_neither_handed_out_nor_voided_meanwhile(store: 
         await store.reserve_for_slave(SLAVE, MASTER, [keys[1].key_id, keys[0].key_id])
     assert caught.value.key_ids == (keys[0].key_id,)
     with pytest.raises(KeysBeingDelivered):
-        await store.take_for_slave(SLAVE, MASTER, [keys[0].key_id])
+        await deliver_to_slave(store, SLAVE, MASTER, [keys[0].key_id])
     assert await store.void_for_slave(MASTER, SLAVE, []) == [keys[1].key_id]  # the reserved key may be on the wire
     await reservation.release()
-    assert [k.key for k in await store.take_for_slave(SLAVE, MASTER, [keys[0].key_id])] == [keys[0].key]
+    assert [k.key for k in await deliver_to_slave(store, SLAVE, MASTER, [keys[0].key_id])] == [keys[0].key]
     assert store.metrics.in_delivery == 2
 
 
@@ -112,7 +112,7 @@ async def test_a_release_after_expiry_gives_nothing_back(
     await asyncio.sleep(0.3)
     await late.release()
     with pytest.raises(RelayedKeysNotFound):
-        await store.take_for_slave(SLAVE, MASTER, [keys[0].key_id])
+        await deliver_to_slave(store, SLAVE, MASTER, [keys[0].key_id])
     assert (store.metrics.released, store.metrics.reservations_expired) == (0, 1)
 
 
@@ -130,7 +130,7 @@ async def test_a_release_restores_the_keys_own_expiry(
     await held.release()
     await asyncio.sleep(0.4)  # past the key's own deadline
     with pytest.raises(RelayedKeysNotFound):
-        await store.take_for_slave(SLAVE, MASTER, [keys[0].key_id])
+        await deliver_to_slave(store, SLAVE, MASTER, [keys[0].key_id])
 
 
 async def test_competing_reservations_hand_each_key_to_one_caller_at_a_time(store: RelayedKeyStore) -> None:

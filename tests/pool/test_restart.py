@@ -14,7 +14,7 @@ from relay.pool.keys import Keyspace
 from relay.pool.qkd_pool import QkdPool, QkdPoolSettings, Role
 from relay.pool.relayed_store import RelayedKeyStore, RelayedStoreSettings
 from relay.pool.status import pool_status
-from tests.support.pool_data import make_keys
+from tests.support.pool_data import deliver_to_slave, make_keys
 from tests.support.ports import free_port
 from tests.support.redis_servers import RedisServer, redis_server
 
@@ -43,7 +43,7 @@ async def test_a_crash_with_aof_loses_no_key_and_resurrects_no_used_one(
     used = {(await pool.take_any()).key_id for _ in range(40)}
     for key in [k for k in keys if k.key_id not in used][:10]:
         used.add((await pool.take_specific(key.key_id)).key_id)
-    await relayed.take_for_slave("B", "A", [for_slave[0].key_id])
+    await deliver_to_slave(relayed, "B", "A", [for_slave[0].key_id])
 
     aof_redis.kill()  # SIGKILL: only what appendfsync=always wrote survives
     aof_redis.start()
@@ -56,8 +56,8 @@ async def test_a_crash_with_aof_loses_no_key_and_resurrects_no_used_one(
     remaining = {(await pool.take_any()).key_id for _ in range(50)}
     assert remaining == {k.key_id for k in keys} - used
     with pytest.raises(RelayedKeysNotFound):
-        await relayed.take_for_slave("B", "A", [for_slave[0].key_id])
-    assert (await relayed.take_for_slave("B", "A", [for_slave[1].key_id]))[0].key == for_slave[1].key
+        await deliver_to_slave(relayed, "B", "A", [for_slave[0].key_id])
+    assert (await deliver_to_slave(relayed, "B", "A", [for_slave[1].key_id]))[0].key == for_slave[1].key
 
 
 async def test_unavailable_redis_is_a_clear_typed_error_and_service_recovers(

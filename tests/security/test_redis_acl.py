@@ -16,7 +16,7 @@ import redis
 from relay.domain import gateway_key_prefix
 from relay.pki.redis_access import read_credentials
 from tests.support.hand_sealed_hops import enc_keys, fetch
-from tests.support.redis_servers import RedisServer
+from tests.support.redis_servers import ASK_ONCE, RedisServer
 from tests.support.threaded_testbed import ThreadedTestbed
 
 FORBIDDEN = [
@@ -40,7 +40,9 @@ FORBIDDEN = [
 
 
 def _as(server: RedisServer, username: str, password: str) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=server.port, username=username, password=password, socket_timeout=5)
+    return redis.Redis(
+        host="127.0.0.1", port=server.port, username=username, password=password, socket_timeout=5, retry=ASK_ONCE
+    )
 
 
 def _own_names(server: RedisServer, gateway: str) -> list[str]:
@@ -90,7 +92,7 @@ def test_a_gateway_user_cannot_touch_another_gateways_prefix(
 
 
 def test_the_default_user_is_off_and_passwords_are_per_user(bed: ThreadedTestbed, security_redis: RedisServer) -> None:
-    with redis.Redis(host="127.0.0.1", port=security_redis.port, socket_timeout=5) as anonymous:
+    with redis.Redis(host="127.0.0.1", port=security_redis.port, socket_timeout=5, retry=ASK_ONCE) as anonymous:
         with pytest.raises(redis.exceptions.AuthenticationError):
             anonymous.ping()
     for username, password in (

@@ -15,7 +15,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,11 +27,10 @@ from relay.etsi014.client import Etsi014Client, KmeError, KmeUnreachable
 from relay.etsi014.models import KeyRequest
 from relay.pki.layout import KeyDirectory
 from relay.topology import Topology
+from tests.support.cli import QKD_RELAY, REPO_ROOT, run_cli
 from tests.support.local_testbed import default_document, with_free_ports
 from tests.support.redis_servers import RedisServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-QKD_RELAY = [sys.executable, "-m", "relay.cli"]
 READY_TIMEOUT_S = 20.0
 LOG_TAIL_LINES = 80
 # Children die with the test process (SIGKILL when the thread that started them ends), through util-linux's
@@ -44,9 +42,7 @@ _DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("set
 
 def cli(*args: str | Path, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
     """One ``qkd-relay`` command run to completion (``keys init``, ``kms-sim set-qber``...)."""
-    return subprocess.run(
-        [*QKD_RELAY, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
+    return run_cli(*args, timeout_s=timeout_s)
 
 
 class ProcessFailed(RuntimeError):

@@ -27,7 +27,9 @@ from relay.pki.layout import KeyDirectory
 from tests.support.local_testbed import LocalTestbed, running_testbed
 
 T = TypeVar("T")
-ON_DEMAND = GatewaySettings(prerelay=False)
+# Fuzzed asynchronous 020 requests name a callback where nothing listens: with the default 30 s of ack
+# retries the gateway's stop waited for each one (20-30 s per fuzz run). One second still retries, then voids.
+ON_DEMAND = GatewaySettings(prerelay=False, ack_retry_s=1.0)
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 90.0
 
