@@ -33,6 +33,10 @@ def entity_roles(topology: Topology) -> dict[str, tuple[str, ...]]:
         roles.update({kme.id: ("kme",) for kme in kms.kmes})
     roles.update({gateway.id: ("gateway", "sae") for gateway in topology.gateways})
     roles.update({sae.id: ("sae",) for sae in topology.saes})
+    # Foreign domains bring their own PKI; the testbed's stand-in for one gets its 020 identity and its
+    # SAEs' certificates from ours.
+    roles.update({foreign.identity: ("kme",) for foreign in topology.foreign_kms})
+    roles.update({sae: ("sae",) for foreign in topology.foreign_kms for sae in foreign.saes})
     roles.update({redis_server_entity(region.id): ("redis",) for region in topology.regions})
     return roles
 
