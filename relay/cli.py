@@ -30,7 +30,7 @@ from relay.gateway.qkd_filler import FillerSettings
 from relay.gateway.service import RunningGateway, start_gateway
 from relay.http_server import ListenerLimits
 from relay.kms_sim.config import SimSettings, from_topology
-from relay.kms_sim.service import ADMIN_HOST, RunningKms, start_kms
+from relay.kms_sim.service import ADMIN_HOST, RunningKms, start_foreign_kms, start_kms
 from relay.loadtest import command as loadtest_command
 from relay.observability.logs import LOG_FORMATS, configure_logging
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
@@ -470,8 +470,10 @@ def _kms_sim_run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    config = from_topology(topology, args.kms, settings)
     keys = KeyDirectory(args.keys / topology.name)
+    if any(foreign.id == args.kms for foreign in topology.foreign_kms):
+        return _foreign_kms_run(topology, args.kms, keys, settings)
+    config = from_topology(topology, args.kms, settings)
 
     def listening(running: RunningKms) -> list[str]:
         kmes = running.kme_sites.items()
@@ -479,6 +481,22 @@ def _kms_sim_run(args: argparse.Namespace) -> int:
         return [*lines, f"{config.kms_id}: admin at {running.admin_url}"]
 
     _serve_until_signalled(lambda: start_kms(config, keys), listening)
+    return 0
+
+
+def _foreign_kms_run(topology: Topology, kms_id: str, keys: KeyDirectory, settings: SimSettings) -> int:
+    """The stand-in for a foreign KMS domain: 014 for its SAEs, 020 to and from its bordering gateway."""
+
+    def listening(running: RunningKms) -> list[str]:
+        lines = [f"{kms_id}: {kme_id} serving ETSI 014 at {site.url}" for kme_id, site in running.kme_sites.items()]
+        assert running.etsi020_site is not None
+        lines.append(f"{kms_id}: ETSI 020 at {running.etsi020_site.url}")
+        return [*lines, f"{kms_id}: admin at {running.admin_url}"]
+
+    try:
+        _serve_until_signalled(lambda: start_foreign_kms(topology, kms_id, keys, settings), listening)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
