@@ -43,10 +43,12 @@ from relay.etsi020.server import create_app as create_etsi020_app
 from relay.gateway.ack_delivery import AckDelivery, AckRetry
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
+from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.grpc_health import GatewayHealth
 from relay.gateway.grpc_services import add_services
 from relay.gateway.grpc_tls import server_credentials
+from relay.gateway.handover import AckSignal, Handover
 from relay.gateway.hop_protection import HopCrypto, HopProtection, QkdLanes
 from relay.gateway.hop_transport import GrpcHopTransport
 from relay.gateway.interkms import InterKmsBridge
@@ -81,6 +83,7 @@ class RunningGateway:
     qkd_lanes: QkdLanes
     store: RelayedKeyStore
     interkms: InterKmsBridge
+    handover: Handover
     fillers: list[QkdFiller]
     sites: dict[str, RunningSite]
     grpc_port: int
@@ -126,8 +129,22 @@ async def start_gateway(
 
         metrics = GatewayMetrics(plan.id)  # the relay's observer
         await check_durability(backend, metrics, plan.id)
-        relay = _relay(plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics)
+        own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
+        ledger = HandoverLedger(backend, keyspace, ttl_s=settings.relayed_store.waiting_ttl_s)  # the keys' lifetime
+        ack_signal = AckSignal()
+        foreign_clients = {
+            domain.id: Etsi020Client(domain.etsi020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
+            for domain in plan.bordered_domains
+        }
+        for client in foreign_clients.values():
+            stack.push_async_callback(_quietly(client.close))
+        handover = Handover(ledger, ack_signal, own_url=own_020_url)
+        relay = _relay(
+            plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics, handover, foreign_clients
+        )
         stack.push_async_callback(relay.voiding.close)
+        if relay.foreign is not None:
+            stack.push_async_callback(relay.foreign.close)
         engine, voiding = relay.engine, relay.voiding
         prerelay = _prerelay(plan, settings, engine, voiding, store)
         view = GatewayView(
@@ -144,22 +161,21 @@ async def start_gateway(
         metrics.attach(view)
 
         server = grpc.aio.server()
-        grpc_health = add_services(server, plan, engine, voiding, supply.receivers, keyring)
+        voids = relay.foreign or voiding  # the border carries voids for foreign SAEs on over 020
+        grpc_health = add_services(server, plan, engine, voids, supply.receivers, keyring)
         ping_redis = partial(backend.command, "PING")
         await grpc_health.check_once(ping_redis)
-        own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
         ack_client = Etsi020Client(own_020_url, keys.client_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3))
         stack.push_async_callback(_quietly(ack_client.close))
-        ledger = HandoverLedger(backend, keyspace, ttl_s=settings.relayed_store.waiting_ttl_s)  # the keys' lifetime
         bridge = InterKmsBridge(
             plan,
             engine,
             relay.router,
             voiding,
-            own_url=own_020_url,
             backend=backend,
             prefix=keyspace.prefix,
             ledger=ledger,
+            acks=ack_signal,
         )
         acks = AckDelivery(
             ack_client.post_acks,
@@ -210,6 +226,7 @@ async def start_gateway(
             qkd_lanes=relay.lanes,
             store=store,
             interkms=bridge,
+            handover=handover,
             fillers=supply.fillers,
             sites=sites,
             grpc_port=grpc_port,
@@ -227,6 +244,7 @@ class _Relay:
     lanes: QkdLanes
     voiding: Voiding
     engine: RelayEngine
+    foreign: ForeignBorder | None  # when this gateway borders a foreign KMS domain
 
 
 def _relay(
@@ -239,6 +257,8 @@ def _relay(
     backend: RedisBackend,
     keyspace: Keyspace,
     observer: GatewayMetrics,
+    handover: Handover,
+    foreign_clients: Mapping[str, Etsi020Client],
 ) -> _Relay:
     """The relay's components, each handed exactly the collaborators it uses."""
     health = LinkHealth(
@@ -254,8 +274,20 @@ def _relay(
     protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer)
     forwarder = HopForwarder(protection, transport, observer)
     transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id)
-    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer)
-    return _Relay(health, router, lanes, voiding, engine)
+    foreign = None
+    if foreign_clients:
+        foreign = ForeignBorder(
+            handover,
+            foreign_clients,
+            plan.foreign_saes,
+            voiding,
+            own_id=plan.id,
+            neighbours=plan.neighbours,
+            deadline_s=settings.foreign_ack_deadline_s,
+            prefer_synchronous=settings.foreign_synchronous,
+        )
+    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign)
+    return _Relay(health, router, lanes, voiding, engine, foreign)
 
 
 def _qkd_supply(

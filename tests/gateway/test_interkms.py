@@ -33,7 +33,7 @@ from relay.etsi020.models import (
     parse_ack_containers,
 )
 from relay.gateway.config import GatewaySettings
-from relay.gateway.interkms import ACK_PATH
+from relay.gateway.handover import ACK_PATH
 from relay.gateway.service import start_gateway
 from relay.http_server import start_site
 from relay.pki.layout import KeyDirectory
@@ -155,7 +155,7 @@ async def test_our_gateway_hands_keys_to_another_020_kms_and_collects_its_acks(t
         testbed.gateways["GW3"].sites["etsi020"].url, testbed.keys.client_context("GW1", minimum=TLS13)
     )
     async with peer:
-        result = await gw1.interkms.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
+        result = await gw1.handover.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
     assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}
     async with testbed.sae("SAE-R3-B") as slave:
         fetched = await slave.get_key_with_ids("SAE-R1-A", [key.key_id for key in keys])
@@ -173,7 +173,7 @@ async def test_a_repeated_ack_is_answered_200_again_also_by_a_restarted_gateway(
         testbed.gateways["GW3"].sites["etsi020"].url, testbed.keys.client_context("GW1", minimum=TLS13)
     )
     async with peer:
-        result = await gw1.interkms.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
+        result = await gw1.handover.hand_over(peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10)
     assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}
     repeated = [AckContainer(tuple(k.key_id for k in keys), AckStatus.RELAYED, "SAE-R1-A", ("SAE-R3-B",))]
     as_gw3 = Etsi020Client(gw1.sites["etsi020"].url, testbed.keys.client_context("GW3", minimum=TLS13))
