@@ -198,6 +198,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds one hop, with the hops behind it, may take (default: %(default)s)",
     )
     gateway_run.add_argument(
+        "--foreign-ack-deadline",
+        type=float,
+        default=GatewaySettings.foreign_ack_deadline_s,
+        help="seconds a foreign KMS has to ack a key handed over to it relayed, else it is voided "
+        "(default: %(default)s)",
+    )
+    gateway_run.add_argument(
+        "--foreign-synchronous",
+        action="store_true",
+        help="hand keys to foreign KMSs in the 020 synchronous mode where their versions allow it",
+    )
+    gateway_run.add_argument(
         "--idle-timeout",
         type=float,
         default=ListenerLimits.idle_timeout_s,
@@ -508,6 +520,8 @@ def _gateway_run(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             prerelay=not args.no_prerelay,
             hop_timeout_s=args.hop_timeout,
+            foreign_ack_deadline_s=args.foreign_ack_deadline,
+            foreign_synchronous=args.foreign_synchronous,
             listener=ListenerLimits(idle_timeout_s=args.idle_timeout),
             qkd_pool=replace(QkdPoolSettings(), watermarks=args.qkd_pool),
             relayed_store=replace(RelayedStoreSettings(), ready_watermarks=args.ready_pool),

@@ -84,7 +84,9 @@ class ForeignBorder:
         if status is not None:  # acked, but not relayed: make sure it is gone there too
             await self._handover.void_at(client, domain.identity, initiator, target, [key.key_id])
             raise RelayFailed(f"{domain.id} acked the key {status}", retryable=False)
-        raise RelayFailed(f"{domain.id} did not ack the key relayed within {timeout_s:.1f} s", retryable=False)
+        raise RelayFailed(
+            f"{domain.id} did not ack the key within {timeout_s:.1f} s (down, error or late)", retryable=False
+        )
 
     async def void(self, initiator: str, target: str, key_ids: Sequence[str]) -> list[str]:
         """Void keys handed over to ``target``'s domain (e.g. the master went away before it got them);

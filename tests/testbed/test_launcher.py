@@ -26,7 +26,9 @@ def test_up_relays_keys_reports_status_and_down_stops_everything(
     state_dir = Path("state")
     state = up(topology, topology_file, Path("keys"), state_dir)
     try:
-        assert {s.kind for s in state.services} == {"redis", "kms", "gateway"} and len(state.services) == 8
+        assert {s.kind for s in state.services} == {"redis", "kms", "gateway"} and len(
+            state.services
+        ) == 9  # KMS-X: the foreign domain
         assert all(is_alive(s.pid) for s in state.services)
         try:
             up(topology, topology_file, Path("keys"), state_dir)
