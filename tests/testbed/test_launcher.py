@@ -45,7 +45,7 @@ def test_up_relays_keys_reports_status_and_down_stops_everything(
         recorded = TestbedState.load(state_dir)
         assert recorded is not None
         screen = render(topology, recorded, asyncio.run(collect(topology, recorded)))
-        assert "8/8 processes running" in screen
+        assert "9/9 processes running" in screen
         assert "QKD-GW2-GW3" in screen and "require-qkd" in screen and "admin unreachable" not in screen
     finally:
         stopped = down(state_dir)
