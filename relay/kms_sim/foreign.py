@@ -207,7 +207,7 @@ class ForeignDomain:
             stored_key_count=self.kms.config.settings.max_key_count,  # keys are drawn on demand
             max_key_count=self.kms.config.settings.max_key_count,
             max_key_per_request=limits.max_key_per_request,
-            max_key_size=min(limits.max_key_size, 8192),
+            max_key_size=limits.max_key_size,
             min_key_size=limits.min_key_size,
             max_sae_id_count=0,
         )
@@ -234,14 +234,16 @@ class ForeignDomain:
             (target,),
             ack_callback_url=self._callback_url,
         )
+        answered = True
         try:
             await self._border.ext_keys(request)
         except PeerProblem as exc:
             if exc.status in (400, 401):  # refused outright: the border kept no association
                 raise UnavailableError(f"the border gateway refused the keys: {exc}") from None
+            answered = False
         except PeerUnreachable:
-            pass  # it may have the keys: wait, then void what stays unacknowledged
-        statuses = await self._acks_of(key_ids)
+            answered = False  # it may have the keys: no ack will come, void them
+        statuses = await self._acks_of(key_ids) if answered else {}
         if all(statuses.get(key_id) is AckStatus.RELAYED for key_id in key_ids):
             return
         with_no_relayed_ack = tuple(key_id for key_id in key_ids if statuses.get(key_id) is not AckStatus.RELAYED)
