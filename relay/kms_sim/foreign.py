@@ -220,6 +220,10 @@ class ForeignDomain:
         await self._hand_over(master_sae_id, slave_sae_id, keys)
         return KeyContainer(keys)
 
+    async def enc_keys_abandoned(self, master_sae_id: str, slave_sae_id: str, container: KeyContainer) -> None:
+        """Its SAE left before the answer: the keys already handed over are voided at the border."""
+        await self._void_at_border(master_sae_id, slave_sae_id, [key.key_id for key in container.keys])
+
     async def dec_keys(self, slave_sae_id: str, master_sae_id: str, key_ids: KeyIds) -> ReservedKeys:
         self._check_own(slave_sae_id)
         return self.kms.redeem(slave_sae_id, master_sae_id, key_ids)
@@ -247,11 +251,15 @@ class ForeignDomain:
         if all(statuses.get(key_id) is AckStatus.RELAYED for key_id in key_ids):
             return
         with_no_relayed_ack = tuple(key_id for key_id in key_ids if statuses.get(key_id) is not AckStatus.RELAYED)
+        await self._void_at_border(initiator, target, key_ids)
+        raise UnavailableError(f"{len(with_no_relayed_ack)} keys not relayed by {self.domain.border} in time")
+
+    async def _void_at_border(self, initiator: str, target: str, key_ids: Sequence[str]) -> None:
+        """All or nothing: every key of an answer the SAE did not get is voided, relayed ones included."""
         try:
             await self._border.void(VoidContainer(tuple(key_ids), initiator, (target,)))
         except (PeerProblem, PeerUnreachable) as exc:
             log.warning("could not void %d keys at %s: %s", len(key_ids), self.domain.border, exc)
-        raise UnavailableError(f"{len(with_no_relayed_ack)} keys not relayed by {self.domain.border} in time")
 
     async def _acks_of(self, key_ids: Sequence[str]) -> dict[str, AckStatus]:
         loop = asyncio.get_running_loop()

@@ -61,3 +61,16 @@ async def test_only_the_foreign_domain_speaks_for_its_saes(testbed: LocalTestbed
     async with Etsi020Client(gw3, testbed.keys.client_context("KME-X", minimum=TLS13)) as genuine:
         acks = await genuine.ext_keys(request)
     assert acks is not None and [str(a.ack_status) for a in acks] == ["relayed"]
+
+
+async def test_keys_its_sae_never_got_are_voided_in_our_network(testbed: LocalTestbed) -> None:
+    """What the stand-in's 014 front end does when its SAE left before the answer: ext_keys/void at GW3,
+    which withdraws the key at SAE-R1-A's gateway, so SAE-R1-A cannot fetch a key no master holds."""
+    foreign = testbed.kms["KMS-X"].foreign
+    assert foreign is not None
+    async with testbed.sae("SAE-X-A") as master, testbed.sae("SAE-R1-A") as slave:
+        issued = await master.get_key("SAE-R1-A", KeyRequest(number=1))
+        await foreign.enc_keys_abandoned("SAE-X-A", "SAE-R1-A", issued)
+        with pytest.raises(KmeError) as voided:
+            await slave.get_key_with_ids("SAE-X-A", [issued.keys[0].key_id])
+    assert voided.value.status == 400
