@@ -30,7 +30,7 @@ from relay.gateway.qkd_filler import FillerSettings
 from relay.gateway.service import RunningGateway, start_gateway
 from relay.http_server import ListenerLimits
 from relay.kms_sim.config import SimSettings, from_topology
-from relay.kms_sim.service import ADMIN_HOST, RunningKms, start_kms
+from relay.kms_sim.service import ADMIN_HOST, RunningKms, start_foreign_kms, start_kms
 from relay.loadtest import command as loadtest_command
 from relay.observability.logs import LOG_FORMATS, configure_logging
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
@@ -196,6 +196,18 @@ def _build_parser() -> argparse.ArgumentParser:
         type=float,
         default=GatewaySettings.hop_timeout_s,
         help="seconds one hop, with the hops behind it, may take (default: %(default)s)",
+    )
+    gateway_run.add_argument(
+        "--foreign-ack-deadline",
+        type=float,
+        default=GatewaySettings.foreign_ack_deadline_s,
+        help="seconds a foreign KMS has to ack a key handed over to it relayed, else it is voided "
+        "(default: %(default)s)",
+    )
+    gateway_run.add_argument(
+        "--foreign-synchronous",
+        action="store_true",
+        help="hand keys to foreign KMSs in the 020 synchronous mode where their versions allow it",
     )
     gateway_run.add_argument(
         "--idle-timeout",
@@ -470,8 +482,10 @@ def _kms_sim_run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    config = from_topology(topology, args.kms, settings)
     keys = KeyDirectory(args.keys / topology.name)
+    if any(foreign.id == args.kms for foreign in topology.foreign_kms):
+        return _foreign_kms_run(topology, args.kms, keys, settings)
+    config = from_topology(topology, args.kms, settings)
 
     def listening(running: RunningKms) -> list[str]:
         kmes = running.kme_sites.items()
@@ -479,6 +493,22 @@ def _kms_sim_run(args: argparse.Namespace) -> int:
         return [*lines, f"{config.kms_id}: admin at {running.admin_url}"]
 
     _serve_until_signalled(lambda: start_kms(config, keys), listening)
+    return 0
+
+
+def _foreign_kms_run(topology: Topology, kms_id: str, keys: KeyDirectory, settings: SimSettings) -> int:
+    """The stand-in for a foreign KMS domain: 014 for its SAEs, 020 to and from its bordering gateway."""
+
+    def listening(running: RunningKms) -> list[str]:
+        lines = [f"{kms_id}: {kme_id} serving ETSI 014 at {site.url}" for kme_id, site in running.kme_sites.items()]
+        assert running.etsi020_site is not None
+        lines.append(f"{kms_id}: ETSI 020 at {running.etsi020_site.url}")
+        return [*lines, f"{kms_id}: admin at {running.admin_url}"]
+
+    try:
+        _serve_until_signalled(lambda: start_foreign_kms(topology, kms_id, keys, settings), listening)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -490,6 +520,8 @@ def _gateway_run(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             prerelay=not args.no_prerelay,
             hop_timeout_s=args.hop_timeout,
+            foreign_ack_deadline_s=args.foreign_ack_deadline,
+            foreign_synchronous=args.foreign_synchronous,
             listener=ListenerLimits(idle_timeout_s=args.idle_timeout),
             qkd_pool=replace(QkdPoolSettings(), watermarks=args.qkd_pool),
             relayed_store=replace(RelayedStoreSettings(), ready_watermarks=args.ready_pool),

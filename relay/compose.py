@@ -3,13 +3,15 @@
 Docker does not run where this project is developed, so the compose files are generated, committed under
 ``compose/`` and checked by the test suite (current, valid against the Compose Specification, consistent
 with the topology) rather than written by hand. Per region: a Redis; per vendor KMS: a simulator; per
-gateway: a gateway. Each listener is published on the host's loopback at the topology's port.
+gateway: a gateway; per foreign KMS domain the simulator's stand-in for the other vendor's KMS. Each
+listener is published on the host's loopback at the topology's port.
 
 Networks follow the topology, so a container reaches only what the topology says it talks to:
 
 * ``<region>-lan``: the region's Redis and gateways (Redis never leaves its region);
 * ``<kms>-qkd``: a vendor KMS and the gateways that are SAEs of it (endpoints of its QKD links);
-* ``<gw>-<gw>-link``: the two gateways of one relay link.
+* ``<gw>-<gw>-link``: the two gateways of one relay link;
+* ``<kms>-020``: a foreign KMS domain and the one gateway that borders it (ETSI 020 both ways).
 
 Names are chosen for TLS: certificates carry the DNS names ``localhost`` and ``<entity id lowercased>``
 (``relay.pki.provision``), so a gateway's service is its lower-cased ID and a vendor KMS answers for each
@@ -101,6 +103,10 @@ def kms_network(kms_id: str) -> str:
     return f"{kms_service(kms_id)}-qkd"
 
 
+def foreign_network(kms_id: str) -> str:
+    return f"{kms_service(kms_id)}-020"
+
+
 def link_network(gateways: tuple[str, str]) -> str:
     return "-".join(sorted(gateway_service(g) for g in gateways)) + "-link"
 
@@ -171,6 +177,19 @@ def container_topology(topology: Topology) -> dict[str, Any]:
         }
         for link in topology.links
     ]
+    if topology.foreign_kms:
+        document["foreign_kms"] = [
+            {
+                "id": foreign.id,
+                "identity": foreign.identity,
+                "border": foreign.border,
+                "host": kme_alias(foreign.identity),  # its certificate's DNS name
+                "etsi020_port": foreign.etsi020_port,
+                "saes": list(foreign.saes),
+                **{name: port for name in ("etsi014_port", "admin_port") if (port := getattr(foreign, name))},
+            }
+            for foreign in topology.foreign_kms
+        ]
     return document
 
 
@@ -247,6 +266,29 @@ def compose_document(topology: Topology) -> dict[str, Any]:
             "volumes": _key_mounts(topology, [kme.id for kme in kms.kmes], []),
         }
 
+    for foreign in topology.foreign_kms:
+        if foreign.etsi014_port is None:
+            continue  # a real foreign KMS: not ours to run
+        networks[foreign_network(foreign.id)] = {}
+        listeners = sorted((foreign.etsi014_port, foreign.etsi020_port))
+        probe = (
+            "import socket, urllib.request; "
+            f"[socket.create_connection(('127.0.0.1', p), timeout=3).close() for p in {tuple(listeners)!r}]"
+            + (
+                f"; urllib.request.urlopen('http://127.0.0.1:{foreign.admin_port}/admin/handover', timeout=3)"
+                if foreign.admin_port is not None
+                else ""
+            )
+        )
+        services[kms_service(foreign.id)] = {
+            **_qkd_relay_image(topology),
+            "command": ["kms-sim", "run", "--kms", foreign.id, *_common_options()],
+            "healthcheck": {"test": ["CMD", "python", "-c", probe], **HEALTHCHECK_TIMING},
+            "networks": {foreign_network(foreign.id): {"aliases": [kme_alias(foreign.identity)]}},
+            "ports": [_published(port) for port in listeners],
+            "volumes": _key_mounts(topology, [foreign.identity], []),
+        }
+
     for gateway in topology.gateways:
         name = gateway_service(gateway.id)
         volumes[storage_volume(gateway.id)] = {}
@@ -257,6 +299,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
             if gateway.id in link.gateways:
                 networks[link_network(link.gateways)] = {}
                 own_networks[link_network(link.gateways)] = {}
+        own_networks.update({foreign_network(f.id): {} for f in topology.foreign_kms if f.border == gateway.id})
         depends_on = {redis_service(gateway.region): {"condition": "service_healthy"}}
         depends_on.update({kms_service(k): {"condition": "service_healthy"} for k in vendor_kms})
         storage = {
@@ -447,6 +490,10 @@ def _check_names(topology: Topology) -> None:
         add("volume", storage_volume(gateway.id), f"gateway {gateway.id}")
     for link in topology.links:
         add("network", link_network(link.gateways), f"link {'-'.join(link.gateways)}")
+    for foreign in topology.foreign_kms:
+        add("host", kms_service(foreign.id), f"foreign KMS {foreign.id}")
+        add("host", kme_alias(foreign.identity), f"foreign KMS {foreign.id}")
+        add("network", foreign_network(foreign.id), f"foreign KMS {foreign.id}")
     clashes = {name: sources for name, sources in names.items() if len(sources) > 1}
     if clashes:
         described = "; ".join(f"{n.split(':', 1)[1]} ({', '.join(s)})" for n, s in sorted(clashes.items()))

@@ -129,6 +129,34 @@ class Link:
 
 
 @dataclass(frozen=True)
+class ForeignKms:
+    """A KMS domain run by another vendor, a peer over ETSI 020 through the one gateway that borders it.
+
+    Its SAEs are destinations like ours: a key for one of them is relayed to ``border``, which hands it
+    over with ``ext_keys`` at ``https://host:etsi020_port``; keys it hands us for our SAEs arrive there
+    or at any other gateway. ``identity`` is the entity its 020 certificate names (URI SAN
+    ``urn:qkd-relay:kme:<identity>``), the one to pin. ``etsi014_port`` and ``admin_port`` are its own
+    SAEs' 014 face and its loopback admin listener, used only when the testbed runs the simulated stand-in
+    (``qkd-relay kms-sim run --kms <id>``); a real foreign KMS leaves them out.
+    """
+
+    __pydantic_config__ = _STRICT
+
+    id: Text
+    identity: Text
+    border: Text
+    etsi020_port: Port
+    saes: Annotated[tuple[Text, ...], NON_EMPTY]
+    host: Text = "127.0.0.1"
+    etsi014_port: Port | None = None
+    admin_port: Port | None = None
+
+    @property
+    def etsi020_url(self) -> str:
+        return f"https://{self.host}:{self.etsi020_port}"
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     kms: tuple[VendorKms, ...]
@@ -137,6 +165,13 @@ class Topology:
     saes: tuple[Sae, ...]
     qkd_links: tuple[QkdLink, ...]
     links: tuple[Link, ...]
+    foreign_kms: tuple[ForeignKms, ...] = ()
+
+    def foreign_domain(self, kms_id: str) -> ForeignKms:
+        for foreign in self.foreign_kms:
+            if foreign.id == kms_id:
+                return foreign
+        raise TopologyError(f"unknown foreign KMS {kms_id!r}")
 
     def vendor_kms(self, kms_id: str) -> VendorKms:
         for kms in self.kms:
@@ -216,11 +251,12 @@ class _TopologyFile:
     regions: Annotated[tuple[_RegionEntry, ...], NON_EMPTY]
     links: Annotated[tuple[_LinkEntry, ...], NON_EMPTY]
     qkd_links: tuple[QkdLink, ...] = ()
+    foreign_kms: tuple[ForeignKms, ...] = ()
 
 
 _FILE = TypeAdapter(_TopologyFile)
 _TOPOLOGY_REFUSAL = "topology"
-_LISTS = {"kms", "kmes", "regions", "gateways", "saes", "qkd_links", "links"}
+_LISTS = {"kms", "kmes", "regions", "gateways", "saes", "qkd_links", "links", "foreign_kms"}
 _UNKNOWN_KEY = {"extra_forbidden", "unexpected_keyword_argument"}
 _Id = TypeVar("_Id", str, int)
 
@@ -252,6 +288,7 @@ def parse(document: Any) -> Topology:
         saes=tuple(sae for region in file.regions for sae in region.saes),
         qkd_links=file.qkd_links,
         links=tuple(link.to_link() for link in file.links),
+        foreign_kms=file.foreign_kms,
     )
     _check_references(topology)
     return topology
@@ -264,6 +301,9 @@ def _check_references(topology: Topology) -> None:
         + [kme.id for k in topology.kms for kme in k.kmes]
         + [g.id for g in topology.gateways]
         + [s.id for s in topology.saes]
+        + [f.id for f in topology.foreign_kms]
+        + [f.identity for f in topology.foreign_kms if f.identity != f.id]
+        + [sae for f in topology.foreign_kms for sae in f.saes]
     )
     duplicates = _repeated(entity_ids)
     if duplicates:
@@ -286,6 +326,9 @@ def _check_references(topology: Topology) -> None:
                 raise TopologyError(f"qkd_link {qkd.id}: KME {endpoint.kme} is not part of {qkd.kms}")
         if qkd.endpoints[0].sae == qkd.endpoints[1].sae:
             raise TopologyError(f"qkd_link {qkd.id} joins {qkd.endpoints[0].sae} to itself")
+    for foreign in topology.foreign_kms:
+        if foreign.border not in gateway_ids:
+            raise TopologyError(f"foreign KMS {foreign.id}: border {foreign.border} is not a gateway")
     qkd_by_id = {q.id: q for q in topology.qkd_links}
     for link in topology.links:
         if link.gateways[0] == link.gateways[1] or not set(link.gateways) <= gateway_ids:
@@ -303,6 +346,7 @@ def _check_ports(topology: Topology) -> None:
     ports = [region.redis_port for region in topology.regions]
     ports += [kms.admin_port for kms in topology.kms] + [kme.port for kms in topology.kms for kme in kms.kmes]
     ports += [p for g in topology.gateways for p in (g.etsi014_port, g.etsi020_port, g.grpc_port, g.admin_port) if p]
+    ports += [p for f in topology.foreign_kms for p in (f.etsi020_port, f.etsi014_port, f.admin_port) if p]
     clashes = _repeated(ports)
     if clashes:
         raise TopologyError(f"ports used more than once: {', '.join(map(str, clashes))}")

@@ -148,7 +148,7 @@ def test_the_schema_check_has_teeth(validator: Draft202012Validator, document: d
 
 def test_one_service_per_region_redis_vendor_kms_and_gateway(topology: Topology, services: dict[str, Any]) -> None:
     expected = {f"redis-{r.id}" for r in topology.regions} | {g.id.lower() for g in topology.gateways}
-    expected |= {"kms-r1", "kms-r2"}
+    expected |= {"kms-r1", "kms-r2", "kms-x"}  # kms-x: the foreign domain's stand-in
     assert set(services) == expected
     for region in topology.regions:
         redis = services[f"redis-{region.id}"]
@@ -176,6 +176,7 @@ def test_container_topology_is_the_topology_with_compose_names_as_hosts(
             replace(kms, kmes=tuple(replace(kme, host=kme.id.lower()) for kme in kms.kmes)) for kms in topology.kms
         ),
         gateways=tuple(replace(g, host=g.id.lower()) for g in topology.gateways),
+        foreign_kms=tuple(replace(f, host=f.identity.lower()) for f in topology.foreign_kms),
     )
     assert container_topology == expected
     for gateway in container_topology.gateways:
@@ -183,6 +184,9 @@ def test_container_topology_is_the_topology_with_compose_names_as_hosts(
     for kms in container_topology.kms:
         aliases = [a for n in services[compose.kms_service(kms.id)]["networks"].values() for a in n["aliases"]]
         assert sorted(kme.host for kme in kms.kmes) == sorted(aliases)
+    for foreign in container_topology.foreign_kms:
+        aliases = [a for n in services[compose.kms_service(foreign.id)]["networks"].values() for a in n["aliases"]]
+        assert aliases == [foreign.host]
 
 
 def test_every_listener_port_is_published_once_on_loopback_by_its_service(
@@ -195,6 +199,8 @@ def test_every_listener_port_is_published_once_on_loopback_by_its_service(
         expected |= {kme.port: (compose.kms_service(kms.id), kme.port) for kme in kms.kmes}
     for g in topology.gateways:
         expected |= {p: (g.id.lower(), p) for p in (g.etsi014_port, g.etsi020_port, g.grpc_port)}
+    for f in topology.foreign_kms:
+        expected |= {p: (compose.kms_service(f.id), p) for p in (f.etsi014_port, f.etsi020_port) if p}
     published: dict[int, list[tuple[str, int]]] = {}
     for name, service in services.items():
         for port in service.get("ports", []):
@@ -482,3 +488,14 @@ def test_the_wheelhouse_adds_what_the_image_python_needs(tmp_path: Path) -> None
             wheel.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\n{metadata}")
     assert missing_requirements(tmp_path, "3.11.2") == ["async-timeout>=4.0.3"]
     assert missing_requirements(tmp_path, "3.11.7") == []
+
+
+def test_a_foreign_domain_shares_a_network_with_its_bordering_gateway_only(
+    topology: Topology, services: dict[str, Any]
+) -> None:
+    for foreign in topology.foreign_kms:
+        network = compose.foreign_network(foreign.id)
+        members = {name for name, service in services.items() if network in service["networks"]}
+        assert members == {compose.kms_service(foreign.id), compose.gateway_service(foreign.border)}
+        mounted = {m["target"].rsplit("/", 1)[-1] for m in services[compose.kms_service(foreign.id)]["volumes"]}
+        assert mounted == {"ca.crt", f"{foreign.identity}.crt", f"{foreign.identity}.key", "topology.yaml"}

@@ -28,6 +28,24 @@ def test_default_topology_describes_three_regions() -> None:
     assert all(sae.gateway in {g.id for g in loaded.gateways} for sae in loaded.saes)
 
 
+def test_default_topology_has_a_foreign_domain_bordered_by_one_gateway() -> None:
+    foreign = topology.load_default().foreign_domain("KMS-X")
+    assert (foreign.identity, foreign.border, foreign.saes) == ("KME-X", "GW3", ("SAE-X-A", "SAE-X-B"))
+    assert foreign.etsi020_url == f"https://127.0.0.1:{foreign.etsi020_port}"
+
+
+def test_a_foreign_sae_is_a_destination_reached_through_the_bordering_gateway() -> None:
+    from relay.gateway.config import plan_gateway
+
+    plan = plan_gateway(topology.load_default(), "GW1")
+    assert plan.gateway_of("SAE-X-A") == "GW3"
+    assert plan.gateway_of("SAE-R1-A") == "GW1"
+    assert plan.gateway_of("SAE-NOWHERE") is None
+    assert "SAE-X-A" not in plan.remote_saes  # not pre-relayed: a hand-over waits for the foreign KMS's ack
+    assert plan.bordered_domains == ()
+    assert [f.id for f in plan_gateway(topology.load_default(), "GW3").bordered_domains] == ["KMS-X"]
+
+
 def mutate(change: Any) -> dict[str, Any]:
     document = copy.deepcopy(default_document())
     change(document)
@@ -50,6 +68,9 @@ def mutate(change: Any) -> dict[str, Any]:
         (lambda d: d.pop("links"), "'links' must be a non-empty list"),
         (lambda d: d["regions"][0]["gateways"][0].update(grpc_port=18411), "ports used more than once: 18411"),
         (lambda d: d["regions"][0].pop("redis_port"), "'redis_port' must be a TCP port"),
+        (lambda d: d["foreign_kms"][0].update(border="GW9"), "foreign KMS KMS-X: border GW9 is not a gateway"),
+        (lambda d: d["foreign_kms"][0].update(saes=[]), "'saes' must be a non-empty list"),
+        (lambda d: d["foreign_kms"][0].update(etsi020_port=0), "'etsi020_port' must be a TCP port"),
     ],
 )
 def test_inconsistent_topologies_are_refused_with_the_reason(change: Any, message: str) -> None:
@@ -90,6 +111,11 @@ def test_unreadable_file_is_a_topology_error(tmp_path: Any) -> None:
         ),
         (lambda d: d.update(lniks=[]), "topology: unknown key 'lniks'; did you mean 'links'?"),
         (lambda d: d["links"][0].update(colour="red"), "links[0]: unknown key 'colour'; valid keys: gateways, policy"),
+        # a misspelt border would leave the foreign domain without the gateway that speaks 020 to it
+        (
+            lambda d: d["foreign_kms"][0].update(boarder=d["foreign_kms"][0].pop("border")),
+            "foreign_kms[0]: unknown key 'boarder'; did you mean 'border'?",
+        ),
     ],
 )
 def test_unknown_keys_are_refused_with_their_path_and_the_nearest_valid_key(change: Any, message: str) -> None:
@@ -112,6 +138,9 @@ def duplicate_pqc_only_link(document: dict[str, Any]) -> None:
         (lambda d: d["kms"][1]["kmes"][0].update(id="KME-R1-A"), "used more than once: KME-R1-A"),
         (lambda d: d["kms"][1].update(id="KMS-R1"), "used more than once: KMS-R1"),
         (lambda d: d["regions"][2]["gateways"][0].update(admin_port=19404), "ports used more than once: 19404"),
+        (lambda d: d["foreign_kms"][0].update(saes=["SAE-R1-A"]), "more than once: SAE-R1-A"),
+        (lambda d: d["foreign_kms"][0].update(identity="KME-R1-A"), "more than once: KME-R1-A"),
+        (lambda d: d["foreign_kms"][0].update(etsi014_port=19401), "ports used more than once: 19401"),
     ],
 )
 def test_nothing_in_the_file_is_silently_overridden(change: Any, message: str) -> None:

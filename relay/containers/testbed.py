@@ -158,6 +158,12 @@ def current_state(
     for kms in topology.kms:
         kmes = {kme.id: f"https://{PUBLISH_HOST_IP}:{kme.port}" for kme in kms.kmes}
         entries.append((kms.id, "kms", kms_service(kms.id), kmes))
+    for foreign in (f for f in topology.foreign_kms if f.etsi014_port is not None):  # the stand-in is rendered
+        faces = {
+            "etsi014": f"https://{PUBLISH_HOST_IP}:{foreign.etsi014_port}",
+            "etsi020": f"https://{PUBLISH_HOST_IP}:{foreign.etsi020_port}",
+        }
+        entries.append((foreign.id, "kms", kms_service(foreign.id), faces))
     for gateway in topology.gateways:
         listens = {
             "etsi014": f"https://{PUBLISH_HOST_IP}:{gateway.etsi014_port}",

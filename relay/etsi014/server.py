@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -65,6 +65,14 @@ class KeyDeliveryBackend(Protocol):
         Each key is delivered once: no other call gets a reserved key until it is released.
         """
         ...
+
+
+@runtime_checkable
+class WithdrawsAbandonedKeys(Protocol):
+    """A backend whose enc_keys keys already exist elsewhere (relayed, handed over): when the master left
+    before its answer was written, the front end tells it, so that no slave gets keys no master holds."""
+
+    async def enc_keys_abandoned(self, master_sae_id: str, slave_sae_id: str, container: KeyContainer) -> None: ...
 
 
 BACKEND_KEY = web.AppKey("etsi014_backend", KeyDeliveryBackend)
@@ -117,7 +125,11 @@ async def _enc_keys(request: web.Request) -> web.Response:
         _refuse_query(request)
         body = await _read_json(request)
         key_request = KeyRequest() if body is None else KeyRequest.from_json(body)
-    container = await request.app[BACKEND_KEY].enc_keys(caller, slave, key_request)
+    backend = request.app[BACKEND_KEY]
+    container = await backend.enc_keys(caller, slave, key_request)
+    if isinstance(backend, WithdrawsAbandonedKeys) and (request.transport is None or request.transport.is_closing()):
+        log.info("an enc_keys caller left before its answer: %d key(s) withdrawn", len(container.keys))
+        await backend.enc_keys_abandoned(caller, slave, container)
     return _json(container.to_json())
 
 

@@ -17,7 +17,7 @@ from relay.gateway.qkd_filler import FillerSettings
 from relay.http_server import ListenerLimits
 from relay.pki.tls import ExpectedPeer
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Role
-from relay.topology import Gateway, Link, Topology, TopologyError
+from relay.topology import ForeignKms, Gateway, Link, Topology, TopologyError
 
 
 class LinkPolicy(StrEnum):
@@ -75,12 +75,17 @@ class GatewaySettings:
     relayed_store: RelayedStoreSettings = field(default_factory=RelayedStoreSettings)
     ack_retry_s: float = 30.0  # how long a 020 ack to a callback is retried before its keys are voided
     ack_retry_first_s: float = 0.2  # the first retry delay, doubling after each attempt
+    foreign_ack_deadline_s: float = 5.0  # a foreign KMS's ack of a key we hand over; later, the key is voided
+    foreign_synchronous: bool = False  # hand keys over in the 020 synchronous mode where versions allow it
     listener: ListenerLimits = field(default_factory=ListenerLimits)  # idle/slow connections on 014, 020, admin
 
     def __post_init__(self) -> None:
         if min(self.hop_attempts, self.relay_attempts, self.prerelay_batch) < 1:
             raise ValueError("hop_attempts, relay_attempts and prerelay_batch must be at least 1")
-        if min(self.hop_timeout_s, self.link_down_s, self.prerelay_interval_s, self.ack_retry_first_s) <= 0:
+        if (
+            min(self.hop_timeout_s, self.link_down_s, self.prerelay_interval_s, self.ack_retry_first_s) <= 0
+            or self.foreign_ack_deadline_s <= 0
+        ):
             raise ValueError("timeouts and intervals must be positive")
         if self.ack_retry_s < self.ack_retry_first_s:
             raise ValueError("ack_retry_s must be at least ack_retry_first_s")
@@ -94,11 +99,23 @@ class GatewayPlan:
     gateway: Gateway
     redis_url: str
     neighbours: dict[str, Neighbour]
-    sae_homes: dict[str, str]  # every SAE of the topology -> its gateway ID
+    sae_homes: dict[str, str]  # every SAE of our domains -> its gateway ID
+    foreign_saes: dict[str, ForeignKms] = field(default_factory=dict)  # SAEs of foreign KMS domains
 
     @property
     def id(self) -> str:
         return self.gateway.id
+
+    def gateway_of(self, sae_id: str) -> str | None:
+        """Where a key for ``sae_id`` is stored or handed over: its home gateway, or for an SAE of a
+        foreign domain the gateway bordering that domain; None for an SAE unknown to the topology."""
+        foreign = self.foreign_saes.get(sae_id)
+        return foreign.border if foreign is not None else self.sae_homes.get(sae_id)
+
+    @property
+    def bordered_domains(self) -> tuple[ForeignKms, ...]:
+        """The foreign KMS domains this gateway speaks 020 to on behalf of every other gateway."""
+        return tuple(foreign for foreign in self.topology.foreign_kms if foreign.border == self.id)
 
     @property
     def local_saes(self) -> tuple[str, ...]:
@@ -129,6 +146,7 @@ def plan_gateway(topology: Topology, gateway_id: str, settings: GatewaySettings 
         redis_url=settings.redis_url or f"redis://127.0.0.1:{redis_port}/0",
         neighbours=neighbours,
         sae_homes={sae.id: sae.gateway for sae in topology.saes},
+        foreign_saes={sae: foreign for foreign in topology.foreign_kms for sae in foreign.saes},
     )
 
 

@@ -7,9 +7,8 @@ key then travels the hop-by-hop relay with its key_ID preserved, so the target S
 exactly the key_ID the initiator SAE was given. Each key is acked ``relayed`` only once stored at the
 target's gateway, or ``failed`` (and voided) otherwise.
 
-Handing over (:meth:`InterKmsBridge.hand_over`): POST ext_keys in the asynchronous mode with our own
-ack callback, and wait for the peer's ack of every key; keys not acked in time are voided at the peer,
-as the spec requires of a sender that cannot tell whether the association exists.
+Handing over is :mod:`relay.gateway.handover`; its acks arrive here (:meth:`InterKmsBridge.acknowledged`)
+and wake the hand-overs waiting for them.
 
 State lives in Redis (:class:`relay.pool.HandoverLedger`), never in this object: an ack or void is
 answered the same by every process of the gateway and after a restart. A repeated ack (the peer lost our
@@ -21,14 +20,11 @@ expired, and ``key not present`` for key_IDs never handed to us for that SAE pai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from relay.domain import Key
-from relay.etsi020.client import Etsi020Client, PeerProblem, PeerUnreachable
 from relay.etsi020.models import MAX_KEY_BYTES, AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer
 from relay.etsi020.problems import (
     INVALID_PARAMETER,
@@ -40,6 +36,7 @@ from relay.etsi020.problems import (
 )
 from relay.gateway.config import GatewayPlan
 from relay.gateway.errors import RelayFailed
+from relay.gateway.handover import AckSignal
 from relay.gateway.relay_engine import RelayEngine
 from relay.gateway.routing import Router
 from relay.gateway.voiding import Voiding
@@ -47,15 +44,7 @@ from relay.pool import HandoverLedger, PoolError, RedisBackend
 
 log = logging.getLogger(__name__)
 
-ACK_PATH = "/kmapi/v1/ext_keys/ack"
-DEFAULT_ACK_TIMEOUT_S = 30.0
 INITIATOR_BINDING_TTL_MS = 86_400_000  # outlives every key handed over for the initiator
-ACK_POLL_S = 0.2  # how often a hand-over looks for acks another process of the gateway received
-
-
-@dataclass(frozen=True)
-class HandoverResult:
-    statuses: dict[str, AckStatus]  # per key_ID; keys the peer never acked are voided and absent here
 
 
 class InterKmsBridge:
@@ -66,20 +55,19 @@ class InterKmsBridge:
         router: Router,
         voiding: Voiding,
         *,
-        own_url: str,
         backend: RedisBackend,
         prefix: str,
         ledger: HandoverLedger,
+        acks: AckSignal,
     ) -> None:
         self._plan = plan
         self._engine = engine
         self._router = router
         self._voiding = voiding
-        self._callback_url = own_url.rstrip("/") + ACK_PATH
         self._backend = backend
         self._prefix = prefix
         self._ledger = ledger
-        self._ack_arrived = asyncio.Event()  # replaced at each set: wakes this process's hand-overs
+        self._acks = acks
 
     # ----- receiving: the server's InterKmsBackend --------------------------------------------------
 
@@ -90,6 +78,9 @@ class InterKmsBridge:
         KMS that first handed keys over for it (bound in Redis, so every process of the gateway agrees).
         Without this, any KME could hand keys over in our SAEs' names or void other KMSs' keys."""
         home = self._plan.sae_homes.get(initiator)
+        foreign = self._plan.foreign_saes.get(initiator)
+        if foreign is not None:
+            home = foreign.identity  # an SAE of a foreign domain of the topology: its KMS, pinned there
         if home is not None:
             if caller != home:
                 raise Problem(401, UNAUTHORIZED, {"unauthorized": f"{caller} does not speak for {initiator}"})
@@ -218,59 +209,4 @@ class InterKmsBridge:
             raise Problem(503, SERVER_SIDE_ERROR, {"server_side_general_error": str(exc)}) from None
         if unknown:
             raise Problem(400, KEY_NOT_PRESENT, {"key_not_present": ", ".join(unknown)[:1024]})
-        arrived, self._ack_arrived = self._ack_arrived, asyncio.Event()
-        arrived.set()
-
-    # ----- handing over to another 020 KMS ----------------------------------------------------------
-
-    async def hand_over(
-        self,
-        peer: Etsi020Client,
-        peer_id: str,
-        initiator: str,
-        target: str,
-        keys: Sequence[Key],
-        *,
-        timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
-    ) -> HandoverResult:
-        """Give ``keys`` to the KMS ``peer_id`` for ``target``; returns each key's ack status."""
-        key_ids = [key.key_id for key in keys]
-        await self._ledger.expect_acks(peer_id, key_ids)
-        request = ExtKeyContainer(
-            tuple(ExtKey(key.key_id, key.key) for key in keys),
-            initiator,
-            (target,),
-            ack_callback_url=self._callback_url,
-        )
-        try:
-            await peer.ext_keys(request)
-        except PeerProblem as exc:
-            if exc.status in (400, 401):  # the peer kept no association: nothing to void
-                await self._ledger.forget(peer_id, key_ids)
-                raise
-        except PeerUnreachable:
-            pass  # the association may exist: wait for acks, void what stays unacknowledged
-        statuses = await self._acks_of(peer_id, key_ids, timeout_s)
-        unacked = await self._ledger.abandon(peer_id, [key_id for key_id in key_ids if key_id not in statuses])
-        statuses |= await self._ledger.acked(peer_id, [key_id for key_id in key_ids if key_id not in unacked])
-        if unacked:
-            with_no_ack = VoidContainer(tuple(unacked), initiator, (target,))
-            try:
-                await peer.void(with_no_ack)
-            except (PeerProblem, PeerUnreachable) as exc:
-                log.warning("could not void %d unacknowledged keys at %s: %s", len(unacked), peer_id, exc)
-        return HandoverResult({key_id: AckStatus(status) for key_id, status in statuses.items()})
-
-    async def _acks_of(self, peer_id: str, key_ids: Sequence[str], timeout_s: float) -> dict[str, str]:
-        """The acks recorded for ``key_ids`` once all arrived or ``timeout_s`` passed, by whichever process
-        of the gateway received them (woken at once by this process's, polling for the others')."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            arrived = self._ack_arrived
-            statuses = await self._ledger.acked(peer_id, key_ids)
-            remaining = deadline - loop.time()
-            if len(statuses) == len(key_ids) or remaining <= 0:
-                return statuses
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(arrived.wait(), min(ACK_POLL_S, remaining))
+        self._acks.arrived()

@@ -98,8 +98,12 @@ class NorthboundBackend:
         if self._plan.sae_homes.get(sae_id) != self._plan.id:
             raise UnauthorizedError(f"SAE {sae_id} is not served by gateway {self._plan.id}")
 
+    async def enc_keys_abandoned(self, master_sae_id: str, slave_sae_id: str, container: KeyContainer) -> None:
+        """The master left before its answer was written: no one may get these keys, at any end."""
+        self._engine.withdraw(master_sae_id, slave_sae_id, [key.key_id for key in container.keys])
+
     def _home_of(self, sae_id: str) -> str:
-        home = self._plan.sae_homes.get(sae_id)
+        home = self._plan.gateway_of(sae_id)
         if home is None:
             raise ValidationError(f"SAE {sae_id} is not known to gateway {self._plan.id}")
         return home

@@ -23,6 +23,7 @@ from relay.crypto.errors import MalformedMessage
 from relay.domain import MAX_SAE_ID_LENGTH, Key, check_key_id, new_key_id
 from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
+from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.hops import HopRequest, HopResult
 from relay.gateway.relay_events import RelayObserver, RelayOrigin
@@ -53,7 +54,9 @@ class RelayEngine:
         transfers: TransferLog,
         voiding: Voiding,
         observer: RelayObserver,
+        foreign: ForeignBorder | None = None,
     ) -> None:
+        """``foreign``: the hand-over to the foreign KMS domains this gateway borders, if any."""
         self._plan = plan
         self._settings = settings
         self._hops = hops
@@ -62,6 +65,15 @@ class RelayEngine:
         self._transfers = transfers
         self._voiding = voiding
         self._observer = observer
+        self._foreign = foreign
+
+    def withdraw(self, initiator: str, target: str, key_ids: list[str]) -> None:
+        """Void relayed keys no master got, in the background: at the target's gateway, or at the foreign
+        KMS a key was handed over to (over 020 from here if this gateway borders it, else through its border)."""
+        if self._foreign is not None and self._foreign.borders(target):
+            self._foreign.void_later(initiator, target, key_ids)
+        else:
+            self._voiding.void_later(initiator, target, key_ids)
 
     # ----- originating side -------------------------------------------------------------------------
 
@@ -82,7 +94,7 @@ class RelayEngine:
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
             if keys:
-                self._voiding.void_later(initiator, target, [key.key_id for key in keys])
+                self.withdraw(initiator, target, [key.key_id for key in keys])
             raise failures[0]
         return keys
 
@@ -108,8 +120,11 @@ class RelayEngine:
         waits for it, so it waits for QKD key instead of spending the fallback.
         """
         target_gateway = self._router.home_of(target)
+        foreign = target in self._plan.foreign_saes
         if target_gateway == self._plan.id:
-            await self._store_for_target(initiator, target, key, (self._plan.id,))
+            await self._store_for_target(
+                initiator, target, key, (self._plan.id,), self._settings.foreign_ack_deadline_s
+            )
             return
         route = self._router.route_to(target_gateway)
         transfer_id = uuid.uuid4().bytes
@@ -123,7 +138,8 @@ class RelayEngine:
                 target,
                 key,
                 extension_json=extension_json,
-                timeout_s=self._settings.hop_timeout_s,
+                # a foreign target's border waits up to the deadline for its KMS's ack, behind the hops
+                timeout_s=self._settings.hop_timeout_s + (self._settings.foreign_ack_deadline_s if foreign else 0),
                 no_degrade=origin.no_degrade,
             )
         except RelayFailed as exc:
@@ -187,13 +203,13 @@ class RelayEngine:
     ) -> HopResult:
         opened = await self._hops.open(message, sender)
         key = Key(check_key_id(opened.header.key_id), opened.key)
-        if request.path[-1] == self._plan.id:
-            await self._store_for_target(request.initiator_sae_id, target, key, request.path)
-            return HopResult(opened.confirmation, self._plan.id)
         if time_left_s is None:
             budget = self._settings.hop_timeout_s
         else:
             budget = max(MIN_HOP_BUDGET_S, time_left_s - HOP_BUDGET_MARGIN_S)
+        if request.path[-1] == self._plan.id:
+            await self._store_for_target(request.initiator_sae_id, target, key, request.path, budget)
+            return HopResult(opened.confirmation, self._plan.id)
         stored_at = await self._hops.forward(
             request.transfer_id,
             request.path,
@@ -207,9 +223,17 @@ class RelayEngine:
         )
         return HopResult(opened.confirmation, stored_at)
 
-    async def _store_for_target(self, initiator: str, target: str, key: Key, path: tuple[str, ...]) -> None:
+    async def _store_for_target(
+        self, initiator: str, target: str, key: Key, path: tuple[str, ...], budget_s: float
+    ) -> None:
         """The last gateway's part: hold ``key`` for ``target`` with the path it came along (only a void
-        signed by that path's origin withdraws it), refusing a key_ID used or voided before."""
+        signed by that path's origin withdraws it), refusing a key_ID used or voided before; or, for an
+        SAE of a foreign domain, hand it over there and return once acked ``relayed`` within ``budget_s``."""
+        if target in self._plan.foreign_saes:
+            if self._foreign is None or not self._foreign.borders(target):
+                raise RelayFailed(f"{self._plan.id} does not border the KMS domain of {target}", retryable=False)
+            await self._foreign.hand_over(initiator, target, key, budget_s)
+            return
         if not await self._store.put_for_slave(initiator, target, [key], path=path):
             raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
 
@@ -229,7 +253,7 @@ class RelayEngine:
         if len(request.target_sae_ids) != 1:
             raise TransferRefused("a relayed key has exactly one target SAE")
         target = request.target_sae_ids[0]
-        if self._plan.sae_homes.get(target) != path[-1]:
+        if self._plan.gateway_of(target) != path[-1]:
             raise TransferRefused(f"target SAE {target!r} is not served by {path[-1]}")
         if not 1 <= len(request.initiator_sae_id) <= MAX_SAE_ID_LENGTH:  # may live in another KMS's domain
             raise TransferRefused(f"initiator SAE ID must be 1 to {MAX_SAE_ID_LENGTH} characters")

@@ -71,8 +71,9 @@ class Router:
         self._health = health
 
     def home_of(self, sae_id: str) -> str:
-        """The gateway serving ``sae_id``; an SAE outside the topology is refused."""
-        home = self._plan.sae_homes.get(sae_id)
+        """The gateway serving ``sae_id``, or bordering its foreign KMS domain (a destination like any
+        other: keys for it are relayed there and handed over); an SAE outside the topology is refused."""
+        home = self._plan.gateway_of(sae_id)
         if home is None:
             raise TransferRefused(f"SAE {sae_id!r} is not in the topology")
         return home

@@ -44,10 +44,12 @@ from relay.etsi020.server import create_app as create_etsi020_app
 from relay.gateway.ack_delivery import AckDelivery, AckRetry
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
+from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.grpc_health import GatewayHealth
 from relay.gateway.grpc_services import add_services
 from relay.gateway.grpc_tls import gateway_server, server_credentials
+from relay.gateway.handover import AckSignal, Handover
 from relay.gateway.hop_protection import HopCrypto, HopProtection, QkdLanes
 from relay.gateway.hop_transport import GrpcHopTransport
 from relay.gateway.interkms import InterKmsBridge
@@ -67,6 +69,7 @@ from relay.gateway.transfers import TransferLog
 from relay.gateway.voiding import Voiding
 from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
+from relay.pki.tls import ExpectedPeer
 from relay.pool import HandoverLedger, Keyspace, QkdPool, RedisBackend, RelayedKeyStore, Role, link_pools
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,7 @@ class RunningGateway:
     store: RelayedKeyStore
     interkms: InterKmsBridge
     voiding: Voiding
+    handover: Handover
     fillers: list[QkdFiller]
     sites: dict[str, RunningSite]
     grpc_port: int
@@ -133,9 +137,28 @@ async def start_gateway(
         metrics = GatewayMetrics(plan.id)  # the relay's observer
         metrics.certificates = (keys.certificate(plan.id), keys.certificate("ca"))
         await check_durability(backend, metrics, plan.id)
-        relay = _relay(plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics)
+        own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
+        ledger = HandoverLedger(backend, keyspace, ttl_s=settings.relayed_store.waiting_ttl_s)  # the keys' lifetime
+        ack_signal = AckSignal()
+        foreign_clients = {
+            domain.id: Etsi020Client(
+                domain.etsi020_url,
+                keys.client_context(
+                    plan.id, minimum=ssl.TLSVersion.TLSv1_3, peer=ExpectedPeer(("kme",), domain.identity)
+                ),  # pinned: the foreign KMS's 020 certificate must name its identity
+            )
+            for domain in plan.bordered_domains
+        }
+        for client in foreign_clients.values():
+            stack.push_async_callback(_quietly(client.close))
+        handover = Handover(ledger, ack_signal, own_url=own_020_url)
+        relay = _relay(
+            plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics, handover, foreign_clients
+        )
         stack.push_async_callback(relay.voiding.close)
         stack.push_async_callback(relay.health.liveness.close)
+        if relay.foreign is not None:
+            stack.push_async_callback(relay.foreign.close)
         engine, voiding = relay.engine, relay.voiding
         prerelay = _prerelay(plan, settings, engine, voiding, store)
         view = GatewayView(
@@ -152,20 +175,19 @@ async def start_gateway(
         metrics.attach(view)
 
         server = gateway_server(settings.keepalive.server_options())
-        grpc_health = add_services(server, plan, engine, voiding, supply.receivers, keyring)
+        voids = relay.foreign or voiding  # the border carries voids for foreign SAEs on over 020
+        grpc_health = add_services(server, plan, engine, voids, supply.receivers, keyring)
         ping_redis = partial(backend.command, "PING")
         await grpc_health.check_once(ping_redis)
-        own_020_url = f"https://{plan.gateway.host}:{plan.gateway.etsi020_port}"  # where peers reach us
-        ledger = HandoverLedger(backend, keyspace, ttl_s=settings.relayed_store.waiting_ttl_s)  # the keys' lifetime
         bridge = InterKmsBridge(
             plan,
             engine,
             relay.router,
             voiding,
-            own_url=own_020_url,
             backend=backend,
             prefix=keyspace.prefix,
             ledger=ledger,
+            acks=ack_signal,
         )
         callback_client = partial(_callback_client, keys, plan.id)
         acks = AckDelivery(
@@ -218,6 +240,7 @@ async def start_gateway(
             store=store,
             interkms=bridge,
             voiding=voiding,
+            handover=handover,
             fillers=supply.fillers,
             sites=sites,
             grpc_port=grpc_port,
@@ -235,6 +258,7 @@ class _Relay:
     lanes: QkdLanes
     voiding: Voiding
     engine: RelayEngine
+    foreign: ForeignBorder | None  # when this gateway borders a foreign KMS domain
 
 
 def _relay(
@@ -247,6 +271,8 @@ def _relay(
     backend: RedisBackend,
     keyspace: Keyspace,
     observer: GatewayMetrics,
+    handover: Handover,
+    foreign_clients: Mapping[str, Etsi020Client],
 ) -> _Relay:
     """The relay's components, each handed exactly the collaborators it uses."""
     liveness = NeighbourLiveness(
@@ -266,8 +292,20 @@ def _relay(
     protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer)
     forwarder = HopForwarder(protection, transport, observer)
     transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id)
-    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer)
-    return _Relay(health, router, lanes, voiding, engine)
+    foreign = None
+    if foreign_clients:
+        foreign = ForeignBorder(
+            handover,
+            foreign_clients,
+            plan.foreign_saes,
+            voiding,
+            own_id=plan.id,
+            neighbours=plan.neighbours,
+            deadline_s=settings.foreign_ack_deadline_s,
+            prefer_synchronous=settings.foreign_synchronous,
+        )
+    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign)
+    return _Relay(health, router, lanes, voiding, engine, foreign)
 
 
 def _qkd_supply(

@@ -11,11 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
+from relay.kms_sim.foreign import Behaviour, HandoverControls
 from relay.kms_sim.kms import LinkReport, SimulatedKms
 from relay.kms_sim.metrics import KmsMetrics
 from relay.observability.exposition import metrics_handler
 
 KMS_KEY = web.AppKey("kms", SimulatedKms)
+CONTROLS_KEY = web.AppKey("handover_controls", HandoverControls)
 
 
 def create_admin_app(kms: SimulatedKms, metrics: KmsMetrics | None = None) -> web.Application:
@@ -66,3 +68,35 @@ async def _set_qber(request: web.Request) -> web.Response:
     except ValueError as exc:
         return web.json_response({"message": str(exc)}, status=400)
     return web.json_response(link_json(report))
+
+
+def add_handover_controls(app: web.Application, controls: HandoverControls) -> None:
+    """A foreign domain's knob: how it answers hand-overs (``{"behaviour": ..., "delay_s": ...}``), and its
+    counts of keys received, stored and voided and of acks sent and received."""
+    app[CONTROLS_KEY] = controls
+    app.router.add_get("/admin/handover", _handover)
+    app.router.add_put("/admin/handover", _set_handover)
+
+
+def _handover_json(controls: HandoverControls) -> dict[str, Any]:
+    return {"behaviour": str(controls.behaviour), "delay_s": controls.delay_s, "counts": dict(controls.counts)}
+
+
+async def _handover(request: web.Request) -> web.Response:
+    return web.json_response(_handover_json(request.app[CONTROLS_KEY]))
+
+
+async def _set_handover(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    behaviours = ", ".join(b.value for b in Behaviour)
+    if not isinstance(body, dict) or body.get("behaviour") not in set(Behaviour):
+        return web.json_response({"message": f"body must be {{'behaviour': one of {behaviours}}}"}, status=400)
+    delay = body.get("delay_s", 0.0)
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 <= delay <= 600:
+        return web.json_response({"message": "delay_s must be a number of seconds from 0 to 600"}, status=400)
+    controls = request.app[CONTROLS_KEY]
+    controls.behaviour, controls.delay_s = Behaviour(body["behaviour"]), float(delay)
+    return web.json_response(_handover_json(controls))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from relay.domain import Key, new_key_id
@@ -105,6 +106,24 @@ class SimulatedKms:
             slaves = {slave, *request.additional_slave_sae_ids}
             self._issued[key.key_id] = _IssuedKey(key, master, slaves, expires_at)
         return KeyContainer(keys)
+
+    def accept(self, master: str, slave: str, keys: Sequence[Key]) -> None:
+        """Keys another KMS handed over (ETSI 020) for ``slave``: they wait for it like keys drawn here."""
+        self._expire()
+        expires_at = self._clock() + self.config.settings.availability_timeout_s
+        for key in keys:
+            self._issued[key.key_id] = _IssuedKey(key, master, {slave}, expires_at)
+
+    def withdraw(self, master: str, slave: str, key_ids: Sequence[str]) -> list[str]:
+        """Void: those of ``key_ids`` still waiting for ``slave`` (not delivered, not being delivered)."""
+        self._expire()
+        voided = []
+        for key_id in key_ids:
+            record = self._issued.get(key_id)
+            if record and record.master_sae_id == master and slave in record.waiting_slaves and not record.in_delivery:
+                del self._issued[key_id]
+                voided.append(key_id)
+        return voided
 
     def redeem(self, slave: str, master: str, key_ids: KeyIds) -> ReservedKeys:
         """All requested keys or none, reserved for ``slave``: a partial answer would strand keys on one side."""

@@ -104,6 +104,12 @@ def with_free_ports(document: dict[str, Any]) -> dict[str, Any]:
         for name in ("etsi014_port", "etsi020_port", "grpc_port", "admin_port")
         if name in gateway
     ]
+    fields += [
+        (foreign, name)
+        for foreign in document.get("foreign_kms", ())
+        for name in ("etsi020_port", "etsi014_port", "admin_port")
+        if name in foreign
+    ]
     for (item, name), port in zip(fields, free_ports(len(fields)), strict=True):
         item[name] = port
     return document

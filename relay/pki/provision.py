@@ -36,6 +36,10 @@ def entity_roles(topology: Topology) -> dict[str, tuple[str, ...]]:
     entities: list[tuple[str, tuple[str, ...]]] = [(kme.id, ("kme",)) for kms in topology.kms for kme in kms.kmes]
     entities += [(gateway.id, ("gateway", "sae")) for gateway in topology.gateways]
     entities += [(sae.id, ("sae",)) for sae in topology.saes]
+    # Foreign domains bring their own PKI; the testbed's stand-in for one gets its 020 identity and its
+    # SAEs' certificates from ours.
+    entities += [(foreign.identity, ("kme",)) for foreign in topology.foreign_kms]
+    entities += [(sae, ("sae",)) for foreign in topology.foreign_kms for sae in foreign.saes]
     entities += [(redis_server_entity(region.id), ("redis",)) for region in topology.regions]
     entities += [(REDIS_CLIENT_ENTITY, ("redis-client",))]
     names = [entity_dns_name(entity_id) for entity_id, _ in entities]

@@ -2,7 +2,9 @@
 
 For each pair of regions, the first SAE of one asks its gateway for a key naming the first SAE of the
 other (``enc_keys``), which then fetches it by key_ID from its own gateway (``dec_keys``); the demo
-compares the bytes. The first requests wait for the QKD fillers to pull key from the vendor KMSs.
+compares the bytes. The first requests wait for the QKD fillers to pull key from the vendor KMSs. Then
+the same between the first SAE of the first region and the first SAE of each foreign KMS domain the
+testbed runs, in both directions: one side asks its gateway, the other the foreign KMS, over 020 between.
 """
 
 from __future__ import annotations
@@ -38,16 +40,30 @@ async def exchange_keys(topology: Topology, state: TestbedState, keys: KeyDirect
     exchanges = []
     for master_gw, slave_gw in combinations(sorted(first_sae), 2):
         master, slave = first_sae[master_gw], first_sae[slave_gw]
-        async with (
-            Etsi014Client(gateways[master_gw], keys.client_context(master)) as master_client,
-            Etsi014Client(gateways[slave_gw], keys.client_context(slave)) as slave_client,
-        ):
-            started = time.perf_counter()
-            issued = (await _first_key(master_client, slave)).keys[0]
-            latency_ms = (time.perf_counter() - started) * 1000
-            fetched = (await slave_client.get_key_with_ids(master, [issued.key_id])).keys[0]
-        exchanges.append(Exchange(master, slave, issued.key_id, fetched.key == issued.key, latency_ms))
+        exchanges.append(await _exchange(keys, (master, gateways[master_gw]), (slave, gateways[slave_gw])))
+    services = {s.name: s for s in state.services}
+    ours = topology.saes[0]
+    for foreign in topology.foreign_kms:
+        if foreign.id not in services:
+            continue  # not run here (a real foreign KMS): its SAEs are not ours to drive
+        near, far = (ours.id, gateways[ours.gateway]), (foreign.saes[0], services[foreign.id].listens["etsi014"])
+        exchanges.append(await _exchange(keys, near, far))
+        exchanges.append(await _exchange(keys, far, near))
     return exchanges
+
+
+async def _exchange(keys: KeyDirectory, master: tuple[str, str], slave: tuple[str, str]) -> Exchange:
+    """``master`` asks its KME (SAE ID, 014 URL) for a key with ``slave``, which fetches it by key_ID."""
+    (master_id, master_url), (slave_id, slave_url) = master, slave
+    async with (
+        Etsi014Client(master_url, keys.client_context(master_id)) as master_client,
+        Etsi014Client(slave_url, keys.client_context(slave_id)) as slave_client,
+    ):
+        started = time.perf_counter()
+        issued = (await _first_key(master_client, slave_id)).keys[0]
+        latency_ms = (time.perf_counter() - started) * 1000
+        fetched = (await slave_client.get_key_with_ids(master_id, [issued.key_id])).keys[0]
+    return Exchange(master_id, slave_id, issued.key_id, fetched.key == issued.key, latency_ms)
 
 
 async def _first_key(client: Etsi014Client, slave: str) -> KeyContainer:

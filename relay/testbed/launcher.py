@@ -3,7 +3,8 @@
 Per region a private ``redis-server`` (AOF on and fsynced before every answer, data under the state
 directory; the region's ACL file from ``keys init``: default user off, each gateway its own user, see
 ``relay.pki.redis_access``; loopback plain TCP), per vendor KMS a
-simulator process, per gateway a gateway process; each in its own session with its log in
+simulator process, per foreign KMS domain the stand-in for the other vendor's KMS (its 014 face for its
+SAEs, its 020 face to the bordering gateway), per gateway a gateway process; each in its own session with its log in
 ``<state>/logs/``. ``up`` returns once every listener accepts connections and records the processes in
 ``<state>/processes.json``, so ``status`` and ``down`` work from any later shell. A failed ``up`` stops
 what it started.
@@ -134,7 +135,18 @@ def up(
             listens["admin"] = f"http://127.0.0.1:{kms.admin_port}"
             command = [sys.executable, "-m", "relay.cli", "kms-sim", "run", "--kms", kms.id, *common]
             started.append(_spawn(kms.id, "kms", command, state_dir, listens))
-        _wait_listening(started, [(kme.host, kme.port) for kms in topology.kms for kme in kms.kmes])
+        simulated = [foreign for foreign in topology.foreign_kms if foreign.etsi014_port is not None]
+        for foreign in simulated:
+            listens = {"etsi014": f"https://{foreign.host}:{foreign.etsi014_port}", "etsi020": foreign.etsi020_url}
+            if foreign.admin_port is not None:
+                listens["admin"] = f"http://127.0.0.1:{foreign.admin_port}"
+            command = [sys.executable, "-m", "relay.cli", "kms-sim", "run", "--kms", foreign.id, *common]
+            started.append(_spawn(foreign.id, "kms", command, state_dir, listens))
+        _wait_listening(
+            started,
+            [(kme.host, kme.port) for kms in topology.kms for kme in kms.kmes]
+            + [(f.host, f.etsi020_port) for f in simulated],
+        )
         for gateway in topology.gateways:
             listens = {
                 "etsi014": f"https://{gateway.host}:{gateway.etsi014_port}",

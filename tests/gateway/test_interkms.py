@@ -33,7 +33,7 @@ from relay.etsi020.models import (
     parse_ack_containers,
 )
 from relay.gateway.config import GatewaySettings
-from relay.gateway.interkms import ACK_PATH
+from relay.gateway.handover import ACK_PATH
 from relay.gateway.service import start_gateway
 from relay.http_server import start_site
 from relay.pki.layout import KeyDirectory
@@ -66,7 +66,7 @@ async def hand_over_gw1_to_gw3(testbed: LocalTestbed) -> list[Key]:
     keys from SAE-R1-A for SAE-R3-B, every one acked ``relayed``."""
     keys = [Key(str(uuid.uuid4()), os.urandom(32)) for _ in range(2)]
     async with client_as(testbed, "GW1", testbed.gateways["GW3"].sites["etsi020"].url) as peer:
-        result = await testbed.gateways["GW1"].interkms.hand_over(
+        result = await testbed.gateways["GW1"].handover.hand_over(
             peer, "GW3", "SAE-R1-A", "SAE-R3-B", keys, timeout_s=10
         )
     assert result.statuses == {key.key_id: AckStatus.RELAYED for key in keys}

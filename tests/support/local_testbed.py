@@ -24,7 +24,7 @@ from relay.etsi014.client import Etsi014Client
 from relay.gateway.config import GatewaySettings, plan_gateway
 from relay.gateway.service import RunningGateway, start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
-from relay.kms_sim.service import RunningKms, start_kms
+from relay.kms_sim.service import RunningKms, start_foreign_kms, start_kms
 from relay.loadtest.topologies import three_region_document, with_free_ports
 from relay.pki.layout import KeyDirectory
 from relay.topology import Topology
@@ -60,7 +60,10 @@ class LocalTestbed:
         return self.gateways[gateway_id].sites["etsi014"].url
 
     def sae(self, sae_id: str) -> Etsi014Client:
-        """An ETSI 014 client for ``sae_id`` talking to its home gateway."""
+        """An ETSI 014 client for ``sae_id`` talking to its home gateway, or to its foreign domain's KMS."""
+        foreign = next((f for f in self.topology.foreign_kms if sae_id in f.saes), None)
+        if foreign is not None:
+            return Etsi014Client(self.kms[foreign.id].kme_url(foreign.identity), self.keys.client_context(sae_id))
         home = next(sae.gateway for sae in self.topology.saes if sae.id == sae_id)
         return Etsi014Client(self.gateway_url(home), self.keys.client_context(sae_id))
 
@@ -119,6 +122,8 @@ async def running_testbed(
                 await proxy.start()
         for vendor in topology.kms:
             testbed.kms[vendor.id] = await start_kms(from_topology(topology, vendor.id, sim), keys)
+        for foreign in topology.foreign_kms:  # the other vendor's domain, a peer over 020
+            testbed.kms[foreign.id] = await start_foreign_kms(topology, foreign.id, keys, sim)
         gateway_settings = replace(settings, redis_url=redis_url)
         for gateway in topology.gateways:
             plan = plan_gateway(_view_of(gateway.id, shared, testbed.proxies), gateway.id, gateway_settings)

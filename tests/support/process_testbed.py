@@ -1,5 +1,6 @@
 """The three-region testbed as real processes: per region a private ``redis-server``, the two vendor KMS
-simulators (``qkd-relay kms-sim run``) and the three gateways (``qkd-relay gateway run``).
+simulators (``qkd-relay kms-sim run``), the foreign KMS domain of another vendor (the same command, its 020
+stand-in) and the three gateways (``qkd-relay gateway run``).
 
 Everything runs from one topology YAML with free ports, written to the testbed's directory. Each process
 writes stdout and stderr to files there (appended across restarts), and :meth:`ProcessTestbed.logs`
@@ -155,6 +156,9 @@ class ProcessTestbed:
         for vendor in self.topology.kms:
             command = [*QKD_RELAY, "kms-sim", "run", "--kms", vendor.id, *common, *kms_options]
             self.processes[vendor.id] = ManagedProcess(vendor.id, command, directory, "admin at")
+        for foreign in self.topology.foreign_kms:
+            command = [*QKD_RELAY, "kms-sim", "run", "--kms", foreign.id, *common, *kms_options]
+            self.processes[foreign.id] = ManagedProcess(foreign.id, command, directory, "admin at")
         for gateway in self.topology.gateways:
             command = [*QKD_RELAY, "gateway", "run", "--id", gateway.id, *common, *gateway_options]
             self.processes[gateway.id] = ManagedProcess(gateway.id, command, directory, "gRPC at")
@@ -226,12 +230,19 @@ class ProcessTestbed:
         return f"https://{gateway.host}:{gateway.etsi014_port}"
 
     def sae(self, sae_id: str, *, timeout_s: float = 10.0) -> Etsi014Client:
-        """An ETSI 014 client for ``sae_id`` (its own certificate) talking to its home gateway."""
-        home = next(sae.gateway for sae in self.topology.saes if sae.id == sae_id)
-        return Etsi014Client(self.gateway_url(home), self.keys.client_context(sae_id), timeout_s=timeout_s)
+        """An ETSI 014 client for ``sae_id`` (its own certificate) talking to its home gateway, or for an
+        SAE of the foreign domain to that domain's KMS."""
+        foreign = next((f for f in self.topology.foreign_kms if sae_id in f.saes), None)
+        if foreign is not None:
+            url = f"https://{foreign.host}:{foreign.etsi014_port}"
+        else:
+            url = self.gateway_url(next(sae.gateway for sae in self.topology.saes if sae.id == sae_id))
+        return Etsi014Client(url, self.keys.client_context(sae_id), timeout_s=timeout_s)
 
     def admin_url(self, kms_id: str) -> str:
-        return f"http://127.0.0.1:{self.topology.vendor_kms(kms_id).admin_port}"
+        foreign = next((f for f in self.topology.foreign_kms if f.id == kms_id), None)
+        port = foreign.admin_port if foreign is not None else self.topology.vendor_kms(kms_id).admin_port
+        return f"http://127.0.0.1:{port}"
 
     def logs(self) -> str:
         """Tail of every process's stderr, for failure reports."""

@@ -26,7 +26,8 @@ def test_up_relays_keys_reports_status_and_down_stops_everything(
     state_dir = Path("state")
     state = up(topology, topology_file, Path("keys"), state_dir)
     try:
-        assert {s.kind for s in state.services} == {"redis", "kms", "gateway"} and len(state.services) == 8
+        # three Redis, two vendor KMSs and the foreign domain KMS-X, three gateways
+        assert {s.kind for s in state.services} == {"redis", "kms", "gateway"} and len(state.services) == 9
         assert all(is_alive(s.pid) for s in state.services)
         try:
             up(topology, topology_file, Path("keys"), state_dir)
@@ -39,11 +40,13 @@ def test_up_relays_keys_reports_status_and_down_stops_everything(
             ("SAE-R1-A", "SAE-R2-A", True),
             ("SAE-R1-A", "SAE-R3-A", True),
             ("SAE-R2-A", "SAE-R3-A", True),
+            ("SAE-R1-A", "SAE-X-A", True),  # across the border to the foreign domain, over 020
+            ("SAE-X-A", "SAE-R1-A", True),
         ]
         recorded = TestbedState.load(state_dir)
         assert recorded is not None
         screen = render(topology, recorded, asyncio.run(collect(topology, recorded)))
-        assert "8/8 processes running" in screen
+        assert "9/9 processes running" in screen
         assert "QKD-GW2-GW3" in screen and "require-qkd" in screen and "admin unreachable" not in screen
     finally:
         stopped = down(state_dir)
