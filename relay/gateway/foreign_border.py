@@ -8,7 +8,11 @@ no ack in time, an error answer or no answer at all voids the key at the foreign
 and fails the relay; nothing of it is stored in our network, so nothing else is left to void.
 
 A void for a foreign SAE (the relay failed behind the border's answer, or the master went away before it
-got the key) travels to the border like any void and goes on from there with ``ext_keys/void``.
+got the key) travels to the border like any void and goes on from there with ``ext_keys/void``, once it
+is verified as the last gateway of a path verifies any void (:mod:`relay.gateway.voiding`): signed by the
+path's origin, fresh and not replayed, naming its key_IDs (a void of "all" would reach keys already
+released to their master), and issued by the home gateway of the initiator, the only gateway that relays
+keys for that SAE (a neighbour cannot void keys another gateway's master holds).
 
 The synchronous mode is used only when asked for and the foreign KMS's ``versions`` lists the
 ``synchronous_mode`` capability (asked once per domain); otherwise acks arrive at our ack callback.
@@ -20,11 +24,13 @@ import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
 
+from relay.crypto import verify_void
 from relay.domain import Key
 from relay.etsi020.client import Etsi020Client, PeerProblem, PeerUnreachable
 from relay.etsi020.models import SYNCHRONOUS_MODE, AckStatus
 from relay.gateway.errors import RelayFailed, TransferRefused
 from relay.gateway.handover import Handover
+from relay.gateway.hop_protection import HopCrypto
 from relay.gateway.hops import VoidHandler, VoidRequest
 from relay.topology import ForeignKms
 
@@ -38,6 +44,8 @@ class ForeignBorder:
         clients: Mapping[str, Etsi020Client],
         domains: Mapping[str, ForeignKms],
         voids: VoidHandler,
+        crypto: HopCrypto,
+        sae_homes: Mapping[str, str],
         *,
         own_id: str,
         neighbours: Collection[str],
@@ -45,9 +53,12 @@ class ForeignBorder:
         prefer_synchronous: bool = False,
     ) -> None:
         """``clients``: an 020 client per bordered domain ID; ``domains``: each foreign SAE's domain;
-        ``voids``: the ordinary handler of voids from neighbours, for every void not bound across the border."""
+        ``voids``: the ordinary handler of voids from neighbours, for every void not bound across the border;
+        ``crypto``: to verify those that are; ``sae_homes``: our SAEs' gateways (a void's origin must be one)."""
         self._handover = handover
         self._voids = voids
+        self._crypto = crypto
+        self._sae_homes = sae_homes
         self._own = own_id
         self._neighbours = frozenset(neighbours)
         self._background: set[asyncio.Task[list[str]]] = set()
@@ -109,7 +120,15 @@ class ForeignBorder:
         if last_hop and len(target) == 1 and self.borders(target[0]):
             if path[hop] != sender or sender not in self._neighbours:
                 raise TransferRefused(f"void hop {hop} of {list(path)} is not from {sender} to {self._own}")
-            return await self.void(request.initiator_sae_id, target[0], request.key_ids)
+            order = request.order()
+            if not order.key_ids:
+                raise TransferRefused("a void across the border names its key_IDs")
+            home = self._sae_homes.get(order.initiator_sae_id)
+            if home != order.origin:
+                raise TransferRefused(f"only {home}, the home of {order.initiator_sae_id!r}, voids its keys")
+            crypto = self._crypto
+            await verify_void(order, request.signature, trust=crypto.trust, replay=crypto.replay, clock=crypto.clock)
+            return await self.void(order.initiator_sae_id, target[0], order.key_ids)
         return await self._voids.receive_void(request, sender)
 
     async def close(self) -> None:

@@ -35,6 +35,7 @@ from relay.pool import RelayedKeyStore
 log = logging.getLogger(__name__)
 
 HOP_BUDGET_MARGIN_S = 0.1  # left to a receiving gateway to answer after the hops behind it
+MIN_FOREIGN_ATTEMPT_S = 0.5  # a retry towards a foreign KMS needs at least this much of its deadline left
 MIN_HOP_BUDGET_S = 0.05
 
 
@@ -99,32 +100,49 @@ class RelayEngine:
         return keys
 
     async def _relay_fresh_key(self, initiator: str, target: str, size_bytes: int, extension_json: str) -> Key:
-        """Each attempt uses a new key and key_ID: the SAE never saw the failed one, which is voided."""
+        """Each attempt uses a new key and key_ID: the SAE never saw the failed one, which is voided.
+
+        For an SAE of a foreign domain every attempt shares one deadline (``foreign_ack_deadline_s``): the
+        master's answer comes within it, a retry only gets what the failed attempt left."""
+        deadline = None
+        if target in self._plan.foreign_saes:
+            deadline = time.monotonic() + self._settings.foreign_ack_deadline_s
         for attempt in range(1, self._settings.relay_attempts + 1):
             key = new_key(size_bytes)
+            left_s = None if deadline is None else deadline - time.monotonic()
             try:
-                await self.relay_key(initiator, target, key, extension_json)
+                await self.relay_key(initiator, target, key, extension_json, timeout_s=left_s)
                 return key
             except RelayFailed as failure:
-                if not failure.retryable or attempt == self._settings.relay_attempts:
+                out_of_time = deadline is not None and deadline - time.monotonic() < MIN_FOREIGN_ATTEMPT_S
+                if not failure.retryable or attempt == self._settings.relay_attempts or out_of_time:
                     raise
                 log.info("relay of a key for %s -> %s failed (%s); retrying", initiator, target, failure)
         raise AssertionError("unreachable: the last attempt re-raises")
 
     async def relay_key(
-        self, initiator: str, target: str, key: Key, extension_json: str = "", *, origin: RelayOrigin = RelayOrigin.SAE
+        self,
+        initiator: str,
+        target: str,
+        key: Key,
+        extension_json: str = "",
+        *,
+        origin: RelayOrigin = RelayOrigin.SAE,
+        timeout_s: float | None = None,
     ) -> None:
         """Relay ``key`` to ``target``'s gateway and store it there; returns once it is stored.
 
         A pre-relayed key never degrades a qkd+pqc hop to pqc-only (``no_degrade``, see the proto): nobody
-        waits for it, so it waits for QKD key instead of spending the fallback.
+        waits for it, so it waits for QKD key instead of spending the fallback. ``timeout_s``: how long
+        the caller waits (default: a hop timeout, plus the foreign ack deadline for a foreign target).
         """
         target_gateway = self._router.home_of(target)
         foreign = target in self._plan.foreign_saes
+        if timeout_s is None:
+            timeout_s = self._settings.hop_timeout_s + (self._settings.foreign_ack_deadline_s if foreign else 0)
         if target_gateway == self._plan.id:
-            await self._store_for_target(
-                initiator, target, key, (self._plan.id,), self._settings.foreign_ack_deadline_s
-            )
+            budget_s = min(timeout_s, self._settings.foreign_ack_deadline_s)
+            await self._store_for_target(initiator, target, key, (self._plan.id,), budget_s)
             return
         route = self._router.route_to(target_gateway)
         transfer_id = uuid.uuid4().bytes
@@ -138,8 +156,7 @@ class RelayEngine:
                 target,
                 key,
                 extension_json=extension_json,
-                # a foreign target's border waits up to the deadline for its KMS's ack, behind the hops
-                timeout_s=self._settings.hop_timeout_s + (self._settings.foreign_ack_deadline_s if foreign else 0),
+                timeout_s=timeout_s,
                 no_degrade=origin.no_degrade,
             )
         except RelayFailed as exc:

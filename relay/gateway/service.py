@@ -299,6 +299,8 @@ def _relay(
             foreign_clients,
             plan.foreign_saes,
             voiding,
+            crypto,
+            plan.sae_homes,
             own_id=plan.id,
             neighbours=plan.neighbours,
             deadline_s=settings.foreign_ack_deadline_s,

@@ -121,3 +121,34 @@ def test_a_late_hop_cannot_bring_back_a_voided_key(bed: ThreadedTestbed) -> None
     code, details = relay_as(bed, "GW1", "GW2", hop.request)
     assert code is grpc.StatusCode.ABORTED and "already used" in details, details
     assert fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id).status_code == 400
+
+
+def _foreign_fetch(bed: ThreadedTestbed, key_id: str) -> int:
+    """SAE-X-A's dec_keys at its own (foreign) KMS for a key SAE-R1-A handed it; the HTTP status."""
+    site = bed.testbed.kms["KMS-X"].kme_sites["KME-X"]
+    url = f"https://localhost:{site.port}/api/v1/keys/SAE-R1-A/dec_keys"
+    return bed.session("SAE-X-A").get(url, params={"key_ID": key_id}, timeout=10).status_code
+
+
+def test_a_void_across_the_border_is_verified_like_any_other(bed: ThreadedTestbed) -> None:
+    """Keys handed to a foreign KMS are voided there only by a void their origin signed, once: GW2 cannot
+    void, at KMS-X, a key SAE-R1-A holds; GW1's genuine void works, and its replay voids nothing."""
+    held, voidable = _held_by_master(bed, "SAE-X-A"), _held_by_master(bed, "SAE-X-A")
+    unsigned = pb.VoidKeysRequest(  # in GW1's name, which GW2 cannot sign
+        key_ids=[held], initiator_sae_id="SAE-R1-A", target_sae_ids=["SAE-X-A"], path=["GW1", "GW2", "GW3"], hop=1
+    )
+    code, details, _ = void_as(bed, "GW2", "GW3", unsigned)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT, details
+    by_gw2 = void_by_hand(bed, [held], ["GW2", "GW3"], initiator="SAE-R1-A", target="SAE-X-A")
+    code, details, _ = void_as(bed, "GW2", "GW3", by_gw2)
+    assert code is grpc.StatusCode.PERMISSION_DENIED and "GW1" in details, details
+    everything = void_by_hand(bed, [], ["GW1", "GW2", "GW3"], hop=1, initiator="SAE-R1-A", target="SAE-X-A")
+    code, details, _ = void_as(bed, "GW2", "GW3", everything)
+    assert code is grpc.StatusCode.PERMISSION_DENIED, details
+    assert _foreign_fetch(bed, held) == 200  # the master's key reached its slave in the other domain
+
+    genuine = void_by_hand(bed, [voidable], ["GW1", "GW2", "GW3"], hop=1, initiator="SAE-R1-A", target="SAE-X-A")
+    assert void_as(bed, "GW2", "GW3", genuine)[0] is grpc.StatusCode.OK
+    code, details, _ = void_as(bed, "GW2", "GW3", genuine)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and "Replayed" in details, details
+    assert _foreign_fetch(bed, voidable) != 200  # voided at KMS-X
