@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
 from relay.crypto import verify_void
@@ -51,6 +52,7 @@ class ForeignBorder:
         neighbours: Collection[str],
         deadline_s: float,
         prefer_synchronous: bool = False,
+        outcomes: Counter[tuple[str, str]] | None = None,
     ) -> None:
         """``clients``: an 020 client per bordered domain ID; ``domains``: each foreign SAE's domain;
         ``voids``: the ordinary handler of voids from neighbours, for every void not bound across the border;
@@ -67,6 +69,7 @@ class ForeignBorder:
         self.deadline_s = deadline_s
         self._prefer_synchronous = prefer_synchronous
         self._synchronous: dict[str, bool] = {}
+        self.outcomes = Counter[tuple[str, str]]() if outcomes is None else outcomes  # (domain, outcome): a metric
 
     def borders(self, sae_id: str) -> bool:
         domain = self._domains.get(sae_id)
@@ -88,13 +91,17 @@ class ForeignBorder:
                 synchronous=await self._synchronous_with(domain, client),
             )
         except PeerProblem as exc:  # 400 or 401: refused outright, nothing associated there
+            self.outcomes[domain.id, "refused"] += 1
             raise RelayFailed(f"{domain.id} refused the key: {exc.status}", retryable=False) from None
         status = result.statuses.get(key.key_id)
         if status is AckStatus.RELAYED:
+            self.outcomes[domain.id, "relayed"] += 1
             return
         if status is not None:  # acked, but not relayed: make sure it is gone there too
+            self.outcomes[domain.id, "acked_not_relayed"] += 1
             await self._handover.void_at(client, domain.identity, initiator, target, [key.key_id])
             raise RelayFailed(f"{domain.id} acked the key {status}", retryable=False)
+        self.outcomes[domain.id, "no_ack_in_time"] += 1
         raise RelayFailed(
             f"{domain.id} did not ack the key within {timeout_s:.1f} s (down, error or late)", retryable=False
         )
@@ -104,6 +111,7 @@ class ForeignBorder:
         returns the key_IDs the void was carried to the foreign KMS for, ``[]`` if it could not be sent."""
         domain = self._domain(target)
         sent = await self._handover.void_at(self._clients[domain.id], domain.identity, initiator, target, key_ids)
+        self.outcomes[domain.id, "void_sent" if sent else "void_unsent"] += 1
         return list(key_ids) if sent else []
 
     def void_later(self, initiator: str, target: str, key_ids: Sequence[str]) -> None:

@@ -61,6 +61,7 @@ class GatewayMetrics(RelayObserver):
         )
         self.requests = RequestCounts()
         self.ack_delivery = AckDeliveryMetrics()  # 020 acks to foreign KMSs' callbacks
+        self.foreign_handovers: Counter[tuple[str, str]] = Counter()  # by foreign domain and outcome
         self.relay_failures: Counter[tuple[str, RelayOrigin]] = Counter()  # by reason and origin
         self.hop_failures: Counter[str] = Counter()
         self.redis_durability: RedisDurability | None = None  # read once at start-up
@@ -159,6 +160,14 @@ class _Collector:
         yield from self._pools(snap, prerelay=m.sources is not None and m.sources.prerelay is not None)
         yield m.requests.family("qkdr_northbound_requests", "HTTP requests served by the ETSI 014 and 020 APIs")
         yield from self._acks(m.ack_delivery)
+        yield counter(
+            "qkdr_foreign_handovers",
+            "Keys handed to a foreign KMS over 020 at this border, by outcome (relayed: acked in time, the "
+            "master got it; refused, acked_not_relayed, no_ack_in_time: voided there, the master got 503; "
+            "void_sent / void_unsent: ext_keys/void calls)",
+            ["domain", "outcome"],
+            [([domain, outcome], n) for (domain, outcome), n in sorted(m.foreign_handovers.items())],
+        )
         sources = m.sources
         if sources is None:
             return

@@ -305,6 +305,7 @@ def _relay(
             neighbours=plan.neighbours,
             deadline_s=settings.foreign_ack_deadline_s,
             prefer_synchronous=settings.foreign_synchronous,
+            outcomes=observer.foreign_handovers,
         )
     engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign)
     return _Relay(health, router, lanes, voiding, engine, foreign)

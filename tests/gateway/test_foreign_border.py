@@ -17,10 +17,12 @@ from relay.etsi020.models import ExtKey, ExtKeyContainer
 from relay.gateway.config import GatewaySettings
 from relay.kms_sim.foreign import Behaviour
 from relay.pki.layout import KeyDirectory
+from tests.support.admin_http import admin_url, scrape
 from tests.support.local_testbed import LocalTestbed, running_testbed
 from tests.support.redis_servers import RedisServer
 
 TLS13 = ssl.TLSVersion.TLSv1_3
+OUTCOMES = ("relayed", "acked_not_relayed", "no_ack_in_time")
 
 
 @pytest.fixture
@@ -48,6 +50,10 @@ async def test_the_synchronous_mode_hands_over_where_versions_allow_it(testbed: 
             await master.get_key("SAE-X-A", KeyRequest(number=1))
         assert late.value.status == 503
     assert foreign.controls.counts["stored"] == stored
+    scraped = await scrape(admin_url(testbed.gateways["GW3"].sites["admin"]))
+    outcomes = {o: scraped.value("qkdr_foreign_handovers_total", domain="KMS-X", outcome=o) for o in OUTCOMES}
+    # acked failed twice: the origin retried with a fresh key within the deadline; the slow one used it up
+    assert outcomes == {"relayed": 1, "acked_not_relayed": 2, "no_ack_in_time": 1}
 
 
 async def test_only_the_foreign_domain_speaks_for_its_saes(testbed: LocalTestbed) -> None:
