@@ -26,7 +26,10 @@ KMS that does not mint UUIDv7, vendor QKD key IDs: QKD pools have no window) is 
 lives ``retired_ttl`` (``ARGV[2]``), as before, and it is refused while the tombstone lives; that stays at
 most once because every copy that can still reach the store ends well before that (a hop is refused
 after its freshness window, a waiting key expires after its own lifetime, and ``retired_ttl`` is at
-least twice the store's key lifetime). The one assumption is the one every TTL here already makes: the
+least twice the store's key lifetime). A foreign KMS that mints UUIDv7 key_IDs gets the time-bound rule
+too (a store cannot tell who minted an ID, and the rule must cover every ID whose tombstone it shortens):
+its keys are refused if handed over more than ``W`` after their creation, availability yielding to at
+most once. The one assumption is the one every TTL here already makes: the
 Redis server's clock does not step back by more than the margin.
 
 A key can be *reserved* (handed to a writer that has yet to put it on the wire): its hash then carries
