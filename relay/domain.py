@@ -8,6 +8,8 @@ to carry it. Invariants: a :class:`Key` never prints its bytes; a key_ID that pa
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -24,9 +26,21 @@ class Key:
     key: bytes = field(repr=False)
 
 
-def new_key_id() -> str:
-    """A fresh random key_ID (UUID version 4, as 014 and 020 expect)."""
-    return str(uuid.uuid4())
+def new_key_id(now_ms: int | None = None) -> str:
+    """A fresh key_ID that carries its creation time: a UUID version 7 (RFC 9562), still the UUID 014 and
+    020 expect. 48 bits of Unix milliseconds (``now_ms``, default the wall clock), then 74 random bits.
+
+    The stores of relayed keys read the time back (:mod:`relay.pool.scripts`) and refuse a key_ID older
+    than their window, so its tombstone need not outlive the window. The 74 random bits keep key_IDs minted
+    in the same millisecond, by any number of gateways, distinct; a collision would only make a store
+    refuse the second key, never hand out one twice.
+    """
+    stamp = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if not 0 <= stamp < 1 << 48:
+        raise ValueError("a UUIDv7 holds 48 bits of Unix milliseconds")
+    random_bits = int.from_bytes(os.urandom(10)) >> 6  # 74 bits: rand_a (12) and rand_b (62)
+    value = stamp << 80 | 0x7 << 76 | (random_bits >> 62) << 64 | 0b10 << 62 | random_bits & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
 
 
 def canonical_key_id(value: str) -> str | None:

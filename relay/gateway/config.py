@@ -63,6 +63,7 @@ class GatewaySettings:
     key_size_bits: int = 256  # size of relayed keys when the SAE does not ask for another
     hop_timeout_s: float = 5.0  # one RelayKey call, including the hops behind it
     hop_attempts: int = 3  # sends of the same sealed hop before the transfer is voided
+    hop_window_s: float = 120.0  # hop and void freshness; replay entries and transfer records live <= twice this
     relay_attempts: int = 2  # fresh keys on fresh routes for one on-demand request
     link_down_s: float = 5.0  # how long routing avoids a link a downstream gateway reported cut
     liveness: LivenessSettings = field(default_factory=LivenessSettings)  # probes of slow or silent neighbours
@@ -83,7 +84,14 @@ class GatewaySettings:
         if min(self.hop_attempts, self.relay_attempts, self.prerelay_batch) < 1:
             raise ValueError("hop_attempts, relay_attempts and prerelay_batch must be at least 1")
         if (
-            min(self.hop_timeout_s, self.link_down_s, self.prerelay_interval_s, self.ack_retry_first_s) <= 0
+            min(
+                self.hop_timeout_s,
+                self.hop_window_s,
+                self.link_down_s,
+                self.prerelay_interval_s,
+                self.ack_retry_first_s,
+            )
+            <= 0
             or self.foreign_ack_deadline_s <= 0
         ):
             raise ValueError("timeouts and intervals must be positive")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from relay.crypto import (
+    DEFAULT_WINDOW_MS,
     Clock,
     EncapsulationKey,
     GatewayIdentity,
@@ -54,6 +55,9 @@ class HopCrypto:
     kem: KemProvider
     replay: ReplayGuard
     clock: Clock
+    window_ms: int = (
+        DEFAULT_WINDOW_MS  # hop and void freshness; the replay guard remembers a hop this long at most twice
+    )
 
 
 class QkdLanes:
@@ -128,6 +132,7 @@ class HopProtection:
             mode=message.header.mode if message.header.mode in allowed else allowed[0],
             replay=self._crypto.replay,
             clock=self._crypto.clock,
+            window_ms=self._crypto.window_ms,
             fetch_qkd_key=lambda key_id: self._received_qkd_key(neighbour, key_id),
             expected_sender=sender,
         )

@@ -40,7 +40,7 @@ MIN_HOP_BUDGET_S = 0.05
 
 
 def new_key(size_bytes: int) -> Key:
-    """A fresh end-to-end key and its key_ID (a random UUID, as 014 and 020 expect)."""
+    """A fresh end-to-end key and its key_ID (a UUIDv7 that carries its creation time, see ``new_key_id``)."""
     return Key(new_key_id(), os.urandom(size_bytes))
 
 

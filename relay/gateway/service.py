@@ -123,7 +123,8 @@ async def start_gateway(
         trust = load_trust_store(keys.identities)
         kem = load_kem_provider(kem_provider)
         keyring = KeyRing(identity, kem=kem, clock=clock)
-        crypto = HopCrypto(identity, keyring, trust, kem, RedisReplayGuard(backend.command, keyspace.prefix), clock)
+        replay = RedisReplayGuard(backend.command, keyspace.prefix)
+        crypto = HopCrypto(identity, keyring, trust, kem, replay, clock, round(settings.hop_window_s * 1000))
         store = RelayedKeyStore(backend, cipher, keyspace, settings.relayed_store)
 
         peers = {
@@ -291,7 +292,7 @@ def _relay(
     voiding = Voiding(plan, router, store, transport, observer, crypto, hop_timeout_s=settings.hop_timeout_s)
     protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer)
     forwarder = HopForwarder(protection, transport, observer)
-    transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id)
+    transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id, hop_window_s=settings.hop_window_s)
     foreign = None
     if foreign_clients:
         foreign = ForeignBorder(

@@ -8,7 +8,10 @@ in this process; one left behind by a crash or a lost Redis write is dead, and b
 :meth:`TransferLog.answer_once` applies this to one received hop.
 
 Records live in the gateway's Redis under ``<prefix>:xfer:<sender>:<transfer_id hex>`` (public IDs only) and
-expire after ``ttl_s``, well beyond the hop freshness window after which a retry is refused anyway.
+expire twice the hop freshness window after they were last written (240 s by default): a hop claimed at
+``c`` passed, or will fail, the freshness check ``|now - timestamp| <= window``, so every retry of it that
+could still be accepted arrives before ``timestamp + window <= c + 2 * window``; later ones are refused as
+stale whatever the log says, and the sender has given up long before (its deadline is a few hop timeouts).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from relay.crypto import DEFAULT_WINDOW_MS
 from relay.gateway.errors import RelayFailed, TransferInProgress
 from relay.gateway.hops import HopResult
 from relay.pool import PoolUnavailable, RedisBackend
@@ -41,11 +45,13 @@ class TransferRecord:
 
 
 class TransferLog:
-    def __init__(self, backend: RedisBackend, prefix: str, *, gateway_id: str, ttl_s: float = 900.0) -> None:
+    def __init__(
+        self, backend: RedisBackend, prefix: str, *, gateway_id: str, hop_window_s: float = DEFAULT_WINDOW_MS / 1000
+    ) -> None:
         self._backend = backend
         self._gateway_id = gateway_id
         self._prefix = prefix
-        self._ttl_ms = round(ttl_s * 1000)
+        self.ttl_ms = max(1, round(2 * hop_window_s * 1000))
         self._instance = os.urandom(8).hex()  # tells this process's pending records from a dead one's
         self._active: set[tuple[str, bytes]] = set()
 
@@ -76,7 +82,7 @@ class TransferLog:
         A live attempt of this process answers PENDING; a dead one is turned into FAILED first.
         """
         name = self._name(sender, transfer_id)
-        if await self._backend.command("SET", name, f"pending:{self._instance}", "NX", "PX", self._ttl_ms):
+        if await self._backend.command("SET", name, f"pending:{self._instance}", "NX", "PX", self.ttl_ms):
             self._active.add((sender, transfer_id))
             return None
         record = _decode(await self._backend.command("GET", name))
@@ -104,7 +110,7 @@ class TransferLog:
         return record.owner == self._instance and (sender, transfer_id) in self._active
 
     async def _write(self, sender: str, transfer_id: bytes, value: str) -> None:
-        await self._backend.command("SET", self._name(sender, transfer_id), value, "PX", self._ttl_ms)
+        await self._backend.command("SET", self._name(sender, transfer_id), value, "PX", self.ttl_ms)
 
     def _name(self, sender: str, transfer_id: bytes) -> str:
         """Per sender: a neighbour that learns another's transfer_id cannot claim (and so fail) its transfer."""

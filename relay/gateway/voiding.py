@@ -105,7 +105,13 @@ class Voiding:
             raise TransferRefused("a void names exactly one target SAE")
         order = request.order()
         if hop + 1 < len(path) - 1:  # refuse a forgery here already; the last gateway checks for replays
-            check_void(order, request.signature, trust=self._crypto.trust, clock=self._crypto.clock)
+            check_void(
+                order,
+                request.signature,
+                trust=self._crypto.trust,
+                clock=self._crypto.clock,
+                window_ms=self._crypto.window_ms,
+            )
             forwarded = VoidRequest(
                 order.key_ids,
                 order.initiator_sae_id,
@@ -118,7 +124,14 @@ class Voiding:
             )
             return await self._send_on(forwarded)
         crypto = self._crypto
-        await verify_void(order, request.signature, trust=crypto.trust, replay=crypto.replay, clock=crypto.clock)
+        await verify_void(
+            order,
+            request.signature,
+            trust=crypto.trust,
+            replay=crypto.replay,
+            clock=crypto.clock,
+            window_ms=crypto.window_ms,
+        )
         return await self._void_here(order)
 
     async def _withdraw_ready(self, initiator: str, target: str) -> list[str]:

@@ -39,24 +39,31 @@ from relay.pool.watermarks import Watermarks
 class RelayedStoreSettings:
     ready_ttl_s: float = 240.0
     waiting_ttl_s: float = 300.0
-    retired_ttl_s: float = 86_400.0
+    retired_ttl_s: float = 86_400.0  # tombstones of foreign key_IDs only; ours (UUIDv7) end with id_window_s
     ready_watermarks: Watermarks = field(default_factory=lambda: Watermarks(low=4, high=32))
     reservation_ttl_s: float = 30.0  # reserve -> commit: writing one 014 answer; never past the key's own expiry
+    clock_skew_s: float = 30.0  # between the gateway that minted a key_ID and this Redis
 
     def __post_init__(self) -> None:
         if not 0 < self.ready_ttl_s < self.waiting_ttl_s:
             raise ValueError("ready_ttl_s must be positive and shorter than waiting_ttl_s")
         if self.reservation_ttl_s <= 0:
             raise ValueError("reservation_ttl_s must be positive")
-        Lifetimes(self.waiting_ttl_s, self.retired_ttl_s)  # validates the tombstone lifetime
+        Lifetimes(self.waiting_ttl_s, self.retired_ttl_s, clock_skew_s=self.clock_skew_s)  # validates both
+
+    @property
+    def id_window_s(self) -> float:
+        """How long after its creation a UUIDv7 key_ID may still be stored (and stays tombstoned): the longest
+        key lifetime here plus the skew margin, far beyond the seconds from minting to the last put."""
+        return self.waiting_ttl_s + self.clock_skew_s
 
     @property
     def ready(self) -> Lifetimes:
-        return Lifetimes(self.ready_ttl_s, self.retired_ttl_s)
+        return Lifetimes(self.ready_ttl_s, self.retired_ttl_s, self.id_window_s, self.clock_skew_s)
 
     @property
     def waiting(self) -> Lifetimes:
-        return Lifetimes(self.waiting_ttl_s, self.retired_ttl_s)
+        return Lifetimes(self.waiting_ttl_s, self.retired_ttl_s, self.id_window_s, self.clock_skew_s)
 
     @property
     def reservation_ttl_ms(self) -> int:

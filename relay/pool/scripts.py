@@ -6,8 +6,31 @@ can never both win. Every script receives the store's index and tombstone sets a
 per-key hash names from ``material_prefix`` (same hash tag, hence same slot; Redis Cluster allows that).
 
 Time comes from the Redis server (``TIME``), not from the callers, so gateways with skewed clocks agree on
-expiry. Expired entries become tombstones too: a key_ID enters a store at most once, ever, while its
-tombstone lives. Pruning is bounded per call so one call never stalls Redis on a large backlog.
+expiry. Expired entries become tombstones too. Pruning is bounded per call so one call never stalls Redis
+on a large backlog.
+
+**At most once, with bounded tombstones.** A store with an ID window ``W`` (``ARGV[3]``, ms; the stores of
+relayed keys, see :class:`relay.pool.store.Lifetimes`) treats a UUIDv7 key_ID (:func:`relay.domain.new_key_id`)
+as *time-bound*: it carries its creation time ``t``, and PUT refuses it once ``now >= t + W`` (Redis
+time), or while ``t > now + skew`` (``ARGV[4]``, the clock-skew margin: a stamp from further ahead would
+keep its tombstone too long). Its tombstone is written to expire at ``t + W``. So for every instant
+after a time-bound key_ID was first stored: before ``t + W`` the key, its tombstone or both exist (the
+key until it is retired, and retiring writes the tombstone in the same script), and from ``t + W`` on
+the window refuses it; both rules use the same ``t`` and the same clock, so no clock skew between the
+minting gateway and Redis can open a gap (skew only decides how soon a late put is refused, never
+whether a second one is accepted). The window needs no bound for safety; it must only exceed the time
+from minting to the last legitimate put (a few hop timeouts) by the skew, hence ``W`` = the longest key
+lifetime of the relayed stores plus the margin. A time-bound tombstone therefore lives at most
+``W + skew`` and never more than ``W`` past the key's creation. Every other key_ID (020 hand-overs from a
+KMS that does not mint UUIDv7, vendor QKD key IDs: QKD pools have no window) is *foreign*: its tombstone
+lives ``retired_ttl`` (``ARGV[2]``), as before, and it is refused while the tombstone lives; that stays at
+most once because every copy that can still reach the store ends well before that (a hop is refused
+after its freshness window, a waiting key expires after its own lifetime, and ``retired_ttl`` is at
+least twice the store's key lifetime). A foreign KMS that mints UUIDv7 key_IDs gets the time-bound rule
+too (a store cannot tell who minted an ID, and the rule must cover every ID whose tombstone it shortens):
+its keys are refused if handed over more than ``W`` after their creation, availability yielding to at
+most once. The one assumption is the one every TTL here already makes: the
+Redis server's clock does not step back by more than the margin.
 
 A key can be *reserved* (handed to a writer that has yet to put it on the wire): its hash then carries
 the reservation token (``r``) and its original deadline (``e``), and its index score becomes the
@@ -21,17 +44,46 @@ from __future__ import annotations
 from enum import Enum
 
 PRUNE_BATCH = 256
+# A UUIDv7 in Lua pattern syntax, capturing the 32 high and 16 low bits of its 48-bit Unix-ms stamp
+UUIDV7_PATTERN = "^(%x%x%x%x%x%x%x%x)%-(%x%x%x%x)%-7%x%x%x%-[89abAB]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
 _PRELUDE = f"""
 local index, retired = KEYS[1], KEYS[2]
 local prefix, retired_ttl = ARGV[1], tonumber(ARGV[2])
+local id_window, skew = tonumber(ARGV[3]), tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
+-- The creation time (Unix ms) a UUIDv7 key_ID (either case) carries, in a store with an ID window; else nil.
+local function stamp_of(id)
+  if id_window == 0 then return nil end
+  local high, low = string.match(id, '{UUIDV7_PATTERN}')
+  return high and tonumber(high .. low, 16)
+end
+
+-- The creation time of a key_ID that is time-bound here: one with a stamp no further ahead than the skew
+-- margin. nil: a foreign key_ID (tombstoned for retired_ttl), or one from too far ahead (never stored).
+local function minted(id)
+  local stamp = stamp_of(id)
+  if stamp and stamp <= now + skew then return stamp end
+  return nil
+end
+
+-- Whether a key_ID may no longer enter this store, tombstone or not: its window has closed, or its stamp
+-- lies beyond the skew margin (its window would close too far ahead for its tombstone to be bounded).
+local function out_of_window(id)
+  local stamp = stamp_of(id)
+  return stamp ~= nil and (stamp + id_window <= now or stamp > now + skew)
+end
+
+-- A time-bound key_ID's tombstone lasts until its window closes (from then on out_of_window refuses it),
+-- a foreign one's for retired_ttl; one out of its window already needs none.
 local function retire(id)
   redis.call('DEL', prefix .. id)
   redis.call('ZREM', index, id)
-  redis.call('ZADD', retired, now + retired_ttl, id)
+  if out_of_window(id) then return end
+  local stamp = minted(id)
+  redis.call('ZADD', retired, stamp and stamp + id_window or now + retired_ttl, id)
 end
 
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', now, 'LIMIT', 0, {PRUNE_BATCH})) do
@@ -40,16 +92,16 @@ end
 redis.call('ZREMRANGEBYSCORE', retired, '-inf', now)
 """
 
-# ARGV[3] ttl ms, ARGV[4] owner, ARGV[5] path (the route a relayed key came along, '' for none), then
-# key_ID, sealed blob pairs. Returns the key_IDs stored; IDs already present or tombstoned are skipped, so
-# a retried put never revives a delivered key, nor a late hop a voided one.
+# ARGV[5] ttl ms, ARGV[6] owner, ARGV[7] path (the route a relayed key came along, '' for none), then
+# key_ID, sealed blob pairs. Returns the key_IDs stored; IDs already present, tombstoned or out of their
+# window are skipped, so a retried put never revives a delivered key, nor a late hop a voided one.
 _PUT = """
-local deadline = now + tonumber(ARGV[3])
-local owner, path = ARGV[4], ARGV[5]
+local deadline = now + tonumber(ARGV[5])
+local owner, path = ARGV[6], ARGV[7]
 local stored = {}
-for i = 6, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local id, name = ARGV[i], prefix .. ARGV[i]
-  if not redis.call('ZSCORE', retired, id) and redis.call('EXISTS', name) == 0 then
+  if not out_of_window(id) and not redis.call('ZSCORE', retired, id) and redis.call('EXISTS', name) == 0 then
     redis.call('HSET', name, 'b', ARGV[i + 1], 'o', owner, 'p', path)
     redis.call('PEXPIREAT', name, deadline)
     redis.call('ZADD', index, deadline, id)
@@ -59,10 +111,10 @@ end
 return stored
 """
 
-# ARGV[3] n. The n keys closest to expiry, or nothing if fewer than n are live: {id1, blob1, id2, ...}.
+# ARGV[5] n. The n keys closest to expiry, or nothing if fewer than n are live: {id1, blob1, id2, ...}.
 _TAKE_OLDEST = """
-local ids = redis.call('ZRANGEBYSCORE', index, '(' .. now, '+inf', 'LIMIT', 0, tonumber(ARGV[3]))
-if #ids < tonumber(ARGV[3]) then return {} end
+local ids = redis.call('ZRANGEBYSCORE', index, '(' .. now, '+inf', 'LIMIT', 0, tonumber(ARGV[5]))
+if #ids < tonumber(ARGV[5]) then return {} end
 local taken = {}
 for _, id in ipairs(ids) do
   taken[#taken + 1] = id
@@ -93,14 +145,14 @@ local function check_ids(owner, first)
 end
 """
 
-# ARGV[3] owner, then key_IDs. All or nothing: {'ok', blob1, path1, blob2, path2, ...} in request order
+# ARGV[5] owner, then key_IDs. All or nothing: {'ok', blob1, path1, blob2, path2, ...} in request order
 # (the path is part of the blob's associated data), or {'refused', verdict1, verdict2, ...} with a verdict
 # per key_ID (see ``check_ids``).
 _TAKE_IDS = """
-local refusal = check_ids(ARGV[3], 4)
+local refusal = check_ids(ARGV[5], 6)
 if refusal then return refusal end
 local blobs = {'ok'}
-for i = 4, #ARGV do
+for i = 6, #ARGV do
   blobs[#blobs + 1] = redis.call('HGET', prefix .. ARGV[i], 'b')
   blobs[#blobs + 1] = redis.call('HGET', prefix .. ARGV[i], 'p') or ''
   retire(ARGV[i])
@@ -108,14 +160,14 @@ end
 return blobs
 """
 
-# ARGV[3] owner, ARGV[4] token, ARGV[5] reservation ttl ms, then key_IDs. Answers like TAKE_IDS; on
+# ARGV[5] owner, ARGV[6] token, ARGV[7] reservation ttl ms, then key_IDs. Answers like TAKE_IDS; on
 # success every key is reserved for the token until committed (retired), released, or pruned (tombstone).
 _RESERVE_IDS = """
-local refusal = check_ids(ARGV[3], 6)
+local refusal = check_ids(ARGV[5], 8)
 if refusal then return refusal end
-local token, held_until = ARGV[4], now + tonumber(ARGV[5])
+local token, held_until = ARGV[6], now + tonumber(ARGV[7])
 local blobs = {'ok'}
-for i = 6, #ARGV do
+for i = 8, #ARGV do
   local id, name = ARGV[i], prefix .. ARGV[i]
   local deadline = tonumber(redis.call('ZSCORE', index, id))
   blobs[#blobs + 1] = redis.call('HGET', name, 'b')
@@ -126,11 +178,11 @@ end
 return blobs
 """
 
-# ARGV[3] token, then key_IDs. Gives back the keys this token still holds, with their original deadline;
+# ARGV[5] token, then key_IDs. Gives back the keys this token still holds, with their original deadline;
 # a reservation that has run out (pruned or not yet) ends as a tombstone. Returns how many were given back.
 _RELEASE = """
-local token, released = ARGV[3], 0
-for i = 4, #ARGV do
+local token, released = ARGV[5], 0
+for i = 6, #ARGV do
   local id, name = ARGV[i], prefix .. ARGV[i]
   local score = redis.call('ZSCORE', index, id)
   if score and redis.call('HGET', name, 'r') == token then
@@ -147,25 +199,25 @@ end
 return released
 """
 
-# ARGV[3..] key_IDs to retire whether or not they are stored. Returns how many were live.
+# ARGV[5..] key_IDs to retire whether or not they are stored. Returns how many were live.
 _RETIRE = """
 local live = 0
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   live = live + redis.call('EXISTS', prefix .. ARGV[i])
   retire(ARGV[i])
 end
 return live
 """
 
-# ARGV[3] owner, ARGV[4] path, then key_IDs; no key_IDs means every live key of that owner and path.
+# ARGV[5] owner, ARGV[6] path, then key_IDs; no key_IDs means every live key of that owner and path.
 # Retires the live keys among them stored for that owner along exactly that path; others' keys are left
 # alone, and so are reserved ones (being handed out: a void cannot take back what may already be on the
 # wire) and delivered ones (tombstoned already). A named key_ID not present at all is tombstoned, so a
 # late put (a hop still in flight) cannot bring it back. Returns {voided key_IDs, tombstoned key_IDs}.
 _VOID = """
-local owner, path, ids, named = ARGV[3], ARGV[4], {}, #ARGV > 4
+local owner, path, ids, named = ARGV[5], ARGV[6], {}, #ARGV > 6
 if named then
-  for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+  for i = 7, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
   ids = redis.call('ZRANGEBYSCORE', index, '(' .. now, '+inf')
 end

@@ -37,17 +37,25 @@ MAX_BATCH = 1024  # keys per script call; keeps every call short and well inside
 class Lifetimes:
     """How long keys live, and how long their key_IDs stay tombstoned after use or expiry.
 
-    The tombstone must outlive any copy of the key elsewhere (the peer's pool, a message in flight) so a
-    replayed key_ID is refused rather than served; hence at least twice ``ttl_s``. Tombstones cost about
-    100 bytes each: at 10 keys/s, one day of tombstones is under 100 MB.
+    A foreign key_ID's tombstone lives ``retired_ttl_s``: it must outlive any copy of the key elsewhere
+    (the peer's pool, a message in flight) so a replayed key_ID is refused rather than served; hence at
+    least twice ``ttl_s``. With an ``id_window_s``, key_IDs that carry their creation time (UUIDv7, see
+    :mod:`relay.pool.scripts` for the argument) are refused once older than the window, or when stamped
+    more than ``clock_skew_s`` ahead, and their tombstones end when the window does: what such keys cost
+    after use is bounded by the window, not by a day of traffic. ``id_window_s = 0``: every key_ID is
+    foreign (QKD pools, whose key_IDs come from the vendor KMS).
     """
 
     ttl_s: float
     retired_ttl_s: float
+    id_window_s: float = 0.0
+    clock_skew_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.ttl_s <= 0 or self.retired_ttl_s < 2 * self.ttl_s:
             raise ValueError("ttl_s must be positive and retired_ttl_s at least twice ttl_s")
+        if self.id_window_s < 0 or self.clock_skew_s < 0:
+            raise ValueError("id_window_s and clock_skew_s must not be negative")
 
     @property
     def ttl_ms(self) -> int:
@@ -56,6 +64,12 @@ class Lifetimes:
     @property
     def retired_ttl_ms(self) -> int:
         return max(1, round(self.retired_ttl_s * 1000))
+
+    @property
+    def script_arguments(self) -> list[int]:
+        """Tombstone lifetime, ID window and skew margin in ms: the store scripts' ``ARGV[2..4]``."""
+        window_ms = max(1, round(self.id_window_s * 1000)) if self.id_window_s else 0
+        return [self.retired_ttl_ms, window_ms, round(self.clock_skew_s * 1000)]
 
 
 class Verdict(StrEnum):
@@ -120,7 +134,7 @@ class SealedStore:
 
     async def put(self, keys: Sequence[Key], owner: str = "", path: str = "") -> list[str]:
         """Store keys for ``owner``, relayed along ``path`` (an opaque label, compared by :meth:`void`);
-        returns the key_IDs stored (present or tombstoned ones are skipped)."""
+        returns the key_IDs stored (present, tombstoned or out-of-window ones are skipped)."""
         if not keys:
             return []
         _check_batch([key.key_id for key in keys])
@@ -185,7 +199,9 @@ class SealedStore:
 
     async def _run(self, script: Script, *args: str | bytes | int) -> Any:
         keys = [self.names.index, self.names.retired]
-        return await self._backend.run(script, keys, [self.names.material_prefix, self.lifetimes.retired_ttl_ms, *args])
+        return await self._backend.run(
+            script, keys, [self.names.material_prefix, *self.lifetimes.script_arguments, *args]
+        )
 
     def _aad(self, key_id: str, owner: str, path: str) -> str:
         """The associated data; a key stored without a path keeps the name-and-owner form it always had."""

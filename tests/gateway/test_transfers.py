@@ -63,3 +63,17 @@ async def test_another_senders_record_under_the_same_transfer_id_is_separate(bac
     assert await log.claim("GW3", transfer) is None  # a forgery that will fail...
     await log.fail("GW3", transfer, "WrongSender")
     assert await log.claim("GW1", transfer) is None  # ...does not touch the genuine sender's transfer
+
+
+@pytest.mark.parametrize("window_s", [120.0, 1.5])
+async def test_records_live_twice_the_hop_window_not_longer(backend: RedisBackend, window_s: float) -> None:
+    """Every retry the freshness check could still accept comes within 2 windows of the claim; after that
+    the record is dead weight (240 s by default, where it used to be 900 s)."""
+    log = TransferLog(backend, "t", gateway_id="GW2", hop_window_s=window_s)
+    transfer = os.urandom(16)
+    name = f"t:xfer:GW1:{transfer.hex()}"
+    assert await log.claim("GW1", transfer) is None
+    assert window_s * 1000 < await backend.command("PTTL", name) <= 2 * window_s * 1000
+    await log.finish("GW1", transfer, b"c", "GW2")
+    assert window_s * 1000 < await backend.command("PTTL", name) <= 2 * window_s * 1000
+    assert log.ttl_ms == round(2 * window_s * 1000)
