@@ -135,7 +135,14 @@ class ForeignBorder:
             if home != order.origin:
                 raise TransferRefused(f"only {home}, the home of {order.initiator_sae_id!r}, voids its keys")
             crypto = self._crypto
-            await verify_void(order, request.signature, trust=crypto.trust, replay=crypto.replay, clock=crypto.clock)
+            await verify_void(
+                order,
+                request.signature,
+                trust=crypto.trust,
+                replay=crypto.replay,
+                clock=crypto.clock,
+                window_ms=crypto.window_ms,
+            )
             return await self.void(order.initiator_sae_id, target[0], order.key_ids)
         return await self._voids.receive_void(request, sender)
 
