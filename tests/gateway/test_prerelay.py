@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings
 from relay.gateway.prerelay import FIRST_BACKOFF_S, MAX_BACKOFF_S
 from relay.gateway.service import RunningGateway
@@ -72,6 +73,8 @@ async def test_prerelay_backs_off_while_a_require_qkd_lane_is_dry_and_refills_on
         async def full() -> bool:
             return await store.ready_level("SAE-R1-A", "SAE-R3-A") == READY_HIGH
 
+        async with testbed.sae("SAE-R1-A") as master:  # a request makes the pair active (the others are pinned)
+            await master.get_key("SAE-R2-A", KeyRequest())
         await _eventually(full, 20, "a full ready pool SAE-R1-A -> SAE-R3-A")
         view = gw1.metrics.sources
         assert view is not None and view.prerelay is not None
@@ -111,7 +114,8 @@ async def test_prerelay_backs_off_while_a_require_qkd_lane_is_dry_and_refills_on
         )
         assert 0 < waiting["GW3"].retry_in_s <= MAX_BACKOFF_S
         assert gw1.metrics.counts.sae.relay_failures == sae_failures_before  # no SAE asked: nothing failed for one
-        assert await store.ready_level("SAE-R1-A", "SAE-R2-A") == READY_HIGH  # other destinations keep filling
+        other = ("SAE-R1-A", "SAE-R2-A")  # other destinations keep filling, to the target of their demand
+        assert await store.ready_level(*other) == (await view.prerelay.demand.targets())[other] >= 2
 
         link.set_qber("QKD-GW2-GW3", 0.02)  # key flows again (the stock it kept is delivered at once)
 
