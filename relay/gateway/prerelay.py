@@ -8,9 +8,11 @@ confirmed storing it. Pre-relay must never compete harder for scarce QKD key tha
 it exists to spare, so failures (a link down, a lane out of QKD key: pre-relay never degrades a hop)
 pause every pair towards the same gateway, since they share the route: :class:`DestinationPace` keeps,
 per destination gateway, how many keys a pair may send this round and when the destination may be tried
-again. A round with no key through doubles the wait (bounded by ``MAX_BACKOFF_S``) and leaves a single
-key as the next probe; a probe that gets through doubles the batch again, so a lane that holds key again
-is back at full speed within a few rounds of the bounded wait.
+again. A destination starts with a single key per round (a gateway starts before its QKD lanes hold key)
+and its batch doubles with each round that got through. A round with no key through doubles the wait
+(bounded by ``MAX_BACKOFF_S``) and leaves a single key as the next probe; a probe that gets through doubles
+the batch again, so a lane that holds key again is back at full speed within a few rounds of the bounded
+wait.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class DestinationPace:
 
     def __init__(self, batch: int) -> None:
         self._full_batch = batch
-        self.batch = batch
+        self.batch = 1  # slow start: a probe first, full batches once keys get through
         self.retry_at = 0.0  # monotonic time before which the destination is not tried
         self.dry_rounds = 0  # consecutive rounds in which no key got through
         self.reason = ""
