@@ -36,7 +36,7 @@ from relay.observability.logs import LOG_FORMATS, configure_logging
 from relay.pki.layout import KeyDirectory, MissingKeyMaterial
 from relay.pki.provision import provision
 from relay.pool import QkdPoolSettings, RelayedStoreSettings, Watermarks
-from relay.testbed.demo import Exchange, exchange_keys
+from relay.testbed.demo import Exchange, exchange_keys, wait_until_settled
 from relay.testbed.launcher import TestbedError, TestbedState
 from relay.testbed.launcher import down as testbed_down
 from relay.testbed.launcher import up as testbed_up
@@ -328,6 +328,7 @@ def _demo(args: argparse.Namespace) -> int:
     topology = _load_topology(args.topology)
     state = _start_testbed(args, topology)
     try:
+        asyncio.run(wait_until_settled(topology, state))
         exchanges = asyncio.run(exchange_keys(topology, state, KeyDirectory(args.keys / topology.name)))
         _print_exchanges(exchanges)
         print()

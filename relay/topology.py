@@ -92,10 +92,14 @@ class Region:
 
 @dataclass(frozen=True)
 class Sae:
+    """An SAE of our domains. ``prerelay_to`` names slave SAEs at other gateways whose ready pools this
+    SAE's gateway keeps full even while the pair is idle (others get one only once they ask)."""
+
     __pydantic_config__ = _STRICT
 
     id: Text
     gateway: Text
+    prerelay_to: tuple[Text, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -317,6 +321,7 @@ def _check_references(topology: Topology) -> None:
     for sae in topology.saes:
         if sae.gateway not in gateway_ids:
             raise TopologyError(f"SAE {sae.id} names unknown gateway {sae.gateway}")
+    _check_prerelay_pins(topology.saes)
     for qkd in topology.qkd_links:
         kme_ids = {kme.id for kme in topology.vendor_kms(qkd.kms).kmes}
         for endpoint in qkd.endpoints:
@@ -339,6 +344,21 @@ def _check_references(topology: Topology) -> None:
                 raise TopologyError(f"link {list(link.gateways)} names unknown qkd_link {link.qkd_link}")
             if {e.sae for e in joined.endpoints} != set(link.gateways):
                 raise TopologyError(f"qkd_link {joined.id} does not join the gateways of its link")
+
+
+def _check_prerelay_pins(saes: Sequence[Sae]) -> None:
+    """A pinned slave is an SAE of ours at another gateway: only such a pair has a ready pool."""
+    homes = {sae.id: sae.gateway for sae in saes}
+    for sae in saes:
+        for slave in sae.prerelay_to:
+            if slave not in homes:
+                nearest = difflib.get_close_matches(slave, list(homes), n=1)
+                hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+                raise TopologyError(f"SAE {sae.id}: prerelay_to names unknown SAE '{slave}'{hint}")
+            if homes[slave] == sae.gateway:
+                raise TopologyError(
+                    f"SAE {sae.id}: prerelay_to names {slave}, served by the same gateway {sae.gateway} (no relay)"
+                )
 
 
 def _check_ports(topology: Topology) -> None:

@@ -170,3 +170,19 @@ def test_the_cli_refuses_a_bad_topology_in_one_line(
     bad.write_text(yaml.safe_dump(mutate(change)))
     finished = run_cli(*command, "--topology", bad, cwd=tmp_path)
     assert one_line_error(finished) == f"qkd-relay: error: {message}"
+
+
+@pytest.mark.parametrize(
+    ("pins", "message"),
+    [
+        (["SAE-R2-AA"], "SAE SAE-R1-A: prerelay_to names unknown SAE 'SAE-R2-AA'; did you mean 'SAE-R2-A'?"),
+        (["SAE-R1-B"], "SAE SAE-R1-A: prerelay_to names SAE-R1-B, served by the same gateway GW1 (no relay)"),
+        ("SAE-R3-A", "'prerelay_to' is invalid (in regions[0].saes[0]): Input should be a valid array"),
+    ],
+)
+def test_a_prerelay_pin_names_an_sae_at_another_gateway(pins: Any, message: str) -> None:
+    document = default_document()
+    document["regions"][0]["saes"][0]["prerelay_to"] = pins
+    with pytest.raises(TopologyError) as error:
+        parse(document)
+    assert str(error.value) == message

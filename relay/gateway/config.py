@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from relay.gateway.demand import DemandSettings
 from relay.gateway.keepalive import KeepaliveSettings
 from relay.gateway.liveness import LivenessSettings
 from relay.gateway.qkd_filler import FillerSettings
@@ -71,6 +72,7 @@ class GatewaySettings:
     prerelay: bool = True
     prerelay_interval_s: float = 0.2
     prerelay_batch: int = 8  # keys relayed concurrently per SAE pair and round
+    prerelay_demand: DemandSettings = field(default_factory=DemandSettings)  # which pools, how full, budgets
     qkd_pool: QkdPoolSettings = field(default_factory=QkdPoolSettings)
     qkd_filler: FillerSettings = field(default_factory=FillerSettings)  # on the master end of each QKD link
     relayed_store: RelayedStoreSettings = field(default_factory=RelayedStoreSettings)

@@ -21,6 +21,7 @@ from relay.etsi014.errors import KeysInDelivery, UnauthorizedError, UnavailableE
 from relay.etsi014.models import MSG_KEYS_NOT_FOUND, KeyContainer, KeyIds, KeyLimits, KeyRequest, Status
 from relay.etsi014.server import ReservedKeys
 from relay.gateway.config import GatewayPlan
+from relay.gateway.demand import DemandTracker
 from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine
 from relay.pool import KeysBeingDelivered, KeysNotIssuedToSlave, PoolError, RelayedKeysNotFound, RelayedKeyStore
@@ -37,10 +38,19 @@ MAX_KEY_SIZE = 8192  # the hop header carries at most 1024-byte keys
 class NorthboundBackend:
     """:class:`relay.etsi014.server.KeyDeliveryBackend` for the SAEs homed at this gateway."""
 
-    def __init__(self, plan: GatewayPlan, engine: RelayEngine, store: RelayedKeyStore, key_size_bits: int) -> None:
+    def __init__(
+        self,
+        plan: GatewayPlan,
+        engine: RelayEngine,
+        store: RelayedKeyStore,
+        key_size_bits: int,
+        demand: DemandTracker | None = None,
+    ) -> None:
+        """``demand`` counts the default-size keys each pair asks for, so pre-relay keeps its pool."""
         self._plan = plan
         self._engine = engine
         self._store = store
+        self._demand = demand
         # One slave per key: a relayed key is stored for exactly one SAE at the far gateway.
         self.limits = KeyLimits(key_size_bits, MIN_KEY_SIZE, MAX_KEY_SIZE, MAX_KEY_PER_REQUEST, max_sae_id_count=0)
 
@@ -68,6 +78,8 @@ class NorthboundBackend:
         self._home_of(slave_sae_id)
         number, size = self.limits.resolve(request, master_sae_id, slave_sae_id)
         if size == self.limits.key_size:
+            if self._demand is not None:
+                self._demand.asked(master_sae_id, slave_sae_id, number)
             ready = await _unavailable_on_pool_error(self._store.take_ready(master_sae_id, slave_sae_id, number))
             if ready:
                 return KeyContainer(tuple(ready))

@@ -1,14 +1,18 @@
-"""Keeps each SAE pair's ready pool between its watermarks, so enc_keys is served without a relay.
+"""Keeps the ready pools of the SAE pairs that use them topped up, so enc_keys is served without a relay.
 
-Each round tops up every pair below its high watermark with up to ``prerelay_batch`` keys relayed
-concurrently; a key enters the ready pool only after the slave's gateway confirmed storing it. Pre-relay
-must never compete harder for scarce QKD key than the on-demand requests it exists to spare, so failures
-(a link down, a lane out of QKD key: pre-relay never degrades a hop) pause every pair towards the same
-gateway, since they share the route: :class:`DestinationPace` keeps, per destination gateway, how many
-keys a pair may send this round and when the destination may be tried again. A round with no key through
-doubles the wait (bounded by ``MAX_BACKOFF_S``) and leaves a single key as the next probe; a probe that
-gets through doubles the batch again, so a lane that holds key again is back at full speed within a few
-rounds of the bounded wait.
+Which pairs and how full comes from :class:`relay.gateway.demand.DemandTracker`: pairs that asked recently
+or that the topology pins, each with a target level sized by its rate within the gateway's budgets; an
+idle pair is never visited. Each round tops up every kept pair below its target with up to
+``prerelay_batch`` keys relayed concurrently; a key enters the ready pool only after the slave's gateway
+confirmed storing it. Pre-relay must never compete harder for scarce QKD key than the on-demand requests
+it exists to spare, so failures (a link down, a lane out of QKD key: pre-relay never degrades a hop)
+pause every pair towards the same gateway, since they share the route: :class:`DestinationPace` keeps,
+per destination gateway, how many keys a pair may send this round and when the destination may be tried
+again. A destination starts with a single key per round (a gateway starts before its QKD lanes hold key)
+and its batch doubles with each round that got through. A round with no key through doubles the wait
+(bounded by ``MAX_BACKOFF_S``) and leaves a single key as the next probe; a probe that gets through doubles
+the batch again, so a lane that holds key again is back at full speed within a few rounds of the bounded
+wait.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from relay.aio import repeat_until_cancelled
+from relay.gateway.demand import DemandTracker
 from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import RelayEngine, new_key
 from relay.gateway.relay_events import RelayOrigin
@@ -53,7 +58,7 @@ class DestinationPace:
 
     def __init__(self, batch: int) -> None:
         self._full_batch = batch
-        self.batch = batch
+        self.batch = 1  # slow start: a probe first, full batches once keys get through
         self.retry_at = 0.0  # monotonic time before which the destination is not tried
         self.dry_rounds = 0  # consecutive rounds in which no key got through
         self.reason = ""
@@ -94,7 +99,7 @@ class Prerelay:
         engine: RelayEngine,
         voiding: Voiding,
         store: RelayedKeyStore,
-        pairs: Sequence[tuple[str, str]],
+        demand: DemandTracker,
         homes: Mapping[str, str],
         *,
         key_size_bytes: int,
@@ -107,23 +112,24 @@ class Prerelay:
         self._engine = engine
         self._voiding = voiding
         self._store = store
-        self._pairs = list(pairs)
+        self.demand = demand
+        self._homes = homes
         self._key_size = key_size_bytes
+        self._batch = batch
         self._interval_s = interval_s
         self._clock = clock
-        self._destination = {pair: homes[pair[1]] for pair in self._pairs}
-        self._paces = {destination: DestinationPace(batch) for destination in self._destination.values()}
+        self._paces: dict[str, DestinationPace] = {}  # per destination gateway, made when a pair first needs it
 
     async def run(self) -> None:
         """Top up forever; cancel the task to stop."""
         await repeat_until_cancelled(self.fill_once, self._interval_s)
 
     async def fill_once(self) -> int:
-        """One round over every pair; returns how many keys entered ready pools."""
+        """One round over the pairs kept now; returns how many keys entered ready pools."""
         self.metrics.rounds += 1
         added = 0
-        for pair in self._pairs:  # one pair at a time: a burst of sealing would stall the SAEs' requests
-            added += await self._top_up(pair)
+        for pair, target in (await self.demand.targets()).items():  # one at a time: a burst of sealing would
+            added += await self._top_up(pair, target)  # stall the SAEs' requests
         return added
 
     def waiting(self) -> list[Waiting]:
@@ -135,15 +141,15 @@ class Prerelay:
             if not pace.ready(now)
         ]
 
-    async def _top_up(self, pair: tuple[str, str]) -> int:
-        """Relay what the pair lacks (at most what its destination's pace allows); keys that made it are kept
-        even if others failed, since each one already spent QKD key on every hop."""
-        pace = self._paces[self._destination[pair]]
+    async def _top_up(self, pair: tuple[str, str], target: int) -> int:
+        """Relay what the pair lacks below ``target`` (at most what its destination's pace allows); keys that
+        made it are kept even if others failed, since each one already spent QKD key on every hop."""
+        pace = self._pace(pair)
         if not pace.ready(self._clock()):
             return 0
         master, slave = pair
         try:
-            missing = self._store.settings.ready_watermarks.deficit(await self._store.ready_level(master, slave))
+            missing = max(0, target - await self._store.ready_level(master, slave))
         except PoolError as exc:
             return self._failed(pair, pace, 0, exc)
         if missing == 0:
@@ -164,11 +170,18 @@ class Prerelay:
             self.metrics.keys_prerelayed += len(stored)
         if failure is None:
             if pace.passed():
-                log.info("pre-relay towards %s resumed (%s -> %s got its keys through)", self._destination[pair], *pair)
+                log.info("pre-relay towards %s resumed (%s -> %s got its keys through)", self._homes[pair[1]], *pair)
             return len(relayed)
         if not isinstance(failure, (RelayFailed, PoolError)):
             raise failure
         return self._failed(pair, pace, len(relayed), failure)
+
+    def _pace(self, pair: tuple[str, str]) -> DestinationPace:
+        destination = self._homes[pair[1]]
+        pace = self._paces.get(destination)
+        if pace is None:
+            pace = self._paces[destination] = DestinationPace(self._batch)
+        return pace
 
     async def _void_unreleased(self, master: str, slave: str, key_ids: list[str]) -> None:
         """After a failed ``put_ready`` some keys may be ready after all (the write may have happened) and even
@@ -187,7 +200,7 @@ class Prerelay:
         self.metrics.failures += 1
         log.info(
             "pre-relay towards %s waits %.1f s (%s -> %s: %d relayed, then %s)",
-            self._destination[pair],
+            self._homes[pair[1]],
             wait,
             *pair,
             relayed,

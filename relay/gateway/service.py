@@ -44,6 +44,8 @@ from relay.etsi020.server import create_app as create_etsi020_app
 from relay.gateway.ack_delivery import AckDelivery, AckRetry
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
+from relay.gateway.demand import BUCKETS as DEMAND_BUCKETS
+from relay.gateway.demand import DemandTracker, pinned_pairs
 from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.grpc_health import GatewayHealth
@@ -62,7 +64,7 @@ from relay.gateway.prerelay import Prerelay
 from relay.gateway.qkd_announce import AnnouncementReceiver
 from relay.gateway.qkd_filler import QkdFiller
 from relay.gateway.relay_engine import RelayEngine
-from relay.gateway.routing import Router
+from relay.gateway.routing import NoRoute, Router, shortest_route
 from relay.gateway.status_view import GatewayView
 from relay.gateway.storage import check_durability, redis_config
 from relay.gateway.transfers import TransferLog
@@ -71,6 +73,7 @@ from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
 from relay.pki.tls import ExpectedPeer
 from relay.pool import HandoverLedger, Keyspace, QkdPool, RedisBackend, RelayedKeyStore, Role, link_pools
+from relay.pool.demand import DemandLog
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +164,8 @@ async def start_gateway(
         if relay.foreign is not None:
             stack.push_async_callback(relay.foreign.close)
         engine, voiding = relay.engine, relay.voiding
-        prerelay = _prerelay(plan, settings, engine, voiding, store)
+        demand_log = DemandLog(backend, keyspace, settings.prerelay_demand.window_s / DEMAND_BUCKETS, DEMAND_BUCKETS)
+        prerelay = _prerelay(plan, settings, engine, voiding, store, demand_log)
         view = GatewayView(
             plan,
             relay.lanes,
@@ -206,7 +210,8 @@ async def start_gateway(
             raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
         await server.start()
 
-        northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits)
+        demand = prerelay.demand if prerelay is not None else None
+        northbound = NorthboundBackend(plan, engine, store, settings.key_size_bits, demand)
         apps = {
             "etsi014": metrics.requests.instrument(
                 create_etsi014_app(northbound, body_timeout_s=settings.listener.idle_timeout_s), "etsi014"
@@ -350,20 +355,44 @@ def _qkd_supply(
 
 
 def _prerelay(
-    plan: GatewayPlan, settings: GatewaySettings, engine: RelayEngine, voiding: Voiding, store: RelayedKeyStore
+    plan: GatewayPlan,
+    settings: GatewaySettings,
+    engine: RelayEngine,
+    voiding: Voiding,
+    store: RelayedKeyStore,
+    demand_log: DemandLog,
 ) -> Prerelay | None:
     if not settings.prerelay:
         return None
+    demand = DemandTracker(
+        plan.id,
+        plan.sae_homes,
+        pinned_pairs(plan.topology.saes, plan.id),
+        partial(_route_links, plan),
+        demand_log,
+        settings.relayed_store.ready_watermarks,
+        settings.prerelay_demand,
+        kept_for_s=settings.relayed_store.ready_ttl_s,
+    )
     return Prerelay(
         engine,
         voiding,
         store,
-        [(master, slave) for master in plan.local_saes for slave in plan.remote_saes],
+        demand,
         plan.sae_homes,
         key_size_bytes=settings.key_size_bits // 8,
         batch=settings.prerelay_batch,
         interval_s=settings.prerelay_interval_s,
     )
+
+
+def _route_links(plan: GatewayPlan, destination: str) -> tuple[str, ...]:
+    """The links (``GW1-GW2``) of the cheapest route to ``destination``: what its pre-relayed keys spent."""
+    try:
+        route = shortest_route(plan.topology.links, plan.id, destination)
+    except NoRoute:  # no key reaches it anyway; pre-relay's failures pace it
+        return ()
+    return tuple("-".join(sorted(link.gateways)) for link in route.links)
 
 
 async def _listen(

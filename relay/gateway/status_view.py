@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relay.gateway.config import GatewayPlan, Neighbour
+from relay.gateway.demand import pinned_pairs
 from relay.gateway.hop_protection import QkdLanes
 from relay.gateway.link_health import LinkHealth
 from relay.gateway.prerelay import Prerelay
@@ -45,8 +46,11 @@ class GatewayView:
 
     @property
     def sae_pairs(self) -> list[tuple[str, str]]:
-        """Every (local master, remote slave) pair: the ready pools pre-relay keeps."""
-        return [(m, s) for m in self.plan.local_saes for s in self.plan.remote_saes]
+        """The (local master, remote slave) pairs whose ready pools pre-relay keeps or recently kept (without
+        pre-relay, the pairs the topology pins, all empty); an idle pair's pool holds nothing and is not walked."""
+        if self.prerelay is None:
+            return sorted(pinned_pairs(self.plan.topology.saes, self.plan.id))
+        return self.prerelay.demand.kept_pairs()
 
     def reachable(self, neighbour_id: str) -> bool:
         return self.health.reachable(neighbour_id)

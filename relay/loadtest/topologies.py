@@ -11,6 +11,10 @@ costs without QKD scarcity:
   source pairs fill eight times faster than one; the load test's workers take the eight identities in
   turn.
 
+Each is pinned whole (:func:`every_pair_pinned`): a gateway keeps ready pools only for SAE pairs that asked
+recently or that the topology pins (``prerelay_to``), and a pool run measures requests served from pools
+filled before it starts, as a deployment pins the pairs that must be served at once.
+
 The topology format requires a vendor KMS, so each chain has one with a single KME and no QKD link; it
 idles.
 """
@@ -72,12 +76,20 @@ def chain_document(name: str = CHAIN, gateways: int = 4, sources: int = 1) -> di
 
 def document_for(name: str) -> dict[str, Any]:
     if name == THREE_REGION:
-        return three_region_document()
+        return every_pair_pinned(three_region_document())
     if name == CHAIN:
-        return chain_document(CHAIN, gateways=4)
+        return every_pair_pinned(chain_document(CHAIN, gateways=4))
     if name == POOL:
-        return chain_document(POOL, gateways=2, sources=POOL_SOURCES)
+        return every_pair_pinned(chain_document(POOL, gateways=2, sources=POOL_SOURCES))
     raise ValueError(f"no load-test topology named {name!r}")
+
+
+def every_pair_pinned(document: dict[str, Any]) -> dict[str, Any]:
+    """Every SAE pins its ready pool with every SAE at another gateway (the document is modified)."""
+    saes = [sae for region in document["regions"] for sae in region.get("saes", [])]
+    for sae in saes:
+        sae["prerelay_to"] = [other["id"] for other in saes if other["gateway"] != sae["gateway"]]
+    return document
 
 
 def free_ports(count: int) -> list[int]:

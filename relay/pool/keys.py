@@ -56,6 +56,10 @@ class Keyspace:
         """Prefix of the records (``+ key_ID``) of keys we handed over to the KMS ``peer_id`` (020)."""
         return f"{self.prefix}:{{020out:{name_part(peer_id)}}}:"
 
+    def demand(self, bucket: int) -> str:
+        """One time bucket of the SAE pairs' requests (:mod:`relay.pool.demand`); all buckets share one slot."""
+        return f"{self.prefix}:{{demand}}:{bucket}"
+
     def _store(self, tag: str) -> StoreKeys:
         base = f"{self.prefix}:{{{tag}}}"
         return StoreKeys(index=f"{base}:idx", retired=f"{base}:used", material_prefix=f"{base}:k:")

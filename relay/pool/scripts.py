@@ -275,6 +275,16 @@ end
 return marked
 """
 
+# KEYS: the demand log's buckets, newest first; ARGV: the newest bucket's expiry (ms since the epoch), then
+# (member, count) pairs to add to it. Returns each bucket's (member, count, ...) list, newest first.
+_DEMAND = """
+for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], 'INCR', ARGV[i + 1], ARGV[i]) end
+if #ARGV > 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
+local buckets = {}
+for i, name in ipairs(KEYS) do buckets[i] = redis.call('ZRANGEBYSCORE', name, '-inf', '+inf', 'WITHSCORES') end
+return buckets
+"""
+
 
 class Script(Enum):
     """Each member's value is the full Lua source (a store's: shared prelude + body; the ledger's: body)."""
@@ -290,3 +300,4 @@ class Script(Enum):
     LEDGER_CREATE = _LEDGER_CREATE
     LEDGER_SETTLE = _LEDGER_SETTLE
     LEDGER_ABANDON = _LEDGER_ABANDON
+    DEMAND = _DEMAND

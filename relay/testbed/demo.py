@@ -2,9 +2,12 @@
 
 For each pair of regions, the first SAE of one asks its gateway for a key naming the first SAE of the
 other (``enc_keys``), which then fetches it by key_ID from its own gateway (``dec_keys``); the demo
-compares the bytes. The first requests wait for the QKD fillers to pull key from the vendor KMSs. Then
-the same between the first SAE of the first region and the first SAE of each foreign KMS domain the
-testbed runs, in both directions: one side asks its gateway, the other the foreign KMS, over 020 between.
+compares the bytes. The demo first waits (:func:`wait_until_settled`) until every gateway reaches its
+neighbours and its QKD lanes hold key (the fillers pull it from the vendor KMSs after start-up): sooner,
+a qkd+pqc hop would be sealed pqc-only, a require-qkd one refused or a neighbour still starting routed
+around, and the status screen would show a newcomer failures that are only the start-up. Then the same
+between the first SAE of the first region and the first SAE of each foreign KMS domain the testbed runs,
+in both directions: one side asks its gateway, the other the foreign KMS, over 020 between.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from relay.etsi014.client import Etsi014Client, KmeError, KmeUnreachable
 from relay.etsi014.models import KeyContainer, KeyRequest
 from relay.pki.layout import KeyDirectory
 from relay.testbed.launcher import TestbedState
+from relay.testbed.status import collect
 from relay.topology import Topology
 
 FIRST_KEY_TIMEOUT_S = 30.0
@@ -50,6 +54,23 @@ async def exchange_keys(topology: Topology, state: TestbedState, keys: KeyDirect
         exchanges.append(await _exchange(keys, near, far))
         exchanges.append(await _exchange(keys, far, near))
     return exchanges
+
+
+async def wait_until_settled(topology: Topology, state: TestbedState, timeout_s: float = FIRST_KEY_TIMEOUT_S) -> bool:
+    """Wait until every gateway reaches each neighbour and every QKD lane holds key, as the gateways' admin
+    status reports; False on timeout (the exchanges then retry their 503s as usual)."""
+    deadline = time.monotonic() + timeout_s
+    gateways = [gateway.id for gateway in topology.gateways]
+    while time.monotonic() < deadline:
+        admin = await collect(topology, state)
+        documents = [admin.get(gateway, {}) for gateway in gateways]
+        links = [link for doc in documents for link in doc.get("links", [])]
+        lanes = [pool for link in links for pool in link["qkd_pools"]]
+        answered = all("links" in doc for doc in documents)
+        if answered and all(link["reachable"] for link in links) and all(pool["level"] > 0 for pool in lanes):
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 async def _exchange(keys: KeyDirectory, master: tuple[str, str], slave: tuple[str, str]) -> Exchange:

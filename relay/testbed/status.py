@@ -153,6 +153,7 @@ def _prerelay_table(topology: Topology, admin: dict[str, Any]) -> Table:
     table = Table(
         [
             Column("PRE-RELAY"),
+            Column("POOLS", "right"),
             Column("READY KEYS", "right"),
             Column("PRE-RELAYED", "right"),
             Column("FAILED, RETRIED", "right"),
@@ -163,14 +164,17 @@ def _prerelay_table(topology: Topology, admin: dict[str, Any]) -> Table:
     for gateway, doc in _gateway_documents(topology, admin, table):
         ready = sum(pool["level"] for pool in doc["ready_pools"])
         background = doc["relay"]["prerelay"]
-        counters = (ready, background["keys_relayed"], background["relay_failures"], background["qkd_exhausted"])
+        pools = len(doc["ready_pools"])
+        counters = (pools, ready, background["keys_relayed"], background["relay_failures"], background["qkd_exhausted"])
         table.add_row(gateway, *(str(count) for count in counters), _prerelay_state(gateway, doc, table))
     table.notes += [
-        "Background work: each gateway keeps a ready pool of keys per SAE pair, so enc_keys is answered without a",
-        "  relay. It never degrades a hop, and a failure costs no SAE anything: it waits (up to "
+        "Background work: each gateway keeps a ready pool of keys for the SAE pairs that asked for keys in the last",
+        "  minute or that the topology pins (prerelay_to), so their enc_keys is answered without a relay; an idle",
+        "  pair costs nothing. It never degrades a hop, and a failure costs no SAE anything: it waits (up to "
         f"{MAX_BACKOFF_S:.0f} s) and retries.",
-        "READY KEYS: keys in the ready pools; PRE-RELAYED: keys relayed into them; FAILED, RETRIED: pre-relays that",
-        "  failed; NO QKD KEY: pre-relay hops this gateway refused to seal for want of QKD key (also other gateways').",
+        "POOLS: SAE pairs with a ready pool; READY KEYS: keys in them; PRE-RELAYED: keys relayed into them;",
+        "  FAILED, RETRIED: pre-relays that failed; NO QKD KEY: pre-relay hops this gateway refused to seal for want",
+        "  of QKD key (also other gateways').",
     ]
     return table
 

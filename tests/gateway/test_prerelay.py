@@ -1,4 +1,5 @@
-"""Pre-relay with three real gateways: it backs off while a require-qkd lane is dry, and refills once key is back.
+"""Pre-relay with three real gateways: it backs off while a require-qkd lane is dry, and refills once key is back;
+a pair that starts asking gets a pool within seconds.
 
 The vendor halts QKD-GW2-GW3 and GW2's lane towards GW3 is emptied, so every pre-relay towards GW3 (from GW1
 through GW2, and from GW2) is refused for want of QKD key. Pre-relay must then wait with a growing,
@@ -13,13 +14,14 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings
 from relay.gateway.prerelay import FIRST_BACKOFF_S, MAX_BACKOFF_S
 from relay.gateway.service import RunningGateway
 from relay.pki.layout import KeyDirectory
 from relay.pool import PoolEmpty, RelayedStoreSettings
 from relay.pool.watermarks import Watermarks
-from tests.support.local_testbed import LocalTestbed, running_testbed
+from tests.support.local_testbed import PLENTY_OF_QKD_KEY, LocalTestbed, running_testbed
 from tests.support.redis_servers import RedisServer
 
 BATCH = 8
@@ -31,6 +33,7 @@ SETTINGS = GatewaySettings(
     relayed_store=RelayedStoreSettings(ready_watermarks=Watermarks(low=2, high=READY_HIGH)),
 )
 DRY_S = 6.0
+NEWLY_ACTIVE_S = 10.0  # a generous bound: one demand refresh and one pre-relay round are needed
 
 
 def _probes_within(seconds: float) -> int:
@@ -72,6 +75,8 @@ async def test_prerelay_backs_off_while_a_require_qkd_lane_is_dry_and_refills_on
         async def full() -> bool:
             return await store.ready_level("SAE-R1-A", "SAE-R3-A") == READY_HIGH
 
+        async with testbed.sae("SAE-R1-A") as master:  # a request makes the pair active (the others are pinned)
+            await master.get_key("SAE-R2-A", KeyRequest())
         await _eventually(full, 20, "a full ready pool SAE-R1-A -> SAE-R3-A")
         view = gw1.metrics.sources
         assert view is not None and view.prerelay is not None
@@ -111,7 +116,8 @@ async def test_prerelay_backs_off_while_a_require_qkd_lane_is_dry_and_refills_on
         )
         assert 0 < waiting["GW3"].retry_in_s <= MAX_BACKOFF_S
         assert gw1.metrics.counts.sae.relay_failures == sae_failures_before  # no SAE asked: nothing failed for one
-        assert await store.ready_level("SAE-R1-A", "SAE-R2-A") == READY_HIGH  # other destinations keep filling
+        other = ("SAE-R1-A", "SAE-R2-A")  # other destinations keep filling, to the target of their demand
+        assert await store.ready_level(*other) == (await view.prerelay.demand.targets())[other] >= 2
 
         link.set_qber("QKD-GW2-GW3", 0.02)  # key flows again (the stock it kept is delivered at once)
 
@@ -121,3 +127,27 @@ async def test_prerelay_backs_off_while_a_require_qkd_lane_is_dry_and_refills_on
         first_key_s = await _eventually(refilling, MAX_BACKOFF_S + 5, "a pre-relayed key towards GW3 once key is back")
         await _eventually(full, 30, "the ready pool SAE-R1-A -> SAE-R3-A full again")
         print(f"\npre-relay failures in {DRY_S:.0f} s dry: {failed}; first key back after {first_key_s:.1f} s")
+
+
+async def test_a_pair_that_starts_asking_is_served_from_its_pool_within_seconds(
+    topology_keys: KeyDirectory, private_redis: RedisServer
+) -> None:
+    """SAE-R2-A -> SAE-R1-A is not pinned: no pool until it asks; its first requests relay on demand, then
+    pre-relay keeps its pool and the following ones are taken from it (the store's ``ready_taken``)."""
+    master, slave = "SAE-R2-A", "SAE-R1-A"
+    async with running_testbed(topology_keys, private_redis.url, SETTINGS, sim=PLENTY_OF_QKD_KEY) as testbed:
+        gw2 = testbed.gateways["GW2"]
+        view = gw2.metrics.sources
+        assert view is not None and view.prerelay is not None
+        assert (master, slave) not in view.prerelay.demand.kept_pairs()
+        assert await gw2.store.ready_level(master, slave) == 0
+        started, issued = time.monotonic(), 0
+        async with testbed.sae(master) as client:
+            while gw2.store.metrics.ready_taken == 0:
+                assert time.monotonic() - started < NEWLY_ACTIVE_S, f"no pool-served key after {issued} requests"
+                await client.get_key(slave, KeyRequest())
+                issued += 1
+                await asyncio.sleep(0.1)
+        served_after_s = time.monotonic() - started
+        assert (master, slave) in view.prerelay.demand.kept_pairs()
+        print(f"\nfirst pool-served key of a newly active pair after {served_after_s:.2f} s ({issued} requests)")

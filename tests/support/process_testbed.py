@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -126,7 +127,8 @@ class ManagedProcess:
 
 
 class ProcessTestbed:
-    """The whole topology as processes. ``gateway_options`` / ``kms_options`` are extra CLI arguments."""
+    """The whole topology as processes. ``gateway_options`` / ``kms_options`` are extra CLI arguments;
+    ``document`` is a topology to run instead of the embedded one (its ports are replaced by free ones)."""
 
     def __init__(
         self,
@@ -135,11 +137,13 @@ class ProcessTestbed:
         *,
         gateway_options: Sequence[str] = (),
         kms_options: Sequence[str] = (),
+        document: dict[str, Any] | None = None,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.topology_path = directory / "topology.yaml"
-        self.topology_path.write_text(yaml.safe_dump(with_free_ports(default_document()), sort_keys=False))
+        document = with_free_ports(document if document is not None else default_document())
+        self.topology_path.write_text(yaml.safe_dump(document, sort_keys=False))
         self.topology: Topology = topology_module.load(self.topology_path)
         self.keys = KeyDirectory(keys_root / self.topology.name)
         self.redis = {
@@ -251,6 +255,13 @@ class ProcessTestbed:
             state = "running" if process.running else "not running"
             parts.append(f"----- {process.name} ({state}, {process.stderr_path})\n{process.stderr_tail()}")
         return "\n".join(parts)
+
+    def cpu_seconds(self, name: str) -> float:
+        """User plus system CPU time the running process ``name`` has used (``/proc/<pid>/stat``)."""
+        process = self.processes[name].process
+        assert process is not None, f"{name} is not running"
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return cli(*args, "--topology", str(self.topology_path))
