@@ -45,7 +45,7 @@ import yaml
 
 from relay.crypto.identity import PRIVATE_SUFFIX, PUBLIC_SUFFIX
 from relay.pki.redis_access import HEALTH_USER, REDIS_CLIENT_ENTITY, redis_server_entity, tls_server_arguments
-from relay.topology import Gateway, Topology, TopologyError
+from relay.topology import Gateway, Sae, Topology, TopologyError
 
 COMPOSE_FILE = "docker-compose.yml"
 TOPOLOGY_FILE = "topology.yaml"
@@ -141,7 +141,7 @@ def container_topology(topology: Topology) -> dict[str, Any]:
                 entry["admin_port"] = gateway.admin_port
             gateways.append(entry)
         entry = {"id": region.id, "redis_port": region.redis_port, "gateways": gateways}
-        saes = [{"id": s.id, "gateway": s.gateway} for s in topology.saes if home[s.gateway] == region.id]
+        saes = [_sae_entry(s) for s in topology.saes if home[s.gateway] == region.id]
         if saes:
             entry["saes"] = saes
         regions.append(entry)
@@ -388,6 +388,14 @@ def check_compose(topology: Topology, directory: Path) -> list[str]:
 
 
 # ----- helpers -----------------------------------------------------------------------------------------
+
+
+def _sae_entry(sae: Sae) -> dict[str, Any]:
+    """An SAE as the topology file writes it (its pre-relay pins only when it has some)."""
+    entry: dict[str, Any] = {"id": sae.id, "gateway": sae.gateway}
+    if sae.prerelay_to:
+        entry["prerelay_to"] = list(sae.prerelay_to)
+    return entry
 
 
 def _qkd_relay_image(topology: Topology) -> dict[str, Any]:
