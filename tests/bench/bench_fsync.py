@@ -52,6 +52,20 @@ def set_ops_per_s(port: int, password: str) -> float:
     return float(rate.replace(",", ""))
 
 
+def run_load(bench: Bench, state: Path, name: str, seconds: float) -> float:
+    """Relayed keys/s of one closed-loop run: 64 SAEs, 16 keys per enc_keys over one pqc-only hop."""
+    report = bench.run(
+        name,
+        state,
+        scenarios=("pqc-1hop-ondemand",),
+        concurrency=(64,),
+        number=KEYS_PER_REQUEST,
+        verify=False,
+        duration_s=seconds,
+    )
+    return float(report.summaries[0]["throughput_rps"]) * KEYS_PER_REQUEST
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".testbed/bench-fsync"))
@@ -68,20 +82,12 @@ def main() -> None:
         assert recorded is not None and recorded.topology_file is not None
         keys = provision(topology_module.load(Path(recorded.topology_file)), bench.keys).directory
         password = read_credentials(keys, ADMIN_USER).password
+        run_load(bench, state, "warm-up", args.seconds)  # connections, encapsulation keys, caches: not counted
         for round_number in range(args.rounds):
             for mode in MODES if round_number % 2 == 0 else reversed(MODES):
                 for port in ports:
                     redis_cli(port, password, "CONFIG", "SET", "appendfsync", mode)
-                report = bench.run(
-                    f"{mode}-{round_number}",
-                    state,
-                    scenarios=("pqc-1hop-ondemand",),
-                    concurrency=(64,),
-                    number=KEYS_PER_REQUEST,
-                    verify=False,
-                    duration_s=args.seconds,
-                )
-                relayed[mode].append(report.summaries[0]["throughput_rps"] * KEYS_PER_REQUEST)
+                relayed[mode].append(run_load(bench, state, f"{mode}-{round_number}", args.seconds))
                 floor[mode].append(set_ops_per_s(ports[0], password))
                 print(f"round {round_number} {mode}: {relayed[mode][-1]:,.0f} keys/s", file=sys.stderr, flush=True)
         for port in ports:
