@@ -140,6 +140,9 @@ class GrpcHopTransport:
         except TrustError as exc:
             raise RelayFailed(f"{peer.id} sent an encapsulation key we cannot trust: {exc}", retryable=False) from exc
 
+    async def reachable(self, neighbour_id: str) -> bool:
+        return await self._health.liveness.alive(neighbour_id)
+
     async def send_hop(self, neighbour_id: str, request: HopRequest, *, timeout_s: float) -> HopResult:
         peer = self._peers[neighbour_id]
         message = hop_request_to_proto(request)

@@ -80,8 +80,17 @@ class Router:
 
     def route_to(self, target_gateway: str) -> Route:
         """The shortest route over links not known to be down; a final :class:`RelayFailed` if none."""
-        links, own = self._plan.topology.links, self._plan.id
+        links, own, down = self._plan.topology.links, self._plan.id, self._health.down_links()
         try:
-            return shortest_route(links, own, target_gateway, down=self._health.down_links())
+            return shortest_route(links, own, target_gateway, down=down)
         except NoRoute as exc:
-            raise RelayFailed(f"no working route from {own} to {target_gateway}", retryable=False) from exc
+            why = _why_no_route(links, down, target_gateway)
+            raise RelayFailed(f"no working route from {own} to {target_gateway}: {why}", retryable=False) from exc
+
+
+def _why_no_route(links: Iterable[Link], down: frozenset[Link], target: str) -> str:
+    """The cause a 503 names: the target gateway cut off (every link of it down), or which links are down."""
+    names = ", ".join(sorted("-".join(link.gateways) for link in down))
+    if all(link in down for link in links if target in link.gateways):
+        return f"gateway {target} is unreachable (links down: {names})"
+    return f"links down: {names}"
