@@ -126,7 +126,14 @@ class RelayEngine:
                 initiator, target, key, (self._plan.id,), self._settings.foreign_ack_deadline_s
             )
             return
-        route = self._router.route_to(target_gateway)
+        try:
+            route = await self._router.route_for_key(target_gateway, no_degrade=origin.no_degrade)
+        except QkdExhausted as exc:  # a relay failure too, refused before any QKD key was spent
+            counts = self._observer.counts.of(origin)
+            counts.relay_failures += 1
+            counts.not_started += 1
+            self._observer.relay_failed(type(exc).__name__, origin)
+            raise
         transfer_id = uuid.uuid4().bytes
         started = time.perf_counter()
         try:

@@ -84,8 +84,9 @@ class LocalTestbed:
                 assert await peer.wait_ready(10), f"{running.plan.id} cannot reach {peer.id}"
 
     async def fill_qkd_pools(self) -> None:
-        """One filler round per QKD link, so tests start with QKD key in every lane; each waits for its
-        peer's channel, since a filler fetches nothing while the peer could not take its copies."""
+        """One filler round per QKD link, so tests start with QKD key in every lane (and every gateway's
+        lane board knows it); each waits for its peer's channel, since a filler fetches nothing while the
+        peer could not take its copies."""
         for running in self.gateways.values():
             for filler in running.fillers:
                 peer = next(
@@ -93,6 +94,8 @@ class LocalTestbed:
                 )
                 await peer.wait_ready(10)
                 await filler.fill_once()
+        for running in self.gateways.values():
+            await running.measure_lanes()
 
     async def stop_gateway(self, gateway_id: str) -> None:
         await self.gateways.pop(gateway_id).stop()
