@@ -23,6 +23,7 @@ from relay.crypto.errors import MalformedMessage
 from relay.domain import MAX_SAE_ID_LENGTH, Key, check_key_id, new_key_id
 from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
+from relay.gateway.fair_share import FairShares
 from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.hops import HopRequest, HopResult
@@ -55,8 +56,10 @@ class RelayEngine:
         voiding: Voiding,
         observer: RelayObserver,
         foreign: ForeignBorder | None = None,
+        shares: FairShares | None = None,
     ) -> None:
-        """``foreign``: the hand-over to the foreign KMS domains this gateway borders, if any."""
+        """``foreign``: the hand-over to the foreign KMS domains this gateway borders, if any; ``shares``:
+        the SAE pairs' fair shares charged for keys relayed on demand (none: unlimited)."""
         self._plan = plan
         self._settings = settings
         self._hops = hops
@@ -66,6 +69,7 @@ class RelayEngine:
         self._voiding = voiding
         self._observer = observer
         self._foreign = foreign
+        self._shares = shares
 
     def withdraw(self, initiator: str, target: str, key_ids: list[str]) -> None:
         """Void relayed keys no master got, in the background: at the target's gateway, or at the foreign
@@ -85,7 +89,9 @@ class RelayEngine:
         size_bytes: int,
         extension_json: str = "",
     ) -> list[Key]:
-        """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none."""
+        """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none.
+        The pair's fair share pays first (:class:`OverShare` if it cannot)."""
+        await self._charge(initiator, target, number)
         outcomes = await asyncio.gather(
             *(self._relay_fresh_key(initiator, target, size_bytes, extension_json) for _ in range(number)),
             return_exceptions=True,
@@ -97,6 +103,15 @@ class RelayEngine:
                 self.withdraw(initiator, target, [key.key_id for key in keys])
             raise failures[0]
         return keys
+
+    async def _charge(self, initiator: str, target: str, number: int) -> None:
+        """Charge the pair's shares along the route its keys would take now; with no route to charge along,
+        nothing is charged, and the relays answer why (a dry lane, a link down)."""
+        if self._shares is None:
+            return
+        qkd_links = self._router.qkd_links_towards(self._router.home_of(target))
+        if qkd_links is not None:
+            await self._shares.admit(initiator, target, number, qkd_links)
 
     async def _relay_fresh_key(self, initiator: str, target: str, size_bytes: int, extension_json: str) -> Key:
         """Each attempt uses a new key and key_ID: the SAE never saw the failed one, which is voided."""

@@ -177,6 +177,15 @@ class Router:
         self._lanes.spend(route.lanes)
         return route
 
+    def qkd_links_towards(self, target_gateway: str) -> tuple[str, ...] | None:
+        """The QKD links an SAE's key to ``target_gateway`` would cross now (nothing counted as spent);
+        None when no route would be started now."""
+        try:
+            links = self._choose(target_gateway, no_degrade=False).links
+        except (LaneDry, RelayFailed):
+            return None
+        return tuple(link.qkd_link for link in links if link.qkd_link)
+
     @staticmethod
     def _exhausted(exc: LaneDry, no_degrade: bool) -> QkdExhausted:
         why = "its policy is require-qkd" if not no_degrade else "pre-relay waits"

@@ -44,6 +44,7 @@ from relay.etsi020.server import create_app as create_etsi020_app
 from relay.gateway.ack_delivery import AckDelivery, AckRetry
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
+from relay.gateway.fair_share import FairShares
 from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.grpc_health import GatewayHealth
@@ -71,7 +72,17 @@ from relay.gateway.voiding import Voiding
 from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
 from relay.pki.tls import ExpectedPeer
-from relay.pool import HandoverLedger, Keyspace, PoolError, QkdPool, RedisBackend, RelayedKeyStore, Role, link_pools
+from relay.pool import (
+    HandoverLedger,
+    Keyspace,
+    PoolError,
+    QkdPool,
+    RedisBackend,
+    RelayedKeyStore,
+    Role,
+    TokenBuckets,
+    link_pools,
+)
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +322,10 @@ def _relay(
             deadline_s=settings.foreign_ack_deadline_s,
             prefer_synchronous=settings.foreign_synchronous,
         )
-    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign)
+    rates = {qkd.id: qkd.rate_bps for qkd in plan.topology.qkd_links}
+    buckets = TokenBuckets(backend, keyspace)
+    shares = FairShares(plan.topology.fair_share, buckets, rates, qkd_key_bits=settings.qkd_pool.key_size_bits)
+    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign, shares)
     return _Relay(health, board, router, lanes, voiding, engine, foreign)
 
 
