@@ -22,7 +22,7 @@ from relay.crypto import SealedHop
 from relay.crypto.errors import MalformedMessage
 from relay.domain import MAX_SAE_ID_LENGTH, Key, check_key_id, new_key_id
 from relay.gateway.config import GatewayPlan, GatewaySettings
-from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
+from relay.gateway.errors import QkdExhausted, RelayFailed, RouteDry, TransferRefused
 from relay.gateway.fair_share import FairShares
 from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
@@ -121,7 +121,10 @@ class RelayEngine:
                 await self.relay_key(initiator, target, key, extension_json)
                 return key
             except RelayFailed as failure:
-                if not failure.retryable or attempt == self._settings.relay_attempts:
+                # A lane found dry on the way was reported with the refusal: the next route avoids it, or is
+                # refused before start (RouteDry), so one more attempt spends key only on another route.
+                dry_on_the_way = isinstance(failure, QkdExhausted) and not isinstance(failure, RouteDry)
+                if not (failure.retryable or dry_on_the_way) or attempt == self._settings.relay_attempts:
                     raise
                 log.info("relay of a key for %s -> %s failed (%s); retrying", initiator, target, failure)
         raise AssertionError("unreachable: the last attempt re-raises")
@@ -143,7 +146,7 @@ class RelayEngine:
             return
         try:
             route = await self._router.route_for_key(target_gateway, no_degrade=origin.no_degrade)
-        except QkdExhausted as exc:  # a relay failure too, refused before any QKD key was spent
+        except RouteDry as exc:  # a relay failure too, refused before any QKD key was spent
             counts = self._observer.counts.of(origin)
             counts.relay_failures += 1
             counts.not_started += 1

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from relay.gateway.config import GatewayPlan
-from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
+from relay.gateway.errors import RelayFailed, RouteDry, TransferRefused
 from relay.gateway.lane_levels import Lane, LaneBoard
 from relay.gateway.link_health import LinkHealth
 from relay.topology import Link
@@ -161,7 +161,7 @@ class Router:
 
     async def route_for_key(self, target_gateway: str, *, no_degrade: bool) -> Route:
         """The route a new transfer takes (:func:`choose_route`), its QKD lanes counted as spent in the
-        estimates; :class:`QkdExhausted` if every allowed route crosses a lane known dry (nothing spent).
+        estimates; :class:`RouteDry` if every allowed route crosses a lane known dry (nothing spent).
         A dry lane of our own may be dry because its neighbour is gone: that neighbour is probed first, so
         the answer names the real cause (and the route avoids its link)."""
         try:
@@ -187,9 +187,9 @@ class Router:
         return tuple(link.qkd_link for link in links if link.qkd_link)
 
     @staticmethod
-    def _exhausted(exc: LaneDry, no_degrade: bool) -> QkdExhausted:
+    def _exhausted(exc: LaneDry, no_degrade: bool) -> RouteDry:
         why = "its policy is require-qkd" if not no_degrade else "pre-relay waits"
-        return QkdExhausted(f"{exc} and {why} (as reported along the route): not started")
+        return RouteDry(f"{exc} and {why} (as reported along the route): not started")
 
     def _choose(self, target_gateway: str, no_degrade: bool) -> Route:
         links, own, down = self._plan.topology.links, self._plan.id, self._health.down_links()
