@@ -7,7 +7,7 @@ KeyRelay service is the receiving end of the hop transport and lives with it, in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 
@@ -74,10 +74,11 @@ def add_services(
     receivers: Mapping[str, AnnouncementReceiver],
     keyring: KeyRing,
     board: LaneBoard,
+    measure_lanes: Callable[[], Awaitable[None]],
 ) -> GatewayHealth:
     """Add the relay services and the standard health service (grpc.health.v1.Health), which is returned:
     its status follows Redis (see :mod:`relay.gateway.grpc_health`). Health needs the same mTLS."""
-    rpc.add_KeyRelayServicer_to_server(KeyRelayService(hops, voids, board), server)
+    rpc.add_KeyRelayServicer_to_server(KeyRelayService(hops, voids, board, measure_lanes), server)
     rpc.add_QkdPoolSyncServicer_to_server(QkdPoolSyncService(plan, receivers), server)
     rpc.add_EncapsulationKeysServicer_to_server(EncapsulationKeysService(keyring), server)
     health = GatewayHealth(RELAY_SERVICES)

@@ -55,6 +55,7 @@ TRANSPORT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEA
 """Codes that say nothing about the request itself: the peer did not answer (in time)."""
 RETRY_PAUSE_S = 0.1  # times the attempt number
 MIN_CALL_TIMEOUT_S = 0.05
+LANES_TIMEOUT_S = 0.5  # a LaneLevels call; unanswered, the refusal stands on what was reported
 
 
 # ----- messages ------------------------------------------------------------------------------------
@@ -183,6 +184,15 @@ class GrpcHopTransport:
             return []
         return list(answer.voided_key_ids)
 
+    async def ask_lanes(self, neighbour_id: str) -> None:
+        """Ask the neighbour for the lane levels it knows now (its own measured now); a failure is no answer."""
+        try:
+            answer = await self._peers[neighbour_id].relay.LaneLevels(pb.LaneLevelsRequest(), timeout=LANES_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            log.debug("lane levels of %s not had: %s", neighbour_id, exc.code().name)
+            return
+        self._board.learn(decode(answer.lanes))
+
     def _learn(self, metadata: object) -> None:
         """Take the lane levels a neighbour's answer carries (none from an older gateway)."""
         lanes = dict(metadata or ()).get(LANES_METADATA)  # type: ignore[call-overload]
@@ -262,10 +272,14 @@ def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str, Metadata] | None:
 class KeyRelayService(rpc.KeyRelayServicer):
     """The receiving end: authenticates the calling gateway from its certificate, never from a field."""
 
-    def __init__(self, hops: HopHandler, voids: VoidHandler, board: LaneBoard) -> None:
+    def __init__(
+        self, hops: HopHandler, voids: VoidHandler, board: LaneBoard, measure: Callable[[], Awaitable[None]]
+    ) -> None:
+        """``measure``: our own lane levels into ``board`` now."""
         self._hops = hops
         self._voids = voids
         self._board = board
+        self._measure = measure
 
     def _lanes(self) -> Metadata:
         return ((LANES_METADATA, encode(self._board.reports())),)
@@ -277,6 +291,11 @@ class KeyRelayService(rpc.KeyRelayServicer):
             context, lambda: self._hops.receive(hop, sender, context.time_remaining()), self._lanes
         )
         return pb.RelayKeyResponse(key_confirmation=result.key_confirmation, stored_at=result.stored_at)
+
+    async def LaneLevels(self, request: pb.LaneLevelsRequest, context: ServicerContext) -> pb.LaneLevelsResponse:
+        await calling_gateway(context)
+        await self._measure()
+        return pb.LaneLevelsResponse(lanes=encode(self._board.reports()))
 
     async def VoidKeys(self, request: pb.VoidKeysRequest, context: ServicerContext) -> pb.VoidKeysResponse:
         sender = await calling_gateway(context)

@@ -6,8 +6,10 @@ once when a seal finds a lane empty) and passes every fresh entry it holds, its 
 downstream, on the answer to each hop, success or failure, as trailing metadata ``qkdr-lanes``. Why
 piggy-backed rather than a periodic call: the gateways that need a level are exactly those sending hops
 towards it, the answers cost no extra round trip, no proto change, and a dry lane is reported on the very
-answer that refused a hop. What a gateway no longer sends towards it does not learn about: entries expire
-after ``fresh_s``, and an unknown level counts as serviceable, so a refilled lane is tried again.
+answer that refused a hop. What a gateway no longer sends towards it does not learn about, so before a
+transfer is refused for a dry lane :class:`LaneLookout` looks again (one ``LaneLevels`` call to the next
+gateway, shared by concurrent refusals); entries also expire after ``fresh_s``, an unknown level counting
+as serviceable.
 
 Invariants: a report names ``sender>receiver`` lanes of the topology's QKD links only (anything else is
 ignored); an entry is replaced only by a newer measurement; this gateway's own lanes are never taken from
@@ -17,8 +19,9 @@ requests does not start more transfers over a lane than it holds keys.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from relay.topology import Link
@@ -112,3 +115,33 @@ class LaneBoard:
             for (sender, receiver), (level, measured_at) in sorted(self._known.items())
             if now - measured_at <= self._fresh_s
         ]
+
+
+class LaneLookout:
+    """Looks again before a transfer is refused for a dry lane: a dry report may be older than a refill.
+
+    Our own lanes are measured now; a remote lane is asked of the neighbour the route leaves through
+    (``LaneLevels``, answered with its own lanes measured now and what it learnt downstream). Concurrent
+    looks at the same source share one call, so a burst of refusals costs one round trip, not one each.
+    """
+
+    def __init__(
+        self, own_id: str, measure_own: Callable[[], Awaitable[None]], ask: Callable[[str], Awaitable[None]]
+    ) -> None:
+        self._own_id = own_id
+        self._measure_own = measure_own
+        self._ask = ask
+        self._looking: dict[str, asyncio.Future[None]] = {}  # by neighbour ID, or our own ID
+
+    async def look(self, lanes: Iterable[Lane], via: str) -> None:
+        senders = {sender for sender, _ in lanes}
+        sources = ([self._own_id] if self._own_id in senders else []) + ([via] if senders - {self._own_id} else [])
+        await asyncio.gather(*(self._shared(source) for source in sources))
+
+    async def _shared(self, source: str) -> None:
+        running = self._looking.get(source)
+        if running is None:
+            call = self._measure_own() if source == self._own_id else self._ask(source)
+            running = self._looking[source] = asyncio.ensure_future(call)
+            running.add_done_callback(lambda _: self._looking.pop(source, None))
+        await asyncio.shield(running)

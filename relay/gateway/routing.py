@@ -18,13 +18,14 @@ and the lanes its :class:`LaneBoard` knows dry.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from relay.gateway.config import GatewayPlan
 from relay.gateway.errors import RelayFailed, RouteDry, TransferRefused
-from relay.gateway.lane_levels import Lane, LaneBoard
+from relay.gateway.lane_levels import Lane, LaneBoard, LaneLookout
 from relay.gateway.link_health import LinkHealth
 from relay.topology import Link
 
@@ -41,9 +42,10 @@ class NoRoute(Exception):
 class LaneDry(NoRoute):
     """Every allowed route crosses a lane known dry where its hop could not be sealed."""
 
-    def __init__(self, message: str, lanes: tuple[Lane, ...]) -> None:
+    def __init__(self, message: str, lanes: tuple[Lane, ...], via: str) -> None:
         super().__init__(message)
         self.lanes = lanes
+        self.via = via  # the first hop of the shortest route, which knows the lanes behind it
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def choose_route(
         crossings = zip(primary.lanes, (link for link in primary.links if link.qkd_link), strict=True)
         refused = [(lane, link) for lane, link in crossings if blocked(link, *lane)]
         names = ", ".join(f"{link.qkd_link} ({a}-{b})" for (a, b), link in refused)
-        raise LaneDry(f"QKD key on link {names} is exhausted", tuple(lane for lane, _ in refused)) from None
+        lanes = tuple(lane for lane, _ in refused)
+        raise LaneDry(f"QKD key on link {names} is exhausted", lanes, primary.gateways[1]) from None
 
 
 def _search(links: Iterable[Link], source: str, target: str, weight: Weight) -> Route:
@@ -137,10 +140,11 @@ def _search(links: Iterable[Link], source: str, target: str, weight: Weight) -> 
 
 
 class Router:
-    def __init__(self, plan: GatewayPlan, health: LinkHealth, lanes: LaneBoard) -> None:
+    def __init__(self, plan: GatewayPlan, health: LinkHealth, lanes: LaneBoard, lookout: LaneLookout) -> None:
         self._plan = plan
         self._health = health
         self._lanes = lanes
+        self._lookout = lookout
 
     def home_of(self, sae_id: str) -> str:
         """The gateway serving ``sae_id``, or bordering its foreign KMS domain (a destination like any
@@ -162,15 +166,18 @@ class Router:
     async def route_for_key(self, target_gateway: str, *, no_degrade: bool) -> Route:
         """The route a new transfer takes (:func:`choose_route`), its QKD lanes counted as spent in the
         estimates; :class:`RouteDry` if every allowed route crosses a lane known dry (nothing spent).
-        A dry lane of our own may be dry because its neighbour is gone: that neighbour is probed first, so
-        the answer names the real cause (and the route avoids its link)."""
+
+        Before refusing, it looks again: a dry lane of our own may be dry because its neighbour is gone
+        (probed, so the answer names the real cause and the route avoids its link), and any dry lane may
+        have refilled since it was reported (:class:`LaneLookout`)."""
         try:
             route = self._choose(target_gateway, no_degrade)
         except LaneDry as exc:
             ours = [receiver for sender, receiver in exc.lanes if sender == self._plan.id]
-            if all([await self._health.liveness.alive(receiver) for receiver in ours]):
-                raise self._exhausted(exc, no_degrade) from exc
-            try:  # a neighbour of ours was gone: its link is down now, so route without it
+            await asyncio.gather(
+                self._lookout.look(exc.lanes, exc.via), *(self._health.liveness.alive(r) for r in ours)
+            )
+            try:
                 route = self._choose(target_gateway, no_degrade)
             except LaneDry as again:
                 raise self._exhausted(again, no_degrade) from again

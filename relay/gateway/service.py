@@ -54,7 +54,7 @@ from relay.gateway.handover import AckSignal, Handover
 from relay.gateway.hop_protection import HopCrypto, HopProtection, QkdLanes
 from relay.gateway.hop_transport import GrpcHopTransport
 from relay.gateway.interkms import InterKmsBridge
-from relay.gateway.lane_levels import LaneBoard
+from relay.gateway.lane_levels import LaneBoard, LaneLookout
 from relay.gateway.link_health import LinkHealth
 from relay.gateway.liveness import NeighbourLiveness
 from relay.gateway.metrics import GatewayMetrics
@@ -189,7 +189,9 @@ async def start_gateway(
 
         server = gateway_server(settings.keepalive.server_options())
         voids = relay.foreign or voiding  # the border carries voids for foreign SAEs on over 020
-        grpc_health = add_services(server, plan, engine, voids, supply.receivers, keyring, relay.board)
+        grpc_health = add_services(
+            server, plan, engine, voids, supply.receivers, keyring, relay.board, relay.measure_lanes
+        )
         ping_redis = partial(backend.command, "PING")
         await grpc_health.check_once(ping_redis)
         bridge = InterKmsBridge(
@@ -233,7 +235,7 @@ async def start_gateway(
         if prerelay is not None:
             tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
         tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
-        measure = partial(_measure_lanes, relay.lanes, relay.board, relay.health)
+        measure = relay.measure_lanes
         tasks.append(asyncio.create_task(repeat_until_cancelled(measure, settings.lane_refresh_s), name="lane-levels"))
         tasks.append(asyncio.create_task(grpc_health.run(ping_redis, HEALTH_INTERVAL_S), name="grpc-health"))
         stack.push_async_callback(_cancel, tasks)
@@ -271,6 +273,7 @@ async def start_gateway(
 class _Relay:
     health: LinkHealth
     board: LaneBoard
+    measure_lanes: Callable[[], Awaitable[None]]
     router: Router
     lanes: QkdLanes
     voiding: Voiding
@@ -303,9 +306,10 @@ def _relay(
         link_down_s=settings.link_down_s,
     )
     board = LaneBoard(plan.id, plan.topology.links, fresh_s=settings.lane_fresh_s)
-    router = Router(plan, health, board)
     lanes = QkdLanes(plan.neighbours, lanes_by_neighbour)
     transport = GrpcHopTransport(plan.id, peers, health, observer, board, hop_attempts=settings.hop_attempts)
+    measure = partial(_measure_lanes, lanes, board, health)
+    router = Router(plan, health, board, LaneLookout(plan.id, measure, transport.ask_lanes))
     voiding = Voiding(plan, router, store, transport, observer, crypto, hop_timeout_s=settings.hop_timeout_s)
     protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer, board)
     forwarder = HopForwarder(protection, transport, observer)
@@ -326,7 +330,7 @@ def _relay(
     buckets = TokenBuckets(backend, keyspace)
     shares = FairShares(plan.topology.fair_share, buckets, rates, qkd_key_bits=settings.qkd_pool.key_size_bits)
     engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign, shares)
-    return _Relay(health, board, router, lanes, voiding, engine, foreign)
+    return _Relay(health, board, measure, router, lanes, voiding, engine, foreign)
 
 
 def _qkd_supply(

@@ -72,6 +72,10 @@ class ScriptedReceiver:
         return self.voided()
 
 
+async def measure_nothing() -> None:
+    """GW2's lane measurement: the test sets GW2's levels on its board itself."""
+
+
 def raising(exc: Exception) -> Callable[[], HopResult]:
     def answer() -> HopResult:
         raise exc
@@ -101,7 +105,7 @@ async def wire(topology_keys: KeyDirectory) -> AsyncIterator[Wire]:
     server = grpc.aio.server()
     links = topology_module.load_default().links
     gw1_board, gw2_board = (LaneBoard(gateway, links, fresh_s=60) for gateway in ("GW1", "GW2"))
-    rpc.add_KeyRelayServicer_to_server(KeyRelayService(receiver, receiver, gw2_board), server)
+    rpc.add_KeyRelayServicer_to_server(KeyRelayService(receiver, receiver, gw2_board, measure_nothing), server)
     gw2_health = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(gw2_health, server)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(topology_keys, "GW2"))
@@ -147,6 +151,12 @@ async def test_hop_answers_carry_the_receivers_lane_levels_success_or_failure(wi
     with pytest.raises(QkdExhausted):
         await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
     assert wire.gw1_board.dry() == {("GW2", "GW3")}
+
+
+async def test_lane_levels_are_asked_of_the_neighbour(wire: Wire) -> None:
+    wire.gw2_board.measured("GW3", 3)
+    await wire.transport.ask_lanes("GW2")
+    assert wire.gw1_board.level("GW2", "GW3") == 3 and wire.receiver.hops == []
 
 
 async def test_a_void_and_its_answer_cross_unchanged(wire: Wire) -> None:

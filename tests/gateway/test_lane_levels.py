@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from relay import topology
-from relay.gateway.lane_levels import LaneBoard, LaneReport, decode, encode
+from relay.gateway.lane_levels import LaneBoard, LaneLookout, LaneReport, decode, encode
 
 LINKS = topology.load_default().links
 
@@ -55,3 +57,26 @@ def test_started_transfers_lower_the_estimate_until_the_next_measurement() -> No
     assert board.dry() == {("GW2", "GW3")} and board.level("GW1", "GW2") is None
     board.spend([("GW2", "GW3")])
     assert board.level("GW2", "GW3") == 0
+
+
+async def test_concurrent_looks_share_one_call_per_source() -> None:
+    """Twenty refusals at once cost one LaneLevels call to the next gateway and one measurement of ours."""
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    async def measure_own() -> None:
+        calls.append("own")
+        await release.wait()
+
+    async def ask(neighbour_id: str) -> None:
+        calls.append(neighbour_id)
+        await release.wait()
+
+    lookout = LaneLookout("GW1", measure_own, ask)
+    looks = [asyncio.create_task(lookout.look([("GW1", "GW2"), ("GW2", "GW3")], "GW2")) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*looks)
+    assert sorted(calls) == ["GW2", "own"]
+    await lookout.look([("GW2", "GW3")], "GW2")  # the next look is a new call, to the neighbour only
+    assert sorted(calls) == ["GW2", "GW2", "own"]
