@@ -3,7 +3,9 @@
 Every replica of a gateway shares one Redis, so the buckets live there and one Lua script
 (:data:`relay.pool.scripts.Script.TAKE_TOKENS`) refills and debits all of a request's buckets at once:
 either every bucket pays its cost or none does, so a request refused on one bucket spends nothing from
-the others. Time is the Redis server's, so replicas with skewed clocks agree.
+the others. Time is the Redis server's, so replicas with skewed clocks agree. A call whose reply was
+lost to a dropped connection may be retried by the client and charge twice: fail-safe, a pair can lose
+tokens that way but never gain any.
 """
 
 from __future__ import annotations
