@@ -161,6 +161,27 @@ class ForeignKms:
 
 
 @dataclass(frozen=True)
+class FairShare:
+    """What one SAE pair (master, slave) may draw, as token buckets at its master's gateway (kept in that
+    region's Redis, so the gateway's replicas share them): relayed keys on demand, and the QKD key those
+    relays spend on each QKD link of their route. A pair over its share gets 503 saying so; pre-relay
+    (background, bounded by its own watermarks) is not charged.
+
+    Defaults: per QKD link a burst of 16,384 bits (64 QKD keys of 256 bits, half a full 128-key lane, so
+    one pair never empties a lane) refilled at a quarter of the link's ``rate_bps`` (four busy pairs share
+    a link evenly); 128 relayed keys at once (one maximal request) refilled at 64 keys/s, which bounds the
+    hop-sealing CPU one pair can claim.
+    """
+
+    __pydantic_config__ = _STRICT
+
+    keys_burst: Positive = 128.0
+    keys_per_s: Positive = 64.0
+    qkd_burst_bits: Positive = 16384.0
+    qkd_share: Annotated[float, Field(gt=0, le=1)] = 0.25
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     kms: tuple[VendorKms, ...]
@@ -170,6 +191,7 @@ class Topology:
     qkd_links: tuple[QkdLink, ...]
     links: tuple[Link, ...]
     foreign_kms: tuple[ForeignKms, ...] = ()
+    fair_share: FairShare = FairShare()
 
     def foreign_domain(self, kms_id: str) -> ForeignKms:
         for foreign in self.foreign_kms:
@@ -256,6 +278,7 @@ class _TopologyFile:
     links: Annotated[tuple[_LinkEntry, ...], NON_EMPTY]
     qkd_links: tuple[QkdLink, ...] = ()
     foreign_kms: tuple[ForeignKms, ...] = ()
+    fair_share: FairShare = FairShare()
 
 
 _FILE = TypeAdapter(_TopologyFile)
@@ -293,6 +316,7 @@ def parse(document: Any) -> Topology:
         qkd_links=file.qkd_links,
         links=tuple(link.to_link() for link in file.links),
         foreign_kms=file.foreign_kms,
+        fair_share=file.fair_share,
     )
     _check_references(topology)
     return topology
@@ -415,8 +439,10 @@ def _message(errors: list[ErrorDetails]) -> str:
         return f"{where}: unknown key '{name}'; {_suggestion(name, _keys_at(loc[:-1]))}"
     if name.endswith("port"):
         return f"'{name}' must be a TCP port (in {where})"
-    if name in {"rate_bps", "cost"}:
+    if name in {"rate_bps", "cost", "keys_burst", "keys_per_s", "qkd_burst_bits"}:
         return f"{where}: {name} must be a positive number"
+    if name == "qkd_share":
+        return f"{where}: qkd_share must be a fraction of the link's rate, above 0 and at most 1"
     if name in _LISTS and isinstance(loc[-1], str):
         return f"'{name}' must be a non-empty list (in {where})"
     return f"'{name}' is invalid (in {where}): {error['msg']}"

@@ -67,6 +67,8 @@ class GatewaySettings:
     hop_window_s: float = 120.0  # hop and void freshness; replay entries and transfer records live <= twice this
     relay_attempts: int = 2  # fresh keys on fresh routes for one on-demand request
     link_down_s: float = 5.0  # how long routing avoids a link a downstream gateway reported cut
+    lane_fresh_s: float = 1.0  # how long a QKD lane level reported along a route is trusted
+    lane_refresh_s: float = 0.25  # how often this gateway measures its own outbound QKD lanes
     liveness: LivenessSettings = field(default_factory=LivenessSettings)  # probes of slow or silent neighbours
     keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)  # gRPC pings, channels and server
     prerelay: bool = True
@@ -94,6 +96,7 @@ class GatewaySettings:
                 self.ack_retry_first_s,
             )
             <= 0
+            or min(self.lane_fresh_s, self.lane_refresh_s) <= 0
             or self.foreign_ack_deadline_s <= 0
         ):
             raise ValueError("timeouts and intervals must be positive")

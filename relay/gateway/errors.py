@@ -2,7 +2,10 @@
 
 ``retryable`` tells the originating gateway whether a fresh key on a freshly computed route may succeed
 (a peer that did not answer, an interrupted transfer); a policy refusal such as an exhausted
-``require-qkd`` link is final for this request, because routing around it would be a silent downgrade.
+``require-qkd`` link is final for this request, because routing around it over a weaker path would be a
+silent downgrade. The originator still retries an exhausted lane found on the way once, with a new key:
+the refusal reported the dry lane, so the next route avoids it if another allowed one exists, and
+otherwise it is refused before start (:class:`RouteDry`) without spending key.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ class QkdExhausted(RelayFailed):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+
+class RouteDry(QkdExhausted):
+    """Refused before starting: every allowed route crosses a QKD lane known dry (no QKD key was spent)."""
 
 
 class TransferRefused(Exception):

@@ -15,7 +15,7 @@ import time
 from relay.crypto import HopRoute, OpenedHop, SealedHop
 from relay.crypto.errors import ConfirmationFailed
 from relay.domain import Key
-from relay.gateway.errors import RelayFailed
+from relay.gateway.errors import QkdExhausted, RelayFailed
 from relay.gateway.hop_protection import HopProtection
 from relay.gateway.hops import HopRequest, HopTransport
 from relay.gateway.relay_events import RelayObserver
@@ -45,9 +45,18 @@ class HopForwarder:
         """Send hop ``hop`` (this gateway is ``path[hop]``); returns the gateway storing the key."""
         neighbour_id = path[hop + 1]
         recipient = await self._transport.encapsulation_key(neighbour_id)
-        pending, mode = await self._protection.seal(
-            key.key, HopRoute(transfer_id, hop, key.key_id), neighbour_id, recipient, no_degrade=no_degrade
-        )
+        try:
+            pending, mode = await self._protection.seal(
+                key.key, HopRoute(transfer_id, hop, key.key_id), neighbour_id, recipient, no_degrade=no_degrade
+            )
+        except QkdExhausted:
+            # A lane also runs dry because its neighbour is gone (nothing refills it then): name that cause.
+            if not await self._transport.reachable(neighbour_id):
+                a, b = sorted((path[hop], neighbour_id))
+                raise RelayFailed(
+                    f"gateway {neighbour_id} is down (it failed its liveness probe)", retryable=True, down_link=(a, b)
+                ) from None
+            raise
         request = HopRequest(
             transfer_id, path, hop, initiator, (target,), pending.message.to_bytes(), extension_json, no_degrade
         )

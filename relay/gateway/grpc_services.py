@@ -7,7 +7,7 @@ KeyRelay service is the receiving end of the hop transport and lives with it, in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 
@@ -17,6 +17,7 @@ from relay.gateway.grpc_health import GatewayHealth
 from relay.gateway.grpc_tls import ServicerContext, calling_gateway
 from relay.gateway.hop_transport import KeyRelayService, answer_with_status
 from relay.gateway.hops import HopHandler, VoidHandler
+from relay.gateway.lane_levels import LaneBoard
 from relay.gateway.qkd_announce import AnnouncementReceiver
 from relay.pool import Role
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
@@ -72,10 +73,12 @@ def add_services(
     voids: VoidHandler,
     receivers: Mapping[str, AnnouncementReceiver],
     keyring: KeyRing,
+    board: LaneBoard,
+    measure_lanes: Callable[[], Awaitable[None]],
 ) -> GatewayHealth:
     """Add the relay services and the standard health service (grpc.health.v1.Health), which is returned:
     its status follows Redis (see :mod:`relay.gateway.grpc_health`). Health needs the same mTLS."""
-    rpc.add_KeyRelayServicer_to_server(KeyRelayService(hops, voids), server)
+    rpc.add_KeyRelayServicer_to_server(KeyRelayService(hops, voids, board, measure_lanes), server)
     rpc.add_QkdPoolSyncServicer_to_server(QkdPoolSyncService(plan, receivers), server)
     rpc.add_EncapsulationKeysServicer_to_server(EncapsulationKeysService(keyring), server)
     health = GatewayHealth(RELAY_SERVICES)

@@ -33,6 +33,7 @@ from relay.crypto import (
 )
 from relay.gateway.config import LinkPolicy, Neighbour
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
+from relay.gateway.lane_levels import LaneBoard
 from relay.gateway.relay_events import RelayObserver, RelayOrigin
 from relay.pool import PoolEmpty, PoolError, QkdPool, Role
 
@@ -75,6 +76,10 @@ class QkdLanes:
         """The lane ``neighbour_id`` seals its hops to this gateway with."""
         return self._lane(neighbour_id, inbound=True)
 
+    async def outbound_levels(self) -> dict[str, int]:
+        """The level of each outbound lane, by neighbour ID (what :class:`LaneBoard` reports upstream)."""
+        return {neighbour_id: await self.outbound(neighbour_id).level() for neighbour_id in self._lanes}
+
     def of(self, neighbour_id: str) -> list[QkdPool]:
         """Both lanes of the QKD link to ``neighbour_id``."""
         return list(self._lanes.get(neighbour_id, {}).values())
@@ -94,12 +99,15 @@ class HopProtection:
         lanes: QkdLanes,
         crypto: HopCrypto,
         observer: RelayObserver,
+        board: LaneBoard,
     ) -> None:
+        """``board``: told at once when a lane is found empty, so the refusal reports it upstream."""
         self._own_id = own_id
         self._neighbours = neighbours
         self._lanes = lanes
         self._crypto = crypto
         self._observer = observer
+        self._board = board
 
     async def seal(
         self, key: bytes, route: HopRoute, neighbour_id: str, recipient: EncapsulationKey, *, no_degrade: bool
@@ -146,6 +154,7 @@ class HopProtection:
         try:
             qkd_key = await lane.take_any()
         except PoolEmpty:
+            self._board.measured(neighbour.id, 0)
             if neighbour.policy is LinkPolicy.REQUIRE_QKD or no_degrade:
                 self._observer.counts.of(RelayOrigin.of_hop(no_degrade)).qkd_exhausted += 1
                 why = "its policy is require-qkd" if neighbour.policy is LinkPolicy.REQUIRE_QKD else "pre-relay waits"

@@ -14,6 +14,9 @@ the engine, and encodes its answer or failure. The status codes, both ways:
 - FAILED_PRECONDITION: the receiver does not know our copy of its encapsulation key; fetch a fresh one.
 - ABORTED: the transfer failed further on; void and start over. Trailing metadata ``qkdr-down-link``
   names a link found cut there, so the originator routes around it.
+
+Every RelayKey answer, success or failure, carries the receiver's QKD lane levels as trailing metadata
+``qkdr-lanes`` (:mod:`relay.gateway.lane_levels`); the sender learns them into its :class:`LaneBoard`.
 - INVALID_ARGUMENT, PERMISSION_DENIED: a refused hop; final.
 
 Details carry a short reason and never key material.
@@ -34,6 +37,7 @@ from relay.crypto.errors import HopError, TrustError, UnknownEncapsulationKey
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
 from relay.gateway.grpc_tls import ServicerContext, calling_gateway
 from relay.gateway.hops import HopHandler, HopRequest, HopResult, VoidHandler, VoidRequest
+from relay.gateway.lane_levels import LANES_METADATA, LaneBoard, decode, encode
 from relay.gateway.link_health import LinkHealth
 from relay.gateway.liveness import NeighbourDown
 from relay.gateway.peers import Peer
@@ -51,6 +55,7 @@ TRANSPORT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEA
 """Codes that say nothing about the request itself: the peer did not answer (in time)."""
 RETRY_PAUSE_S = 0.1  # times the attempt number
 MIN_CALL_TIMEOUT_S = 0.05
+LANES_TIMEOUT_S = 0.5  # a LaneLevels call; unanswered, the refusal stands on what was reported
 
 
 # ----- messages ------------------------------------------------------------------------------------
@@ -120,12 +125,14 @@ class GrpcHopTransport:
         peers: Mapping[str, Peer],
         health: LinkHealth,
         observer: RelayObserver,
+        board: LaneBoard,
         *,
         hop_attempts: int,
     ) -> None:
         self._own_id = own_id
         self._peers = peers
         self._health = health
+        self._board = board
         self._observer = observer
         self._hop_attempts = hop_attempts
 
@@ -139,6 +146,9 @@ class GrpcHopTransport:
             raise self._abandoned(exc) from None
         except TrustError as exc:
             raise RelayFailed(f"{peer.id} sent an encapsulation key we cannot trust: {exc}", retryable=False) from exc
+
+    async def reachable(self, neighbour_id: str) -> bool:
+        return await self._health.liveness.alive(neighbour_id)
 
     async def send_hop(self, neighbour_id: str, request: HopRequest, *, timeout_s: float) -> HopResult:
         peer = self._peers[neighbour_id]
@@ -157,6 +167,7 @@ class GrpcHopTransport:
                     await asyncio.sleep(RETRY_PAUSE_S * attempt)
                     continue  # the very same sealed message: the receiver answers it at most once
                 raise await self._failure(peer, exc) from None
+            self._learn(await call.trailing_metadata())
             return HopResult(answer.key_confirmation, answer.stored_at)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -173,6 +184,21 @@ class GrpcHopTransport:
             return []
         return list(answer.voided_key_ids)
 
+    async def ask_lanes(self, neighbour_id: str) -> None:
+        """Ask the neighbour for the lane levels it knows now (its own measured now); a failure is no answer."""
+        try:
+            answer = await self._peers[neighbour_id].relay.LaneLevels(pb.LaneLevelsRequest(), timeout=LANES_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            log.debug("lane levels of %s not had: %s", neighbour_id, exc.code().name)
+            return
+        self._board.learn(decode(answer.lanes))
+
+    def _learn(self, metadata: object) -> None:
+        """Take the lane levels a neighbour's answer carries (none from an older gateway)."""
+        lanes = dict(metadata or ()).get(LANES_METADATA)  # type: ignore[call-overload]
+        if isinstance(lanes, str):
+            self._board.learn(decode(lanes))
+
     def _abandoned(self, exc: NeighbourDown) -> RelayFailed:
         """A call abandoned because its neighbour failed its probe: retryable on another route."""
         a, b = sorted((self._own_id, exc.neighbour_id))
@@ -185,6 +211,7 @@ class GrpcHopTransport:
             await self._health.neighbour_failed(peer.id)
             a, b = sorted((self._own_id, peer.id))
             return RelayFailed(f"gateway {peer.id} did not answer ({code.name})", retryable=True, down_link=(a, b))
+        self._learn(exc.trailing_metadata())
         remote_down = dict(exc.trailing_metadata() or ()).get(DOWN_LINK_METADATA)
         if isinstance(remote_down, str) and remote_down.count(",") == 1:
             self._health.remote_link_down(*remote_down.split(","))
@@ -199,42 +226,76 @@ class GrpcHopTransport:
 # ----- receiving -------------------------------------------------------------------------------------
 
 
-async def answer_with_status(context: ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-    """Run a handler body and turn each domain failure into the status code its sender acts on."""
+Metadata = tuple[tuple[str, str], ...]
+
+
+async def answer_with_status(
+    context: ServicerContext, work: Callable[[], Awaitable[T]], trailing: Callable[[], Metadata] = tuple
+) -> T:
+    """Run a handler body and turn each domain failure into the status code its sender acts on; the
+    answer, success or failure, carries ``trailing()`` as trailing metadata (read once the work is done)."""
     try:
-        return await work()
-    except QkdExhausted as exc:
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
-    except RelayFailed as exc:
-        if exc.down_link is not None:
-            context.set_trailing_metadata(((DOWN_LINK_METADATA, ",".join(exc.down_link)),))
-        await context.abort(grpc.StatusCode.ABORTED, exc.message)
-    except TransferInProgress as exc:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-    except TransferRefused as exc:
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-    except UnknownEncapsulationKey as exc:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    except HopError as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{type(exc).__name__}: {exc}")
-    except PoolError as exc:
+        result = await work()
+    except Exception as exc:
+        failure = _status_of(exc)
+        if failure is None:
+            raise
+        code, details, metadata = failure
+        context.set_trailing_metadata(trailing() + metadata)
+        await context.abort(code, details)
+        raise AssertionError("unreachable: abort() raises") from None
+    context.set_trailing_metadata(trailing())
+    return result
+
+
+def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str, Metadata] | None:
+    """The status code, details and trailing metadata a domain failure is answered with; None: not ours."""
+    if isinstance(exc, QkdExhausted):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, ()
+    if isinstance(exc, RelayFailed):
+        down: Metadata = () if exc.down_link is None else ((DOWN_LINK_METADATA, ",".join(exc.down_link)),)
+        return grpc.StatusCode.ABORTED, exc.message, down
+    if isinstance(exc, TransferInProgress):
+        return grpc.StatusCode.UNAVAILABLE, str(exc), ()
+    if isinstance(exc, TransferRefused):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc), ()
+    if isinstance(exc, UnknownEncapsulationKey):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc), ()
+    if isinstance(exc, HopError):
+        return grpc.StatusCode.INVALID_ARGUMENT, f"{type(exc).__name__}: {exc}", ()
+    if isinstance(exc, PoolError):
         log.warning("hop failed on key storage: %s", exc)
-        await context.abort(grpc.StatusCode.UNAVAILABLE, exc.public_message)
-    raise AssertionError("unreachable: abort() raises")
+        return grpc.StatusCode.UNAVAILABLE, exc.public_message, ()
+    return None
 
 
 class KeyRelayService(rpc.KeyRelayServicer):
     """The receiving end: authenticates the calling gateway from its certificate, never from a field."""
 
-    def __init__(self, hops: HopHandler, voids: VoidHandler) -> None:
+    def __init__(
+        self, hops: HopHandler, voids: VoidHandler, board: LaneBoard, measure: Callable[[], Awaitable[None]]
+    ) -> None:
+        """``measure``: our own lane levels into ``board`` now."""
         self._hops = hops
         self._voids = voids
+        self._board = board
+        self._measure = measure
+
+    def _lanes(self) -> Metadata:
+        return ((LANES_METADATA, encode(self._board.reports())),)
 
     async def RelayKey(self, request: pb.RelayKeyRequest, context: ServicerContext) -> pb.RelayKeyResponse:
         sender = await calling_gateway(context)
         hop = hop_request_from_proto(request)
-        result = await answer_with_status(context, lambda: self._hops.receive(hop, sender, context.time_remaining()))
+        result = await answer_with_status(
+            context, lambda: self._hops.receive(hop, sender, context.time_remaining()), self._lanes
+        )
         return pb.RelayKeyResponse(key_confirmation=result.key_confirmation, stored_at=result.stored_at)
+
+    async def LaneLevels(self, request: pb.LaneLevelsRequest, context: ServicerContext) -> pb.LaneLevelsResponse:
+        await calling_gateway(context)
+        await self._measure()
+        return pb.LaneLevelsResponse(lanes=encode(self._board.reports()))
 
     async def VoidKeys(self, request: pb.VoidKeysRequest, context: ServicerContext) -> pb.VoidKeysResponse:
         sender = await calling_gateway(context)

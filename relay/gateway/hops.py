@@ -66,6 +66,10 @@ class HopTransport(Protocol):
         """The neighbour's current, verified ML-KEM key; raises :class:`RelayFailed` when it cannot be had."""
         ...
 
+    async def reachable(self, neighbour_id: str) -> bool:
+        """Whether the neighbour's process answers (probed now unless it answered a moment ago)."""
+        ...
+
     async def send_hop(self, neighbour_id: str, request: HopRequest, *, timeout_s: float) -> HopResult:
         """Deliver one hop, retrying transport failures with the same message; raises :class:`RelayFailed`."""
         ...

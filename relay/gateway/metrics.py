@@ -267,6 +267,11 @@ class _Collector:
                 "require-qkd (or no-degrade) hops refused here for want of QKD key, by origin "
                 "(prerelay: background work that retries later)",
             ),
+            (
+                "not_started",
+                "Transfers originated here and refused before spending QKD key: every allowed route "
+                "crosses a QKD lane the gateways along it reported dry, by origin",
+            ),
         ):
             samples = [([str(origin)], getattr(relay.of(origin), name)) for origin in RelayOrigin]
             yield counter(f"qkdr_relay_{name}", help_text, ["origin"], samples)

@@ -22,7 +22,8 @@ from relay.crypto import SealedHop
 from relay.crypto.errors import MalformedMessage
 from relay.domain import MAX_SAE_ID_LENGTH, Key, check_key_id, new_key_id
 from relay.gateway.config import GatewayPlan, GatewaySettings
-from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
+from relay.gateway.errors import QkdExhausted, RelayFailed, RouteDry, TransferRefused
+from relay.gateway.fair_share import FairShares
 from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.hops import HopRequest, HopResult
@@ -56,8 +57,10 @@ class RelayEngine:
         voiding: Voiding,
         observer: RelayObserver,
         foreign: ForeignBorder | None = None,
+        shares: FairShares | None = None,
     ) -> None:
-        """``foreign``: the hand-over to the foreign KMS domains this gateway borders, if any."""
+        """``foreign``: the hand-over to the foreign KMS domains this gateway borders, if any; ``shares``:
+        the SAE pairs' fair shares charged for keys relayed on demand (none: unlimited)."""
         self._plan = plan
         self._settings = settings
         self._hops = hops
@@ -67,6 +70,7 @@ class RelayEngine:
         self._voiding = voiding
         self._observer = observer
         self._foreign = foreign
+        self._shares = shares
 
     def withdraw(self, initiator: str, target: str, key_ids: list[str]) -> None:
         """Void relayed keys no master got, in the background: at the target's gateway, or at the foreign
@@ -86,7 +90,9 @@ class RelayEngine:
         size_bytes: int,
         extension_json: str = "",
     ) -> list[Key]:
-        """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none."""
+        """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none.
+        The pair's fair share pays first (:class:`OverShare` if it cannot)."""
+        await self._charge(initiator, target, number)
         outcomes = await asyncio.gather(
             *(self._relay_fresh_key(initiator, target, size_bytes, extension_json) for _ in range(number)),
             return_exceptions=True,
@@ -98,6 +104,15 @@ class RelayEngine:
                 self.withdraw(initiator, target, [key.key_id for key in keys])
             raise failures[0]
         return keys
+
+    async def _charge(self, initiator: str, target: str, number: int) -> None:
+        """Charge the pair's shares along the route its keys would take now; with no route to charge along,
+        nothing is charged, and the relays answer why (a dry lane, a link down)."""
+        if self._shares is None:
+            return
+        qkd_links = self._router.qkd_links_towards(self._router.home_of(target))
+        if qkd_links is not None:
+            await self._shares.admit(initiator, target, number, qkd_links)
 
     async def _relay_fresh_key(self, initiator: str, target: str, size_bytes: int, extension_json: str) -> Key:
         """Each attempt uses a new key and key_ID: the SAE never saw the failed one, which is voided.
@@ -114,8 +129,12 @@ class RelayEngine:
                 await self.relay_key(initiator, target, key, extension_json, timeout_s=left_s)
                 return key
             except RelayFailed as failure:
+                # A lane found dry on the way was reported with the refusal: the next route avoids it, or is
+                # refused before start (RouteDry), so one more attempt spends key only on another route.
+                dry_on_the_way = isinstance(failure, QkdExhausted) and not isinstance(failure, RouteDry)
                 out_of_time = deadline is not None and deadline - time.monotonic() < MIN_FOREIGN_ATTEMPT_S
-                if not failure.retryable or attempt == self._settings.relay_attempts or out_of_time:
+                retry = (failure.retryable or dry_on_the_way) and not out_of_time
+                if not retry or attempt == self._settings.relay_attempts:
                     raise
                 log.info("relay of a key for %s -> %s failed (%s); retrying", initiator, target, failure)
         raise AssertionError("unreachable: the last attempt re-raises")
@@ -144,7 +163,14 @@ class RelayEngine:
             budget_s = min(timeout_s, self._settings.foreign_ack_deadline_s)
             await self._store_for_target(initiator, target, key, (self._plan.id,), budget_s)
             return
-        route = self._router.route_to(target_gateway)
+        try:
+            route = await self._router.route_for_key(target_gateway, no_degrade=origin.no_degrade)
+        except RouteDry as exc:  # a relay failure too, refused before any QKD key was spent
+            counts = self._observer.counts.of(origin)
+            counts.relay_failures += 1
+            counts.not_started += 1
+            self._observer.relay_failed(type(exc).__name__, origin)
+            raise
         transfer_id = uuid.uuid4().bytes
         started = time.perf_counter()
         try:

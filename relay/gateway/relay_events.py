@@ -36,6 +36,7 @@ class OriginCounts:
     keys_relayed: int = 0  # end-to-end, originated here
     relay_failures: int = 0  # relays originated here that failed
     qkd_exhausted: int = 0  # hops this gateway refused to seal for want of QKD key (require-qkd or no-degrade)
+    not_started: int = 0  # of the failures, those not started: every allowed route crosses a lane known dry
 
 
 ORIGIN_COUNTERS = tuple(f.name for f in fields(OriginCounts))
@@ -65,6 +66,10 @@ class RelayMetrics:
     @property
     def qkd_exhausted(self) -> int:
         return self.sae.qkd_exhausted + self.prerelay.qkd_exhausted
+
+    @property
+    def not_started(self) -> int:
+        return self.sae.not_started + self.prerelay.not_started
 
 
 class RelayObserver:

@@ -46,6 +46,7 @@ from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
 from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.demand import BUCKETS as DEMAND_BUCKETS
 from relay.gateway.demand import DemandTracker, pinned_pairs
+from relay.gateway.fair_share import FairShares
 from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.grpc_health import GatewayHealth
@@ -55,6 +56,7 @@ from relay.gateway.handover import AckSignal, Handover
 from relay.gateway.hop_protection import HopCrypto, HopProtection, QkdLanes
 from relay.gateway.hop_transport import GrpcHopTransport
 from relay.gateway.interkms import InterKmsBridge
+from relay.gateway.lane_levels import LaneBoard, LaneLookout
 from relay.gateway.link_health import LinkHealth
 from relay.gateway.liveness import NeighbourLiveness
 from relay.gateway.metrics import GatewayMetrics
@@ -72,7 +74,17 @@ from relay.gateway.voiding import Voiding
 from relay.http_server import RunningSite, start_site
 from relay.pki.layout import KeyDirectory
 from relay.pki.tls import ExpectedPeer
-from relay.pool import HandoverLedger, Keyspace, QkdPool, RedisBackend, RelayedKeyStore, Role, link_pools
+from relay.pool import (
+    HandoverLedger,
+    Keyspace,
+    PoolError,
+    QkdPool,
+    RedisBackend,
+    RelayedKeyStore,
+    Role,
+    TokenBuckets,
+    link_pools,
+)
 from relay.pool.demand import DemandLog
 
 log = logging.getLogger(__name__)
@@ -96,6 +108,7 @@ class RunningGateway:
     grpc_port: int
     metrics: GatewayMetrics
     health: GatewayHealth
+    measure_lanes: Callable[[], Awaitable[None]]  # our lane levels into the board now (else each lane_refresh_s)
     resources: contextlib.AsyncExitStack
 
     async def stop(self) -> None:
@@ -181,7 +194,9 @@ async def start_gateway(
 
         server = gateway_server(settings.keepalive.server_options())
         voids = relay.foreign or voiding  # the border carries voids for foreign SAEs on over 020
-        grpc_health = add_services(server, plan, engine, voids, supply.receivers, keyring)
+        grpc_health = add_services(
+            server, plan, engine, voids, supply.receivers, keyring, relay.board, relay.measure_lanes
+        )
         ping_redis = partial(backend.command, "PING")
         await grpc_health.check_once(ping_redis)
         bridge = InterKmsBridge(
@@ -226,6 +241,8 @@ async def start_gateway(
         if prerelay is not None:
             tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
         tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
+        measure = relay.measure_lanes
+        tasks.append(asyncio.create_task(repeat_until_cancelled(measure, settings.lane_refresh_s), name="lane-levels"))
         tasks.append(asyncio.create_task(grpc_health.run(ping_redis, HEALTH_INTERVAL_S), name="grpc-health"))
         stack.push_async_callback(_cancel, tasks)
         log.info(
@@ -252,6 +269,7 @@ async def start_gateway(
             grpc_port=grpc_port,
             metrics=metrics,
             health=grpc_health,
+            measure_lanes=measure,
             resources=stack.pop_all(),
         )
     raise AssertionError("unreachable: the block returns or raises")
@@ -260,6 +278,8 @@ async def start_gateway(
 @dataclass
 class _Relay:
     health: LinkHealth
+    board: LaneBoard
+    measure_lanes: Callable[[], Awaitable[None]]
     router: Router
     lanes: QkdLanes
     voiding: Voiding
@@ -291,11 +311,13 @@ def _relay(
         liveness,
         link_down_s=settings.link_down_s,
     )
-    router = Router(plan, health)
+    board = LaneBoard(plan.id, plan.topology.links, fresh_s=settings.lane_fresh_s)
     lanes = QkdLanes(plan.neighbours, lanes_by_neighbour)
-    transport = GrpcHopTransport(plan.id, peers, health, observer, hop_attempts=settings.hop_attempts)
+    transport = GrpcHopTransport(plan.id, peers, health, observer, board, hop_attempts=settings.hop_attempts)
+    measure = partial(_measure_lanes, lanes, board, health)
+    router = Router(plan, health, board, LaneLookout(plan.id, measure, transport.ask_lanes))
     voiding = Voiding(plan, router, store, transport, observer, crypto, hop_timeout_s=settings.hop_timeout_s)
-    protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer)
+    protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer, board)
     forwarder = HopForwarder(protection, transport, observer)
     transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id, hop_window_s=settings.hop_window_s)
     foreign = None
@@ -313,8 +335,11 @@ def _relay(
             prefer_synchronous=settings.foreign_synchronous,
             outcomes=observer.foreign_handovers,
         )
-    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign)
-    return _Relay(health, router, lanes, voiding, engine, foreign)
+    rates = {qkd.id: qkd.rate_bps for qkd in plan.topology.qkd_links}
+    buckets = TokenBuckets(backend, keyspace)
+    shares = FairShares(plan.topology.fair_share, buckets, rates, qkd_key_bits=settings.qkd_pool.key_size_bits)
+    engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign, shares)
+    return _Relay(health, board, measure, router, lanes, voiding, engine, foreign)
 
 
 def _qkd_supply(
@@ -352,6 +377,18 @@ def _qkd_supply(
         else:
             supply.receivers[qkd.link_id] = AnnouncementReceiver(qkd.link_id, qkd.peer_sae_id, kme, pools)
     return supply
+
+
+async def _measure_lanes(lanes: QkdLanes, board: LaneBoard, health: LinkHealth) -> None:
+    """Our outbound lane levels into the board, which hop answers report upstream; with Redis away the
+    entries simply age out (the hops fail on storage then anyway)."""
+    try:
+        levels = await lanes.outbound_levels()
+    except PoolError as exc:
+        log.debug("lane levels not measured: %s", exc)
+        return
+    for neighbour_id, level in levels.items():
+        board.measured(neighbour_id, level if health.reachable(neighbour_id) else None)
 
 
 def _prerelay(

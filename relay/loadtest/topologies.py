@@ -32,6 +32,9 @@ THREE_REGION = "three-region"
 CHAIN = "loadtest-chain"
 POOL = "loadtest-pool"
 POOL_SOURCES = 8
+UNMETERED_SHARES: dict[str, float] = {"keys_burst": 1e9, "keys_per_s": 1e9, "qkd_burst_bits": 1e12, "qkd_share": 1.0}
+"""``fair_share`` lifted: a load test measures the relay's capacity, not the SAE pairs' fair shares (which
+would cap one pair at a share of a link's rate even while the simulated vendor holds thousands of keys)."""
 
 
 def three_region_document() -> dict[str, Any]:
@@ -75,13 +78,16 @@ def chain_document(name: str = CHAIN, gateways: int = 4, sources: int = 1) -> di
 
 
 def document_for(name: str) -> dict[str, Any]:
+    """The named topology as the load test runs it: with :data:`UNMETERED_SHARES`."""
     if name == THREE_REGION:
-        return every_pair_pinned(three_region_document())
-    if name == CHAIN:
-        return every_pair_pinned(chain_document(CHAIN, gateways=4))
-    if name == POOL:
-        return every_pair_pinned(chain_document(POOL, gateways=2, sources=POOL_SOURCES))
-    raise ValueError(f"no load-test topology named {name!r}")
+        document = three_region_document()
+    elif name == CHAIN:
+        document = chain_document(CHAIN, gateways=4)
+    elif name == POOL:
+        document = chain_document(POOL, gateways=2, sources=POOL_SOURCES)
+    else:
+        raise ValueError(f"no load-test topology named {name!r}")
+    return {**every_pair_pinned(document), "fair_share": dict(UNMETERED_SHARES)}
 
 
 def every_pair_pinned(document: dict[str, Any]) -> dict[str, Any]:

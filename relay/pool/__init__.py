@@ -2,11 +2,13 @@
 
 Start here: :class:`RedisBackend` (connection), :func:`link_pools` / :class:`QkdPool` (QKD key, one lane
 per sending direction), :class:`RelayedKeyStore` (ready and waiting relayed keys), :class:`HandoverLedger`
-(ETSI 020 hand-overs and acks), and :func:`pool_status` (levels against watermarks). Every failure is a
-:class:`PoolError`. Storage knows no wire protocol: what fills the QKD lanes from the vendor KMS lives with the gateway
-(:mod:`relay.gateway.qkd_filler`, :mod:`relay.gateway.qkd_announce`).
+(ETSI 020 hand-overs and acks), :class:`TokenBuckets` (SAE pairs' fair shares), and :func:`pool_status`
+(levels against watermarks). Every failure is a :class:`PoolError`. Storage knows no wire protocol: what
+fills the QKD lanes from the vendor KMS lives with the gateway (:mod:`relay.gateway.qkd_filler`,
+:mod:`relay.gateway.qkd_announce`).
 """
 
+from relay.pool.buckets import Bucket, Shortfall, TokenBuckets
 from relay.pool.connection import RedisBackend, RedisConfig
 from relay.pool.errors import (
     KeyAlreadyUsed,
@@ -29,6 +31,7 @@ from relay.pool.watermarks import PoolState, Watermarks
 
 __all__ = [
     "MAX_BATCH",
+    "Bucket",
     "HandoverLedger",
     "KeyAlreadyUsed",
     "KeyNotFound",
@@ -49,8 +52,10 @@ __all__ = [
     "RelayedKeysNotFound",
     "RelayedStoreSettings",
     "Role",
+    "Shortfall",
     "SlaveReservation",
     "StoredKeyCorrupted",
+    "TokenBuckets",
     "Watermarks",
     "link_pools",
     "pool_status",

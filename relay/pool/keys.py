@@ -60,6 +60,11 @@ class Keyspace:
         """One time bucket of the SAE pairs' requests (:mod:`relay.pool.demand`); all buckets share one slot."""
         return f"{self.prefix}:{{demand}}:{bucket}"
 
+    def share(self, master_sae_id: str, slave_sae_id: str, bucket: str) -> str:
+        """One token bucket of an SAE pair's fair share (:mod:`relay.pool.buckets`); one tag per pair, so a
+        script over all of a pair's buckets is single-slot."""
+        return f"{self.prefix}:{{share:{name_part(master_sae_id)}:{name_part(slave_sae_id)}}}:{name_part(bucket)}"
+
     def _store(self, tag: str) -> StoreKeys:
         base = f"{self.prefix}:{{{tag}}}"
         return StoreKeys(index=f"{base}:idx", retired=f"{base}:used", material_prefix=f"{base}:k:")

@@ -285,6 +285,32 @@ for i, name in ipairs(KEYS) do buckets[i] = redis.call('ZRANGEBYSCORE', name, '-
 return buckets
 """
 
+# Token buckets (relay/pool/buckets.py), no prelude. KEYS: bucket hashes (tokens 't', last refill 'at' ms);
+# ARGV: capacity, tokens per second, cost for each. All or nothing: if any bucket, refilled to now, holds
+# less than its cost, returns {its index (1-based), ms until it would (-1: the cost exceeds its capacity)}
+# and changes nothing; else takes every cost and returns {0, 0}. A bucket idle long enough to be full
+# again expires: an absent bucket is a full one.
+_TAKE_TOKENS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local left = {}
+for i, name in ipairs(KEYS) do
+  local capacity, rate, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local tokens = tonumber(redis.call('HGET', name, 't') or capacity)
+  local at = tonumber(redis.call('HGET', name, 'at') or now)
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate / 1000)
+  if cost > capacity then return {i, -1} end
+  if tokens < cost then return {i, math.ceil((cost - tokens) * 1000 / rate)} end
+  left[i] = tokens - cost
+end
+for i, name in ipairs(KEYS) do
+  local capacity, rate = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
+  redis.call('HSET', name, 't', tostring(left[i]), 'at', now)
+  redis.call('PEXPIREAT', name, now + math.ceil((capacity - left[i]) * 1000 / rate) + 1000)
+end
+return {0, 0}
+"""
+
 
 class Script(Enum):
     """Each member's value is the full Lua source (a store's: shared prelude + body; the ledger's: body)."""
@@ -301,3 +327,4 @@ class Script(Enum):
     LEDGER_SETTLE = _LEDGER_SETTLE
     LEDGER_ABANDON = _LEDGER_ABANDON
     DEMAND = _DEMAND
+    TAKE_TOKENS = _TAKE_TOKENS

@@ -25,6 +25,7 @@ from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, 
 from relay.gateway.grpc_tls import server_credentials
 from relay.gateway.hop_transport import GrpcHopTransport, KeyRelayService
 from relay.gateway.hops import HopRequest, HopResult, VoidRequest
+from relay.gateway.lane_levels import LaneBoard
 from relay.gateway.link_health import LinkHealth
 from relay.gateway.liveness import LivenessSettings, NeighbourLiveness
 from relay.gateway.peers import Peer
@@ -71,6 +72,10 @@ class ScriptedReceiver:
         return self.voided()
 
 
+async def measure_nothing() -> None:
+    """GW2's lane measurement: the test sets GW2's levels on its board itself."""
+
+
 def raising(exc: Exception) -> Callable[[], HopResult]:
     def answer() -> HopResult:
         raise exc
@@ -86,6 +91,8 @@ class Wire:
     observer: RelayObserver
     peer: Peer
     gw2_health: health.aio.HealthServicer
+    gw1_board: LaneBoard  # what GW1 learns from GW2's answers
+    gw2_board: LaneBoard  # what GW2's answers report
 
     async def gw2_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -96,7 +103,9 @@ class Wire:
 async def wire(topology_keys: KeyDirectory) -> AsyncIterator[Wire]:
     receiver = ScriptedReceiver()
     server = grpc.aio.server()
-    rpc.add_KeyRelayServicer_to_server(KeyRelayService(receiver, receiver), server)
+    links = topology_module.load_default().links
+    gw1_board, gw2_board = (LaneBoard(gateway, links, fresh_s=60) for gateway in ("GW1", "GW2"))
+    rpc.add_KeyRelayServicer_to_server(KeyRelayService(receiver, receiver, gw2_board, measure_nothing), server)
     gw2_health = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(gw2_health, server)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(topology_keys, "GW2"))
@@ -109,8 +118,8 @@ async def wire(topology_keys: KeyDirectory) -> AsyncIterator[Wire]:
     liveness = NeighbourLiveness({"GW2": lambda: peer.probe(LIVENESS.probe_timeout_s)}, LIVENESS)
     health_view = LinkHealth(plan.topology.links, {"GW2": neighbour.link}, liveness, link_down_s=30)
     observer = RelayObserver()
-    transport = GrpcHopTransport("GW1", {"GW2": peer}, health_view, observer, hop_attempts=HOP_ATTEMPTS)
-    wire = Wire(receiver, transport, health_view, observer, peer, gw2_health)
+    transport = GrpcHopTransport("GW1", {"GW2": peer}, health_view, observer, gw1_board, hop_attempts=HOP_ATTEMPTS)
+    wire = Wire(receiver, transport, health_view, observer, peer, gw2_health, gw1_board, gw2_board)
     await wire.gw2_serving(True)
     try:
         yield wire
@@ -127,6 +136,27 @@ async def test_a_hop_and_its_answer_cross_unchanged(wire: Wire) -> None:
     assert received == REQUEST and sender == "GW1"  # the sender is GW1's certificate, not a field
     assert time_left_s is not None and 0 < time_left_s < 6  # the deadline travelled, give or take clock skew
     assert wire.observer.counts.hop_retries == 0 and not wire.health.down_links()
+
+
+async def test_hop_answers_carry_the_receivers_lane_levels_success_or_failure(wire: Wire) -> None:
+    """GW2's outbound levels reach GW1 on an answered hop, and a lane found dry on the very refusal."""
+    wire.gw2_board.measured("GW3", 5)
+    wire.gw2_board.measured("GW1", 7)
+    await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+    assert (wire.gw1_board.level("GW2", "GW3"), wire.gw1_board.level("GW2", "GW1")) == (5, 7)
+    assert wire.gw1_board.dry() == frozenset()
+
+    wire.gw2_board.measured("GW3", 0)
+    wire.receiver.answer = raising(QkdExhausted("QKD key on link QKD-GW2-GW3 is exhausted"))
+    with pytest.raises(QkdExhausted):
+        await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+    assert wire.gw1_board.dry() == {("GW2", "GW3")}
+
+
+async def test_lane_levels_are_asked_of_the_neighbour(wire: Wire) -> None:
+    wire.gw2_board.measured("GW3", 3)
+    await wire.transport.ask_lanes("GW2")
+    assert wire.gw1_board.level("GW2", "GW3") == 3 and wire.receiver.hops == []
 
 
 async def test_a_void_and_its_answer_cross_unchanged(wire: Wire) -> None:

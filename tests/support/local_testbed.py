@@ -25,7 +25,7 @@ from relay.gateway.config import GatewaySettings, plan_gateway
 from relay.gateway.service import RunningGateway, start_gateway
 from relay.kms_sim.config import SimSettings, from_topology
 from relay.kms_sim.service import RunningKms, start_foreign_kms, start_kms
-from relay.loadtest.topologies import three_region_document, with_free_ports
+from relay.loadtest.topologies import UNMETERED_SHARES, three_region_document, with_free_ports
 from relay.pki.layout import KeyDirectory
 from relay.topology import Topology
 from tests.support.tcp_proxy import TcpProxy
@@ -34,8 +34,10 @@ PLENTY_OF_QKD_KEY = SimSettings(initial_key_count=5000)  # the vendor links' bac
 
 
 def default_document() -> dict[str, Any]:
-    """The embedded three-region topology as a document, ready for :func:`with_free_ports`."""
-    return three_region_document()
+    """The embedded three-region topology as a document, ready for :func:`with_free_ports`; its fair
+    shares are lifted (the testbeds' loads are closed loops over vendor links that start with thousands of
+    keys), except where a test of the shares deletes ``fair_share`` or sets its own."""
+    return {**three_region_document(), "fair_share": dict(UNMETERED_SHARES)}
 
 
 class SkewedClock:
@@ -84,8 +86,9 @@ class LocalTestbed:
                 assert await peer.wait_ready(10), f"{running.plan.id} cannot reach {peer.id}"
 
     async def fill_qkd_pools(self) -> None:
-        """One filler round per QKD link, so tests start with QKD key in every lane; each waits for its
-        peer's channel, since a filler fetches nothing while the peer could not take its copies."""
+        """One filler round per QKD link, so tests start with QKD key in every lane (and every gateway's
+        lane board knows it); each waits for its peer's channel, since a filler fetches nothing while the
+        peer could not take its copies."""
         for running in self.gateways.values():
             for filler in running.fillers:
                 peer = next(
@@ -93,6 +96,8 @@ class LocalTestbed:
                 )
                 await peer.wait_ready(10)
                 await filler.fill_once()
+        for running in self.gateways.values():
+            await running.measure_lanes()
 
     async def stop_gateway(self, gateway_id: str) -> None:
         await self.gateways.pop(gateway_id).stop()

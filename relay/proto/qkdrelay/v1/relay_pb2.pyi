@@ -34,6 +34,16 @@ class RelayKeyResponse(_message.Message):
     stored_at: str
     def __init__(self, key_confirmation: _Optional[bytes] = ..., stored_at: _Optional[str] = ...) -> None: ...
 
+class LaneLevelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LaneLevelsResponse(_message.Message):
+    __slots__ = ("lanes",)
+    LANES_FIELD_NUMBER: _ClassVar[int]
+    lanes: str
+    def __init__(self, lanes: _Optional[str] = ...) -> None: ...
+
 class VoidKeysRequest(_message.Message):
     __slots__ = ("key_ids", "initiator_sae_id", "target_sae_ids", "path", "hop", "nonce", "issued_at_ms", "signature")
     KEY_IDS_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,11 @@ class KeyRelayStub:
                 request_serializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.VoidKeysRequest.SerializeToString,
                 response_deserializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.VoidKeysResponse.FromString,
                 _registered_method=True)
+        self.LaneLevels = channel.unary_unary(
+                '/qkdrelay.v1.KeyRelay/LaneLevels',
+                request_serializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.LaneLevelsRequest.SerializeToString,
+                response_deserializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.LaneLevelsResponse.FromString,
+                _registered_method=True)
 
 
 class KeyRelayServicer:
@@ -67,6 +72,14 @@ class KeyRelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LaneLevels(self, request, context):
+        """The QKD lane levels the receiver knows, its own measured now: asked before a transfer is refused
+        for a lane reported dry (every RelayKey answer carries the same as trailing metadata qkdr-lanes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyRelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +92,11 @@ def add_KeyRelayServicer_to_server(servicer, server):
                     servicer.VoidKeys,
                     request_deserializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.VoidKeysRequest.FromString,
                     response_serializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.VoidKeysResponse.SerializeToString,
+            ),
+            'LaneLevels': grpc.unary_unary_rpc_method_handler(
+                    servicer.LaneLevels,
+                    request_deserializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.LaneLevelsRequest.FromString,
+                    response_serializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.LaneLevelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +155,33 @@ class KeyRelay:
             '/qkdrelay.v1.KeyRelay/VoidKeys',
             relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.VoidKeysRequest.SerializeToString,
             relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.VoidKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LaneLevels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qkdrelay.v1.KeyRelay/LaneLevels',
+            relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.LaneLevelsRequest.SerializeToString,
+            relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.LaneLevelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

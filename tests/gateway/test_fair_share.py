@@ -1,0 +1,72 @@
+"""Fair share end to end: three real gateways, real Redis buckets, real gRPC. One greedy SAE pair is
+refused with 503 saying it is over its share while another pair keeps getting keys, and a refused
+request spends no QKD key (the review's case: one SAE asking number=128&size=8192 drew 111 of the 128
+keys of a require-qkd lane in 0.44 s)."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay import topology
+from relay.etsi014.client import KmeError
+from relay.etsi014.models import KeyRequest
+from relay.gateway.config import GatewaySettings
+from relay.pki.layout import KeyDirectory
+from tests.support.local_testbed import LocalTestbed, default_document, running_testbed
+from tests.support.redis_servers import RedisServer
+
+ON_DEMAND = GatewaySettings(prerelay=False)
+
+
+async def lane_levels(testbed: LocalTestbed) -> tuple[int, int]:
+    """GW1's lane to GW2 and GW2's require-qkd lane to GW3: what region 1 -> region 3 keys spend."""
+    gw1, gw2 = testbed.gateways["GW1"].qkd_lanes, testbed.gateways["GW2"].qkd_lanes
+    return await gw1.outbound("GW2").level(), await gw2.outbound("GW3").level()
+
+
+async def test_the_reviews_greedy_request_is_refused_whole_and_spends_no_qkd_key(
+    topology_keys: KeyDirectory, private_redis: RedisServer
+) -> None:
+    document = default_document()
+    del document["fair_share"]  # the topology's defaults
+    async with running_testbed(topology_keys, private_redis.url, ON_DEMAND, document=document) as testbed:
+        before = await lane_levels(testbed)
+        async with testbed.sae("SAE-R1-A") as greedy:
+            with pytest.raises(KmeError) as refused:
+                await greedy.get_key("SAE-R3-A", KeyRequest(number=128, size=8192))
+        after = await lane_levels(testbed)
+    message = refused.value.error.message
+    assert refused.value.status == 503
+    assert "SAE pair SAE-R1-A -> SAE-R3-A asks for more than its share of QKD key on link QKD-GW1-GW2" in message
+    assert "ask for fewer keys per request" in message
+    assert all(a >= b for a, b in zip(after, before, strict=True)), (before, after)  # fillers only add
+
+
+async def test_a_pair_over_its_share_gets_503_while_another_pair_still_gets_keys(
+    topology_keys: KeyDirectory, private_redis: RedisServer
+) -> None:
+    document = default_document()
+    document["fair_share"] = {"qkd_burst_bits": 16 * 256, "qkd_share": 0.001}  # 16 QKD keys, no refill to speak of
+    async with running_testbed(topology_keys, private_redis.url, ON_DEMAND, document=document) as testbed:
+        async with testbed.sae("SAE-R1-A") as greedy, testbed.sae("SAE-R1-B") as modest:
+            for _ in range(2):
+                assert len((await greedy.get_key("SAE-R3-A", KeyRequest(number=8))).keys) == 8
+            with pytest.raises(KmeError) as refused:
+                await greedy.get_key("SAE-R3-A", KeyRequest(number=8))
+            assert len((await modest.get_key("SAE-R3-B", KeyRequest(number=8))).keys) == 8
+            assert len((await greedy.get_key("SAE-R3-B", KeyRequest(number=8))).keys) == 8  # another pair of its
+        counts = testbed.gateways["GW1"].metrics.counts
+    message = refused.value.error.message
+    assert refused.value.status == 503
+    assert "SAE pair SAE-R1-A -> SAE-R3-A is over its share of QKD key on link QKD-GW1-GW2" in message, message
+    assert "retry in" in message
+    assert counts.sae.keys_relayed == 32  # the refused request relayed nothing
+
+
+async def test_a_misspelt_fair_share_key_is_refused_with_the_nearest_one() -> None:
+    document = default_document()
+    document["fair_share"] = {"qkd_burst_bit": 4096}
+    with pytest.raises(
+        topology.TopologyError, match="fair_share: unknown key 'qkd_burst_bit'; did you mean 'qkd_burst_bits'"
+    ):
+        topology.parse(document)
