@@ -75,15 +75,16 @@ async def test_prerelay_backs_off_while_a_require_qkd_lane_is_dry_and_refills_on
         async def full() -> bool:
             return await store.ready_level("SAE-R1-A", "SAE-R3-A") == READY_HIGH
 
-        async with testbed.sae("SAE-R1-A") as master:  # a request makes the pair active (the others are pinned)
-            await master.get_key("SAE-R2-A", KeyRequest())
-        await _eventually(full, 20, "a full ready pool SAE-R1-A -> SAE-R3-A")
         view = gw1.metrics.sources
         assert view is not None and view.prerelay is not None
 
         async def routes_over_gw2() -> bool:  # start-up reports neighbours not yet listening as down for a while
             return not view.health.down_links()
 
+        await _eventually(routes_over_gw2, 20, "GW1 reaching its neighbours after start-up")
+        async with testbed.sae("SAE-R1-A") as master:  # a request makes the pair active (the others are pinned)
+            await master.get_key("SAE-R2-A", KeyRequest())
+        await _eventually(full, 20, "a full ready pool SAE-R1-A -> SAE-R3-A")
         await _eventually(routes_over_gw2, 20, "GW1 routing SAE-R1-A -> SAE-R3-A over GW2 again")
 
         at_start = {gw.plan.id: _prerelay_failures(gw) for gw in (gw1, gw2)}  # the lanes fill after start-up

@@ -29,6 +29,7 @@ from relay.loadtest.topologies import UNMETERED_SHARES, three_region_document, w
 from relay.pki.layout import KeyDirectory
 from relay.topology import Topology
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
 
 PLENTY_OF_QKD_KEY = SimSettings(initial_key_count=5000)  # the vendor links' backlog outlasts any test's load
 
@@ -84,6 +85,14 @@ class LocalTestbed:
         for running in self.gateways.values():
             for peer in running.peers.values():
                 assert await peer.wait_ready(10), f"{running.plan.id} cannot reach {peer.id}"
+        for running in self.gateways.values():  # a neighbour probed before it listened stays down until re-probed
+            view = running.metrics.sources
+            assert view is not None
+            await wait_until(
+                lambda view=view: all(view.reachable(n) for n in view.plan.neighbours),
+                timeout_s=10,
+                what=f"{running.plan.id}'s neighbours answering their probes",
+            )
 
     async def fill_qkd_pools(self) -> None:
         """One filler round per QKD link, so tests start with QKD key in every lane (and every gateway's
