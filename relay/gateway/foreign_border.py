@@ -25,7 +25,6 @@ import logging
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
-from relay.crypto import verify_void
 from relay.domain import Key
 from relay.etsi020.client import Etsi020Client, PeerProblem, PeerUnreachable
 from relay.etsi020.models import SYNCHRONOUS_MODE, AckStatus
@@ -134,15 +133,7 @@ class ForeignBorder:
             home = self._sae_homes.get(order.initiator_sae_id)
             if home != order.origin:
                 raise TransferRefused(f"only {home}, the home of {order.initiator_sae_id!r}, voids its keys")
-            crypto = self._crypto
-            await verify_void(
-                order,
-                request.signature,
-                trust=crypto.trust,
-                replay=crypto.replay,
-                clock=crypto.clock,
-                window_ms=crypto.window_ms,
-            )
+            await self._crypto.verify_void(order, request.signature)
             return await self.void(order.initiator_sae_id, target[0], order.key_ids)
         return await self._voids.receive_void(request, sender)
 

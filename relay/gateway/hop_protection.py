@@ -28,8 +28,11 @@ from relay.crypto import (
     ReplayGuard,
     SealedHop,
     TrustStore,
+    VoidOrder,
+    check_void,
     open_hop,
     seal_hop,
+    verify_void,
 )
 from relay.gateway.config import LinkPolicy, Neighbour
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
@@ -59,6 +62,16 @@ class HopCrypto:
     window_ms: int = (
         DEFAULT_WINDOW_MS  # hop and void freshness; the replay guard remembers a hop this long at most twice
     )
+
+    def check_void(self, order: VoidOrder, signature: bytes) -> None:
+        """Signature and freshness of a void passing through (no replay check: the last gateway's)."""
+        check_void(order, signature, trust=self.trust, clock=self.clock, window_ms=self.window_ms)
+
+    async def verify_void(self, order: VoidOrder, signature: bytes) -> None:
+        """Everything the last gateway checks before a void touches a key, replay cache included."""
+        await verify_void(
+            order, signature, trust=self.trust, replay=self.replay, clock=self.clock, window_ms=self.window_ms
+        )
 
 
 class QkdLanes:

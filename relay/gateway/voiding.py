@@ -31,7 +31,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from relay.crypto import VoidOrder, check_void, new_void_order, sign_void, verify_void
+from relay.crypto import VoidOrder, new_void_order, sign_void
 from relay.gateway.config import GatewayPlan
 from relay.gateway.errors import RelayFailed, TransferRefused
 from relay.gateway.hop_protection import HopCrypto
@@ -105,13 +105,7 @@ class Voiding:
             raise TransferRefused("a void names exactly one target SAE")
         order = request.order()
         if hop + 1 < len(path) - 1:  # refuse a forgery here already; the last gateway checks for replays
-            check_void(
-                order,
-                request.signature,
-                trust=self._crypto.trust,
-                clock=self._crypto.clock,
-                window_ms=self._crypto.window_ms,
-            )
+            self._crypto.check_void(order, request.signature)
             forwarded = VoidRequest(
                 order.key_ids,
                 order.initiator_sae_id,
@@ -123,15 +117,7 @@ class Voiding:
                 request.signature,
             )
             return await self._send_on(forwarded)
-        crypto = self._crypto
-        await verify_void(
-            order,
-            request.signature,
-            trust=crypto.trust,
-            replay=crypto.replay,
-            clock=crypto.clock,
-            window_ms=crypto.window_ms,
-        )
+        await self._crypto.verify_void(order, request.signature)
         return await self._void_here(order)
 
     async def _withdraw_ready(self, initiator: str, target: str) -> list[str]:

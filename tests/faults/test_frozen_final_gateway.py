@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,19 +27,8 @@ GIVE_UP_AFTER_S = 1.5  # the slaves' client timeout while GW3 is frozen
 FROZEN_S = 3.0
 
 
-@pytest.fixture
-def testbed(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
-    testbed = ProcessTestbed(
-        tmp_path / "testbed", keys_root, gateway_options=["--no-prerelay"], kms_options=["--initial-keys", "5000"]
-    )
-    testbed.start()
-    try:
-        yield testbed
-    finally:
-        testbed.stop()
-
-
-async def test_requests_abandoned_at_a_frozen_gateway_lose_no_key(testbed: ProcessTestbed) -> None:
+async def test_requests_abandoned_at_a_frozen_gateway_lose_no_key(on_demand_testbed: ProcessTestbed) -> None:
+    testbed = on_demand_testbed
     await round_trip(testbed, *PAIRS[0])
     batches: list[tuple[str, str, tuple[Key, ...]]] = []
     for master, slave in PAIRS:

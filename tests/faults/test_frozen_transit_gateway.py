@@ -14,10 +14,6 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.support.process_testbed import ProcessTestbed, round_trip
 from tests.support.sae_load import Figures, SaeLoad, check_delivery
@@ -28,19 +24,8 @@ ANSWER_WITHIN_S = 2.0
 TARGET_SHARE = 0.9  # of on-demand requests during the freeze answered 200 within ANSWER_WITHIN_S
 
 
-@pytest.fixture
-def testbed(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
-    testbed = ProcessTestbed(
-        tmp_path / "testbed", keys_root, gateway_options=["--no-prerelay"], kms_options=["--initial-keys", "5000"]
-    )
-    testbed.start()
-    try:
-        yield testbed
-    finally:
-        testbed.stop()
-
-
-async def test_a_frozen_transit_gateway_is_routed_around(testbed: ProcessTestbed) -> None:
+async def test_a_frozen_transit_gateway_is_routed_around(on_demand_testbed: ProcessTestbed) -> None:
+    testbed = on_demand_testbed
     await round_trip(testbed, *PAIR)
     gw2 = testbed.processes["GW2"].process
     assert gw2 is not None
