@@ -139,7 +139,7 @@ class GrpcHopTransport:
     async def encapsulation_key(self, neighbour_id: str) -> EncapsulationKey:
         peer = self._peers[neighbour_id]
         try:
-            return await self._health.liveness.watch(neighbour_id, peer.encapsulation_key())
+            return await self._health.liveness.watch(neighbour_id, peer.encapsulation_key)
         except grpc.aio.AioRpcError as exc:
             raise await self._failure(peer, exc) from None
         except NeighbourDown as exc:
@@ -155,9 +155,14 @@ class GrpcHopTransport:
         message = hop_request_to_proto(request)
         deadline = time.monotonic() + timeout_s
         for attempt in range(1, self._hop_attempts + 1):
+            calls: list[grpc.aio.UnaryUnaryCall[pb.RelayKeyRequest, pb.RelayKeyResponse]] = []
+
+            def start() -> grpc.aio.UnaryUnaryCall[pb.RelayKeyRequest, pb.RelayKeyResponse]:
+                calls.append(peer.relay.RelayKey(message, timeout=max(MIN_CALL_TIMEOUT_S, deadline - time.monotonic())))
+                return calls[-1]
+
             try:
-                call = peer.relay.RelayKey(message, timeout=max(MIN_CALL_TIMEOUT_S, deadline - time.monotonic()))
-                answer = await self._health.liveness.watch(neighbour_id, call)
+                answer = await self._health.liveness.watch(neighbour_id, start)
             except NeighbourDown as exc:
                 raise self._abandoned(exc) from None
             except grpc.aio.AioRpcError as exc:
@@ -167,15 +172,17 @@ class GrpcHopTransport:
                     await asyncio.sleep(RETRY_PAUSE_S * attempt)
                     continue  # the very same sealed message: the receiver answers it at most once
                 raise await self._failure(peer, exc) from None
-            self._learn(await call.trailing_metadata())
+            self._learn(await calls[-1].trailing_metadata())
             return HopResult(answer.key_confirmation, answer.stored_at)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def send_void(self, neighbour_id: str, request: VoidRequest, *, timeout_s: float) -> list[str]:
         peer = self._peers[neighbour_id]
         try:
-            call = peer.relay.VoidKeys(void_request_to_proto(request), timeout=timeout_s)
-            answer = await self._health.liveness.watch(neighbour_id, call)
+            message = void_request_to_proto(request)
+            answer = await self._health.liveness.watch(
+                neighbour_id, lambda: peer.relay.VoidKeys(message, timeout=timeout_s)
+            )
         except grpc.aio.AioRpcError as exc:
             log.warning("void of %d keys via %s failed: %s", len(request.key_ids), peer.id, exc.details())
             return []

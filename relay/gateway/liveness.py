@@ -92,12 +92,13 @@ class NeighbourLiveness:
             await asyncio.shield(verdict)
         return not self.is_down(neighbour_id)
 
-    async def watch(self, neighbour_id: str, call: Awaitable[T]) -> T:
-        """``call``'s result; suspects the neighbour if it is slow, and abandons it if the neighbour goes down."""
+    async def watch(self, neighbour_id: str, start: Callable[[], Awaitable[T]]) -> T:
+        """The result of the call ``start`` makes; suspects the neighbour if it is slow, abandons the call if
+        the neighbour goes down, and makes none while it is down (nothing is sent to a neighbour found dead)."""
         down = self._down[neighbour_id]
         if down.is_set():
             raise NeighbourDown(neighbour_id)
-        work = asyncio.ensure_future(call)
+        work = asyncio.ensure_future(start())
         went_down = asyncio.create_task(down.wait())
         try:
             while True:  # suspected again each period: the neighbour may freeze after answering a probe
