@@ -1,0 +1,104 @@
+"""Downstream scarcity with real processes: the scenario of ``test_downstream_scarcity.py`` on the
+three-region testbed run as processes, observed only from outside (014 clients, the vendor's CLI, the
+gateways' admin ``/metrics``), as an operator would.
+
+The vendor halts QKD-GW2-GW3 (QBER alarm) and SAE-R2-A drains what is left of GW2's require-qkd lane;
+then region 1 asks for region-3 keys in a closed loop while SAE-R1-B asks region 2 at 5 keys/s. GW1 must
+refuse the region-3 requests itself, before spending GW1-GW2 QKD key, and region 1 -> region 2 must keep
+its QKD protection (no hop sealed pqc-only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from relay.etsi014.client import KmeError
+from relay.etsi014.models import KeyRequest
+from tests.support.admin_http import Scrape, scrape
+from tests.support.process_testbed import ProcessTestbed, round_trip
+from tests.support.sae_load import Figures, SaeLoad, check_delivery
+
+REGION3 = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-A", "SAE-R3-B")]
+REGION2 = ("SAE-R1-B", "SAE-R2-A")
+LOAD_S = 4.0
+REGION2_INTERVAL_S = 0.2
+DRAIN_BATCH = 16
+
+
+def _admin(testbed: ProcessTestbed, gateway_id: str) -> str:
+    gateway = next(g for g in testbed.topology.gateways if g.id == gateway_id)
+    return f"http://127.0.0.1:{gateway.admin_port}"
+
+
+def _outbound_lane(metrics: Scrape, link: str) -> float:
+    return metrics.total("qkdr_qkd_pool_keys", link=link, direction="outbound")
+
+
+async def _drain_gw2_gw3(testbed: ProcessTestbed) -> None:
+    """SAE-R2-A takes what GW2's require-qkd lane to GW3 still holds, until the 503 that says it is dry."""
+    async with testbed.sae("SAE-R2-A") as master:
+        for _ in range(64):
+            try:
+                await master.get_key("SAE-R3-A", KeyRequest(number=DRAIN_BATCH))
+            except KmeError as exc:
+                if exc.status == 503 and exc.error is not None and "require-qkd" in exc.error.message:
+                    return
+                raise
+    raise AssertionError("GW2's require-qkd lane to GW3 never ran dry")
+
+
+async def test_region3_load_on_a_dry_lane_spares_gw1_gw2_key_across_processes(
+    on_demand_testbed: ProcessTestbed,
+) -> None:
+    testbed = on_demand_testbed
+    await round_trip(testbed, *REGION2)
+    halted = testbed.cli("kms-sim", "set-qber", "--kms", "KMS-R2", "QKD-GW2-GW3", "0.3")
+    assert halted.returncode == 0 and "HALTED" in halted.stdout, halted.stderr
+    await _drain_gw2_gw3(testbed)
+
+    gw1, gw2 = _admin(testbed, "GW1"), _admin(testbed, "GW2")
+    before1, before2 = await scrape(gw1), await scrape(gw2)
+    start_level = lowest = _outbound_lane(before1, "QKD-GW1-GW2")
+    region2_keys, region2_failures = [], []
+
+    async def region2() -> None:
+        async with testbed.sae(REGION2[0]) as master:
+            while True:
+                try:
+                    region2_keys.extend((await master.get_key(REGION2[1], KeyRequest())).keys)
+                except KmeError as exc:
+                    region2_failures.append(exc)
+                await asyncio.sleep(REGION2_INTERVAL_S)
+
+    steady = asyncio.create_task(region2())
+    async with SaeLoad(testbed.sae, REGION3, concurrency=4) as load:
+        ends = time.monotonic() + LOAD_S
+        while time.monotonic() < ends:
+            lowest = min(lowest, _outbound_lane(await scrape(gw1), "QKD-GW1-GW2"))
+            await asyncio.sleep(0.1)
+    steady.cancel()
+    await asyncio.gather(steady, return_exceptions=True)
+    after1, after2 = await scrape(gw1), await scrape(gw2)
+
+    def grew(after: Scrape, before: Scrape, name: str, **labels: str) -> float:
+        return after.total(name, **labels) - before.total(name, **labels)
+
+    fallbacks = grew(after1, before1, "qkdr_relay_qkd_fallbacks_total")
+    not_started = grew(after1, before1, "qkdr_relay_not_started_total", origin="sae")
+    wasted = grew(after2, before2, "qkdr_relay_qkd_exhausted_total", origin="sae")  # spent GW1-GW2 key in vain
+    Figures(
+        "Downstream scarcity, processes (require-qkd GW2-GW3 halted and drained, region 1 -> 3 closed loop)",
+        load,
+        faults=1,
+        recovery_s=0.0,
+        extra=f"GW1-GW2 lane {start_level:.0f} -> lowest {lowest:.0f}; {wasted:.0f} region-3 transfers refused at "
+        f"GW2 after spending GW1-GW2 key, {not_started:.0f} refused at GW1 before spending any; region 1 -> "
+        f"region 2: {len(region2_keys)} keys, {fallbacks:.0f} hops sealed pqc-only, {len(region2_failures)} failures",
+    ).print()
+    assert load.successes == [] and load.unexpected("require-qkd") == []
+    assert not_started > 10 * max(1, wasted)
+    assert lowest >= start_level // 2, (start_level, lowest)
+    assert fallbacks == 0 and region2_failures == []
+    assert len(region2_keys) >= LOAD_S / REGION2_INTERVAL_S / 2
+    await check_delivery(testbed.sae, {REGION2: region2_keys})
