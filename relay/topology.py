@@ -164,8 +164,9 @@ class ForeignKms:
 class FairShare:
     """What one SAE pair (master, slave) may draw, as token buckets at its master's gateway (kept in that
     region's Redis, so the gateway's replicas share them): relayed keys on demand, and the QKD key those
-    relays spend on each QKD link of their route. A pair over its share gets 503 saying so; pre-relay
-    (background, bounded by its own watermarks) is not charged.
+    relays spend on each QKD link of their route, for keys an SAE asks for and keys another KMS hands
+    over with 020 alike. A pair over its share gets 503 saying so; pre-relay (background, bounded by its
+    own watermarks) is not charged.
 
     Defaults: per QKD link a burst of 16,384 bits (64 QKD keys of 256 bits, half a full 128-key lane, so
     one pair never empties a lane) refilled at a quarter of the link's ``rate_bps`` (four busy pairs share

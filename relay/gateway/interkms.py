@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from relay.domain import Key
 from relay.etsi020.models import MAX_KEY_BYTES, AckContainer, AckStatus, ExtKey, ExtKeyContainer, VoidContainer
 from relay.etsi020.problems import (
+    INSUFFICIENT_KEY_MATERIAL,
     INVALID_PARAMETER,
     KEY_NOT_PRESENT,
     KEY_ROUTING_ERROR,
@@ -36,6 +37,7 @@ from relay.etsi020.problems import (
 )
 from relay.gateway.config import GatewayPlan
 from relay.gateway.errors import RelayFailed
+from relay.gateway.fair_share import OverShare
 from relay.gateway.handover import AckSignal
 from relay.gateway.relay_engine import RelayEngine
 from relay.gateway.routing import Router
@@ -116,6 +118,12 @@ class InterKmsBridge:
                 self._router.route_to(home)
             except RelayFailed as exc:
                 raise Problem(503, KEY_ROUTING_ERROR, {"no_known_route": exc.message}) from None
+        try:  # last: a request refused for another reason spends none of the pair's share
+            await self._engine.charge(request.initiator_sae_id, target, len(request.keys))
+        except OverShare as exc:
+            raise Problem(503, INSUFFICIENT_KEY_MATERIAL, {"insufficient_key_material": exc.message}) from None
+        except PoolError as exc:
+            raise Problem(503, SERVER_SIDE_ERROR, {"server_side_general_error": exc.public_message}) from None
 
     async def deliver(self, caller: str, request: ExtKeyContainer) -> list[AckContainer]:
         target = request.target_sae_ids[0]

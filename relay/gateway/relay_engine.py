@@ -92,7 +92,7 @@ class RelayEngine:
     ) -> list[Key]:
         """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none.
         The pair's fair share pays first (:class:`OverShare` if it cannot)."""
-        await self._charge(initiator, target, number)
+        await self.charge(initiator, target, number)
         outcomes = await asyncio.gather(
             *(self._relay_fresh_key(initiator, target, size_bytes, extension_json) for _ in range(number)),
             return_exceptions=True,
@@ -105,9 +105,10 @@ class RelayEngine:
             raise failures[0]
         return keys
 
-    async def _charge(self, initiator: str, target: str, number: int) -> None:
-        """Charge the pair's shares along the route its keys would take now; with no route to charge along,
-        nothing is charged, and the relays answer why (a dry lane, a link down)."""
+    async def charge(self, initiator: str, target: str, number: int) -> None:
+        """Charge the pair's shares for ``number`` keys along the route they would take now (:class:`OverShare`
+        if it cannot pay); with no route to charge along, nothing is charged, and the relays answer why (a
+        dry lane, a link down). Keys an SAE asks for and keys another KMS hands over over 020 both pay."""
         if self._shares is None:
             return
         qkd_links = self._router.qkd_links_towards(self._router.home_of(target))

@@ -5,17 +5,24 @@ keys of a require-qkd lane in 0.44 s)."""
 
 from __future__ import annotations
 
+import os
+import ssl
+import uuid
+
 import pytest
 
 from relay import topology
 from relay.etsi014.client import KmeError
 from relay.etsi014.models import KeyRequest
+from relay.etsi020.client import Etsi020Client, PeerProblem
+from relay.etsi020.models import AckStatus, ExtKey, ExtKeyContainer
 from relay.gateway.config import GatewaySettings
 from relay.pki.layout import KeyDirectory
 from tests.support.local_testbed import LocalTestbed, default_document, running_testbed
 from tests.support.redis_servers import RedisServer
 
 ON_DEMAND = GatewaySettings(prerelay=False)
+TLS13 = ssl.TLSVersion.TLSv1_3
 
 
 async def lane_levels(testbed: LocalTestbed) -> tuple[int, int]:
@@ -70,3 +77,29 @@ async def test_a_misspelt_fair_share_key_is_refused_with_the_nearest_one() -> No
         topology.TopologyError, match="fair_share: unknown key 'qkd_burst_bit'; did you mean 'qkd_burst_bits'"
     ):
         topology.parse(document)
+
+
+async def test_keys_another_kms_hands_over_pay_the_same_share(
+    topology_keys: KeyDirectory, private_redis: RedisServer
+) -> None:
+    """020 ext_keys spends our QKD key like an SAE's request: a hand-over over its pair's share is refused
+    whole (503 insufficient-key-material) before any key is relayed, and nothing reaches the target."""
+    document = default_document()
+    document["fair_share"] = {"keys_burst": 4, "keys_per_s": 0.001}
+    async with running_testbed(topology_keys, private_redis.url, ON_DEMAND, document=document) as testbed:
+        url = testbed.gateways["GW1"].sites["etsi020"].url
+        async with Etsi020Client(url, testbed.keys.client_context("KME-R1-A", minimum=TLS13)) as kme:
+            fits = tuple(ExtKey(str(uuid.uuid4()), os.urandom(32)) for _ in range(4))
+            acks = await kme.ext_keys(ExtKeyContainer(fits, "ENC-X1", ("SAE-R3-A",)))
+            assert acks is not None and acks[0].ack_status is AckStatus.RELAYED
+            over = tuple(ExtKey(str(uuid.uuid4()), os.urandom(32)) for _ in range(2))
+            with pytest.raises(PeerProblem) as refused:
+                await kme.ext_keys(ExtKeyContainer(over, "ENC-X1", ("SAE-R3-A",)))
+        hops_sent = testbed.gateways["GW1"].metrics.counts.hops_sent
+        async with testbed.sae("SAE-R3-A") as slave:
+            with pytest.raises(KmeError):
+                await slave.get_key_with_ids("ENC-X1", [over[0].key_id])
+    assert refused.value.status == 503 and refused.value.problem is not None
+    assert refused.value.problem["type"].endswith("/insufficient-key-material")
+    assert "over its share of relayed keys" in str(refused.value.problem["details"]), refused.value.problem
+    assert hops_sent == 4  # GW1 sealed a hop for each of the four that fitted, none for the refused two
