@@ -24,9 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from relay.aio import repeat_until_cancelled
+from relay.domain import Key
 from relay.gateway.demand import DemandTracker
 from relay.gateway.errors import RelayFailed
-from relay.gateway.relay_engine import RelayEngine, new_key
+from relay.gateway.relay_engine import GatewayPath, RelayEngine, keys_by_path, new_key
 from relay.gateway.relay_events import RelayOrigin
 from relay.gateway.voiding import Voiding
 from relay.pool import PoolError, RelayedKeyStore
@@ -159,13 +160,13 @@ class Prerelay:
             *(self._engine.relay_key(master, slave, key, origin=RelayOrigin.PRERELAY) for key in keys),
             return_exceptions=True,
         )
-        relayed = [key for key, outcome in zip(keys, outcomes, strict=True) if outcome is None]
+        relayed = [(key, path) for key, path in zip(keys, outcomes, strict=True) if not isinstance(path, BaseException)]
         failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
         if relayed:
             try:
-                stored = await self._store.put_ready(master, slave, relayed)
+                stored = await self._store.put_ready(master, slave, [key for key, _ in relayed])
             except PoolError as exc:
-                await self._void_unreleased(master, slave, [key.key_id for key in relayed])
+                await self._void_unreleased(master, slave, relayed)
                 return self._failed(pair, pace, 0, exc)
             self.metrics.keys_prerelayed += len(stored)
         if failure is None:
@@ -183,16 +184,17 @@ class Prerelay:
             pace = self._paces[destination] = DestinationPace(self._batch)
         return pace
 
-    async def _void_unreleased(self, master: str, slave: str, key_ids: list[str]) -> None:
+    async def _void_unreleased(self, master: str, slave: str, relayed: list[tuple[Key, GatewayPath]]) -> None:
         """After a failed ``put_ready`` some keys may be ready after all (the write may have happened) and even
-        taken already: void at the slave's gateway only those now certain never to reach the master."""
+        taken already: void at the slave's gateway, each along the path it took, only those now certain
+        never to reach the master."""
         try:
-            unreleased = await self._store.withdraw_ready(master, slave, key_ids)
+            unreleased = set(await self._store.withdraw_ready(master, slave, [key.key_id for key, _ in relayed]))
         except PoolError as exc:
-            log.warning("%d pre-relayed keys of %s -> %s left to expire: %s", len(key_ids), master, slave, exc)
+            log.warning("%d pre-relayed keys of %s -> %s left to expire: %s", len(relayed), master, slave, exc)
             return
-        if unreleased:
-            self._voiding.void_later(master, slave, unreleased)
+        for path, key_ids in keys_by_path((key, path) for key, path in relayed if key.key_id in unreleased).items():
+            self._voiding.void_later(master, slave, key_ids, path)
 
     def _failed(self, pair: tuple[str, str], pace: DestinationPace, relayed: int, exc: Exception) -> int:
         """Pause the pair's destination: a route that cannot relay must not keep claiming scarce QKD key."""

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 
 from relay.crypto import SealedHop
 from relay.crypto.errors import MalformedMessage
@@ -38,6 +39,17 @@ log = logging.getLogger(__name__)
 HOP_BUDGET_MARGIN_S = 0.1  # left to a receiving gateway to answer after the hops behind it
 MIN_FOREIGN_ATTEMPT_S = 0.5  # a retry towards a foreign KMS needs at least this much of its deadline left
 MIN_HOP_BUDGET_S = 0.05
+
+
+GatewayPath = tuple[str, ...]  # the gateways a key was relayed along, its origin first
+
+
+def keys_by_path(relayed: Iterable[tuple[Key, GatewayPath]]) -> dict[GatewayPath, list[str]]:
+    """The key_IDs of relayed keys, grouped by the path each took: what one void each can withdraw."""
+    groups: dict[GatewayPath, list[str]] = {}
+    for key, path in relayed:
+        groups.setdefault(path, []).append(key.key_id)
+    return groups
 
 
 def new_key(size_bytes: int) -> Key:
@@ -72,13 +84,13 @@ class RelayEngine:
         self._foreign = foreign
         self._shares = shares
 
-    def withdraw(self, initiator: str, target: str, key_ids: list[str]) -> None:
+    def withdraw(self, initiator: str, target: str, key_ids: list[str], path: Sequence[str] | None = None) -> None:
         """Void relayed keys no master got, in the background: at the target's gateway, or at the foreign
         KMS a key was handed over to (over 020 from here if this gateway borders it, else through its border)."""
         if self._foreign is not None and self._foreign.borders(target):
             self._foreign.void_later(initiator, target, key_ids)
         else:
-            self._voiding.void_later(initiator, target, key_ids)
+            self._voiding.void_later(initiator, target, key_ids, path)
 
     # ----- originating side -------------------------------------------------------------------------
 
@@ -97,13 +109,13 @@ class RelayEngine:
             *(self._relay_fresh_key(initiator, target, size_bytes, extension_json) for _ in range(number)),
             return_exceptions=True,
         )
-        keys = [outcome for outcome in outcomes if isinstance(outcome, Key)]
+        relayed = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
-            if keys:
-                self.withdraw(initiator, target, [key.key_id for key in keys])
+            for path, key_ids in keys_by_path(relayed).items():  # each along the path it took
+                self.withdraw(initiator, target, key_ids, path)
             raise failures[0]
-        return keys
+        return [key for key, _ in relayed]
 
     async def charge(self, initiator: str, target: str, number: int) -> None:
         """Charge the pair's shares for ``number`` keys along the route they would take now (:class:`OverShare`
@@ -115,8 +127,11 @@ class RelayEngine:
         if qkd_links is not None:
             await self._shares.admit(initiator, target, number, qkd_links)
 
-    async def _relay_fresh_key(self, initiator: str, target: str, size_bytes: int, extension_json: str) -> Key:
-        """Each attempt uses a new key and key_ID: the SAE never saw the failed one, which is voided.
+    async def _relay_fresh_key(
+        self, initiator: str, target: str, size_bytes: int, extension_json: str
+    ) -> tuple[Key, GatewayPath]:
+        """The key relayed and the path it took. Each attempt uses a new key and key_ID: the SAE never saw
+        the failed one, which is voided.
 
         For an SAE of a foreign domain every attempt shares one deadline (``foreign_ack_deadline_s``): the
         master's answer comes within it, a retry only gets what the failed attempt left."""
@@ -127,8 +142,7 @@ class RelayEngine:
             key = new_key(size_bytes)
             left_s = None if deadline is None else deadline - time.monotonic()
             try:
-                await self.relay_key(initiator, target, key, extension_json, timeout_s=left_s)
-                return key
+                return key, await self.relay_key(initiator, target, key, extension_json, timeout_s=left_s)
             except RelayFailed as failure:
                 # A lane found dry on the way was reported with the refusal: the next route avoids it, or is
                 # refused before start (RouteDry), so one more attempt spends key only on another route.
@@ -149,8 +163,9 @@ class RelayEngine:
         *,
         origin: RelayOrigin = RelayOrigin.SAE,
         timeout_s: float | None = None,
-    ) -> None:
-        """Relay ``key`` to ``target``'s gateway and store it there; returns once it is stored.
+    ) -> GatewayPath:
+        """Relay ``key`` to ``target``'s gateway and store it there; returns, once it is stored, the path it
+        took (a void of it must name that path, which a later route may not be).
 
         A pre-relayed key never degrades a qkd+pqc hop to pqc-only (``no_degrade``, see the proto): nobody
         waits for it, so it waits for QKD key instead of spending the fallback. ``timeout_s``: how long
@@ -163,7 +178,7 @@ class RelayEngine:
         if target_gateway == self._plan.id:
             budget_s = min(timeout_s, self._settings.foreign_ack_deadline_s)
             await self._store_for_target(initiator, target, key, (self._plan.id,), budget_s)
-            return
+            return (self._plan.id,)
         try:
             route = await self._router.route_for_key(target_gateway, no_degrade=origin.no_degrade)
         except RouteDry as exc:  # a relay failure too, refused before any QKD key was spent
@@ -203,6 +218,7 @@ class RelayEngine:
             elapsed * 1000,
             extra={"transfer_id": transfer_id.hex(), "route": "-".join(route.gateways), "key_id": key.key_id},
         )
+        return route.gateways
 
     # ----- receiving side ----------------------------------------------------------------------------
 

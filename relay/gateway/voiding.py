@@ -19,8 +19,8 @@ that were relayed along exactly that path. The rules that make it safe against a
 - Named key_IDs not present at the last gateway are tombstoned, so a hop still in flight cannot store
   a voided key afterwards.
 
-It is best effort by design: a key that cannot be voided (its path is failing, or the route changed so
-the void takes another path) still expires, and a key already delivered is reported as not voided. The
+It is best effort by design: a key that cannot be voided (its path is failing, or the void was issued
+without the path the key took and the route changed since) still expires, and a key already delivered is reported as not voided. The
 SAE's answer never waits for a void (:meth:`Voiding.void_later`), since the path that made the relay
 fail is likely failing still.
 """
