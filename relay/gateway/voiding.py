@@ -20,9 +20,9 @@ that were relayed along exactly that path. The rules that make it safe against a
   a voided key afterwards.
 
 It is best effort by design: a key that cannot be voided (its path is failing, or the void was issued
-without the path the key took and the route changed since) still expires, and a key already delivered is reported as not voided. The
-SAE's answer never waits for a void (:meth:`Voiding.void_later`), since the path that made the relay
-fail is likely failing still.
+without the path the key took and the route changed since) still expires, and a key already delivered
+is reported as not voided. The SAE's answer never waits for a void (:meth:`Voiding.void_later`), since
+the path that made the relay fail is likely failing still.
 """
 
 from __future__ import annotations
