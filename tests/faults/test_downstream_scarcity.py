@@ -17,13 +17,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from relay.etsi014.client import KmeError
-from relay.etsi014.models import KeyRequest
 from relay.gateway.config import GatewaySettings
 from relay.pki.layout import KeyDirectory
 from tests.support.local_testbed import LocalTestbed, running_testbed
 from tests.support.redis_servers import RedisServer
-from tests.support.sae_load import Figures, SaeLoad, check_delivery
+from tests.support.sae_load import Figures, SaeLoad, SteadyPair, check_delivery
 
 REGION3 = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-A", "SAE-R3-B")]
 REGION2 = ("SAE-R1-B", "SAE-R2-A")
@@ -46,26 +44,17 @@ async def test_region3_load_on_a_dry_lane_leaves_gw1_gw2_key_and_region2_protect
         await dry.take_any()
     upstream = gw1.qkd_lanes.outbound("GW2")
     start_level = await upstream.level()
-    region2_keys, region2_failures, lowest = [], [], start_level
-
-    async def region2() -> None:
-        async with testbed.sae(REGION2[0]) as master:
-            while True:
-                try:
-                    region2_keys.extend((await master.get_key(REGION2[1], KeyRequest())).keys)
-                except KmeError as exc:
-                    region2_failures.append(exc)
-                await asyncio.sleep(REGION2_INTERVAL_S)
+    lowest = start_level
 
     fallbacks, wasted = gw1.metrics.counts.qkd_fallbacks, gw2.metrics.counts.sae.qkd_exhausted
-    steady = asyncio.create_task(region2())
-    async with SaeLoad(testbed.sae, REGION3, concurrency=4) as load:
+    async with (
+        SteadyPair(testbed.sae, REGION2, REGION2_INTERVAL_S) as region2,
+        SaeLoad(testbed.sae, REGION3, concurrency=4) as load,
+    ):
         ends = time.monotonic() + LOAD_S
         while time.monotonic() < ends:
             lowest = min(lowest, await upstream.level())
             await asyncio.sleep(0.1)
-    steady.cancel()
-    await asyncio.gather(steady, return_exceptions=True)
     fallbacks = gw1.metrics.counts.qkd_fallbacks - fallbacks
     wasted = gw2.metrics.counts.sae.qkd_exhausted - wasted  # region-3 hops that spent GW1-GW2 key in vain
     not_started = gw1.metrics.counts.sae.not_started
@@ -77,12 +66,12 @@ async def test_region3_load_on_a_dry_lane_leaves_gw1_gw2_key_and_region2_protect
         recovery_s=0.0,
         extra=f"GW1-GW2 lane {start_level} -> lowest {lowest}; {wasted} region-3 transfers spent GW1-GW2 key "
         f"and were refused at GW2, {not_started} refused at GW1 before spending any; region 1 -> region 2: "
-        f"{len(region2_keys)} keys, {fallbacks} hops sealed pqc-only, {len(region2_failures)} failures",
+        f"{len(region2.keys)} keys, {fallbacks} hops sealed pqc-only, {len(region2.failures)} failures",
     ).print()
     assert load.successes == [] and load.unexpected("require-qkd") == []
     assert not_started > 10 * max(1, wasted)  # refused at GW1, nearly all of them
     assert wasted <= 16  # the first answers, before GW2's report of the dry lane reached GW1
     assert lowest >= start_level // 2, (start_level, lowest)
-    assert fallbacks == 0 and region2_failures == []
-    assert len(region2_keys) >= LOAD_S / REGION2_INTERVAL_S / 2
-    await check_delivery(testbed.sae, {REGION2: region2_keys})
+    assert fallbacks == 0 and region2.failures == []
+    assert len(region2.keys) >= LOAD_S / REGION2_INTERVAL_S / 2
+    await check_delivery(testbed.sae, {REGION2: region2.keys})

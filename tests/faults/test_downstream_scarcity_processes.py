@@ -17,7 +17,7 @@ from relay.etsi014.client import KmeError
 from relay.etsi014.models import KeyRequest
 from tests.support.admin_http import Scrape, scrape
 from tests.support.process_testbed import ProcessTestbed, round_trip
-from tests.support.sae_load import Figures, SaeLoad, check_delivery
+from tests.support.sae_load import Figures, SaeLoad, SteadyPair, check_delivery
 
 REGION3 = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-A", "SAE-R3-B")]
 REGION2 = ("SAE-R1-B", "SAE-R2-A")
@@ -60,25 +60,15 @@ async def test_region3_load_on_a_dry_lane_spares_gw1_gw2_key_across_processes(
     gw1, gw2 = _admin(testbed, "GW1"), _admin(testbed, "GW2")
     before1, before2 = await scrape(gw1), await scrape(gw2)
     start_level = lowest = _outbound_lane(before1, "QKD-GW1-GW2")
-    region2_keys, region2_failures = [], []
 
-    async def region2() -> None:
-        async with testbed.sae(REGION2[0]) as master:
-            while True:
-                try:
-                    region2_keys.extend((await master.get_key(REGION2[1], KeyRequest())).keys)
-                except KmeError as exc:
-                    region2_failures.append(exc)
-                await asyncio.sleep(REGION2_INTERVAL_S)
-
-    steady = asyncio.create_task(region2())
-    async with SaeLoad(testbed.sae, REGION3, concurrency=4) as load:
+    async with (
+        SteadyPair(testbed.sae, REGION2, REGION2_INTERVAL_S) as region2,
+        SaeLoad(testbed.sae, REGION3, concurrency=4) as load,
+    ):
         ends = time.monotonic() + LOAD_S
         while time.monotonic() < ends:
             lowest = min(lowest, _outbound_lane(await scrape(gw1), "QKD-GW1-GW2"))
             await asyncio.sleep(0.1)
-    steady.cancel()
-    await asyncio.gather(steady, return_exceptions=True)
     after1, after2 = await scrape(gw1), await scrape(gw2)
 
     def grew(after: Scrape, before: Scrape, name: str, **labels: str) -> float:
@@ -94,11 +84,11 @@ async def test_region3_load_on_a_dry_lane_spares_gw1_gw2_key_across_processes(
         recovery_s=0.0,
         extra=f"GW1-GW2 lane {start_level:.0f} -> lowest {lowest:.0f}; {wasted:.0f} region-3 transfers refused at "
         f"GW2 after spending GW1-GW2 key, {not_started:.0f} refused at GW1 before spending any; region 1 -> "
-        f"region 2: {len(region2_keys)} keys, {fallbacks:.0f} hops sealed pqc-only, {len(region2_failures)} failures",
+        f"region 2: {len(region2.keys)} keys, {fallbacks:.0f} hops sealed pqc-only, {len(region2.failures)} failures",
     ).print()
     assert load.successes == [] and load.unexpected("require-qkd") == []
     assert not_started > 10 * max(1, wasted)
     assert lowest >= start_level // 2, (start_level, lowest)
-    assert fallbacks == 0 and region2_failures == []
-    assert len(region2_keys) >= LOAD_S / REGION2_INTERVAL_S / 2
-    await check_delivery(testbed.sae, {REGION2: region2_keys})
+    assert fallbacks == 0 and region2.failures == []
+    assert len(region2.keys) >= LOAD_S / REGION2_INTERVAL_S / 2
+    await check_delivery(testbed.sae, {REGION2: region2.keys})

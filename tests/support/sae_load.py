@@ -229,3 +229,37 @@ async def check_delivery(clients: SaeClients, keys_by_pair: Mapping[Pair, Sequen
                 else:
                     raise AssertionError(f"{slave} fetched {len(batch)} keys from {master} a second time")
     return len(everything)
+
+
+@dataclass
+class SteadyPair:
+    """One master asking its slave for one key every ``interval_s`` beside a load; use ``async with``.
+
+    What a flow that should not suffer from the load sees: the keys it got and the failures it met.
+    """
+
+    clients: SaeClients
+    pair: Pair
+    interval_s: float
+    keys: list[Key] = field(default_factory=list)
+    failures: list[KmeError] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SteadyPair:
+        self._task = asyncio.create_task(self._ask())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _ask(self) -> None:
+        master, slave = self.pair
+        async with self.clients(master) as client:
+            while True:
+                try:
+                    self.keys.extend((await client.get_key(slave, KeyRequest())).keys)
+                except KmeError as exc:
+                    self.failures.append(exc)
+                await asyncio.sleep(self.interval_s)
