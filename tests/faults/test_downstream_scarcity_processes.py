@@ -10,19 +10,12 @@ its QKD protection (no hop sealed pqc-only).
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from relay.etsi014.client import KmeError
 from relay.etsi014.models import KeyRequest
 from tests.support.admin_http import Scrape, scrape
 from tests.support.process_testbed import ProcessTestbed, round_trip
-from tests.support.sae_load import Figures, SaeLoad, SteadyPair, check_delivery
+from tests.support.scarcity import REGION2, ScarcityOutcome, run_scarce_load
 
-REGION3 = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-A", "SAE-R3-B")]
-REGION2 = ("SAE-R1-B", "SAE-R2-A")
-LOAD_S = 4.0
-REGION2_INTERVAL_S = 0.2
 DRAIN_BATCH = 16
 
 
@@ -59,36 +52,22 @@ async def test_region3_load_on_a_dry_lane_spares_gw1_gw2_key_across_processes(
 
     gw1, gw2 = _admin(testbed, "GW1"), _admin(testbed, "GW2")
     before1, before2 = await scrape(gw1), await scrape(gw2)
-    start_level = lowest = _outbound_lane(before1, "QKD-GW1-GW2")
 
-    async with (
-        SteadyPair(testbed.sae, REGION2, REGION2_INTERVAL_S) as region2,
-        SaeLoad(testbed.sae, REGION3, concurrency=4) as load,
-    ):
-        ends = time.monotonic() + LOAD_S
-        while time.monotonic() < ends:
-            lowest = min(lowest, _outbound_lane(await scrape(gw1), "QKD-GW1-GW2"))
-            await asyncio.sleep(0.1)
+    async def upstream_level() -> float:
+        return _outbound_lane(await scrape(gw1), "QKD-GW1-GW2")
+
+    run = await run_scarce_load(testbed.sae, upstream_level)
     after1, after2 = await scrape(gw1), await scrape(gw2)
 
     def grew(after: Scrape, before: Scrape, name: str, **labels: str) -> float:
         return after.total(name, **labels) - before.total(name, **labels)
 
-    fallbacks = grew(after1, before1, "qkdr_relay_qkd_fallbacks_total")
-    not_started = grew(after1, before1, "qkdr_relay_not_started_total", origin="sae")
-    wasted = grew(after2, before2, "qkdr_relay_qkd_exhausted_total", origin="sae")  # spent GW1-GW2 key in vain
-    Figures(
+    outcome = ScarcityOutcome(
         "Downstream scarcity, processes (require-qkd GW2-GW3 halted and drained, region 1 -> 3 closed loop)",
-        load,
-        faults=1,
-        recovery_s=0.0,
-        extra=f"GW1-GW2 lane {start_level:.0f} -> lowest {lowest:.0f}; {wasted:.0f} region-3 transfers refused at "
-        f"GW2 after spending GW1-GW2 key, {not_started:.0f} refused at GW1 before spending any; region 1 -> "
-        f"region 2: {len(region2.keys)} keys, {fallbacks:.0f} hops sealed pqc-only, {len(region2.failures)} failures",
-    ).print()
-    assert load.successes == [] and load.unexpected("require-qkd") == []
-    assert not_started > 10 * max(1, wasted)
-    assert lowest >= start_level // 2, (start_level, lowest)
-    assert fallbacks == 0 and region2.failures == []
-    assert len(region2.keys) >= LOAD_S / REGION2_INTERVAL_S / 2
-    await check_delivery(testbed.sae, {REGION2: region2.keys})
+        run,
+        wasted=grew(after2, before2, "qkdr_relay_qkd_exhausted_total", origin="sae"),
+        not_started=grew(after1, before1, "qkdr_relay_not_started_total", origin="sae"),
+        fallbacks=grew(after1, before1, "qkdr_relay_qkd_fallbacks_total"),
+    )
+    outcome.print()
+    await outcome.check(testbed.sae)
