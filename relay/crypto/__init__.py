@@ -1,25 +1,25 @@
 """Hybrid hop cryptography: ML-KEM + QKD key combiner, ML-DSA identities, replay guards, keys at rest.
 
 Modules: ``suites`` (algorithm suites A/B), ``kem`` (ML-KEM providers), ``kdf`` (HKDF combiner),
-``header`` (hop header encoding), ``hop`` (seal/open), ``identity`` (ML-DSA identities, trust store),
+``header`` (hop-frame header encoding), ``frame`` (seal/open a frame of keys), ``identity`` (ML-DSA identities, trust store),
 ``keyring`` (signed, rotated encapsulation keys), ``replay`` (replay guards), ``void`` (signed voids),
 ``at_rest`` (storage AEAD), ``errors`` (exception hierarchy). The names below are the gateway-facing API.
 """
 
 from relay.crypto.at_rest import StorageCipher, load_or_create_storage_key
 from relay.crypto.clock import Clock, system_clock_ms
-from relay.crypto.header import HopHeader, HopMode
-from relay.crypto.hop import (
+from relay.crypto.frame import (
     DEFAULT_WINDOW_MS,
-    HopRoute,
-    OpenedHop,
-    PendingHop,
+    FrameEntry,
+    OpenedFrame,
+    PendingFrame,
     QkdKey,
     QkdKeyFetcher,
-    SealedHop,
-    open_hop,
-    seal_hop,
+    SealedFrame,
+    open_frame,
+    seal_frame,
 )
+from relay.crypto.header import FrameHeader, HopMode, ItemHeader, QkdUse, pad_keys_needed
 from relay.crypto.identity import (
     GatewayIdentity,
     PeerIdentity,
@@ -43,21 +43,23 @@ __all__ = [
     "EncapsulationKey",
     "EncapsulationKeyAnnouncement",
     "GatewayIdentity",
-    "HopHeader",
+    "FrameEntry",
+    "FrameHeader",
     "HopMode",
-    "HopRoute",
+    "ItemHeader",
     "KemProvider",
     "KeyRing",
     "MemoryReplayGuard",
-    "OpenedHop",
+    "OpenedFrame",
     "PeerIdentity",
-    "PendingHop",
+    "PendingFrame",
     "ProviderStatus",
     "QkdKey",
     "QkdKeyFetcher",
+    "QkdUse",
     "RedisReplayGuard",
     "ReplayGuard",
-    "SealedHop",
+    "SealedFrame",
     "StorageCipher",
     "Suite",
     "TrustStore",
@@ -70,8 +72,9 @@ __all__ = [
     "load_or_create_storage_key",
     "load_trust_store",
     "new_void_order",
-    "open_hop",
-    "seal_hop",
+    "open_frame",
+    "pad_keys_needed",
+    "seal_frame",
     "sign_void",
     "system_clock_ms",
     "verify_void",

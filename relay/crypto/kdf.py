@@ -1,12 +1,12 @@
-"""The hop key combiner: HKDF over the ML-KEM secret and the QKD key, bound to the whole transcript.
+"""The frame key combiner: HKDF over the ML-KEM secret and the QKD key, bound to the whole transcript.
 
-    prk             = HKDF-Extract(salt = enc(LABEL, suite), IKM = ss || k_q)
-    k_enc || k_conf = HKDF-Expand(prk, info = LABEL || " keys" || th, 64)
-    th              = H(enc(header, ct))      (computed by relay.crypto.hop, H = the suite hash)
+    prk             = HKDF-Extract(salt = enc(FRAME_LABEL, suite), IKM = ss || k_q)
+    k_enc || k_conf = HKDF-Expand(prk, info = FRAME_LABEL || " keys" || th, 64)
+    th              = H(enc(header, ct))      (computed by relay.crypto.frame, H = the suite hash)
 
 This is ETSI TS 103 744 CatKDF with an empty PSK (k1 = ss, k2 = k_q) and the NIST SP 800-227 eq. (14)
 combiner: k_enc stays secret if either ss or k_q does. For pqc-only hops k_q is absent and the header says
-so, which keeps IKM unambiguous. IKM is 32 or 64 bytes and info is 48 (suite A) or 64 (suite B) bytes, so
+so, which keeps IKM unambiguous. IKM is 32 or 64 bytes and info is 54 (suite A) or 70 (suite B) bytes, so
 IKM never equals info || 0x01 (the HKDF condition cited by draft-irtf-cfrg-hybrid-kems).
 """
 
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from relay.crypto.encoding import encode_fields
-from relay.crypto.header import LABEL
+from relay.crypto.header import FRAME_LABEL
 from relay.crypto.kem import SHARED_SECRET_SIZE
 from relay.crypto.suites import Suite
 
@@ -60,8 +60,8 @@ def derive_hop_keys(suite: Suite, shared_secret: bytes, qkd_key: bytes | None, t
         ikm += qkd_key
     okm = bytearray(2 * KEY_SIZE)
     try:
-        prk = extract(suite.hash, encode_fields(LABEL, suite.id.encode()), ikm)
-        expand_into(suite.hash, prk, LABEL + b" keys" + th, okm)
+        prk = extract(suite.hash, encode_fields(FRAME_LABEL, suite.id.encode()), ikm)
+        expand_into(suite.hash, prk, FRAME_LABEL + b" keys" + th, okm)
         return HopKeys(okm[:KEY_SIZE], okm[KEY_SIZE:])
     finally:
         ikm[:] = bytes(len(ikm))

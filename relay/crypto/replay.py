@@ -1,11 +1,13 @@
-"""Replay guards: each (transfer_id, hop) is accepted at most once while its timestamp is still fresh.
+"""Replay guards: each signed message ID (a frame's frame_id, a void's nonce) is accepted at most once
+while its timestamp is still fresh.
 
-:func:`relay.crypto.hop.open_hop` asks the guard only after the signature verified (so forged messages
-cannot burn transfer IDs) and passes how long the message could still pass the freshness check; the
-guard must remember the pair at least that long. After that the time window alone refuses the message.
+:func:`relay.crypto.frame.open_frame` and :func:`relay.crypto.void.verify_void` ask the guard only after
+the signature verified (so forged messages cannot burn IDs) and pass how long the message could still pass
+the freshness check; the guard must remember the ID at least that long. After that the time window alone
+refuses the message. Frame IDs are 16 bytes and void nonces 32, so the two never share an ID.
 
-Redis key names are ``<prefix>:{replay}:<transfer_id hex>:<hop>`` (the prefix is the gateway's namespace,
-as in ``relay.pool.keys``): public identifiers only, never secrets.
+Redis key names are ``<prefix>:{replay}:<message ID hex>`` (the prefix is the gateway's namespace, as in
+``relay.pool.keys``): public identifiers only, never secrets.
 """
 
 import heapq
@@ -16,8 +18,8 @@ from relay.crypto.clock import Clock
 
 
 class ReplayGuard(Protocol):
-    async def check_and_remember(self, transfer_id: bytes, hop: int, ttl_ms: int) -> bool:
-        """True the first time a pair is seen (and remember it for ``ttl_ms``); False on a replay."""
+    async def check_and_remember(self, message_id: bytes, ttl_ms: int) -> bool:
+        """True the first time an ID is seen (and remember it for ``ttl_ms``); False on a replay."""
         ...
 
 
@@ -26,23 +28,23 @@ class MemoryReplayGuard:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._seen: set[tuple[bytes, int]] = set()
-        self._expiries: list[tuple[int, bytes, int]] = []  # heap, one entry per member of _seen
+        self._seen: set[bytes] = set()
+        self._expiries: list[tuple[int, bytes]] = []  # heap, one entry per member of _seen
 
-    async def check_and_remember(self, transfer_id: bytes, hop: int, ttl_ms: int) -> bool:
+    async def check_and_remember(self, message_id: bytes, ttl_ms: int) -> bool:
         now = self._clock()
         while self._expiries and self._expiries[0][0] <= now:
-            _, old_transfer, old_hop = heapq.heappop(self._expiries)
-            self._seen.discard((old_transfer, old_hop))
-        if (transfer_id, hop) in self._seen:
+            _, old = heapq.heappop(self._expiries)
+            self._seen.discard(old)
+        if message_id in self._seen:
             return False
-        self._seen.add((transfer_id, hop))
-        heapq.heappush(self._expiries, (now + max(ttl_ms, 1), transfer_id, hop))
+        self._seen.add(message_id)
+        heapq.heappush(self._expiries, (now + max(ttl_ms, 1), message_id))
         return True
 
 
 class RedisReplayGuard:
-    """Guard shared by every process of a gateway: an atomic ``SET NX PX`` per pair.
+    """Guard shared by every process of a gateway: an atomic ``SET NX PX`` per ID.
 
     ``command`` runs one Redis command, e.g. ``redis.asyncio.Redis.execute_command`` or the gateway's
     gated ``RedisBackend.command``, so the guard shares the pools' connection limit and error mapping.
@@ -52,9 +54,9 @@ class RedisReplayGuard:
         self._command = command
         self._prefix = prefix
 
-    def key_name(self, transfer_id: bytes, hop: int) -> str:
-        return f"{self._prefix}:{{replay}}:{transfer_id.hex()}:{hop}"
+    def key_name(self, message_id: bytes) -> str:
+        return f"{self._prefix}:{{replay}}:{message_id.hex()}"
 
-    async def check_and_remember(self, transfer_id: bytes, hop: int, ttl_ms: int) -> bool:
-        stored = await self._command("SET", self.key_name(transfer_id, hop), b"1", "NX", "PX", max(ttl_ms, 1))
+    async def check_and_remember(self, message_id: bytes, ttl_ms: int) -> bool:
+        stored = await self._command("SET", self.key_name(message_id), b"1", "NX", "PX", max(ttl_ms, 1))
         return bool(stored)

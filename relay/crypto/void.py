@@ -15,8 +15,8 @@ timestamp must lie within the hops' window (two minutes), the signature must ver
 A recorded void replayed later is refused while fresh and by the window afterwards. Gateways in the
 middle of the path may call :func:`check_void` (no replay guard) to refuse a forgery early.
 
-In the replay guard a void takes the slot ``(nonce, 0)``: nonces are 32 bytes and transfer IDs 16, so a
-void never shares a slot with a hop.
+In the replay guard a void is its nonce: nonces are 32 bytes and frame IDs 16, so a void never shares an
+ID with a frame.
 """
 
 import os
@@ -27,7 +27,7 @@ from relay.crypto.clock import Clock
 from relay.crypto.encoding import encode_fields, encode_uint
 from relay.crypto.errors import BadSignature, MalformedMessage, PolicyViolation, ReplayedMessage, StaleMessage
 from relay.crypto.header import LABEL, NONCE_SIZE
-from relay.crypto.hop import DEFAULT_WINDOW_MS
+from relay.crypto.frame import DEFAULT_WINDOW_MS
 from relay.crypto.identity import GatewayIdentity, TrustStore
 from relay.crypto.replay import ReplayGuard
 
@@ -116,5 +116,5 @@ async def verify_void(
 ) -> None:
     """Everything :func:`check_void` checks, then accept the nonce at most once (:class:`ReplayedMessage`)."""
     check_void(order, signature, trust=trust, clock=clock, window_ms=window_ms)
-    if not await replay.check_and_remember(order.nonce, 0, order.issued_at_ms + window_ms - clock() + 1):
+    if not await replay.check_and_remember(order.nonce, order.issued_at_ms + window_ms - clock() + 1):
         raise ReplayedMessage(f"void {order.nonce.hex()[:16]}... from {order.origin} was already accepted")

@@ -2,12 +2,13 @@
 
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay.crypto.header import HopMode
-from relay.crypto.hop import HopRoute, OpenedHop, PendingHop, QkdKey, SealedHop, open_hop, seal_hop
+from relay.crypto.frame import FrameEntry, OpenedFrame, PendingFrame, QkdKey, SealedFrame, open_frame, seal_frame
+from relay.crypto.header import HopMode, QkdUse, pad_keys_needed
 from relay.crypto.identity import GatewayIdentity, TrustStore, generate_identity, load_trust_store
 from relay.crypto.kem import PycaKemProvider
 from relay.crypto.keyring import KeyRing
@@ -48,31 +49,52 @@ class Link:
         self.kms[key.key_id] = key.key
         return key
 
-    def seal(self, key: bytes, mode: HopMode = HopMode.QKD_PQC, **overrides: Any) -> PendingHop:
+    def entries(self, *keys: bytes, path: tuple[str, ...] = ("GW0", "GW1", "GW2")) -> list[FrameEntry]:
+        """One frame entry per key, each its own transfer, hop 1 of ``path`` towards SAE-B."""
+        return [
+            FrameEntry(uuid.uuid4().bytes, 1, path, "SAE-A", "SAE-B", str(uuid.uuid4()), key) for key in keys
+        ]
+
+    def seal(
+        self,
+        *keys: bytes,
+        mode: HopMode = HopMode.QKD_PQC,
+        qkd_use: QkdUse = QkdUse.HKDF,
+        entries: list[FrameEntry] | None = None,
+        **overrides: Any,
+    ) -> PendingFrame:
+        """A frame of ``keys`` (or of ``entries``), with fresh QKD keys as its mode and qkd_use need."""
+        entries = self.entries(*keys) if entries is None else entries
+        padded = mode is HopMode.QKD_PQC and qkd_use is QkdUse.OTP
+        pads = sum(pad_keys_needed(len(entry.key)) for entry in entries) if padded else 0
         arguments: dict[str, Any] = {
-            "route": HopRoute(uuid.uuid4().bytes, 1, str(uuid.uuid4())),
             "recipient": self.receiver.current_announcement().verify(self.trust, self.clock()),
             "identity": self.sender,
             "mode": mode,
+            "qkd_use": qkd_use,
             "qkd_key": self.qkd_key() if mode is HopMode.QKD_PQC else None,
+            "pad_keys": [self.qkd_key() for _ in range(pads)],
             "kem": KEM,
             "clock": self.clock,
         }
-        return seal_hop(key, **(arguments | overrides))
+        return seal_frame(entries, **(arguments | overrides))
 
-    async def open(self, message: SealedHop, mode: HopMode = HopMode.QKD_PQC, **overrides: Any) -> OpenedHop:
-        async def fetch(key_id: str) -> bytes:
-            return self.kms[key_id]
+    async def open(
+        self, message: SealedFrame, mode: HopMode = HopMode.QKD_PQC, qkd_use: QkdUse = QkdUse.HKDF, **overrides: Any
+    ) -> OpenedFrame:
+        async def fetch(key_ids: Sequence[str]) -> list[bytes]:
+            return [self.kms[key_id] for key_id in key_ids]
 
         arguments: dict[str, Any] = {
             "recipient": self.receiver,
             "trust": self.trust,
             "mode": mode,
+            "qkd_use": qkd_use,
             "replay": self.replay,
             "clock": self.clock,
-            "fetch_qkd_key": fetch,
+            "fetch_qkd_keys": fetch,
         }
-        return await open_hop(message, **(arguments | overrides))
+        return await open_frame(message, **(arguments | overrides))
 
 
 @dataclass(frozen=True)
