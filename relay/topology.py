@@ -29,6 +29,8 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_vali
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 POLICIES = ("qkd+pqc", "pqc-only", "require-qkd")
+QKD_USES = ("hkdf", "otp")  # how a QKD link spends QKD key per frame: see relay.crypto.header.QkdUse
+MAX_FRAME_KEYS = 4096  # relay.crypto.header.MAX_FRAME_KEYS
 DEFAULT_TOPOLOGY = "three-region"
 _STRICT = ConfigDict(strict=True, extra="forbid")
 
@@ -130,6 +132,8 @@ class Link:
     policy: str
     qkd_link: str | None = None
     cost: float = 1.0
+    qkd_use: str = "hkdf"  # one QKD key per frame into the combiner, or also a one-time pad per key ("otp")
+    frame_keys: int = 512  # the most keys one hop frame on this link carries
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,8 @@ class _LinkEntry:
     policy: str | None = None
     qkd_link: Text | None = None
     cost: Positive = 1.0
+    qkd_use: str = "hkdf"
+    frame_keys: Annotated[int, Field(ge=1, le=MAX_FRAME_KEYS)] = 512
 
     @model_validator(mode="after")
     def _policy_fits_the_channel(self) -> _LinkEntry:
@@ -249,6 +255,10 @@ class _LinkEntry:
             raise _refusal(f"link {ends}: a pqc-only link must not name a qkd_link")
         if policy != "pqc-only" and self.qkd_link is None:
             raise _refusal(f"link {ends}: policy {policy} needs a qkd_link")
+        if self.qkd_use not in QKD_USES:
+            raise _refusal(f"link {ends}: qkd_use must be one of {', '.join(QKD_USES)} (got {self.qkd_use!r})")
+        if self.qkd_use == "otp" and policy == "pqc-only":
+            raise _refusal(f"link {ends}: qkd_use otp needs a QKD link, and this one is pqc-only")
         return self
 
     @property
@@ -256,7 +266,7 @@ class _LinkEntry:
         return self.policy if self.policy is not None or self.qkd_link is None else "qkd+pqc"
 
     def to_link(self) -> Link:
-        return Link(self.gateways, self.effective_policy or "", self.qkd_link, self.cost)
+        return Link(self.gateways, self.effective_policy or "", self.qkd_link, self.cost, self.qkd_use, self.frame_keys)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,6 @@ def test_generated_code_is_current() -> None:
 def test_generated_modules_import_inside_the_package() -> None:
     from relay.proto.qkdrelay.v1 import relay_pb2, relay_pb2_grpc
 
-    request = relay_pb2.RelayKeyRequest(transfer_id=bytes(16), path=["GW1", "GW2"], hop=0)
-    assert relay_pb2.RelayKeyRequest.FromString(request.SerializeToString()) == request
+    request = relay_pb2.RelayFrameRequest(sealed_frame=b"frame")
+    assert relay_pb2.RelayFrameRequest.FromString(request.SerializeToString()) == request
     assert hasattr(relay_pb2_grpc, "KeyRelayServicer")

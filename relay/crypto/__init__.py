@@ -1,9 +1,10 @@
 """Hybrid hop cryptography: ML-KEM + QKD key combiner, ML-DSA identities, replay guards, keys at rest.
 
 Modules: ``suites`` (algorithm suites A/B), ``kem`` (ML-KEM providers), ``kdf`` (HKDF combiner),
-``header`` (hop-frame header encoding), ``frame`` (seal/open a frame of keys), ``identity`` (ML-DSA identities, trust store),
-``keyring`` (signed, rotated encapsulation keys), ``replay`` (replay guards), ``void`` (signed voids),
-``at_rest`` (storage AEAD), ``errors`` (exception hierarchy). The names below are the gateway-facing API.
+``header`` (hop-frame header encoding), ``frame`` (seal/open a frame of keys), ``identity`` (ML-DSA
+identities, trust store), ``keyring`` (signed, rotated encapsulation keys), ``replay`` (replay guards),
+``void`` (signed voids), ``at_rest`` (storage AEAD), ``errors`` (exception hierarchy). The names below are the
+gateway-facing API.
 """
 
 from relay.crypto.at_rest import StorageCipher, load_or_create_storage_key

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from relay.crypto.clock import Clock
 from relay.crypto.encoding import encode_fields, encode_uint
 from relay.crypto.errors import BadSignature, MalformedMessage, PolicyViolation, ReplayedMessage, StaleMessage
-from relay.crypto.header import LABEL, NONCE_SIZE
 from relay.crypto.frame import DEFAULT_WINDOW_MS
+from relay.crypto.header import LABEL, NONCE_SIZE
 from relay.crypto.identity import GatewayIdentity, TrustStore
 from relay.crypto.replay import ReplayGuard
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from relay.crypto import QkdUse
 from relay.gateway.demand import DemandSettings
 from relay.gateway.keepalive import KeepaliveSettings
 from relay.gateway.liveness import LivenessSettings
@@ -51,6 +52,10 @@ class Neighbour:
         return self.gateway.id
 
     @property
+    def qkd_use(self) -> QkdUse:
+        return QkdUse(self.link.qkd_use)
+
+    @property
     def grpc_target(self) -> str:
         return f"{self.gateway.host}:{self.gateway.grpc_port}"
 
@@ -62,8 +67,9 @@ class GatewaySettings:
     listen_host: str = "127.0.0.1"
     redis_url: str | None = None  # default: the region's Redis from the topology
     key_size_bits: int = 256  # size of relayed keys when the SAE does not ask for another
-    hop_timeout_s: float = 5.0  # one RelayKey call, including the hops behind it
-    hop_attempts: int = 3  # sends of the same sealed hop before the transfer is voided
+    hop_timeout_s: float = 5.0  # one RelayFrame call, including the hops behind it
+    hop_attempts: int = 3  # sends of the same sealed frame before its keys are voided
+    frames_in_flight: int = 4  # frames on their way to one neighbour; keys queued meanwhile share the next
     hop_window_s: float = 120.0  # hop and void freshness; replay entries and transfer records live <= twice this
     relay_attempts: int = 2  # fresh keys on fresh routes for one on-demand request
     link_down_s: float = 5.0  # how long routing avoids a link a downstream gateway reported cut

@@ -1,33 +1,63 @@
-"""One hop across one link: sealing a key for the next gateway and sending it, opening what the previous
-gateway sent.
+"""One hop across one link, in frames: keys for a neighbour queue up and leave together, each frame sealed
+once and sent; frames from the previous gateway are opened here.
 
-A hop counts as delivered only when the next gateway's key confirmation verifies, and that gateway
-confirms only once the key is stored at the last gateway; so the confirmation of hop 0 is the
-end-to-end ack. How the hop travels is the transport's business (:class:`HopTransport`), how it is
-protected the link policy's (:class:`HopProtection`).
+A key counts as delivered only when the next gateway's confirmation of the frame's outcomes verifies and
+its own outcome says stored; that gateway answers a frame only once every key in it is stored at its last
+gateway or has failed, so the answer to hop 0 is each key's end-to-end ack. Keys queued for one neighbour
+while frames are on their way coalesce into the next frame (:mod:`relay.gateway.coalescing`). How a frame
+travels is the transport's business (:class:`HopTransport`), how it is protected the link policy's
+(:class:`HopProtection`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from relay.crypto import HopRoute, OpenedHop, SealedHop
-from relay.crypto.errors import ConfirmationFailed
+from relay.crypto import FrameEntry, OpenedFrame, PendingFrame, SealedFrame
+from relay.crypto.errors import ConfirmationFailed, MalformedMessage
 from relay.domain import Key
-from relay.gateway.errors import QkdExhausted, RelayFailed
+from relay.gateway.coalescing import Coalescer
+from relay.gateway.config import Neighbour
+from relay.gateway.errors import RelayFailed
 from relay.gateway.hop_protection import HopProtection
-from relay.gateway.hops import HopRequest, HopTransport
+from relay.gateway.hops import HopTransport, Outcome, decode_outcomes
 from relay.gateway.relay_events import RelayObserver
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    entry: FrameEntry
+    deadline: float  # time.monotonic() by which its sender wants the answer
+
+
 class HopForwarder:
-    def __init__(self, protection: HopProtection, transport: HopTransport, observer: RelayObserver) -> None:
+    def __init__(
+        self,
+        protection: HopProtection,
+        transport: HopTransport,
+        observer: RelayObserver,
+        neighbours: Mapping[str, Neighbour],
+        *,
+        frames_in_flight: int,
+    ) -> None:
         self._protection = protection
         self._transport = transport
         self._observer = observer
+        self._links = {
+            neighbour_id: Coalescer[_Outgoing, str](
+                functools.partial(self._send, neighbour_id),
+                max_batch=neighbour.link.frame_keys,
+                in_flight=frames_in_flight,
+            )
+            for neighbour_id, neighbour in neighbours.items()
+        }
 
     async def forward(
         self,
@@ -42,46 +72,77 @@ class HopForwarder:
         timeout_s: float,
         no_degrade: bool,
     ) -> str:
-        """Send hop ``hop`` (this gateway is ``path[hop]``); returns the gateway storing the key."""
-        neighbour_id = path[hop + 1]
-        recipient = await self._transport.encapsulation_key(neighbour_id)
-        try:
-            pending, mode = await self._protection.seal(
-                key.key, HopRoute(transfer_id, hop, key.key_id), neighbour_id, recipient, no_degrade=no_degrade
-            )
-        except QkdExhausted:
-            # A lane also runs dry because its neighbour is gone (nothing refills it then): name that cause.
-            if not await self._transport.reachable(neighbour_id):
-                a, b = sorted((path[hop], neighbour_id))
-                raise RelayFailed(
-                    f"gateway {neighbour_id} is down (it failed its liveness probe)", retryable=True, down_link=(a, b)
-                ) from None
-            raise
-        request = HopRequest(
-            transfer_id, path, hop, initiator, (target,), pending.message.to_bytes(), extension_json, no_degrade
-        )
-        self._observer.counts.hops_sent += 1
-        sent = time.perf_counter()
-        result = await self._transport.send_hop(neighbour_id, request, timeout_s=timeout_s)
-        try:
-            pending.verify_confirmation(result.key_confirmation)
-        except ConfirmationFailed as exc:
-            raise RelayFailed(f"{neighbour_id} confirmed hop {hop} wrongly: {exc}", retryable=False) from exc
-        elapsed = time.perf_counter() - sent
-        self._observer.hop_confirmed(neighbour_id, hop, elapsed)
-        log.debug(
-            "transfer %s: hop %d to %s (%s) confirmed in %.1f ms",
-            transfer_id.hex(),
-            hop,
-            neighbour_id,
-            mode,
-            elapsed * 1000,
-            extra={"transfer_id": transfer_id.hex(), "hop": hop, "neighbour": neighbour_id, "mode": str(mode)},
-        )
-        return result.stored_at
+        """Send hop ``hop`` of one key (this gateway is ``path[hop]``) in the next frame to ``path[hop + 1]``;
+        returns the gateway storing the key."""
+        entry = FrameEntry(transfer_id, hop, path, initiator, target, key.key_id, key.key, extension_json, no_degrade)
+        return await self._links[path[hop + 1]].submit(_Outgoing(entry, time.monotonic() + timeout_s))
 
-    async def open(self, message: SealedHop, sender: str) -> OpenedHop:
-        """Open a hop from neighbour ``sender`` under its link's policy."""
+    async def open(self, message: SealedFrame, sender: str) -> OpenedFrame:
+        """Open a frame from neighbour ``sender`` under its link's policy."""
         opened = await self._protection.open(message, sender)
-        self._observer.counts.hops_received += 1
+        self._observer.counts.frames_received += 1
+        self._observer.counts.hops_received += len(opened.keys)
         return opened
+
+    async def close(self) -> None:
+        await asyncio.gather(*(link.close() for link in self._links.values()))
+
+    async def _send(self, neighbour_id: str, batch: list[_Outgoing]) -> list[str | BaseException]:
+        """Seal a batch for ``neighbour_id`` (one frame, or two when QKD key runs short) and send it."""
+        recipient = await self._transport.encapsulation_key(neighbour_id)
+        entries = [outgoing.entry for outgoing in batch]
+        sealing = await self._protection.seal(entries, neighbour_id, recipient)
+        results: list[str | BaseException] = [RelayFailed("not sent", retryable=True)] * len(batch)
+        if sealing.refused:
+            # A lane also runs dry because its neighbour is gone (nothing refills it then): name that cause.
+            cause: RelayFailed | None = None
+            if not await self._transport.reachable(neighbour_id):
+                a, b = sorted((entries[0].path[entries[0].hop], neighbour_id))
+                cause = RelayFailed(
+                    f"gateway {neighbour_id} is down (it failed its liveness probe)", retryable=True, down_link=(a, b)
+                )
+            for index, refusal in sealing.refused.items():
+                results[index] = cause or refusal
+        sent = await asyncio.gather(
+            *(
+                self._send_frame(neighbour_id, pending, [batch[i] for i in indices])
+                for pending, indices in sealing.frames
+            ),
+            return_exceptions=True,
+        )
+        for (_, indices), outcome in zip(sealing.frames, sent, strict=True):
+            for position, index in enumerate(indices):
+                results[index] = outcome if isinstance(outcome, BaseException) else outcome[position]
+        return results
+
+    async def _send_frame(
+        self, neighbour_id: str, pending: PendingFrame, batch: Sequence[_Outgoing]
+    ) -> list[str | BaseException]:
+        """One frame to the neighbour: every key's stored-at gateway, or its failure."""
+        try:
+            self._observer.counts.hops_sent += len(batch)
+            timeout_s = max(outgoing.deadline for outgoing in batch) - time.monotonic()
+            started = time.perf_counter()
+            answer = await self._transport.send_frame(
+                neighbour_id, pending.message.to_bytes(), len(batch), timeout_s=timeout_s
+            )
+            try:
+                pending.verify_confirmation(answer.outcomes, answer.confirmation)
+                outcomes = decode_outcomes(answer.outcomes, len(batch))
+            except (ConfirmationFailed, MalformedMessage) as exc:
+                raise RelayFailed(f"{neighbour_id} confirmed a frame wrongly: {exc}", retryable=False) from exc
+        finally:
+            pending.wipe()
+        elapsed = time.perf_counter() - started
+        header = pending.message.header
+        self._observer.hop_confirmed(neighbour_id, batch[0].entry.hop, elapsed)
+        log.debug(
+            "frame %s: %d keys to %s (%s) answered in %.1f ms",
+            header.frame_id.hex(),
+            len(batch),
+            neighbour_id,
+            header.mode.value,
+            elapsed * 1000,
+            extra={"frame_id": header.frame_id.hex(), "neighbour": neighbour_id, "mode": header.mode.value},
+        )
+        return [item.detail if item.outcome is Outcome.STORED else item.failure(neighbour_id) for item in outcomes]

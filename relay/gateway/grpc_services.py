@@ -16,7 +16,7 @@ from relay.gateway.config import GatewayPlan
 from relay.gateway.grpc_health import GatewayHealth
 from relay.gateway.grpc_tls import ServicerContext, calling_gateway
 from relay.gateway.hop_transport import KeyRelayService, answer_with_status
-from relay.gateway.hops import HopHandler, VoidHandler
+from relay.gateway.hops import FrameHandler, VoidHandler
 from relay.gateway.lane_levels import LaneBoard
 from relay.gateway.qkd_announce import AnnouncementReceiver
 from relay.pool import Role
@@ -69,7 +69,7 @@ RELAY_SERVICES = tuple(service.full_name for service in pb.DESCRIPTOR.services_b
 def add_services(
     server: grpc.aio.Server,
     plan: GatewayPlan,
-    hops: HopHandler,
+    frames: FrameHandler,
     voids: VoidHandler,
     receivers: Mapping[str, AnnouncementReceiver],
     keyring: KeyRing,
@@ -78,7 +78,7 @@ def add_services(
 ) -> GatewayHealth:
     """Add the relay services and the standard health service (grpc.health.v1.Health), which is returned:
     its status follows Redis (see :mod:`relay.gateway.grpc_health`). Health needs the same mTLS."""
-    rpc.add_KeyRelayServicer_to_server(KeyRelayService(hops, voids, board, measure_lanes), server)
+    rpc.add_KeyRelayServicer_to_server(KeyRelayService(frames, voids, board, measure_lanes), server)
     rpc.add_QkdPoolSyncServicer_to_server(QkdPoolSyncService(plan, receivers), server)
     rpc.add_EncapsulationKeysServicer_to_server(EncapsulationKeysService(keyring), server)
     health = GatewayHealth(RELAY_SERVICES)

@@ -1,44 +1,49 @@
 """How each hop is protected: sealing for a neighbour and opening from one, under the link's policy.
 
-Per link policy: ``qkd+pqc`` seals with a fresh QKD key from the link's pool and, when the pool is
-empty, degrades that hop to ``pqc-only`` with a warning and a counted metric, the mode being signed into
-the hop header; ``require-qkd`` never degrades and answers :class:`QkdExhausted` (503); ``pqc-only``
-uses ML-KEM alone. Receivers accept exactly the modes their link policy allows.
+Per link policy: ``qkd+pqc`` seals each frame with a fresh QKD key from the link's pool (and, with
+``qkd_use: otp``, a one-time pad of fresh QKD key per relayed key) and, when the pool is short, degrades
+the keys it cannot cover to ``pqc-only`` with a warning and a counted metric, the mode being signed into
+the frame header; ``require-qkd`` never degrades and refuses those keys with :class:`QkdExhausted` (503);
+``pqc-only`` uses ML-KEM alone. A key marked ``no_degrade`` (pre-relay) is refused rather than degraded.
+Receivers accept exactly the modes and the ``qkd_use`` their link policy allows, so neither can be talked
+down.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from relay.crypto import (
     DEFAULT_WINDOW_MS,
     Clock,
     EncapsulationKey,
+    FrameEntry,
     GatewayIdentity,
     HopMode,
-    HopRoute,
     KemProvider,
     KeyRing,
-    OpenedHop,
-    PendingHop,
+    OpenedFrame,
+    PendingFrame,
     QkdKey,
+    QkdUse,
     ReplayGuard,
-    SealedHop,
+    SealedFrame,
     TrustStore,
     VoidOrder,
     check_void,
-    open_hop,
-    seal_hop,
+    open_frame,
+    pad_keys_needed,
+    seal_frame,
     verify_void,
 )
+from relay.crypto.kdf import QKD_KEY_SIZE
 from relay.gateway.config import LinkPolicy, Neighbour
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
 from relay.gateway.lane_levels import LaneBoard
 from relay.gateway.relay_events import RelayObserver, RelayOrigin
-from relay.pool import PoolEmpty, PoolError, QkdPool, Role
+from relay.pool import MAX_BATCH, PoolEmpty, PoolError, QkdPool, Role
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,18 @@ class QkdLanes:
         return self._lanes[neighbour_id][qkd.role.peer if inbound else qkd.role]
 
 
+@dataclass
+class Sealing:
+    """The frames a batch of keys for one neighbour was sealed into, and the keys refused for want of QKD key.
+
+    Usually one frame; a ``qkd+pqc`` link short of QKD key seals the keys QKD key covers in one frame and
+    the rest pqc-only in another, and refuses those that must not degrade.
+    """
+
+    frames: list[tuple[PendingFrame, list[int]]] = field(default_factory=list)  # each with its entries' indices
+    refused: dict[int, QkdExhausted] = field(default_factory=dict)
+
+
 class HopProtection:
     def __init__(
         self,
@@ -122,79 +139,135 @@ class HopProtection:
         self._observer = observer
         self._board = board
 
-    async def seal(
-        self, key: bytes, route: HopRoute, neighbour_id: str, recipient: EncapsulationKey, *, no_degrade: bool
-    ) -> tuple[PendingHop, HopMode]:
-        """Seal ``key`` for the neighbour under its link's policy; ``no_degrade`` forbids the pqc-only fallback."""
-        mode, qkd_key = await self._protection(self._neighbours[neighbour_id], no_degrade, route.transfer_id)
-        # Sealing is ~1 ms of CPU (mostly the ML-DSA signature). Yield first, so that when many hops become
-        # ready at once, requests already queued on the loop are served between them, not after all of them.
-        await asyncio.sleep(0)
-        pending = seal_hop(
-            key,
-            route=route,
-            recipient=recipient,
-            identity=self._crypto.identity,
-            mode=mode,
-            qkd_key=qkd_key,
-            kem=self._crypto.kem,
-            clock=self._crypto.clock,
-        )
-        return pending, mode
+    async def seal(self, entries: Sequence[FrameEntry], neighbour_id: str, recipient: EncapsulationKey) -> Sealing:
+        """Seal ``entries`` for the neighbour under its link's policy and ``qkd_use``; an entry's
+        ``no_degrade`` forbids it the pqc-only fallback."""
+        neighbour = self._neighbours[neighbour_id]
+        sealing = Sealing()
+        if neighbour.policy is LinkPolicy.PQC_ONLY or neighbour.qkd is None:
+            self._seal_into(sealing, entries, range(len(entries)), neighbour, recipient, None, [])
+            return sealing
+        covered, qkd_key, pads = await self._take_qkd_keys(neighbour, entries)
+        if covered:
+            self._seal_into(sealing, entries, range(covered), neighbour, recipient, qkd_key, pads)
+        rest = range(covered, len(entries))
+        if not rest:
+            return sealing
+        self._board.measured(neighbour.id, 0)
+        degradable = [i for i in rest if neighbour.policy is LinkPolicy.QKD_PQC and not entries[i].no_degrade]
+        for index in sorted(set(rest) - set(degradable)):
+            sealing.refused[index] = self._exhausted(neighbour, entries[index].no_degrade)
+        if degradable:
+            self._observer.counts.qkd_fallbacks += len(degradable)
+            log.warning(
+                "QKD pool of link %s is short: %d keys to %s are sealed pqc-only (policy qkd+pqc)",
+                neighbour.qkd.link_id,
+                len(degradable),
+                neighbour.id,
+                extra={"link": neighbour.qkd.link_id},
+            )
+            self._seal_into(sealing, entries, degradable, neighbour, recipient, None, [])
+        return sealing
 
-    async def open(self, message: SealedHop, sender: str) -> OpenedHop:
-        """Authenticate and unwrap a hop from neighbour ``sender``; refusals are :class:`HopError`s."""
+    async def open(self, message: SealedFrame, sender: str) -> OpenedFrame:
+        """Authenticate and unwrap a frame from neighbour ``sender``; refusals are :class:`HopError`s."""
         neighbour = self._neighbours[sender]
         allowed = _ALLOWED_MODES[neighbour.policy]
-        return await open_hop(
+        return await open_frame(
             message,
             recipient=self._crypto.keyring,
             trust=self._crypto.trust,
             mode=message.header.mode if message.header.mode in allowed else allowed[0],
+            qkd_use=neighbour.qkd_use,
             replay=self._crypto.replay,
             clock=self._crypto.clock,
             window_ms=self._crypto.window_ms,
-            fetch_qkd_key=lambda key_id: self._received_qkd_key(neighbour, key_id),
+            fetch_qkd_keys=lambda key_ids: self._received_qkd_keys(neighbour, key_ids),
             expected_sender=sender,
         )
 
-    async def _protection(
-        self, neighbour: Neighbour, no_degrade: bool, transfer_id: bytes
-    ) -> tuple[HopMode, QkdKey | None]:
-        if neighbour.policy is LinkPolicy.PQC_ONLY or neighbour.qkd is None:
-            return HopMode.PQC_ONLY, None
+    def _seal_into(
+        self,
+        sealing: Sealing,
+        entries: Sequence[FrameEntry],
+        indices: Sequence[int],
+        neighbour: Neighbour,
+        recipient: EncapsulationKey,
+        qkd_key: QkdKey | None,
+        pads: list[QkdKey],
+    ) -> None:
+        pending = seal_frame(
+            [entries[i] for i in indices],
+            recipient=recipient,
+            identity=self._crypto.identity,
+            mode=HopMode.PQC_ONLY if qkd_key is None else HopMode.QKD_PQC,
+            qkd_use=neighbour.qkd_use,
+            qkd_key=qkd_key,
+            pad_keys=pads,
+            kem=self._crypto.kem,
+            clock=self._crypto.clock,
+        )
+        qkd_bits = 0 if qkd_key is None else 8 * QKD_KEY_SIZE * (1 + len(pads))
+        self._observer.frame_sealed(neighbour.id, len(indices), qkd_bits)
+        sealing.frames.append((pending, list(indices)))
+
+    async def _take_qkd_keys(
+        self, neighbour: Neighbour, entries: Sequence[FrameEntry]
+    ) -> tuple[int, QkdKey | None, list[QkdKey]]:
+        """How many leading entries QKD key covers, with the combiner's key and their pads (otp).
+
+        hkdf: one key covers the whole frame. otp: one key plus a whole pad per entry, taken at once or
+        not at all; when the lane holds less, the longest prefix it covers (never a partial pad)."""
+        assert neighbour.qkd is not None
         lane = self._lanes.outbound(neighbour.id)
+        needs = [0] * len(entries)
+        if neighbour.qkd_use is QkdUse.OTP:
+            needs = [pad_keys_needed(len(entry.key)) for entry in entries]
+        covered, wanted = len(entries), 1 + sum(needs)
         try:
-            qkd_key = await lane.take_any()
-        except PoolEmpty:
-            self._board.measured(neighbour.id, 0)
-            if neighbour.policy is LinkPolicy.REQUIRE_QKD or no_degrade:
-                self._observer.counts.of(RelayOrigin.of_hop(no_degrade)).qkd_exhausted += 1
-                why = "its policy is require-qkd" if neighbour.policy is LinkPolicy.REQUIRE_QKD else "pre-relay waits"
-                raise QkdExhausted(
-                    f"QKD key on link {neighbour.qkd.link_id} ({self._own_id}-{neighbour.id}) is exhausted and {why}"
-                ) from None
-            self._observer.counts.qkd_fallbacks += 1
-            log.warning(
-                "QKD pool of link %s is empty: this hop to %s is sealed pqc-only (policy qkd+pqc)",
-                neighbour.qkd.link_id,
-                neighbour.id,
-                extra={"transfer_id": transfer_id.hex(), "link": neighbour.qkd.link_id},
-            )
-            return HopMode.PQC_ONLY, None
+            while True:
+                if wanted > MAX_BATCH:
+                    covered, wanted = _prefix_within(needs, MAX_BATCH)
+                try:
+                    taken = await lane.take(wanted)
+                    break
+                except PoolEmpty:
+                    covered, wanted = _prefix_within(needs, min(await lane.level(), wanted - 1))
+                    if covered == 0:
+                        return 0, None, []
         except PoolError as exc:
             log.warning("QKD pool of link %s failed: %s", neighbour.qkd.link_id, exc)
             raise RelayFailed(
                 f"QKD pool of link {neighbour.qkd.link_id}: {exc.public_message}", retryable=True
             ) from exc
-        return HopMode.QKD_PQC, QkdKey(qkd_key.key_id, qkd_key.key)
+        keys = [QkdKey(key.key_id, key.key) for key in taken]
+        return covered, keys[0], keys[1:]
 
-    async def _received_qkd_key(self, neighbour: Neighbour, key_id: str) -> bytes:
+    def _exhausted(self, neighbour: Neighbour, no_degrade: bool) -> QkdExhausted:
+        assert neighbour.qkd is not None
+        self._observer.counts.of(RelayOrigin.of_hop(no_degrade)).qkd_exhausted += 1
+        why = "its policy is require-qkd" if neighbour.policy is LinkPolicy.REQUIRE_QKD else "pre-relay waits"
+        return QkdExhausted(
+            f"QKD key on link {neighbour.qkd.link_id} ({self._own_id}-{neighbour.id}) is exhausted and {why}"
+        )
+
+    async def _received_qkd_keys(self, neighbour: Neighbour, key_ids: Sequence[str]) -> list[bytes]:
         if neighbour.qkd is None:
             raise TransferRefused(f"link to {neighbour.id} has no QKD key pool")
         try:
-            return (await self._lanes.inbound(neighbour.id).take_specific(key_id)).key
+            return [key.key for key in await self._lanes.inbound(neighbour.id).take_named(key_ids)]
         except PoolError as exc:
-            log.warning("QKD key %s of link %s: %s", key_id, neighbour.qkd.link_id, exc)
-            message = f"QKD key {key_id} of link {neighbour.qkd.link_id}: {exc.public_message}"
+            log.warning("QKD keys of link %s: %s", neighbour.qkd.link_id, exc)
+            message = f"QKD keys of link {neighbour.qkd.link_id}: {exc.public_message}"
             raise RelayFailed(message, retryable=True) from exc
+
+
+def _prefix_within(needs: Sequence[int], available: int) -> tuple[int, int]:
+    """The most leading entries whose QKD keys (one for the frame, plus each entry's pad) fit in ``available``,
+    and how many keys that takes."""
+    covered, wanted = 0, 1
+    for need in needs:
+        if wanted + need > available:
+            break
+        covered, wanted = covered + 1, wanted + need
+    return covered, wanted if covered else 0

@@ -1,10 +1,16 @@
 """The hop transport over unary gRPC: both ends of the KeyRelay contract in one place.
 
-Sending (:class:`GrpcHopTransport`, a :class:`relay.gateway.hops.HopTransport`): builds the
-RelayKeyRequest / VoidKeysRequest from the engine's values, retries transport failures with the very
-same sealed message, and decodes every failure into a domain exception. Receiving
-(:class:`KeyRelayService`): turns each request into a :class:`HopRequest` / :class:`VoidRequest`, calls
-the engine, and encodes its answer or failure. The status codes, both ways:
+Sending (:class:`GrpcHopTransport`, a :class:`relay.gateway.hops.HopTransport`): carries a sealed frame
+in a RelayFrameRequest (or a VoidKeysRequest built from the engine's values), retries transport failures
+with the very same bytes, and decodes every failure of a whole frame into a domain exception. Receiving
+(:class:`KeyRelayService`): hands each frame's bytes (or a :class:`VoidRequest`) to the engine, and
+encodes its answer or failure. Each key's own outcome travels inside the answer
+(:mod:`relay.gateway.hops`); a down link an outcome names is reported to :class:`LinkHealth` here, as
+one named in the trailing metadata of a failed frame is.
+
+Unary calls, one frame each, rather than a stream per neighbour: a frame carries up to ``frame_keys``
+keys, so the per-call cost is spread over them, and a unary call keeps its own deadline, its retry with
+the same bytes and its liveness watch. The status codes of a whole frame, both ways:
 
 - UNAVAILABLE, DEADLINE_EXCEEDED: the peer did not answer (or asks to be asked again: a transfer in
   progress, its storage down); resent with the same message, and the peer is probed
@@ -15,7 +21,7 @@ the engine, and encodes its answer or failure. The status codes, both ways:
 - ABORTED: the transfer failed further on; void and start over. Trailing metadata ``qkdr-down-link``
   names a link found cut there, so the originator routes around it.
 
-Every RelayKey answer, success or failure, carries the receiver's QKD lane levels as trailing metadata
+Every RelayFrame answer, success or failure, carries the receiver's QKD lane levels as trailing metadata
 ``qkdr-lanes`` (:mod:`relay.gateway.lane_levels`); the sender learns them into its :class:`LaneBoard`.
 - INVALID_ARGUMENT, PERMISSION_DENIED: a refused hop; final.
 
@@ -36,7 +42,7 @@ from relay.crypto import EncapsulationKey
 from relay.crypto.errors import HopError, TrustError, UnknownEncapsulationKey
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
 from relay.gateway.grpc_tls import ServicerContext, calling_gateway
-from relay.gateway.hops import HopHandler, HopRequest, HopResult, VoidHandler, VoidRequest
+from relay.gateway.hops import FrameAnswer, FrameHandler, VoidHandler, VoidRequest, decode_outcomes
 from relay.gateway.lane_levels import LANES_METADATA, LaneBoard, decode, encode
 from relay.gateway.link_health import LinkHealth
 from relay.gateway.liveness import NeighbourDown
@@ -59,32 +65,6 @@ LANES_TIMEOUT_S = 0.5  # a LaneLevels call; unanswered, the refusal stands on wh
 
 
 # ----- messages ------------------------------------------------------------------------------------
-
-
-def hop_request_to_proto(request: HopRequest) -> pb.RelayKeyRequest:
-    return pb.RelayKeyRequest(
-        transfer_id=request.transfer_id,
-        path=list(request.path),
-        hop=request.hop,
-        initiator_sae_id=request.initiator_sae_id,
-        target_sae_ids=list(request.target_sae_ids),
-        sealed_hop=request.sealed_hop,
-        extension_optional_json=request.extension_json,
-        no_degrade=request.no_degrade,
-    )
-
-
-def hop_request_from_proto(message: pb.RelayKeyRequest) -> HopRequest:
-    return HopRequest(
-        transfer_id=message.transfer_id,
-        path=tuple(message.path),
-        hop=message.hop,
-        initiator_sae_id=message.initiator_sae_id,
-        target_sae_ids=tuple(message.target_sae_ids),
-        sealed_hop=message.sealed_hop,
-        extension_json=message.extension_optional_json,
-        no_degrade=message.no_degrade,
-    )
 
 
 def void_request_to_proto(request: VoidRequest) -> pb.VoidKeysRequest:
@@ -150,15 +130,17 @@ class GrpcHopTransport:
     async def reachable(self, neighbour_id: str) -> bool:
         return await self._health.liveness.alive(neighbour_id)
 
-    async def send_hop(self, neighbour_id: str, request: HopRequest, *, timeout_s: float) -> HopResult:
+    async def send_frame(self, neighbour_id: str, sealed_frame: bytes, keys: int, *, timeout_s: float) -> FrameAnswer:
         peer = self._peers[neighbour_id]
-        message = hop_request_to_proto(request)
+        message = pb.RelayFrameRequest(sealed_frame=sealed_frame)
         deadline = time.monotonic() + timeout_s
         for attempt in range(1, self._hop_attempts + 1):
-            calls: list[grpc.aio.UnaryUnaryCall[pb.RelayKeyRequest, pb.RelayKeyResponse]] = []
+            calls: list[grpc.aio.UnaryUnaryCall[pb.RelayFrameRequest, pb.RelayFrameResponse]] = []
 
-            def start() -> grpc.aio.UnaryUnaryCall[pb.RelayKeyRequest, pb.RelayKeyResponse]:
-                calls.append(peer.relay.RelayKey(message, timeout=max(MIN_CALL_TIMEOUT_S, deadline - time.monotonic())))
+            def start() -> grpc.aio.UnaryUnaryCall[pb.RelayFrameRequest, pb.RelayFrameResponse]:
+                calls.append(
+                    peer.relay.RelayFrame(message, timeout=max(MIN_CALL_TIMEOUT_S, deadline - time.monotonic()))
+                )
                 return calls[-1]
 
             try:
@@ -170,10 +152,11 @@ class GrpcHopTransport:
                 if transport and attempt < self._hop_attempts and time.monotonic() < deadline:
                     self._observer.counts.hop_retries += 1
                     await asyncio.sleep(RETRY_PAUSE_S * attempt)
-                    continue  # the very same sealed message: the receiver answers it at most once
+                    continue  # the very same sealed frame: the receiver answers it at most once
                 raise await self._failure(peer, exc) from None
             self._learn(await calls[-1].trailing_metadata())
-            return HopResult(answer.key_confirmation, answer.stored_at)
+            self._learn_down_links(answer.outcomes, keys)
+            return FrameAnswer(answer.outcomes, answer.key_confirmation)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def send_void(self, neighbour_id: str, request: VoidRequest, *, timeout_s: float) -> list[str]:
@@ -205,6 +188,16 @@ class GrpcHopTransport:
         lanes = dict(metadata or ()).get(LANES_METADATA)  # type: ignore[call-overload]
         if isinstance(lanes, str):
             self._board.learn(decode(lanes))
+
+    def _learn_down_links(self, outcomes: bytes, keys: int) -> None:
+        """Links the keys' outcomes found cut further on, for routing to avoid (the forwarder checks the
+        confirmation of these bytes; an unreadable answer is refused there)."""
+        try:
+            decoded = decode_outcomes(outcomes, keys)
+        except HopError:
+            return
+        for link in {item.down_link for item in decoded if item.down_link is not None}:
+            self._health.remote_link_down(*link)
 
     def _abandoned(self, exc: NeighbourDown) -> RelayFailed:
         """A call abandoned because its neighbour failed its probe: retryable on another route."""
@@ -280,10 +273,10 @@ class KeyRelayService(rpc.KeyRelayServicer):
     """The receiving end: authenticates the calling gateway from its certificate, never from a field."""
 
     def __init__(
-        self, hops: HopHandler, voids: VoidHandler, board: LaneBoard, measure: Callable[[], Awaitable[None]]
+        self, frames: FrameHandler, voids: VoidHandler, board: LaneBoard, measure: Callable[[], Awaitable[None]]
     ) -> None:
         """``measure``: our own lane levels into ``board`` now."""
-        self._hops = hops
+        self._frames = frames
         self._voids = voids
         self._board = board
         self._measure = measure
@@ -291,13 +284,14 @@ class KeyRelayService(rpc.KeyRelayServicer):
     def _lanes(self) -> Metadata:
         return ((LANES_METADATA, encode(self._board.reports())),)
 
-    async def RelayKey(self, request: pb.RelayKeyRequest, context: ServicerContext) -> pb.RelayKeyResponse:
+    async def RelayFrame(self, request: pb.RelayFrameRequest, context: ServicerContext) -> pb.RelayFrameResponse:
         sender = await calling_gateway(context)
-        hop = hop_request_from_proto(request)
-        result = await answer_with_status(
-            context, lambda: self._hops.receive(hop, sender, context.time_remaining()), self._lanes
+        answer = await answer_with_status(
+            context,
+            lambda: self._frames.receive_frame(request.sealed_frame, sender, context.time_remaining()),
+            self._lanes,
         )
-        return pb.RelayKeyResponse(key_confirmation=result.key_confirmation, stored_at=result.stored_at)
+        return pb.RelayFrameResponse(outcomes=answer.outcomes, key_confirmation=answer.confirmation)
 
     async def LaneLevels(self, request: pb.LaneLevelsRequest, context: ServicerContext) -> pb.LaneLevelsResponse:
         await calling_gateway(context)

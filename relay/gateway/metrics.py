@@ -46,8 +46,8 @@ class GatewayMetrics(RelayObserver):
         self.registry = CollectorRegistry(auto_describe=False)
         self.hop_latency = Histogram(
             "qkdr_relay_hop_latency_seconds",
-            "Time from sending a hop to its confirmation (which implies the "
-            "key is stored at the last gateway), by neighbour and hop index",
+            "Time from sending a hop frame to its confirmation (which implies every "
+            "key in it is stored at its last gateway or failed), by neighbour and hop index",
             ["neighbour", "hop"],
             registry=self.registry,
             buckets=LATENCY_BUCKETS_S,
@@ -64,6 +64,9 @@ class GatewayMetrics(RelayObserver):
         self.foreign_handovers: Counter[tuple[str, str]] = Counter()  # by foreign domain and outcome
         self.relay_failures: Counter[tuple[str, RelayOrigin]] = Counter()  # by reason and origin
         self.hop_failures: Counter[str] = Counter()
+        self.frames: Counter[str] = Counter()  # frames sealed, by neighbour
+        self.frame_keys: Counter[str] = Counter()  # keys in them
+        self.frame_qkd_bits: Counter[str] = Counter()  # QKD key they spent (combiner and pads)
         self.redis_durability: RedisDurability | None = None  # read once at start-up
         self.certificates: Sequence[x509.Certificate] = ()  # loaded at start-up: its own and the CA
         self._started = time.monotonic()
@@ -84,6 +87,12 @@ class GatewayMetrics(RelayObserver):
 
     def hop_refused(self, reason: str) -> None:
         self.hop_failures[reason] += 1
+
+    def frame_sealed(self, neighbour: str, keys: int, qkd_bits: int) -> None:
+        super().frame_sealed(neighbour, keys, qkd_bits)
+        self.frames[neighbour] += 1
+        self.frame_keys[neighbour] += keys
+        self.frame_qkd_bits[neighbour] += qkd_bits
 
     # ----- scraping ------------------------------------------------------------------------------
 
@@ -249,10 +258,11 @@ class _Collector:
         m = self._metrics
         relay = sources.relay
         for name, help_text in (
-            ("hops_sent", "Hops sealed and sent to a neighbour"),
-            ("hops_received", "Hops received and opened"),
-            ("hop_retries", "Hops re-sent after a transport failure"),
-            ("qkd_fallbacks", "qkd+pqc hops sealed pqc-only because the QKD lane was empty"),
+            ("hops_sent", "Keys sent to a neighbour, in frames"),
+            ("hops_received", "Keys received from a neighbour in frames and opened"),
+            ("frames_received", "Frames received and opened"),
+            ("hop_retries", "Frames re-sent (the same bytes) after a transport failure"),
+            ("qkd_fallbacks", "Keys on qkd+pqc links sealed pqc-only because the QKD lane was short"),
             ("keys_voided", "Keys voided at this gateway after a failed relay"),
         ):
             yield counter(f"qkdr_relay_{name}", help_text, [], [([], getattr(relay, name))])
@@ -284,10 +294,21 @@ class _Collector:
         )
         yield counter(
             "qkdr_relay_hop_failures",
-            "Hops received here that failed, by exception type",
+            "Keys (or whole frames) received here that failed, by exception type",
             ["reason"],
             counted(m.hop_failures),
         )
+        for name, help_text, counts in (
+            ("frames", "Hop frames sealed for a neighbour", m.frames),
+            ("frame_keys", "Keys in the hop frames sealed for a neighbour", m.frame_keys),
+            (
+                "frame_qkd_bits",
+                "QKD key bits the hop frames for a neighbour spent (one 256-bit key per qkd+pqc frame, plus "
+                "each key's one-time pad on otp links); divided by frame_keys: QKD bits per relayed key",
+                m.frame_qkd_bits,
+            ),
+        ):
+            yield counter(f"qkdr_relay_{name}", help_text, ["neighbour"], counted(counts))
         yield gauge(
             "qkdr_neighbour_reachable",
             "0 while a neighbour is marked down: from a failed liveness probe until a probe succeeds",

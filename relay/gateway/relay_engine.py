@@ -19,15 +19,14 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 
-from relay.crypto import SealedHop
-from relay.crypto.errors import MalformedMessage
+from relay.crypto import ItemHeader, SealedFrame
 from relay.domain import MAX_SAE_ID_LENGTH, Key, check_key_id, new_key_id
 from relay.gateway.config import GatewayPlan, GatewaySettings
 from relay.gateway.errors import QkdExhausted, RelayFailed, RouteDry, TransferRefused
 from relay.gateway.fair_share import FairShares
 from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
-from relay.gateway.hops import HopRequest, HopResult
+from relay.gateway.hops import FrameAnswer, ItemOutcome, encode_outcomes
 from relay.gateway.relay_events import RelayObserver, RelayOrigin
 from relay.gateway.routing import Router
 from relay.gateway.transfers import TransferLog
@@ -177,7 +176,8 @@ class RelayEngine:
             timeout_s = self._settings.hop_timeout_s + (self._settings.foreign_ack_deadline_s if foreign else 0)
         if target_gateway == self._plan.id:
             budget_s = min(timeout_s, self._settings.foreign_ack_deadline_s)
-            await self._store_for_target(initiator, target, key, (self._plan.id,), budget_s)
+            if not await self._store_for_target(initiator, target, [key], (self._plan.id,), budget_s):
+                raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
             return (self._plan.id,)
         try:
             route = await self._router.route_for_key(target_gateway, no_degrade=origin.no_degrade)
@@ -222,86 +222,129 @@ class RelayEngine:
 
     # ----- receiving side ----------------------------------------------------------------------------
 
-    async def receive(self, request: HopRequest, sender: str, time_left_s: float | None) -> HopResult:
-        """Open one hop from ``sender`` (authenticated by the transport), then store the key or forward it."""
-        target = self._check_hop_request(request, sender)
-        message = SealedHop.from_bytes(request.sealed_hop)
-        if (message.header.transfer_id, message.header.hop) != (request.transfer_id, request.hop):
-            # The replay guard keys on the signed header, the transfer log on the request: they must agree.
-            raise MalformedMessage("transfer_id and hop of the request differ from the signed hop header")
-        result = await self._transfers.answer_once(
-            sender, request.transfer_id, lambda: self._attempt(request, message, target, sender, time_left_s)
+    async def receive_frame(self, sealed_frame: bytes, sender: str, time_left_s: float | None) -> FrameAnswer:
+        """Open a frame from ``sender`` (authenticated by the transport), then store or forward each key in it;
+        the answer comes once every key has its outcome, and authenticates all of them."""
+        message = SealedFrame.from_bytes(sealed_frame)
+        frame_id = message.header.frame_id
+        answer = await self._transfers.answer_once(
+            sender, frame_id, lambda: self._attempt(message, sender, time_left_s)
         )
         log.debug(
-            "transfer %s: hop %d from %s done, stored at %s",
-            request.transfer_id.hex(),
-            request.hop,
+            "frame %s: %d keys from %s answered",
+            frame_id.hex(),
+            len(message.header.items),
             sender,
-            result.stored_at,
-            extra={"transfer_id": request.transfer_id.hex(), "neighbour": sender},
+            extra={"frame_id": frame_id.hex(), "neighbour": sender},
         )
-        return result
+        return answer
 
-    async def _attempt(
-        self, request: HopRequest, message: SealedHop, target: str, sender: str, time_left_s: float | None
-    ) -> HopResult:
+    async def _attempt(self, message: SealedFrame, sender: str, time_left_s: float | None) -> FrameAnswer:
         try:
-            return await self._open_and_pass_on(request, message, target, sender, time_left_s)
+            opened = await self._hops.open(message, sender)
         except BaseException as exc:
             self._observer.hop_refused(type(exc).__name__)
             log.info(
-                "transfer %s: hop from %s failed here: %s",
-                request.transfer_id.hex(),
+                "frame %s from %s refused here: %s",
+                message.header.frame_id.hex(),
                 sender,
                 type(exc).__name__,
-                extra={"transfer_id": request.transfer_id.hex(), "neighbour": sender},
+                extra={"frame_id": message.header.frame_id.hex(), "neighbour": sender},
             )
             raise
-
-    async def _open_and_pass_on(
-        self, request: HopRequest, message: SealedHop, target: str, sender: str, time_left_s: float | None
-    ) -> HopResult:
-        opened = await self._hops.open(message, sender)
-        key = Key(check_key_id(opened.header.key_id), opened.key)
         if time_left_s is None:
             budget = self._settings.hop_timeout_s
         else:
             budget = max(MIN_HOP_BUDGET_S, time_left_s - HOP_BUDGET_MARGIN_S)
-        if request.path[-1] == self._plan.id:
-            await self._store_for_target(request.initiator_sae_id, target, key, request.path, budget)
-            return HopResult(opened.confirmation, self._plan.id)
-        stored_at = await self._hops.forward(
-            request.transfer_id,
-            request.path,
-            request.hop + 1,
-            request.initiator_sae_id,
-            target,
-            key,
-            extension_json=request.extension_json,
-            timeout_s=budget,
-            no_degrade=request.no_degrade,
+        items = list(zip(opened.header.items, opened.keys, strict=True))
+        stored_here = [(item, key) for item, key in items if item.path[-1] == self._plan.id]
+        outcomes = dict(await self._store_here(stored_here, sender, budget))
+        passed_on = [(index, item, key) for index, (item, key) in enumerate(items) if item.path[-1] != self._plan.id]
+        results = await asyncio.gather(*(self._pass_on(item, key, sender, budget) for _, item, key in passed_on))
+        outcomes.update((items[index][0].transfer_id, outcome) for (index, _, _), outcome in zip(passed_on, results))
+        encoded = encode_outcomes(tuple(outcomes[item.transfer_id] for item, _ in items))
+        return FrameAnswer(encoded, opened.confirm(encoded))
+
+    async def _pass_on(self, item: ItemHeader, key: bytes, sender: str, budget_s: float) -> ItemOutcome:
+        """Forward one key of a frame to the next gateway of its path (in a frame of its own link)."""
+        try:
+            target = self._check_item(item, sender)
+            stored_at = await self._hops.forward(
+                item.transfer_id,
+                item.path,
+                item.hop + 1,
+                item.initiator,
+                target,
+                Key(item.key_id, key),
+                extension_json=item.extension_json,
+                timeout_s=budget_s,
+                no_degrade=item.no_degrade,
+            )
+        except Exception as exc:
+            return self._failed(item, sender, exc)
+        return ItemOutcome.stored(stored_at)
+
+    async def _store_here(
+        self, items: Sequence[tuple[ItemHeader, bytes]], sender: str, budget_s: float
+    ) -> list[tuple[bytes, ItemOutcome]]:
+        """The last gateway's part for the keys of a frame that end here: one store call per SAE pair and
+        path (a foreign SAE's keys are handed over one by one); each key's outcome by transfer_id."""
+        outcomes: list[tuple[bytes, ItemOutcome]] = []
+        groups: dict[tuple[str, str, tuple[str, ...], str], list[tuple[ItemHeader, Key]]] = {}
+        for item, key in items:
+            try:
+                target = self._check_item(item, sender)
+                alone = item.key_id if target in self._plan.foreign_saes else ""  # each hand-over its own outcome
+                groups.setdefault((item.initiator, target, item.path, alone), []).append((item, Key(item.key_id, key)))
+            except Exception as exc:
+                outcomes.append((item.transfer_id, self._failed(item, sender, exc)))
+        stored = await asyncio.gather(
+            *(self._store_for_target(initiator, target, [key for _, key in group], path, budget_s)
+              for (initiator, target, path, _), group in groups.items()),
+            return_exceptions=True,
+        )  # fmt: skip
+        for group, result in zip(groups.values(), stored, strict=True):
+            for item, relayed in group:
+                if isinstance(result, BaseException):
+                    outcomes.append((item.transfer_id, self._failed(item, sender, result)))
+                elif relayed.key_id in result:
+                    outcomes.append((item.transfer_id, ItemOutcome.stored(self._plan.id)))
+                else:
+                    used = RelayFailed(f"key_ID {relayed.key_id} was already used for {item.target}", retryable=False)
+                    outcomes.append((item.transfer_id, self._failed(item, sender, used)))
+        return outcomes
+
+    def _failed(self, item: ItemHeader, sender: str, exc: BaseException) -> ItemOutcome:
+        if isinstance(exc, asyncio.CancelledError):
+            raise exc
+        self._observer.hop_refused(type(exc).__name__)
+        log.info(
+            "transfer %s: key from %s failed here: %s",
+            item.transfer_id.hex(),
+            sender,
+            type(exc).__name__,
+            extra={"transfer_id": item.transfer_id.hex(), "neighbour": sender},
         )
-        return HopResult(opened.confirmation, stored_at)
+        return ItemOutcome.of_failure(exc)
 
     async def _store_for_target(
-        self, initiator: str, target: str, key: Key, path: tuple[str, ...], budget_s: float
-    ) -> None:
-        """The last gateway's part: hold ``key`` for ``target`` with the path it came along (only a void
-        signed by that path's origin withdraws it), refusing a key_ID used or voided before; or, for an
-        SAE of a foreign domain, hand it over there and return once acked ``relayed`` within ``budget_s``."""
+        self, initiator: str, target: str, keys: Sequence[Key], path: tuple[str, ...], budget_s: float
+    ) -> list[str]:
+        """The last gateway's part: hold ``keys`` for ``target`` with the path they came along (only a void
+        signed by that path's origin withdraws them); returns the key_IDs stored, never one used or voided
+        before. For an SAE of a foreign domain (one key per call), hand it over there, returning once acked
+        ``relayed`` within ``budget_s`` (a failed hand-over raises)."""
         if target in self._plan.foreign_saes:
             if self._foreign is None or not self._foreign.borders(target):
                 raise RelayFailed(f"{self._plan.id} does not border the KMS domain of {target}", retryable=False)
-            await self._foreign.hand_over(initiator, target, key, budget_s)
-            return
-        if not await self._store.put_for_slave(initiator, target, [key], path=path):
-            raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
+            for key in keys:
+                await self._foreign.hand_over(initiator, target, key, budget_s)
+            return [key.key_id for key in keys]
+        return await self._store.put_for_slave(initiator, target, keys, path=path)
 
-    def _check_hop_request(self, request: HopRequest, sender: str) -> str:
-        """The target SAE of a hop this gateway may process; a :class:`TransferRefused` otherwise."""
-        path, hop, own, neighbours = request.path, request.hop, self._plan.id, self._plan.neighbours
-        if len(request.transfer_id) != 16:
-            raise TransferRefused("transfer_id must be 16 bytes")
+    def _check_item(self, item: ItemHeader, sender: str) -> str:
+        """The target SAE of a key this gateway may process; a :class:`TransferRefused` otherwise."""
+        path, hop, own, neighbours = item.path, item.hop, self._plan.id, self._plan.neighbours
         if len(set(path)) != len(path) or not 0 <= hop < len(path) - 1:
             raise TransferRefused("path must name distinct gateways and hop must index a sender on it")
         if path[hop] != sender or path[hop + 1] != own:
@@ -310,11 +353,12 @@ class RelayEngine:
             raise TransferRefused(f"{sender} is not a neighbour of {own}")
         if path[-1] != own and path[hop + 2] not in neighbours:
             raise TransferRefused(f"{path[hop + 2]} is not a neighbour of {own}")
-        if len(request.target_sae_ids) != 1:
-            raise TransferRefused("a relayed key has exactly one target SAE")
-        target = request.target_sae_ids[0]
-        if self._plan.gateway_of(target) != path[-1]:
-            raise TransferRefused(f"target SAE {target!r} is not served by {path[-1]}")
-        if not 1 <= len(request.initiator_sae_id) <= MAX_SAE_ID_LENGTH:  # may live in another KMS's domain
+        if self._plan.gateway_of(item.target) != path[-1]:
+            raise TransferRefused(f"target SAE {item.target!r} is not served by {path[-1]}")
+        if not 1 <= len(item.initiator) <= MAX_SAE_ID_LENGTH:  # may live in another KMS's domain
             raise TransferRefused(f"initiator SAE ID must be 1 to {MAX_SAE_ID_LENGTH} characters")
-        return target
+        try:
+            check_key_id(item.key_id)
+        except ValueError as exc:
+            raise TransferRefused(str(exc)) from None
+        return item.target

@@ -44,9 +44,11 @@ ORIGIN_COUNTERS = tuple(f.name for f in fields(OriginCounts))
 
 @dataclass
 class RelayMetrics:
-    hops_sent: int = 0
-    hops_received: int = 0
-    hop_retries: int = 0
+    hops_sent: int = 0  # keys sent to a neighbour (each in a frame)
+    hops_received: int = 0  # keys received from a neighbour (each in a frame)
+    hop_retries: int = 0  # frames resent with the same bytes
+    frames_sent: int = 0
+    frames_received: int = 0
     qkd_fallbacks: int = 0  # qkd+pqc hops sealed pqc-only because the QKD pool was empty (never pre-relay)
     keys_voided: int = 0
     sae: OriginCounts = field(default_factory=OriginCounts)
@@ -86,4 +88,8 @@ class RelayObserver:
         """A relay originated here failed; ``reason`` is the exception type (``RelayFailed``, ``QkdExhausted``)."""
 
     def hop_refused(self, reason: str) -> None:
-        """A hop received from a neighbour failed here; ``reason`` is the exception type."""
+        """A key (or a whole frame) received from a neighbour failed here; ``reason`` is the exception type."""
+
+    def frame_sealed(self, neighbour: str, keys: int, qkd_bits: int) -> None:
+        """A frame of ``keys`` keys was sealed for ``neighbour``, spending ``qkd_bits`` bits of QKD key."""
+        self.counts.frames_sent += 1

@@ -173,6 +173,7 @@ async def start_gateway(
             plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics, handover, foreign_clients
         )
         stack.push_async_callback(relay.voiding.close)
+        stack.push_async_callback(relay.forwarder.close)
         stack.push_async_callback(relay.health.liveness.close)
         if relay.foreign is not None:
             stack.push_async_callback(relay.foreign.close)
@@ -284,6 +285,7 @@ class _Relay:
     lanes: QkdLanes
     voiding: Voiding
     engine: RelayEngine
+    forwarder: HopForwarder
     foreign: ForeignBorder | None  # when this gateway borders a foreign KMS domain
 
 
@@ -318,7 +320,9 @@ def _relay(
     router = Router(plan, health, board, LaneLookout(plan.id, measure, transport.ask_lanes))
     voiding = Voiding(plan, router, store, transport, observer, crypto, hop_timeout_s=settings.hop_timeout_s)
     protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer, board)
-    forwarder = HopForwarder(protection, transport, observer)
+    forwarder = HopForwarder(
+        protection, transport, observer, plan.neighbours, frames_in_flight=settings.frames_in_flight
+    )
     transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id, hop_window_s=settings.hop_window_s)
     foreign = None
     if foreign_clients:
@@ -339,7 +343,7 @@ def _relay(
     buckets = TokenBuckets(backend, keyspace)
     shares = FairShares(plan.topology.fair_share, buckets, rates, qkd_key_bits=settings.qkd_pool.key_size_bits)
     engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign, shares)
-    return _Relay(health, board, measure, router, lanes, voiding, engine, foreign)
+    return _Relay(health, board, measure, router, lanes, voiding, engine, forwarder, foreign)
 
 
 def _qkd_supply(

@@ -1,17 +1,19 @@
-"""The receiving gateway's record of each transfer, so a retried hop is answered, never processed twice.
+"""The receiving gateway's record of each frame, so a retried frame is answered, never processed twice.
 
-A sender retries a hop with the very same sealed message when it got no answer. The replay guard refuses
-that message a second time, and the QKD key it names is already spent, so the receiver must remember how
-the first attempt ended: ``done`` (answer again with the same confirmation), ``failed`` (the sender voids
-and starts over with a fresh key), or ``pending``. A pending record is alive only while the attempt runs
-in this process; one left behind by a crash or a lost Redis write is dead, and becomes ``failed``.
-:meth:`TransferLog.answer_once` applies this to one received hop.
+A sender retries a frame with the very same sealed bytes when it got no answer. The replay guard refuses
+that frame a second time, and the QKD keys it names are already spent, so the receiver must remember how
+the first attempt ended: ``done`` (answer again with the same outcomes and confirmation), ``failed`` (the
+sender voids its keys and starts over with fresh ones), or ``pending``. A pending record is alive only
+while the attempt runs in this process; one left behind by a crash or a lost Redis write is dead, and
+becomes ``failed``. :meth:`TransferLog.answer_once` applies this to one received frame. One record per
+frame, not per key: a frame of 512 keys costs one record.
 
-Records live in the gateway's Redis under ``<prefix>:xfer:<sender>:<transfer_id hex>`` (public IDs only) and
-expire twice the hop freshness window after they were last written (240 s by default): a hop claimed at
-``c`` passed, or will fail, the freshness check ``|now - timestamp| <= window``, so every retry of it that
-could still be accepted arrives before ``timestamp + window <= c + 2 * window``; later ones are refused as
-stale whatever the log says, and the sender has given up long before (its deadline is a few hop timeouts).
+Records live in the gateway's Redis under ``<prefix>:xfer:<sender>:<frame_id hex>`` (public IDs and
+outcomes only) and expire twice the hop freshness window after they were last written (240 s by default):
+a frame claimed at ``c`` passed, or will fail, the freshness check ``|now - timestamp| <= window``, so
+every retry of it that could still be accepted arrives before ``timestamp + window <= c + 2 * window``;
+later ones are refused as stale whatever the log says, and the sender has given up long before (its
+deadline is a few hop timeouts).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from enum import StrEnum
 
 from relay.crypto import DEFAULT_WINDOW_MS
 from relay.gateway.errors import RelayFailed, TransferInProgress
-from relay.gateway.hops import HopResult
+from relay.gateway.hops import FrameAnswer
 from relay.pool import PoolUnavailable, RedisBackend
 
 
@@ -38,8 +40,7 @@ class TransferState(StrEnum):
 @dataclass(frozen=True)
 class TransferRecord:
     state: TransferState
-    confirmation: bytes = b""
-    stored_at: str = ""
+    answer: FrameAnswer | None = None
     reason: str = ""
     owner: str = ""  # the process instance running a pending attempt
 
@@ -56,65 +57,64 @@ class TransferLog:
         self._active: set[tuple[str, bytes]] = set()
 
     async def answer_once(
-        self, sender: str, transfer_id: bytes, attempt: Callable[[], Awaitable[HopResult]]
-    ) -> HopResult:
-        """Run ``attempt`` for the first delivery of a transfer; answer a repeated one from its record."""
-        earlier = await self.claim(sender, transfer_id)
+        self, sender: str, frame_id: bytes, attempt: Callable[[], Awaitable[FrameAnswer]]
+    ) -> FrameAnswer:
+        """Run ``attempt`` for the first delivery of a frame; answer a repeated one from its record."""
+        earlier = await self.claim(sender, frame_id)
         if earlier is not None:
-            if earlier.state is TransferState.DONE:
-                return HopResult(earlier.confirmation, earlier.stored_at)
+            if earlier.answer is not None:
+                return earlier.answer
             if earlier.state is TransferState.PENDING:
-                raise TransferInProgress(f"transfer {transfer_id.hex()} is being processed")
-            raise RelayFailed(
-                f"transfer {transfer_id.hex()} failed at {self._gateway_id}: {earlier.reason}", retryable=True
-            )
+                raise TransferInProgress(f"frame {frame_id.hex()} is being processed")
+            raise RelayFailed(f"frame {frame_id.hex()} failed at {self._gateway_id}: {earlier.reason}", retryable=True)
         try:
             result = await attempt()
         except BaseException as exc:
-            await asyncio.shield(self.fail(sender, transfer_id, type(exc).__name__))
+            await asyncio.shield(self.fail(sender, frame_id, type(exc).__name__))
             raise
-        await self.finish(sender, transfer_id, result.key_confirmation, result.stored_at)
+        await self.finish(sender, frame_id, result)
         return result
 
-    async def claim(self, sender: str, transfer_id: bytes) -> TransferRecord | None:
+    async def claim(self, sender: str, frame_id: bytes) -> TransferRecord | None:
         """None if this call now owns the transfer; otherwise how an earlier attempt stands.
 
         A live attempt of this process answers PENDING; a dead one is turned into FAILED first.
         """
-        name = self._name(sender, transfer_id)
+        name = self._name(sender, frame_id)
         if await self._backend.command("SET", name, f"pending:{self._instance}", "NX", "PX", self.ttl_ms):
-            self._active.add((sender, transfer_id))
+            self._active.add((sender, frame_id))
             return None
         record = _decode(await self._backend.command("GET", name))
-        if record.state is TransferState.PENDING and not self._is_live(sender, transfer_id, record):
+        if record.state is TransferState.PENDING and not self._is_live(sender, frame_id, record):
             record = TransferRecord(TransferState.FAILED, reason="an earlier attempt was interrupted")
-            await self._write(sender, transfer_id, f"failed:{record.reason}")
+            await self._write(sender, frame_id, f"failed:{record.reason}")
         return record
 
-    async def finish(self, sender: str, transfer_id: bytes, confirmation: bytes, stored_at: str) -> None:
+    async def finish(self, sender: str, frame_id: bytes, answer: FrameAnswer) -> None:
+        encoded = f"{base64.b64encode(answer.confirmation).decode()}:{base64.b64encode(answer.outcomes).decode()}"
         try:
-            await self._write(sender, transfer_id, f"done:{base64.b64encode(confirmation).decode()}:{stored_at}")
+            await self._write(sender, frame_id, f"done:{encoded}")
         finally:
-            self._active.discard((sender, transfer_id))
+            self._active.discard((sender, frame_id))
 
-    async def fail(self, sender: str, transfer_id: bytes, reason: str) -> None:
+    async def fail(self, sender: str, frame_id: bytes, reason: str) -> None:
         """Best effort: if Redis is down the record stays pending, and the next claim finds it dead."""
         try:
-            await self._write(sender, transfer_id, f"failed:{reason[:200]}")
+            await self._write(sender, frame_id, f"failed:{reason[:200]}")
         except PoolUnavailable:
             pass
         finally:
-            self._active.discard((sender, transfer_id))
+            self._active.discard((sender, frame_id))
 
-    def _is_live(self, sender: str, transfer_id: bytes, record: TransferRecord) -> bool:
-        return record.owner == self._instance and (sender, transfer_id) in self._active
+    def _is_live(self, sender: str, frame_id: bytes, record: TransferRecord) -> bool:
+        return record.owner == self._instance and (sender, frame_id) in self._active
 
-    async def _write(self, sender: str, transfer_id: bytes, value: str) -> None:
-        await self._backend.command("SET", self._name(sender, transfer_id), value, "PX", self.ttl_ms)
+    async def _write(self, sender: str, frame_id: bytes, value: str) -> None:
+        await self._backend.command("SET", self._name(sender, frame_id), value, "PX", self.ttl_ms)
 
-    def _name(self, sender: str, transfer_id: bytes) -> str:
-        """Per sender: a neighbour that learns another's transfer_id cannot claim (and so fail) its transfer."""
-        return f"{self._prefix}:xfer:{sender}:{transfer_id.hex()}"
+    def _name(self, sender: str, frame_id: bytes) -> str:
+        """Per sender: a neighbour that learns another's frame_id cannot claim (and so fail) its frame."""
+        return f"{self._prefix}:xfer:{sender}:{frame_id.hex()}"
 
 
 def _decode(raw: bytes | None) -> TransferRecord:
@@ -123,8 +123,10 @@ def _decode(raw: bytes | None) -> TransferRecord:
         return TransferRecord(TransferState.FAILED, reason="the transfer record expired")
     state, _, rest = raw.decode().partition(":")
     if state == TransferState.DONE:
-        confirmation, _, stored_at = rest.partition(":")
-        return TransferRecord(TransferState.DONE, base64.b64decode(confirmation), stored_at)
+        confirmation, _, outcomes = rest.partition(":")
+        return TransferRecord(
+            TransferState.DONE, FrameAnswer(base64.b64decode(outcomes), base64.b64decode(confirmation))
+        )
     if state == TransferState.PENDING:
         return TransferRecord(TransferState.PENDING, owner=rest)
     return TransferRecord(TransferState.FAILED, reason=rest)

@@ -15,8 +15,8 @@ class QkdPoolMetrics:
     stored: int = 0
     refused: int = 0  # offered key_IDs already present or tombstoned
     taken: int = 0
-    empty: int = 0  # take_any found nothing: QKD key exhausted (alarm)
-    not_found: int = 0  # take_specific for a key_ID not held or already used
+    empty: int = 0  # take found too few: QKD key exhausted (alarm)
+    not_found: int = 0  # take_named of a key_ID not held or already used
     discarded: int = 0
 
 

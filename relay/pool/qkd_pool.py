@@ -4,7 +4,7 @@ Both gateways of a link hold the same keys under the same key_IDs. A hop's sende
 its key_ID in the hop header; the receiver takes that very key_ID. If both directions drew from one set,
 two hops crossing in opposite directions could pick the same key_ID, and one of them would find it used.
 So each link has two lanes, named by the QKD role of the gateway that sends with them: a gateway sends
-with ``pools[my_role].take_any()`` and receives with ``pools[my_role.peer].take_specific(key_id)``.
+with ``pools[my_role].take(n)`` and receives with ``pools[my_role.peer].take_named(key_ids)``.
 
 Taking is atomic and leaves a tombstone, so a key_ID is handed out once, ever, across processes and
 Redis restarts (with AOF), until its tombstone expires long after the key itself would have.
@@ -83,25 +83,29 @@ class QkdPool:
         self.metrics.refused += len(keys) - len(stored)
         return stored
 
-    async def take_any(self) -> Key:
-        """The key closest to expiry, marked used. Raises :class:`PoolEmpty` when none is left."""
-        taken = await self._store.take_oldest(1)
+    async def take(self, n: int) -> list[Key]:
+        """The ``n`` keys closest to expiry, marked used; all or none: raises :class:`PoolEmpty` when fewer
+        are left (a frame never gets part of what it needs, e.g. a partial one-time pad)."""
+        taken = await self._store.take_oldest(n)
         if not taken:
             self.metrics.empty += 1
-            raise PoolEmpty(f"QKD key pool {self.name} is empty")
-        self.metrics.taken += 1
-        return taken[0]
+            raise PoolEmpty(f"QKD key pool {self.name} holds fewer than {n} keys")
+        self.metrics.taken += n
+        return taken
 
-    async def take_specific(self, key_id: str) -> Key:
-        """The key the peer named, marked used. Raises :class:`KeyAlreadyUsed` or :class:`KeyNotFound`."""
-        outcome = await self._store.take_ids([key_id])
+    async def take_named(self, key_ids: Sequence[str]) -> list[Key]:
+        """The keys the peer named, in order, marked used; all or none. Raises :class:`KeyAlreadyUsed` or
+        :class:`KeyNotFound` for the first key_ID that cannot be taken."""
+        outcome = await self._store.take_ids(key_ids)
         if outcome.verdicts is None:
-            self.metrics.taken += 1
-            return outcome.keys[0]
+            self.metrics.taken += len(key_ids)
+            return list(outcome.keys)
         self.metrics.not_found += 1
-        if outcome.verdicts[key_id] is Verdict.RETIRED:
-            raise KeyAlreadyUsed(self.name, key_id)
-        raise KeyNotFound(self.name, key_id)
+        for key_id in key_ids:
+            if outcome.verdicts[key_id] is Verdict.RETIRED:
+                raise KeyAlreadyUsed(self.name, key_id)
+        missing = next(key_id for key_id in key_ids if outcome.verdicts[key_id] is not Verdict.OK)
+        raise KeyNotFound(self.name, missing)
 
     async def discard(self, key_ids: Sequence[str]) -> None:
         """Retire keys the peer turned down, so this side never expects them to be used."""

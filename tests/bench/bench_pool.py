@@ -69,7 +69,7 @@ async def _taker(pool: QkdPool, deadline: float, latencies: list[float]) -> None
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         try:
-            await pool.take_any()
+            await pool.take(1)
         except PoolEmpty:
             await asyncio.sleep(0.001)  # the refiller fell behind; not a take
             continue

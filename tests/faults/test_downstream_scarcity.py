@@ -35,7 +35,7 @@ async def test_region3_load_on_a_dry_lane_leaves_gw1_gw2_key_and_region2_protect
     testbed.kms["KMS-R2"].kms.set_qber("QKD-GW2-GW3", 0.3)  # the vendor halts the link: nothing refills it
     dry = gw2.qkd_lanes.outbound("GW3")
     while await dry.level():
-        await dry.take_any()
+        await dry.take(1)
     fallbacks, wasted = gw1.metrics.counts.qkd_fallbacks, gw2.metrics.counts.sae.qkd_exhausted
     run = await run_scarce_load(testbed.sae, gw1.qkd_lanes.outbound("GW2").level)
     outcome = ScarcityOutcome(

@@ -31,7 +31,7 @@ async def drain_gw2_to_gw3(testbed: LocalTestbed) -> None:
     testbed.kms["KMS-R2"].kms.set_qber("QKD-GW2-GW3", 0.3)
     lane = testbed.gateways["GW2"].qkd_lanes.outbound("GW3")
     while await lane.level():
-        await lane.take_any()
+        await lane.take(1)
 
 
 async def refusal(testbed: LocalTestbed, master: str, slave: str) -> str:

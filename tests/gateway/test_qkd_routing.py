@@ -52,7 +52,7 @@ async def test_keys_take_the_qkd_route_that_holds_key(testbed: LocalTestbed) -> 
         testbed.kms["KMS-R2"].kms.set_qber("QKD-GW2-GW3", 0.3)  # the vendor halts GW2-GW3: nothing refills it
         dry = gw2.qkd_lanes.outbound("GW3")
         while await dry.level():
-            await dry.take_any()
+            await dry.take(1)
         direct_before, via_gw2_before = direct.metrics.taken, gw2.metrics.counts.hops_received
         issued = [key for _ in range(5) for key in (await master.get_key("SAE-R3-A", KeyRequest())).keys]
         fetched = await slave.get_key_with_ids("SAE-R1-A", [key.key_id for key in issued])

@@ -78,7 +78,7 @@ async def test_qkd_pqc_hop_degrades_to_pqc_only_when_qkd_runs_out_and_counts_it(
     testbed.kms["KMS-R1"].kms.set_qber("QKD-GW1-GW2", 0.3)  # the vendor halts the link: no refill
     lane = gw1.qkd_lanes.outbound("GW2")
     while await lane.level():
-        await lane.take_any()
+        await lane.take(1)
     async with testbed.sae("SAE-R1-A") as master, testbed.sae("SAE-R2-A") as slave:
         issued = await master.get_key("SAE-R2-A", KeyRequest())
         fetched = await slave.get_key_with_ids("SAE-R1-A", [issued.keys[0].key_id])

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from relay.gateway.hops import FrameAnswer
 from relay.gateway.transfers import TransferLog, TransferState
 from relay.pool import PoolUnavailable, RedisBackend, RedisConfig
 from tests.support.redis_servers import RedisServer
@@ -18,19 +19,18 @@ async def backend(private_redis: RedisServer) -> AsyncIterator[RedisBackend]:
         yield connected
 
 
-async def test_a_finished_transfer_answers_retries_with_the_same_confirmation(backend: RedisBackend) -> None:
+async def test_a_finished_frame_answers_retries_with_the_same_outcomes_and_confirmation(
+    backend: RedisBackend,
+) -> None:
     log = TransferLog(backend, "t", gateway_id="GW2")
-    transfer = os.urandom(16)
-    assert await log.claim("GW1", transfer) is None
-    in_flight = await log.claim("GW1", transfer)
+    frame = os.urandom(16)
+    assert await log.claim("GW1", frame) is None
+    in_flight = await log.claim("GW1", frame)
     assert in_flight is not None and in_flight.state is TransferState.PENDING
-    await log.finish("GW1", transfer, b"\x01confirmation", "GW3")
-    again = await log.claim("GW1", transfer)
-    assert again is not None and (again.state, again.confirmation, again.stored_at) == (
-        TransferState.DONE,
-        b"\x01confirmation",
-        "GW3",
-    )
+    answer = FrameAnswer(b"\x00:outcomes:\xff", b"\x01confirmation")
+    await log.finish("GW1", frame, answer)
+    again = await log.claim("GW1", frame)
+    assert again is not None and (again.state, again.answer) == (TransferState.DONE, answer)
 
 
 async def test_an_attempt_interrupted_by_a_crash_is_failed_not_resumed(backend: RedisBackend) -> None:
@@ -74,6 +74,6 @@ async def test_records_live_twice_the_hop_window_not_longer(backend: RedisBacken
     name = f"t:xfer:GW1:{transfer.hex()}"
     assert await log.claim("GW1", transfer) is None
     assert window_s * 1000 < await backend.command("PTTL", name) <= 2 * window_s * 1000
-    await log.finish("GW1", transfer, b"c", "GW2")
+    await log.finish("GW1", transfer, FrameAnswer(b"o", b"c"))
     assert window_s * 1000 < await backend.command("PTTL", name) <= 2 * window_s * 1000
     assert log.ttl_ms == round(2 * window_s * 1000)

@@ -103,25 +103,25 @@ async def test_a_real_relay_logs_transfer_ids_and_never_key_material(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     qkd_keys: list[bytes] = []  # every QKD key stored in or taken from any lane during the test
-    original_put, original_any, original_specific = QkdPool.put, QkdPool.take_any, QkdPool.take_specific
+    original_put, original_take, original_named = QkdPool.put, QkdPool.take, QkdPool.take_named
 
     async def put(self: QkdPool, keys: list[Key]) -> Any:
         qkd_keys.extend(key.key for key in keys)
         return await original_put(self, keys)
 
-    async def take_any(self: QkdPool) -> Any:
-        taken = await original_any(self)
-        qkd_keys.append(taken.key)
+    async def take(self: QkdPool, n: int) -> Any:
+        taken = await original_take(self, n)
+        qkd_keys.extend(key.key for key in taken)
         return taken
 
-    async def take_specific(self: QkdPool, key_id: str) -> Any:
-        taken = await original_specific(self, key_id)
-        qkd_keys.append(taken.key)
+    async def take_named(self: QkdPool, key_ids: list[str]) -> Any:
+        taken = await original_named(self, key_ids)
+        qkd_keys.extend(key.key for key in taken)
         return taken
 
     monkeypatch.setattr(QkdPool, "put", put)
-    monkeypatch.setattr(QkdPool, "take_any", take_any)
-    monkeypatch.setattr(QkdPool, "take_specific", take_specific)
+    monkeypatch.setattr(QkdPool, "take", take)
+    monkeypatch.setattr(QkdPool, "take_named", take_named)
 
     async with running_testbed(topology_keys, private_redis.url, GatewaySettings(prerelay=False)) as testbed:
         relayed: list[Key] = []

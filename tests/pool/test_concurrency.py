@@ -28,7 +28,7 @@ async def _put_all(pool: QkdPool, keys: list[Key]) -> None:
 
 async def _take_or_none(pool: QkdPool) -> Key | None:
     try:
-        return await pool.take_any()
+        return (await pool.take(1))[0]
     except PoolEmpty:
         return None
 

@@ -119,7 +119,7 @@ async def test_qkd_pools_treat_every_key_id_as_foreign(
     pool = QkdPool(backend, cipher, keyspace, "L1", Role.MASTER, QkdPoolSettings())
     old = our_key(await redis_now_ms(backend) - 7 * 86_400_000)
     assert await pool.put([old]) == [old.key_id]
-    assert (await pool.take_any()).key_id == old.key_id
+    assert (await pool.take(1))[0].key_id == old.key_id
     until = await backend.command("ZSCORE", keyspace.qkd_pool("L1", Role.MASTER).retired, old.key_id)
     assert until is not None and until > await redis_now_ms(backend) + 86_000_000
     assert await pool.put([old]) == []

@@ -62,7 +62,7 @@ async def _ids(pool: QkdPool) -> set[str]:
     ids = set()
     while True:
         try:
-            ids.add((await pool.take_any()).key_id)
+            ids.add((await pool.take(1))[0].key_id)
         except PoolEmpty:
             return ids
 
@@ -73,13 +73,13 @@ async def test_both_gateways_hold_the_same_keys_in_both_lanes(gateways: Gateways
         assert await gateways.master[role].level() == 20
         assert await gateways.slave[role].level() == 20
     # master sends, slave receives the same key_ID and the same bytes; and the other way round
-    sent = await gateways.master[Role.MASTER].take_any()
-    received = await gateways.slave[Role.MASTER].take_specific(sent.key_id)
+    (sent,) = await gateways.master[Role.MASTER].take(1)
+    (received,) = await gateways.slave[Role.MASTER].take_named([sent.key_id])
     assert received.key == sent.key
-    sent = await gateways.slave[Role.SLAVE].take_any()
-    assert (await gateways.master[Role.SLAVE].take_specific(sent.key_id)).key == sent.key
+    (sent,) = await gateways.slave[Role.SLAVE].take(1)
+    assert (await gateways.master[Role.SLAVE].take_named([sent.key_id]))[0].key == sent.key
     with pytest.raises(KeyAlreadyUsed):
-        await gateways.master[Role.SLAVE].take_specific(sent.key_id)
+        await gateways.master[Role.SLAVE].take_named([sent.key_id])
     assert await _ids(gateways.master[Role.MASTER]) == await _ids(gateways.slave[Role.MASTER])
     metrics = gateways.filler.metrics
     assert (metrics.batches, metrics.keys_fetched, metrics.keys_stored, metrics.keys_lost) == (2, 40, 40, 0)
@@ -89,7 +89,7 @@ async def test_a_full_pool_is_not_refilled_and_a_drained_one_is_topped_up(gatewa
     await gateways.filler.fill_once()
     assert await gateways.filler.fill_once() == 0
     for _ in range(7):
-        await gateways.master[Role.MASTER].take_any()
+        await gateways.master[Role.MASTER].take(1)
     assert await gateways.filler.fill_once() == 7
     assert await gateways.master[Role.MASTER].level() == 20
     assert await gateways.slave[Role.MASTER].level() == 27  # the 7 the slave never received a hop for
@@ -185,7 +185,7 @@ async def test_the_filler_runs_in_the_background(gateways: Gateways, vendor: Ven
     task = await _run_filler(gateways, vendor)
     try:
         await _wait_for_level(gateways.slave[Role.SLAVE], 20)
-        await gateways.master[Role.MASTER].take_any()
+        await gateways.master[Role.MASTER].take(1)
         await _wait_for_level(gateways.master[Role.MASTER], 20)
     finally:
         await _stop(task)
@@ -202,11 +202,11 @@ async def test_soak_hops_in_both_directions_while_filling(gateways: Gateways, ve
         receiving = gateways.slave if sender is Role.MASTER else gateways.master
         while not stop.is_set():
             try:
-                key = await sending[sender].take_any()
+                (key,) = await sending[sender].take(1)
             except PoolEmpty:
                 await asyncio.sleep(0.005)
                 continue
-            assert (await receiving[sender].take_specific(key.key_id)).key == key.key
+            assert (await receiving[sender].take_named([key.key_id]))[0].key == key.key
             hops[sender] += 1
 
     stop = asyncio.Event()

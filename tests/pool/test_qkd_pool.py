@@ -20,32 +20,45 @@ def pools(backend: RedisBackend, cipher: StorageCipher, keyspace: Keyspace) -> d
     return link_pools(backend, cipher, keyspace, "L-1", QkdPoolSettings())
 
 
-async def test_take_any_hands_out_each_key_once_oldest_first(pools: dict[Role, QkdPool]) -> None:
+async def test_take_hands_out_each_key_once_oldest_first(pools: dict[Role, QkdPool]) -> None:
     pool = pools[Role.MASTER]
     first, second = make_keys(3), make_keys(2)
     assert await pool.put(first) == [k.key_id for k in first]
     await asyncio.sleep(0.005)  # a later put expires later
     await pool.put(second)
     assert await pool.level() == 5
-    taken = [await pool.take_any() for _ in range(5)]
+    taken = [(await pool.take(1))[0] for _ in range(5)]
     assert {k.key_id for k in taken[:3]} == {k.key_id for k in first}
     assert {(k.key_id, k.key) for k in taken} == {(k.key_id, k.key) for k in first + second}
-    with pytest.raises(PoolEmpty, match="qkd:L-1:master-sends is empty"):
-        await pool.take_any()
+    with pytest.raises(PoolEmpty, match="qkd:L-1:master-sends holds fewer than 1 keys"):
+        await pool.take(1)
     assert (pool.metrics.stored, pool.metrics.taken, pool.metrics.empty) == (5, 5, 1)
 
 
-async def test_take_specific_returns_that_key_once(pools: dict[Role, QkdPool]) -> None:
+async def test_take_is_all_or_none(pools: dict[Role, QkdPool]) -> None:
+    """A frame's one-time pads are taken whole: asking for more than the lane holds takes nothing."""
+    pool = pools[Role.MASTER]
+    await pool.put(make_keys(3))
+    with pytest.raises(PoolEmpty, match="fewer than 4 keys"):
+        await pool.take(4)
+    assert await pool.level() == 3
+    assert len({key.key_id for key in await pool.take(3)}) == 3
+    assert await pool.level() == 0
+
+
+async def test_take_named_returns_that_key_once(pools: dict[Role, QkdPool]) -> None:
     pool = pools[Role.SLAVE]
     keys = make_keys(3)
     await pool.put(keys)
-    got = await pool.take_specific(keys[1].key_id)
+    (got,) = await pool.take_named([keys[1].key_id])
     assert (got.key_id, got.key) == (keys[1].key_id, keys[1].key)
     with pytest.raises(KeyAlreadyUsed):
-        await pool.take_specific(keys[1].key_id)
+        await pool.take_named([keys[1].key_id])
     with pytest.raises(KeyNotFound):
-        await pool.take_specific(make_keys(1)[0].key_id)
-    remaining = {(await pool.take_any()).key_id for _ in range(2)}
+        await pool.take_named([make_keys(1)[0].key_id])
+    with pytest.raises(KeyNotFound):  # all or none: the known key stays when another is unknown
+        await pool.take_named([keys[0].key_id, make_keys(1)[0].key_id])
+    remaining = {(await pool.take(1))[0].key_id for _ in range(2)}
     assert remaining == {keys[0].key_id, keys[2].key_id}
 
 
@@ -53,22 +66,22 @@ async def test_a_used_key_id_is_never_stored_again(pools: dict[Role, QkdPool]) -
     pool = pools[Role.MASTER]
     keys = make_keys(2)
     await pool.put(keys)
-    used = await pool.take_any()
+    (used,) = await pool.take(1)
     unused = next(k for k in keys if k.key_id != used.key_id)
     assert await pool.put([used, unused]) == []  # one tombstoned, one still present
     assert await pool.level() == 1
     with pytest.raises(KeyAlreadyUsed):
-        await pool.take_specific(used.key_id)
+        await pool.take_named([used.key_id])
 
 
 async def test_lanes_are_separate(pools: dict[Role, QkdPool]) -> None:
     key = make_keys(1)[0]
     await pools[Role.MASTER].put([key])
     with pytest.raises(KeyNotFound):
-        await pools[Role.SLAVE].take_specific(key.key_id)
+        await pools[Role.SLAVE].take_named([key.key_id])
     with pytest.raises(PoolEmpty):
-        await pools[Role.SLAVE].take_any()
-    assert (await pools[Role.MASTER].take_specific(key.key_id)).key == key.key
+        await pools[Role.SLAVE].take(1)
+    assert (await pools[Role.MASTER].take_named([key.key_id]))[0].key == key.key
 
 
 async def test_keys_of_the_wrong_size_are_refused(pools: dict[Role, QkdPool]) -> None:
@@ -83,7 +96,7 @@ async def test_discarded_keys_are_never_handed_out(pools: dict[Role, QkdPool]) -
     await pool.discard([keys[0].key_id, keys[1].key_id])
     assert await pool.level() == 1 and pool.metrics.discarded == 2
     with pytest.raises(KeyAlreadyUsed):
-        await pool.take_specific(keys[0].key_id)
+        await pool.take_named([keys[0].key_id])
 
 
 async def test_keys_expire_and_stay_tombstoned_for_the_tombstone_ttl(
@@ -98,9 +111,9 @@ async def test_keys_expire_and_stay_tombstoned_for_the_tombstone_ttl(
     assert await backend.client.exists(material) == 0  # Redis itself dropped the expired material
     assert await pool.level() == 0
     with pytest.raises(PoolEmpty):
-        await pool.take_any()
+        await pool.take(1)
     with pytest.raises(KeyAlreadyUsed):  # expired keys are tombstoned like used ones
-        await pool.take_specific(keys[0].key_id)
+        await pool.take_named([keys[0].key_id])
     assert await pool.put(keys) == []
     await asyncio.sleep(0.7)  # tombstones are bounded: after retired_ttl_s the key_ID is forgotten
     assert len(await pool.put(keys)) == 2
@@ -111,7 +124,7 @@ async def test_redis_holds_only_sealed_material_under_non_secret_names(
 ) -> None:
     keys = make_keys(5)
     await pools[Role.MASTER].put(keys)
-    await pools[Role.MASTER].take_any()
+    await pools[Role.MASTER].take(1)
     names = [name async for name in backend.client.scan_iter(match=f"{keyspace.prefix}:*")]
     assert names
     dump = b"".join(names)
@@ -134,7 +147,7 @@ async def test_tampered_material_is_destroyed_not_returned(
     blob = await backend.client.hget(names.material(donor.key_id), "b")
     await backend.client.hset(names.material(victim.key_id), "b", blob)  # move a sealed blob to another key_ID
     with pytest.raises(StoredKeyCorrupted):
-        await pool.take_specific(victim.key_id)
+        await pool.take_named([victim.key_id])
     with pytest.raises(KeyAlreadyUsed):
-        await pool.take_specific(victim.key_id)
-    assert (await pool.take_any()).key == donor.key
+        await pool.take_named([victim.key_id])
+    assert (await pool.take(1))[0].key == donor.key

@@ -40,9 +40,9 @@ async def test_a_crash_with_aof_loses_no_key_and_resurrects_no_used_one(
     keys, for_slave = make_keys(100), make_keys(2)
     await pool.put(keys)
     await relayed.put_for_slave("A", "B", for_slave)
-    used = {(await pool.take_any()).key_id for _ in range(40)}
+    used = {(await pool.take(1))[0].key_id for _ in range(40)}
     for key in [k for k in keys if k.key_id not in used][:10]:
-        used.add((await pool.take_specific(key.key_id)).key_id)
+        used.add((await pool.take_named([key.key_id]))[0].key_id)
     await deliver_to_slave(relayed, "B", "A", [for_slave[0].key_id])
 
     aof_redis.kill()  # SIGKILL: only what appendfsync=always wrote survives
@@ -51,9 +51,9 @@ async def test_a_crash_with_aof_loses_no_key_and_resurrects_no_used_one(
     assert await pool.level() == 50
     for key_id in list(used)[:5]:
         with pytest.raises(KeyAlreadyUsed):
-            await pool.take_specific(key_id)
+            await pool.take_named([key_id])
     assert await pool.put([k for k in keys if k.key_id in used]) == []
-    remaining = {(await pool.take_any()).key_id for _ in range(50)}
+    remaining = {(await pool.take(1))[0].key_id for _ in range(50)}
     assert remaining == {k.key_id for k in keys} - used
     with pytest.raises(RelayedKeysNotFound):
         await deliver_to_slave(relayed, "B", "A", [for_slave[0].key_id])
@@ -68,12 +68,12 @@ async def test_unavailable_redis_is_a_clear_typed_error_and_service_recovers(
     await pool.put(keys)
     aof_redis.stop()
     with pytest.raises(PoolUnavailable, match=f"unavailable \\(Redis at redis://127.0.0.1:{aof_redis.port}/0\\)"):
-        await pool.take_any()
+        await pool.take(1)
     with pytest.raises(PoolUnavailable):
         await pool_status([pool])
     assert private_backend.metrics.unavailable == 2
     aof_redis.start()
-    assert (await pool.take_any()).key_id in {k.key_id for k in keys}
+    assert (await pool.take(1))[0].key_id in {k.key_id for k in keys}
     assert await pool.level() == 1
 
 

@@ -27,7 +27,7 @@ async def take_all(args: argparse.Namespace) -> None:
         await asyncio.to_thread(sys.stdin.readline)
         while True:
             try:
-                key = await pool.take_any()
+                (key,) = await pool.take(1)
             except PoolEmpty:
                 break
             print(key.key_id, flush=True)

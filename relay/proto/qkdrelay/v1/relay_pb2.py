@@ -24,37 +24,37 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#relay/proto/qkdrelay/v1/relay.proto\x12\x0bqkdrelay.v1\"\xbc\x01\n\x0fRelayKeyRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x0c\x12\x0c\n\x04path\x18\x02 \x03(\t\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\x18\n\x10initiator_sae_id\x18\x04 \x01(\t\x12\x16\n\x0etarget_sae_ids\x18\x05 \x03(\t\x12\x12\n\nsealed_hop\x18\x06 \x01(\x0c\x12\x1f\n\x17\x65xtension_optional_json\x18\x07 \x01(\t\x12\x12\n\nno_degrade\x18\x08 \x01(\x08\"?\n\x10RelayKeyResponse\x12\x18\n\x10key_confirmation\x18\x01 \x01(\x0c\x12\x11\n\tstored_at\x18\x02 \x01(\t\"\x13\n\x11LaneLevelsRequest\"#\n\x12LaneLevelsResponse\x12\r\n\x05lanes\x18\x01 \x01(\t\"\xa7\x01\n\x0fVoidKeysRequest\x12\x0f\n\x07key_ids\x18\x01 \x03(\t\x12\x18\n\x10initiator_sae_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_sae_ids\x18\x03 \x03(\t\x12\x0c\n\x04path\x18\x04 \x03(\t\x12\x0b\n\x03hop\x18\x05 \x01(\r\x12\r\n\x05nonce\x18\x06 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x07 \x01(\x04\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"J\n\x10VoidKeysResponse\x12\x16\n\x0evoided_key_ids\x18\x01 \x03(\t\x12\x1e\n\x16\x66\x61iled_to_void_key_ids\x18\x02 \x03(\t\"P\n\x13\x41nnounceKeysRequest\x12\x13\n\x0bqkd_link_id\x18\x01 \x01(\t\x12\x0f\n\x07key_ids\x18\x02 \x03(\t\x12\x13\n\x0bsender_role\x18\x03 \x01(\t\"0\n\x14\x41nnounceKeysResponse\x12\x18\n\x10\x61\x63\x63\x65pted_key_ids\x18\x01 \x03(\t\"+\n\x1aGetEncapsulationKeyRequest\x12\r\n\x05suite\x18\x01 \x01(\t\".\n\x16SignedEncapsulationKey\x12\x14\n\x0c\x61nnouncement\x18\x01 \x01(\x0c\x32\xeb\x01\n\x08KeyRelay\x12G\n\x08RelayKey\x12\x1c.qkdrelay.v1.RelayKeyRequest\x1a\x1d.qkdrelay.v1.RelayKeyResponse\x12G\n\x08VoidKeys\x12\x1c.qkdrelay.v1.VoidKeysRequest\x1a\x1d.qkdrelay.v1.VoidKeysResponse\x12M\n\nLaneLevels\x12\x1e.qkdrelay.v1.LaneLevelsRequest\x1a\x1f.qkdrelay.v1.LaneLevelsResponse2b\n\x0bQkdPoolSync\x12S\n\x0c\x41nnounceKeys\x12 .qkdrelay.v1.AnnounceKeysRequest\x1a!.qkdrelay.v1.AnnounceKeysResponse2x\n\x11\x45ncapsulationKeys\x12\x63\n\x13GetEncapsulationKey\x12\'.qkdrelay.v1.GetEncapsulationKeyRequest\x1a#.qkdrelay.v1.SignedEncapsulationKeyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#relay/proto/qkdrelay/v1/relay.proto\x12\x0bqkdrelay.v1\")\n\x11RelayFrameRequest\x12\x14\n\x0csealed_frame\x18\x01 \x01(\x0c\"@\n\x12RelayFrameResponse\x12\x10\n\x08outcomes\x18\x01 \x01(\x0c\x12\x18\n\x10key_confirmation\x18\x02 \x01(\x0c\"\x13\n\x11LaneLevelsRequest\"#\n\x12LaneLevelsResponse\x12\r\n\x05lanes\x18\x01 \x01(\t\"\xa7\x01\n\x0fVoidKeysRequest\x12\x0f\n\x07key_ids\x18\x01 \x03(\t\x12\x18\n\x10initiator_sae_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_sae_ids\x18\x03 \x03(\t\x12\x0c\n\x04path\x18\x04 \x03(\t\x12\x0b\n\x03hop\x18\x05 \x01(\r\x12\r\n\x05nonce\x18\x06 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x07 \x01(\x04\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"J\n\x10VoidKeysResponse\x12\x16\n\x0evoided_key_ids\x18\x01 \x03(\t\x12\x1e\n\x16\x66\x61iled_to_void_key_ids\x18\x02 \x03(\t\"P\n\x13\x41nnounceKeysRequest\x12\x13\n\x0bqkd_link_id\x18\x01 \x01(\t\x12\x0f\n\x07key_ids\x18\x02 \x03(\t\x12\x13\n\x0bsender_role\x18\x03 \x01(\t\"0\n\x14\x41nnounceKeysResponse\x12\x18\n\x10\x61\x63\x63\x65pted_key_ids\x18\x01 \x03(\t\"+\n\x1aGetEncapsulationKeyRequest\x12\r\n\x05suite\x18\x01 \x01(\t\".\n\x16SignedEncapsulationKey\x12\x14\n\x0c\x61nnouncement\x18\x01 \x01(\x0c\x32\xf1\x01\n\x08KeyRelay\x12M\n\nRelayFrame\x12\x1e.qkdrelay.v1.RelayFrameRequest\x1a\x1f.qkdrelay.v1.RelayFrameResponse\x12G\n\x08VoidKeys\x12\x1c.qkdrelay.v1.VoidKeysRequest\x1a\x1d.qkdrelay.v1.VoidKeysResponse\x12M\n\nLaneLevels\x12\x1e.qkdrelay.v1.LaneLevelsRequest\x1a\x1f.qkdrelay.v1.LaneLevelsResponse2b\n\x0bQkdPoolSync\x12S\n\x0c\x41nnounceKeys\x12 .qkdrelay.v1.AnnounceKeysRequest\x1a!.qkdrelay.v1.AnnounceKeysResponse2x\n\x11\x45ncapsulationKeys\x12\x63\n\x13GetEncapsulationKey\x12\'.qkdrelay.v1.GetEncapsulationKeyRequest\x1a#.qkdrelay.v1.SignedEncapsulationKeyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'relay.proto.qkdrelay.v1.relay_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RELAYKEYREQUEST']._serialized_start=53
-  _globals['_RELAYKEYREQUEST']._serialized_end=241
-  _globals['_RELAYKEYRESPONSE']._serialized_start=243
-  _globals['_RELAYKEYRESPONSE']._serialized_end=306
-  _globals['_LANELEVELSREQUEST']._serialized_start=308
-  _globals['_LANELEVELSREQUEST']._serialized_end=327
-  _globals['_LANELEVELSRESPONSE']._serialized_start=329
-  _globals['_LANELEVELSRESPONSE']._serialized_end=364
-  _globals['_VOIDKEYSREQUEST']._serialized_start=367
-  _globals['_VOIDKEYSREQUEST']._serialized_end=534
-  _globals['_VOIDKEYSRESPONSE']._serialized_start=536
-  _globals['_VOIDKEYSRESPONSE']._serialized_end=610
-  _globals['_ANNOUNCEKEYSREQUEST']._serialized_start=612
-  _globals['_ANNOUNCEKEYSREQUEST']._serialized_end=692
-  _globals['_ANNOUNCEKEYSRESPONSE']._serialized_start=694
-  _globals['_ANNOUNCEKEYSRESPONSE']._serialized_end=742
-  _globals['_GETENCAPSULATIONKEYREQUEST']._serialized_start=744
-  _globals['_GETENCAPSULATIONKEYREQUEST']._serialized_end=787
-  _globals['_SIGNEDENCAPSULATIONKEY']._serialized_start=789
-  _globals['_SIGNEDENCAPSULATIONKEY']._serialized_end=835
-  _globals['_KEYRELAY']._serialized_start=838
-  _globals['_KEYRELAY']._serialized_end=1073
-  _globals['_QKDPOOLSYNC']._serialized_start=1075
-  _globals['_QKDPOOLSYNC']._serialized_end=1173
-  _globals['_ENCAPSULATIONKEYS']._serialized_start=1175
-  _globals['_ENCAPSULATIONKEYS']._serialized_end=1295
+  _globals['_RELAYFRAMEREQUEST']._serialized_start=52
+  _globals['_RELAYFRAMEREQUEST']._serialized_end=93
+  _globals['_RELAYFRAMERESPONSE']._serialized_start=95
+  _globals['_RELAYFRAMERESPONSE']._serialized_end=159
+  _globals['_LANELEVELSREQUEST']._serialized_start=161
+  _globals['_LANELEVELSREQUEST']._serialized_end=180
+  _globals['_LANELEVELSRESPONSE']._serialized_start=182
+  _globals['_LANELEVELSRESPONSE']._serialized_end=217
+  _globals['_VOIDKEYSREQUEST']._serialized_start=220
+  _globals['_VOIDKEYSREQUEST']._serialized_end=387
+  _globals['_VOIDKEYSRESPONSE']._serialized_start=389
+  _globals['_VOIDKEYSRESPONSE']._serialized_end=463
+  _globals['_ANNOUNCEKEYSREQUEST']._serialized_start=465
+  _globals['_ANNOUNCEKEYSREQUEST']._serialized_end=545
+  _globals['_ANNOUNCEKEYSRESPONSE']._serialized_start=547
+  _globals['_ANNOUNCEKEYSRESPONSE']._serialized_end=595
+  _globals['_GETENCAPSULATIONKEYREQUEST']._serialized_start=597
+  _globals['_GETENCAPSULATIONKEYREQUEST']._serialized_end=640
+  _globals['_SIGNEDENCAPSULATIONKEY']._serialized_start=642
+  _globals['_SIGNEDENCAPSULATIONKEY']._serialized_end=688
+  _globals['_KEYRELAY']._serialized_start=691
+  _globals['_KEYRELAY']._serialized_end=932
+  _globals['_QKDPOOLSYNC']._serialized_start=934
+  _globals['_QKDPOOLSYNC']._serialized_end=1032
+  _globals['_ENCAPSULATIONKEYS']._serialized_start=1034
+  _globals['_ENCAPSULATIONKEYS']._serialized_end=1154
 # @@protoc_insertion_point(module_scope)

@@ -6,33 +6,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class RelayKeyRequest(_message.Message):
-    __slots__ = ("transfer_id", "path", "hop", "initiator_sae_id", "target_sae_ids", "sealed_hop", "extension_optional_json", "no_degrade")
-    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
-    PATH_FIELD_NUMBER: _ClassVar[int]
-    HOP_FIELD_NUMBER: _ClassVar[int]
-    INITIATOR_SAE_ID_FIELD_NUMBER: _ClassVar[int]
-    TARGET_SAE_IDS_FIELD_NUMBER: _ClassVar[int]
-    SEALED_HOP_FIELD_NUMBER: _ClassVar[int]
-    EXTENSION_OPTIONAL_JSON_FIELD_NUMBER: _ClassVar[int]
-    NO_DEGRADE_FIELD_NUMBER: _ClassVar[int]
-    transfer_id: bytes
-    path: _containers.RepeatedScalarFieldContainer[str]
-    hop: int
-    initiator_sae_id: str
-    target_sae_ids: _containers.RepeatedScalarFieldContainer[str]
-    sealed_hop: bytes
-    extension_optional_json: str
-    no_degrade: bool
-    def __init__(self, transfer_id: _Optional[bytes] = ..., path: _Optional[_Iterable[str]] = ..., hop: _Optional[int] = ..., initiator_sae_id: _Optional[str] = ..., target_sae_ids: _Optional[_Iterable[str]] = ..., sealed_hop: _Optional[bytes] = ..., extension_optional_json: _Optional[str] = ..., no_degrade: _Optional[bool] = ...) -> None: ...
+class RelayFrameRequest(_message.Message):
+    __slots__ = ("sealed_frame",)
+    SEALED_FRAME_FIELD_NUMBER: _ClassVar[int]
+    sealed_frame: bytes
+    def __init__(self, sealed_frame: _Optional[bytes] = ...) -> None: ...
 
-class RelayKeyResponse(_message.Message):
-    __slots__ = ("key_confirmation", "stored_at")
+class RelayFrameResponse(_message.Message):
+    __slots__ = ("outcomes", "key_confirmation")
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     KEY_CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
-    STORED_AT_FIELD_NUMBER: _ClassVar[int]
+    outcomes: bytes
     key_confirmation: bytes
-    stored_at: str
-    def __init__(self, key_confirmation: _Optional[bytes] = ..., stored_at: _Optional[str] = ...) -> None: ...
+    def __init__(self, outcomes: _Optional[bytes] = ..., key_confirmation: _Optional[bytes] = ...) -> None: ...
 
 class LaneLevelsRequest(_message.Message):
     __slots__ = ()

@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class KeyRelayStub:
-    """Hop-by-hop relay of end-to-end keys. A call returns only when the key is stored at the last gateway
-    (or the relay failed), so the answer to the first hop is the end-to-end acknowledgement.
+    """Hop-by-hop relay of end-to-end keys, many keys per call. A call returns only when every key in the frame
+    is stored at its last gateway or has failed, so the answer to the first hop is the end-to-end
+    acknowledgement of each key.
     """
 
     def __init__(self, channel):
@@ -36,10 +37,10 @@ class KeyRelayStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.RelayKey = channel.unary_unary(
-                '/qkdrelay.v1.KeyRelay/RelayKey',
-                request_serializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayKeyRequest.SerializeToString,
-                response_deserializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayKeyResponse.FromString,
+        self.RelayFrame = channel.unary_unary(
+                '/qkdrelay.v1.KeyRelay/RelayFrame',
+                request_serializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayFrameRequest.SerializeToString,
+                response_deserializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayFrameResponse.FromString,
                 _registered_method=True)
         self.VoidKeys = channel.unary_unary(
                 '/qkdrelay.v1.KeyRelay/VoidKeys',
@@ -54,12 +55,13 @@ class KeyRelayStub:
 
 
 class KeyRelayServicer:
-    """Hop-by-hop relay of end-to-end keys. A call returns only when the key is stored at the last gateway
-    (or the relay failed), so the answer to the first hop is the end-to-end acknowledgement.
+    """Hop-by-hop relay of end-to-end keys, many keys per call. A call returns only when every key in the frame
+    is stored at its last gateway or has failed, so the answer to the first hop is the end-to-end
+    acknowledgement of each key.
     """
 
-    def RelayKey(self, request, context):
-        """Carry one sealed hop message (the hybrid ML-KEM + QKD construction of relay.crypto) to the next hop.
+    def RelayFrame(self, request, context):
+        """Carry one sealed hop frame (the hybrid ML-KEM + QKD construction of relay.crypto.frame) to the next hop.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,10 +85,10 @@ class KeyRelayServicer:
 
 def add_KeyRelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'RelayKey': grpc.unary_unary_rpc_method_handler(
-                    servicer.RelayKey,
-                    request_deserializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayKeyRequest.FromString,
-                    response_serializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayKeyResponse.SerializeToString,
+            'RelayFrame': grpc.unary_unary_rpc_method_handler(
+                    servicer.RelayFrame,
+                    request_deserializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayFrameRequest.FromString,
+                    response_serializer=relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayFrameResponse.SerializeToString,
             ),
             'VoidKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.VoidKeys,
@@ -107,12 +109,13 @@ def add_KeyRelayServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class KeyRelay:
-    """Hop-by-hop relay of end-to-end keys. A call returns only when the key is stored at the last gateway
-    (or the relay failed), so the answer to the first hop is the end-to-end acknowledgement.
+    """Hop-by-hop relay of end-to-end keys, many keys per call. A call returns only when every key in the frame
+    is stored at its last gateway or has failed, so the answer to the first hop is the end-to-end
+    acknowledgement of each key.
     """
 
     @staticmethod
-    def RelayKey(request,
+    def RelayFrame(request,
             target,
             options=(),
             channel_credentials=None,
@@ -125,9 +128,9 @@ class KeyRelay:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/qkdrelay.v1.KeyRelay/RelayKey',
-            relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayKeyRequest.SerializeToString,
-            relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayKeyResponse.FromString,
+            '/qkdrelay.v1.KeyRelay/RelayFrame',
+            relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayFrameRequest.SerializeToString,
+            relay_dot_proto_dot_qkdrelay_dot_v1_dot_relay__pb2.RelayFrameResponse.FromString,
             options,
             channel_credentials,
             insecure,
