@@ -104,9 +104,7 @@ class SealedFrame:
 
     def to_bytes(self) -> bytes:
         """One opaque blob, ``enc(header, ct, enc(W_0..), sig)``, for a protobuf ``bytes`` field."""
-        return encode_fields(
-            self.header.encode(), self.ciphertext, encode_fields(*self.wrapped_keys), self.signature
-        )
+        return encode_fields(self.header.encode(), self.ciphertext, encode_fields(*self.wrapped_keys), self.signature)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SealedFrame:
@@ -371,4 +369,3 @@ def _unwrap(message: SealedFrame, keys: HopKeys, th: bytes, pad_keys: Sequence[b
             raise DecryptionFailed(f"wrapped key {index} does not authenticate under the derived key") from None
         opened.append(plain if pad is None else _xor(plain, pad))
     return tuple(opened)
-

@@ -51,9 +51,7 @@ class Link:
 
     def entries(self, *keys: bytes, path: tuple[str, ...] = ("GW0", "GW1", "GW2")) -> list[FrameEntry]:
         """One frame entry per key, each its own transfer, hop 1 of ``path`` towards SAE-B."""
-        return [
-            FrameEntry(uuid.uuid4().bytes, 1, path, "SAE-A", "SAE-B", str(uuid.uuid4()), key) for key in keys
-        ]
+        return [FrameEntry(uuid.uuid4().bytes, 1, path, "SAE-A", "SAE-B", str(uuid.uuid4()), key) for key in keys]
 
     def seal(
         self,
