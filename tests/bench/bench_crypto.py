@@ -1,11 +1,14 @@
-"""Micro-benchmark: hop seal/open per suite and mode, next to the raw ML-KEM and ML-DSA costs.
+"""Micro-benchmark: hop-frame seal/open throughput per suite, mode and frame size, next to the raw ML-KEM
+and ML-DSA rates of the same run.
 
 Run: ``python -m tests.bench.bench_crypto [--seconds 1.0]`` or ``python tests/bench/bench_crypto.py``.
-Prints a markdown table for the README. Raw costs are measured in the same run on the same machine, so
-the ratio column shows what the construction costs over bare ML-KEM (the ML-DSA signature dominates) and
-"rest" is what remains after all four primitives: HKDF, AES-GCM, encoding and checks. ML-KEM encaps
-includes parsing ek from bytes, as every sender must. Open includes an in-memory replay guard and a QKD
-key lookup that returns at once (no KMS round trip).
+Prints markdown tables for the README. A frame spends one ML-KEM encapsulation and one ML-DSA signature
+however many keys it carries, so keys/s grows with the keys per frame (N = 1, 16, 512) until the per-key
+work (AES-GCM, the pad XOR of qkd_use otp, encoding and checks) dominates. The raw rates are measured in
+the same run on the same machine, so the ``frames/s`` column compares directly with them: at N = 1 it is
+bounded by sign + verify. ML-KEM encaps includes parsing ek from bytes, as every sender must. Open
+includes an in-memory replay guard and a QKD key fetch that returns at once (no KMS round trip); the
+QKD keys and the relayed keys are drawn outside the timed sections.
 """
 
 import argparse
@@ -14,15 +17,15 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cryptography
 from cryptography.hazmat.backends.openssl import backend
 
 from relay.crypto.clock import system_clock_ms
-from relay.crypto.header import HopMode
-from relay.crypto.hop import HopRoute, QkdKey, open_hop, seal_hop
+from relay.crypto.frame import FrameEntry, QkdKey, open_frame, seal_frame
+from relay.crypto.header import HopMode, QkdUse, pad_keys_needed
 from relay.crypto.identity import GatewayIdentity, TrustStore
 from relay.crypto.kem import PycaKemProvider, generate_decapsulation_key
 from relay.crypto.keyring import KeyRing
@@ -30,15 +33,19 @@ from relay.crypto.replay import MemoryReplayGuard
 from relay.crypto.suites import SUITE_A, SUITE_B, Suite
 
 KEM = PycaKemProvider()
+KEY_SIZE = 32
+FRAME_SIZES = (1, 16, 512)
+POLICIES = ((HopMode.QKD_PQC, QkdUse.HKDF), (HopMode.QKD_PQC, QkdUse.OTP), (HopMode.PQC_ONLY, QkdUse.HKDF))
 
 
 @dataclass(frozen=True)
-class Row:
+class FrameRow:
     suite: Suite
     mode: HopMode
-    seal_us: float
-    open_us: float
-    raw: dict[str, float]
+    qkd_use: QkdUse
+    keys_per_frame: int
+    seal_s: float  # mean seconds per frame
+    open_s: float
 
 
 def time_per_op(operation: Callable[[], object], seconds: float) -> float:
@@ -53,6 +60,7 @@ def time_per_op(operation: Callable[[], object], seconds: float) -> float:
 
 
 def raw_costs(suite: Suite, seconds: float) -> dict[str, float]:
+    """Microseconds per ML-KEM encaps/decaps and ML-DSA sign/verify (of a 96-byte message, as a frame signs)."""
     dk = generate_decapsulation_key(KEM, suite.kem)
     encapsulation = KEM.encapsulate(suite.kem, dk.encapsulation_key)
     signer = suite.signature.private_key_class.generate()
@@ -66,8 +74,16 @@ def raw_costs(suite: Suite, seconds: float) -> dict[str, float]:
     }
 
 
-async def hop_costs(suite: Suite, mode: HopMode, seconds: float) -> tuple[float, float]:
-    """Mean (seal, open) microseconds for 32-byte keys, timing each half of every round trip."""
+def _entries(count: int) -> list[FrameEntry]:
+    path = ("gw-0", "gw-1", "gw-2")
+    return [
+        FrameEntry(os.urandom(16), 1, path, "SAE-A", "SAE-B", str(uuid.uuid4()), os.urandom(KEY_SIZE))
+        for _ in range(count)
+    ]
+
+
+async def frame_costs(suite: Suite, mode: HopMode, qkd_use: QkdUse, count: int, seconds: float) -> FrameRow:
+    """Mean (seal, open) seconds per frame of ``count`` 32-byte keys, timing each half of every round trip."""
     sender, receiver = (
         GatewayIdentity(name, suite, suite.signature.private_key_class.generate()) for name in ("gw-1", "gw-2")
     )
@@ -75,83 +91,106 @@ async def hop_costs(suite: Suite, mode: HopMode, seconds: float) -> tuple[float,
     ring = KeyRing(receiver, kem=KEM, clock=system_clock_ms)
     recipient = ring.current_announcement().verify(trust, system_clock_ms())
     replay = MemoryReplayGuard(system_clock_ms)
-    qkd_keys: dict[str, bytes] = {}
+    kms: dict[str, bytes] = {}
+    pads_per_frame = count * pad_keys_needed(KEY_SIZE) if mode is HopMode.QKD_PQC and qkd_use is QkdUse.OTP else 0
 
-    async def fetch(key_id: str) -> bytes:
-        return qkd_keys.pop(key_id)
+    def qkd_key() -> QkdKey:
+        key = QkdKey(str(uuid.uuid4()), os.urandom(32))
+        kms[key.key_id] = key.key
+        return key
+
+    async def fetch(key_ids: Sequence[str]) -> list[bytes]:
+        return [kms.pop(key_id) for key_id in key_ids]
 
     seal_total = open_total = 0.0
-    count = 0
+    frames = 0
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or count == 0:
-        qkd_key = None
-        if mode is HopMode.QKD_PQC:
-            qkd_key = QkdKey(str(uuid.uuid4()), os.urandom(32))
-            qkd_keys[qkd_key.key_id] = qkd_key.key
-        route = HopRoute(os.urandom(16), 1, str(uuid.uuid4()))
+    while time.perf_counter() < deadline or frames == 0:
+        entries = _entries(count)
+        combiner = qkd_key() if mode is HopMode.QKD_PQC else None
+        pads = [qkd_key() for _ in range(pads_per_frame)]
         start = time.perf_counter()
-        pending = seal_hop(
-            os.urandom(32),
-            route=route,
+        pending = seal_frame(
+            entries,
             recipient=recipient,
             identity=sender,
             mode=mode,
-            qkd_key=qkd_key,
+            qkd_use=qkd_use,
+            qkd_key=combiner,
+            pad_keys=pads,
             kem=KEM,
             clock=system_clock_ms,
         )
         sealed = time.perf_counter()
-        opened = await open_hop(
+        opened = await open_frame(
             pending.message,
             recipient=ring,
             trust=trust,
             mode=mode,
+            qkd_use=qkd_use,
             replay=replay,
             clock=system_clock_ms,
-            fetch_qkd_key=fetch,
+            fetch_qkd_keys=fetch,
         )
         done = time.perf_counter()
-        pending.verify_confirmation(opened.confirmation)
-        seal_total, open_total, count = seal_total + sealed - start, open_total + done - sealed, count + 1
-    return seal_total / count * 1e6, open_total / count * 1e6
+        assert opened.keys == tuple(entry.key for entry in entries)
+        pending.verify_confirmation(b"ok", opened.confirm(b"ok"))
+        seal_total, open_total, frames = seal_total + sealed - start, open_total + done - sealed, frames + 1
+    return FrameRow(suite, mode, qkd_use, count, seal_total / frames, open_total / frames)
 
 
-def table(rows: list[Row]) -> str:
+def _suite_name(suite: Suite) -> str:
+    return f"{suite.id}: {suite.kem.name} + {suite.signature.name}"
+
+
+def primitives_table(raw: dict[Suite, dict[str, float]]) -> str:
     lines = [
-        "| suite | mode | seal/s | seal µs | open/s | open µs | ML-KEM encaps µs | ML-KEM decaps µs "
-        "| ML-DSA sign µs | ML-DSA verify µs | (seal+open) / (encaps+decaps) | rest µs |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| suite | ML-KEM encaps/s | ML-KEM decaps/s | ML-DSA sign/s | ML-DSA verify/s |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for suite, costs in raw.items():
+        rates = " | ".join(f"{1e6 / costs[op]:,.0f}" for op in ("encaps", "decaps", "sign", "verify"))
+        lines.append(f"| {_suite_name(suite)} | {rates} |")
+    return "\n".join(lines)
+
+
+def frames_table(rows: list[FrameRow], raw: dict[Suite, dict[str, float]]) -> str:
+    lines = [
+        "| suite | mode | qkd_use | keys/frame | seal keys/s | open keys/s | seal+open keys/s | frames/s "
+        "| seal+open / (encaps+decaps+sign+verify) |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for row in rows:
-        raw = row.raw
-        total = row.seal_us + row.open_us
-        ratio, rest = total / (raw["encaps"] + raw["decaps"]), total - sum(raw.values())
+        total = row.seal_s + row.open_s
+        primitives_s = sum(raw[row.suite].values()) / 1e6
+        n = row.keys_per_frame
         lines.append(
-            f"| {row.suite.id}: {row.suite.kem.name} + {row.suite.signature.name} | {row.mode.value} "
-            f"| {1e6 / row.seal_us:,.0f} | {row.seal_us:,.0f} "
-            f"| {1e6 / row.open_us:,.0f} | {row.open_us:,.0f} "
-            f"| {raw['encaps']:,.0f} | {raw['decaps']:,.0f} | {raw['sign']:,.0f} | {raw['verify']:,.0f} "
-            f"| {ratio:.1f}x | {rest:,.0f} |"
+            f"| {row.suite.id} | {row.mode.value} | {row.qkd_use.value if row.mode is HopMode.QKD_PQC else '-'} "
+            f"| {n:,} | {n / row.seal_s:,.0f} | {n / row.open_s:,.0f} | {n / total:,.0f} | {1 / total:,.0f} "
+            f"| {total / primitives_s:.2f}x |"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Benchmark relay.crypto hop seal/open.")
+    parser = argparse.ArgumentParser(description="Benchmark relay.crypto hop-frame seal/open.")
     parser.add_argument("--seconds", type=float, default=1.0, help="wall time per measurement (default 1.0)")
     seconds = parser.parse_args().seconds
-    rows = []
-    for suite in (SUITE_A, SUITE_B):
-        raw = raw_costs(suite, seconds)
-        for mode in HopMode:
-            seal_us, open_us = asyncio.run(hop_costs(suite, mode, seconds))
-            rows.append(Row(suite, mode, seal_us, open_us, raw))
+    raw = {suite: raw_costs(suite, seconds) for suite in (SUITE_A, SUITE_B)}
+    rows = [
+        asyncio.run(frame_costs(suite, mode, qkd_use, count, seconds))
+        for suite in (SUITE_A, SUITE_B)
+        for mode, qkd_use in POLICIES
+        for count in FRAME_SIZES
+    ]
     print(
         f"Python {platform.python_version()}, cryptography {cryptography.__version__} "
         f"({backend.openssl_version_text()}), {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"single thread, {seconds:g} s per measurement, 32-byte relayed keys\n"
+        f"single thread, {seconds:g} s per measurement, {KEY_SIZE}-byte relayed keys\n"
     )
-    print(table(rows))
+    print(primitives_table(raw))
+    print()
+    print(frames_table(rows, raw))
 
 
 if __name__ == "__main__":

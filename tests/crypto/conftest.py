@@ -22,6 +22,6 @@ def link(request: pytest.FixtureRequest, identities: Identities) -> Link:
 
 @pytest.fixture(scope="module")
 def runner() -> Iterator[asyncio.Runner]:
-    """One event loop for synchronous hypothesis tests that need to await open_hop."""
+    """One event loop for synchronous hypothesis tests that need to await open_frame."""
     with asyncio.Runner() as runner:
         yield runner

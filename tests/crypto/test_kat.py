@@ -1,22 +1,27 @@
-"""Committed known answers (vectors/hop_kat.json): a failure here means the wire format changed.
+"""Committed known answers (vectors/frame_kat.json): a failure here means the wire format changed.
 
-The expected layouts are restated here with struct and pyca primitives, independently of relay.crypto's
-encoder, so a change in both places at once still fails.
+The expected layouts (frame header and items, combiner, pads, wrap, signature transcript, confirmation,
+wire blob) are restated here with struct, hashlib and pyca primitives, independently of relay.crypto's
+encoder and key schedule, so a change in both places at once still fails.
 """
 
 import hashlib
+import hmac
 import json
 import struct
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from relay.crypto.at_rest import StorageCipher
-from relay.crypto.header import HopHeader, HopMode
-from relay.crypto.hop import SIGNATURE_CONTEXT, SealedHop, open_hop
+from relay.crypto.frame import CONFIRMATION_LABEL, SIGNATURE_CONTEXT, SealedFrame, open_frame
+from relay.crypto.header import FrameHeader, HopMode, QkdUse
 from relay.crypto.identity import PeerIdentity, TrustStore
 from relay.crypto.kdf import derive_hop_keys
 from relay.crypto.kem import DecapsulationKey
@@ -25,16 +30,51 @@ from relay.crypto.replay import MemoryReplayGuard
 from relay.crypto.suites import SUITES, Suite
 from tests.support.crypto_identities import KEM
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "hop_kat.json").read_text())
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "frame_kat.json").read_text())
 CASES = pytest.mark.parametrize("case", VECTORS["cases"], ids=[case["name"] for case in VECTORS["cases"]])
+LABEL = b"QKDRELAY-v2/frame"
+HASHES = {"A": (hashlib.sha256, hashes.SHA256()), "B": (hashlib.sha384, hashes.SHA384())}
 
 
 def framed(*fields: bytes) -> bytes:
     return b"".join(struct.pack(">I", len(field)) + field for field in fields)
 
 
+def texts(values: list[str]) -> bytes:
+    """A list of texts inside one field: u8 count, then each framed."""
+    return struct.pack(">B", len(values)) + framed(*(value.encode() for value in values))
+
+
 def h(case: dict[str, Any], name: str) -> bytes:
     return bytes.fromhex(case[name])
+
+
+def digest(case: dict[str, Any], data: bytes) -> bytes:
+    return HASHES[case["suite"]][0](data).digest()
+
+
+def pads(case: dict[str, Any]) -> list[bytes | None]:
+    """Each item's pad: the first |K| bytes of its QKD keys, in the order the item names them."""
+    return [
+        b"".join(bytes.fromhex(case["pad_keys"][key_id]) for key_id in item["pad_key_ids"])[: item["key_size"]]
+        if item["pad_key_ids"]
+        else None
+        for item in case["header_fields"]["items"]
+    ]
+
+
+def plaintexts(case: dict[str, Any]) -> list[bytes]:
+    """What AES-GCM encrypts for each item: K_i, or K_i xor P_i on an otp frame."""
+    keys = [bytes.fromhex(key) for key in case["keys"]]
+    return [
+        key if pad is None else bytes(k ^ p for k, p in zip(key, pad, strict=True))
+        for key, pad in zip(keys, pads(case), strict=True)
+    ]
+
+
+def signed(case: dict[str, Any]) -> bytes:
+    """th || H(enc(W_0, ..)): what the signature and the confirmation cover."""
+    return h(case, "transcript_hash") + digest(case, framed(*(bytes.fromhex(w) for w in case["wrapped_keys"])))
 
 
 def trust(case: dict[str, Any]) -> TrustStore:
@@ -63,31 +103,62 @@ class FixedRecipient:
         return self.dk
 
 
+def test_the_vectors_cover_every_mode_both_suites_and_several_items() -> None:
+    cases = VECTORS["cases"]
+    assert {(case["mode"], case["qkd_use"]) for case in cases} >= {
+        ("qkd+pqc", "hkdf"),
+        ("qkd+pqc", "otp"),
+        ("pqc-only", "hkdf"),
+    }
+    assert {case["suite"] for case in cases} == {"A", "B"}
+    assert max(len(case["keys"]) for case in cases) >= 3
+    assert any(len(item["pad_key_ids"]) > 1 for case in cases for item in case["header_fields"]["items"])
+
+
 @CASES
 def test_header_encoding(case: dict[str, Any]) -> None:
     fields = case["header_fields"]
-    suite, mode = SUITES[case["suite"]], HopMode(case["mode"])
+    items = [
+        framed(
+            bytes.fromhex(item["transfer_id"]),
+            struct.pack(">H", item["hop"]),
+            texts(item["path"]),
+            item["initiator"].encode(),
+            item["target"].encode(),
+            item["key_id"].encode(),
+            struct.pack(">H", item["key_size"]),
+            texts(item["pad_key_ids"]),
+            item["extension_json"].encode(),
+            struct.pack(">B", item["no_degrade"]),
+        )
+        for item in fields["items"]
+    ]
     expected = framed(
-        b"QKDRELAY-v1",
-        suite.id.encode(),
-        mode.value.encode(),
-        bytes.fromhex(fields["transfer_id"]),
-        struct.pack(">H", fields["hop"]),
+        LABEL,
+        case["suite"].encode(),
+        case["mode"].encode(),
+        case["qkd_use"].encode(),
+        bytes.fromhex(fields["frame_id"]),
         case["sender"]["gateway_id"].encode(),
         case["receiver"]["gateway_id"].encode(),
-        fields["qkd_key_id"].encode(),
         bytes.fromhex(fields["ek_id"]),
         bytes.fromhex(fields["ek_hash"]),
         struct.pack(">Q", fields["timestamp_ms"]),
         bytes.fromhex(fields["nonce"]),
-        fields["key_id"].encode(),
-        struct.pack(">H", fields["key_size"]),
+        fields["qkd_key_id"].encode(),
+        struct.pack(">H", len(items)),
+        framed(*items),
     )
     assert h(case, "header") == expected
-    assert HopHeader.decode(expected).encode() == expected
-    assert (fields["qkd_key_id"] == "") == (mode is HopMode.PQC_ONLY)
-    if fields["qkd_key_id"]:
-        uuid.UUID(fields["qkd_key_id"])
+    assert FrameHeader.decode(expected).encode() == expected
+    assert (fields["qkd_key_id"] == "") == (case["mode"] == HopMode.PQC_ONLY.value)
+    padded = case["mode"] == HopMode.QKD_PQC.value and case["qkd_use"] == QkdUse.OTP.value
+    for item in fields["items"]:
+        assert len(item["pad_key_ids"]) == (-(-item["key_size"] // 32) if padded else 0)
+    named = [key_id for item in fields["items"] for key_id in item["pad_key_ids"]]
+    assert sorted(named) == sorted(case["pad_keys"]) and len(set(named)) == len(named)
+    for key_id in filter(None, [fields["qkd_key_id"], *named]):  # every QKD key_ID is a KMS UUID
+        uuid.UUID(key_id)
 
 
 @CASES
@@ -96,33 +167,56 @@ def test_keys_from_seeds(case: dict[str, Any]) -> None:
     for party in (case["sender"], case["receiver"]):
         key = suite.signature.private_key_class.from_seed_bytes(bytes.fromhex(party["mldsa_seed"]))
         assert key.public_key().public_bytes_raw().hex() == party["mldsa_public_key"]
-    recipient = FixedRecipient(case)
-    ek = recipient.dk.encapsulation_key
+    ek = FixedRecipient(case).dk.encapsulation_key
     assert len(ek) == suite.kem.encapsulation_key_size
     assert hashlib.sha3_256(ek).hexdigest() == case["header_fields"]["ek_hash"]
 
 
 @CASES
-def test_kem_kdf_and_wrap_layer(case: dict[str, Any]) -> None:
-    """Given the committed ct (hence ss), k_q and header: th, k_enc, k_conf and W are fixed."""
+def test_kem_and_combiner(case: dict[str, Any]) -> None:
+    """Given the committed ct (hence ss), k_q and header: th, k_enc and k_conf are fixed (HKDF restated)."""
     suite = SUITES[case["suite"]]
     assert FixedRecipient(case).dk.decapsulate(h(case, "ciphertext")) == h(case, "shared_secret")
-    aad = framed(h(case, "header"), h(case, "ciphertext"))
-    assert suite.digest(aad) == h(case, "transcript_hash")
-    qkd_key = None if case["qkd_key"] is None else h(case, "qkd_key")
-    keys = derive_hop_keys(suite, h(case, "shared_secret"), qkd_key, h(case, "transcript_hash"))
+    th = digest(case, framed(h(case, "header"), h(case, "ciphertext")))
+    assert th == h(case, "transcript_hash")
+    qkd_key = b"" if case["qkd_key"] is None else h(case, "qkd_key")
+    okm = HKDF(
+        HASHES[case["suite"]][1], 64, salt=framed(LABEL, case["suite"].encode()), info=LABEL + b" keys" + th
+    ).derive(h(case, "shared_secret") + qkd_key)
+    assert okm.hex() == case["k_enc"] + case["k_conf"]
+    keys = derive_hop_keys(suite, h(case, "shared_secret"), qkd_key or None, th)
     assert keys.encryption_key.hex() == case["k_enc"] and keys.confirmation_key.hex() == case["k_conf"]
+
+
+@CASES
+def test_pads_and_wrap_layer(case: dict[str, Any]) -> None:
+    """W_i = AES-256-GCM(k_enc, nonce u96be(i), K_i xor P_i, aad th); no pad on hkdf and pqc-only frames."""
     aead = AESGCM(h(case, "k_enc"))
-    assert aead.encrypt(bytes(12), h(case, "key"), aad) == h(case, "wrapped_key")
+    wrapped = [bytes.fromhex(w) for w in case["wrapped_keys"]]
+    assert len(wrapped) == len(case["keys"]) == len(case["header_fields"]["items"])
+    for index, plaintext in enumerate(plaintexts(case)):
+        nonce = struct.pack(">4xQ", index)
+        assert aead.encrypt(nonce, plaintext, h(case, "transcript_hash")) == wrapped[index]
+    padded = case["qkd_use"] == "otp" and case["mode"] == "qkd+pqc"
+    assert all((pad is not None) == padded for pad in pads(case))
 
 
 @CASES
 def test_committed_signature_verifies(case: dict[str, Any]) -> None:
     suite = SUITES[case["suite"]]
-    signed = h(case, "transcript_hash") + suite.digest(h(case, "wrapped_key"))
     public_key = suite.signature.public_key_class.from_public_bytes(bytes.fromhex(case["sender"]["mldsa_public_key"]))
-    public_key.verify(h(case, "signature"), signed, SIGNATURE_CONTEXT)
-    assert SIGNATURE_CONTEXT == b"QKDRELAY-v1/hop"
+    public_key.verify(h(case, "signature"), signed(case), LABEL)
+    assert SIGNATURE_CONTEXT == LABEL
+
+
+@CASES
+def test_committed_confirmation(case: dict[str, Any]) -> None:
+    """HMAC(k_conf, label " confirm" || th || H(W) || outcomes) with the suite hash."""
+    expected = hmac.new(
+        h(case, "k_conf"), LABEL + b" confirm" + signed(case) + h(case, "outcomes"), HASHES[case["suite"]][0]
+    ).digest()
+    assert expected == h(case, "confirmation")
+    assert CONFIRMATION_LABEL == LABEL + b" confirm"
 
 
 @CASES
@@ -134,26 +228,36 @@ def test_committed_announcement_verifies(case: dict[str, Any]) -> None:
 
 
 @CASES
-async def test_committed_message_opens(case: dict[str, Any]) -> None:
-    wire = framed(h(case, "header"), h(case, "ciphertext"), h(case, "wrapped_key"), h(case, "signature"))
+async def test_committed_frame_opens(case: dict[str, Any]) -> None:
+    wrapped = [bytes.fromhex(w) for w in case["wrapped_keys"]]
+    wire = framed(h(case, "header"), h(case, "ciphertext"), framed(*wrapped), h(case, "signature"))
+    assert wire == h(case, "wire")
+    message = SealedFrame.from_bytes(wire)
+    assert message.to_bytes() == wire
     clock = lambda: case["header_fields"]["timestamp_ms"]  # noqa: E731
-    qkd_key = None if case["qkd_key"] is None else h(case, "qkd_key")
+    combiner = [] if case["qkd_key"] is None else [(case["header_fields"]["qkd_key_id"], h(case, "qkd_key"))]
+    named = combiner + [
+        (key_id, bytes.fromhex(case["pad_keys"][key_id]))
+        for item in case["header_fields"]["items"]
+        for key_id in item["pad_key_ids"]
+    ]
 
-    async def fetch(key_id: str) -> bytes:
-        assert key_id == case["header_fields"]["qkd_key_id"] and qkd_key is not None
-        return qkd_key
+    async def fetch(key_ids: Sequence[str]) -> list[bytes]:
+        assert list(key_ids) == [key_id for key_id, _ in named]  # the combiner's first, then pads in item order
+        return [key for _, key in named]
 
-    opened = await open_hop(
-        SealedHop.from_bytes(wire),
+    opened = await open_frame(
+        message,
         recipient=FixedRecipient(case),
         trust=trust(case),
         mode=HopMode(case["mode"]),
+        qkd_use=QkdUse(case["qkd_use"]),
         replay=MemoryReplayGuard(clock),
         clock=clock,
-        fetch_qkd_key=fetch,
+        fetch_qkd_keys=fetch,
     )
-    assert opened.key == h(case, "key")
-    assert opened.confirmation == h(case, "confirmation")
+    assert [key.hex() for key in opened.keys] == case["keys"]
+    assert opened.confirm(h(case, "outcomes")) == h(case, "confirmation")
 
 
 def test_committed_at_rest_blob_opens() -> None:

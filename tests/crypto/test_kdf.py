@@ -1,10 +1,13 @@
-"""HKDF against RFC 5869 and the properties the hybrid combiner relies on."""
+"""HKDF against RFC 5869, the frame combiner's layout under FRAME_LABEL, and the properties it relies on."""
 
+import hmac
 import os
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 
+from relay.crypto.encoding import encode_fields
+from relay.crypto.header import FRAME_LABEL, LABEL
 from relay.crypto.kdf import derive_hop_keys, expand_into, extract
 from relay.crypto.suites import SUITE_A, SUITE_B, Suite
 
@@ -64,6 +67,41 @@ def test_every_input_changes_both_keys(suite: Suite) -> None:
         assert variant.confirmation_key != base.confirmation_key
     assert base.encryption_key != base.confirmation_key
     assert derive_hop_keys(suite, ss, qkd, th) == base
+
+
+def _hmac_hkdf(suite: Suite, salt: bytes, ikm: bytes, info: bytes) -> bytes:
+    """RFC 5869 with 64 output bytes, written out with HMAC: the first 64 bytes of T(1) || T(2)."""
+    prk = hmac.digest(salt, ikm, suite.hash.name)
+    first = hmac.digest(prk, info + b"\x01", suite.hash.name)
+    return (first + hmac.digest(prk, first + info + b"\x02", suite.hash.name))[:64]
+
+
+@pytest.mark.parametrize("suite", [SUITE_A, SUITE_B], ids=["suiteA", "suiteB"])
+@pytest.mark.parametrize("with_qkd", [True, False], ids=["qkd+pqc", "pqc-only"])
+def test_combiner_layout_under_the_frame_label(suite: Suite, with_qkd: bool) -> None:
+    """salt = enc(FRAME_LABEL, suite id), IKM = ss || k_q (ss alone on pqc-only), info = label " keys" || th."""
+    assert FRAME_LABEL == b"QKDRELAY-v2/frame" and LABEL == b"QKDRELAY-v1"
+    ss, qkd, th = os.urandom(32), os.urandom(32), os.urandom(suite.hash_size)
+    keys = derive_hop_keys(suite, ss, qkd if with_qkd else None, th)
+    expected = _hmac_hkdf(
+        suite,
+        encode_fields(FRAME_LABEL, suite.id.encode()),
+        ss + (qkd if with_qkd else b""),
+        FRAME_LABEL + b" keys" + th,
+    )
+    assert bytes(keys.encryption_key) + bytes(keys.confirmation_key) == expected
+    v1 = _hmac_hkdf(
+        suite, encode_fields(LABEL, suite.id.encode()), ss + (qkd if with_qkd else b""), LABEL + b" keys" + th
+    )
+    assert v1 != expected  # frames and the v1 one-key hops never share keys
+
+
+@pytest.mark.parametrize("suite", [SUITE_A, SUITE_B], ids=["suiteA", "suiteB"])
+def test_ikm_never_equals_info_then_0x01(suite: Suite) -> None:
+    """The HKDF condition of draft-irtf-cfrg-hybrid-kems: IKM (32 or 64 bytes) differs in length from info || 1."""
+    info_size = len(FRAME_LABEL + b" keys") + suite.hash_size
+    assert info_size == {"A": 54, "B": 70}[suite.id]
+    assert info_size + 1 not in (32, 64)
 
 
 def test_suites_are_domain_separated() -> None:

@@ -1,8 +1,9 @@
-"""Hypothesis on the hop wire format: decoders and open_hop under arbitrary and mutated input.
+"""Hypothesis on the hop-frame wire format: decoders and open_frame under arbitrary and mutated input.
 
-Decoding may only fail with the documented exceptions (``MalformedMessage`` for hop messages and headers,
-``BadAnnouncement`` for encapsulation-key announcements); opening a mutated sealed hop must be refused
-with a ``HopError`` and never yield a key.
+Decoding may only fail with the documented exceptions (``MalformedMessage`` for frames and frame headers,
+``BadAnnouncement`` for encapsulation-key announcements); opening a mutated sealed frame must be refused
+with a ``HopError`` and never yield a key. Samples are frames of several keys in every mode (qkd+pqc with
+qkd_use hkdf and otp, pqc-only), so item counts, per-item sizes and pad key_IDs are all mutated too.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.crypto.errors import BadAnnouncement, HopError, MalformedMessage
-from relay.crypto.header import HopHeader, HopMode
-from relay.crypto.hop import SealedHop
+from relay.crypto.frame import SealedFrame
+from relay.crypto.header import FrameHeader, HopMode, QkdUse
 from relay.crypto.keyring import EncapsulationKeyAnnouncement
 from relay.crypto.suites import SUITE_A, SUITE_B
 from tests.support.crypto_identities import Identities, Link
@@ -26,6 +27,12 @@ from tests.support.mutations import mutations
 DECODE_BOUND_S = 1.0
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 SLOW = settings(max_examples=3000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+POLICIES = {
+    "hkdf": (HopMode.QKD_PQC, QkdUse.HKDF),
+    "otp": (HopMode.QKD_PQC, QkdUse.OTP),
+    "pqc-only": (HopMode.PQC_ONLY, QkdUse.HKDF),
+}
+KEYS = (b"K" * 32, b"L" * 1, b"M" * 33)  # three items; an otp frame pads them with 1, 1 and 2 QKD keys
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +53,13 @@ def link(request: pytest.FixtureRequest, identities: Identities) -> Link:
 
 @pytest.fixture(scope="module")
 def samples(link: Link) -> dict[str, bytes]:
-    """Valid encodings to mutate: a sealed hop per mode, its header, and an announcement."""
-    qkd = link.seal(b"k" * 32).message
-    pqc = link.seal(b"k" * 16, mode=HopMode.PQC_ONLY).message
-    return {
-        "hop": qkd.to_bytes(),
-        "pqc_hop": pqc.to_bytes(),
-        "header": qkd.header.encode(),
-        "announcement": link.receiver.current_announcement().to_bytes(),
-    }
+    """Valid encodings to mutate: a sealed frame per policy, the headers, and an announcement."""
+    frames = {name: link.seal(*KEYS, mode=mode, qkd_use=use).message for name, (mode, use) in POLICIES.items()}
+    return (
+        {f"frame/{name}": message.to_bytes() for name, message in frames.items()}
+        | {f"header/{name}": message.header.encode() for name, message in frames.items()}
+        | {"announcement": link.receiver.current_announcement().to_bytes()}
+    )
 
 
 def _decode(kind: str, data: bytes) -> None:
@@ -63,9 +68,9 @@ def _decode(kind: str, data: bytes) -> None:
         if kind == "announcement":
             EncapsulationKeyAnnouncement.from_bytes(data)
         elif kind == "header":
-            HopHeader.decode(data)
+            FrameHeader.decode(data)
         else:
-            SealedHop.from_bytes(data)
+            SealedFrame.from_bytes(data)
     except (MalformedMessage, BadAnnouncement) as exc:
         expected = BadAnnouncement if kind == "announcement" else MalformedMessage
         assert isinstance(exc, expected), f"{kind}: {type(exc).__name__}"
@@ -74,7 +79,7 @@ def _decode(kind: str, data: bytes) -> None:
 
 
 @FUZZ
-@given(kind=st.sampled_from(["hop", "header", "announcement"]), data=st.binary(max_size=6000))
+@given(kind=st.sampled_from(["frame", "header", "announcement"]), data=st.binary(max_size=6000))
 def test_decoders_on_arbitrary_bytes(kind: str, data: bytes) -> None:
     _decode(kind, data)
 
@@ -83,38 +88,44 @@ def test_decoders_on_mutated_valid_encodings(samples: dict[str, bytes]) -> None:
     @FUZZ
     @given(data=st.data(), kind=st.sampled_from(sorted(samples)))
     def run(data: st.DataObject, kind: str) -> None:
-        _decode("hop" if kind == "pqc_hop" else kind, data.draw(mutations(samples[kind])))
+        _decode(kind.split("/")[0], data.draw(mutations(samples[kind])))
 
     run()
 
 
-def _open_refuses(runner: asyncio.Runner, link: Link, mutated: bytes, mode: HopMode, original: bytes) -> None:
+def _open_refuses(runner: asyncio.Runner, link: Link, mutated: bytes, policy: str, original: bytes) -> None:
     if mutated == original:
         return
     try:
-        message = SealedHop.from_bytes(mutated)
+        message = SealedFrame.from_bytes(mutated)
     except MalformedMessage:
         return
     with pytest.raises(HopError):
-        runner.run(asyncio.wait_for(link.open(message, mode=mode), DECODE_BOUND_S * 5))
+        runner.run(asyncio.wait_for(link.open(message, *POLICIES[policy]), DECODE_BOUND_S * 5))
 
 
-def test_open_hop_refuses_mutated_sealed_hops(runner: asyncio.Runner, link: Link) -> None:
+def _fresh_frame(link: Link, policy: str) -> bytes:
+    mode, qkd_use = POLICIES[policy]
+    return link.seal(*KEYS, mode=mode, qkd_use=qkd_use).message.to_bytes()
+
+
+def test_open_frame_refuses_mutated_sealed_frames(runner: asyncio.Runner, link: Link) -> None:
     """A fresh seal per example (so the replay guard never masks a forgery), then a mutation of it."""
 
     @FUZZ
-    @given(data=st.data(), mode=st.sampled_from(list(HopMode)))
-    def run(data: st.DataObject, mode: HopMode) -> None:
-        original = link.seal(b"K" * 32, mode=mode).message.to_bytes()
-        _open_refuses(runner, link, data.draw(mutations(original)), mode, original)
+    @given(data=st.data(), policy=st.sampled_from(sorted(POLICIES)))
+    def run(data: st.DataObject, policy: str) -> None:
+        original = _fresh_frame(link, policy)
+        _open_refuses(runner, link, data.draw(mutations(original)), policy, original)
 
     run()
 
 
-def test_open_hop_accepts_the_unmutated_message(runner: asyncio.Runner, link: Link) -> None:
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_open_frame_accepts_the_unmutated_frame(runner: asyncio.Runner, link: Link, policy: str) -> None:
     """The control: the harness does open what it sealed, so the refusals above are the mutations' doing."""
-    message = link.seal(b"K" * 32).message
-    assert runner.run(link.open(SealedHop.from_bytes(message.to_bytes()))).key == b"K" * 32
+    opened = runner.run(link.open(SealedFrame.from_bytes(_fresh_frame(link, policy)), *POLICIES[policy]))
+    assert opened.keys == KEYS
 
 
 @pytest.mark.slow
@@ -122,13 +133,13 @@ def test_decoders_and_open_long(runner: asyncio.Runner, link: Link, samples: dic
     @SLOW
     @given(data=st.data(), kind=st.sampled_from(sorted(samples)))
     def decode(data: st.DataObject, kind: str) -> None:
-        _decode("hop" if kind == "pqc_hop" else kind, data.draw(mutations(samples[kind])))
+        _decode(kind.split("/")[0], data.draw(mutations(samples[kind])))
 
     @SLOW
-    @given(data=st.data())
-    def open_(data: st.DataObject) -> None:
-        original = link.seal(b"K" * 32).message.to_bytes()
-        _open_refuses(runner, link, data.draw(mutations(original)), HopMode.QKD_PQC, original)
+    @given(data=st.data(), policy=st.sampled_from(sorted(POLICIES)))
+    def open_(data: st.DataObject, policy: str) -> None:
+        original = _fresh_frame(link, policy)
+        _open_refuses(runner, link, data.draw(mutations(original)), policy, original)
 
     decode()
     open_()
