@@ -62,7 +62,7 @@ class StaleMessage(HopError):
 
 
 class ReplayedMessage(HopError):
-    """This (transfer_id, hop) pair was already accepted."""
+    """This frame_id (or void nonce) was already accepted."""
 
 
 class DecryptionFailed(HopError):

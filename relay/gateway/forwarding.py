@@ -143,6 +143,11 @@ class HopForwarder:
             neighbour_id,
             header.mode.value,
             elapsed * 1000,
-            extra={"frame_id": header.frame_id.hex(), "neighbour": neighbour_id, "mode": header.mode.value},
+            extra={
+                "frame_id": header.frame_id.hex(),
+                "neighbour": neighbour_id,
+                "mode": header.mode.value,
+                "transfer_ids": [item.transfer_id.hex() for item in header.items],
+            },
         )
         return [item.detail if item.outcome is Outcome.STORED else item.failure(neighbour_id) for item in outcomes]

@@ -235,7 +235,11 @@ class RelayEngine:
             frame_id.hex(),
             len(message.header.items),
             sender,
-            extra={"frame_id": frame_id.hex(), "neighbour": sender},
+            extra={
+                "frame_id": frame_id.hex(),
+                "neighbour": sender,
+                "transfer_ids": [item.transfer_id.hex() for item in message.header.items],
+            },
         )
         return answer
 

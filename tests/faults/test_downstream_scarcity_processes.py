@@ -16,7 +16,7 @@ from tests.support.admin_http import Scrape, scrape
 from tests.support.process_testbed import ProcessTestbed, round_trip
 from tests.support.scarcity import REGION2, ScarcityOutcome, run_scarce_load
 
-DRAIN_BATCH = 16
+DRAIN_REQUESTS = 256  # each a frame of its own, spending one QKD key; the lane holds at most 128 (its high watermark)
 
 
 def _admin(testbed: ProcessTestbed, gateway_id: str) -> str:
@@ -31,9 +31,9 @@ def _outbound_lane(metrics: Scrape, link: str) -> float:
 async def _drain_gw2_gw3(testbed: ProcessTestbed) -> None:
     """SAE-R2-A takes what GW2's require-qkd lane to GW3 still holds, until the 503 that says it is dry."""
     async with testbed.sae("SAE-R2-A") as master:
-        for _ in range(64):
+        for _ in range(DRAIN_REQUESTS):
             try:
-                await master.get_key("SAE-R3-A", KeyRequest(number=DRAIN_BATCH))
+                await master.get_key("SAE-R3-A", KeyRequest(number=1))
             except KmeError as exc:
                 if exc.status == 503 and exc.error is not None and "require-qkd" in exc.error.message:
                     return

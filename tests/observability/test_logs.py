@@ -148,6 +148,8 @@ async def test_a_real_relay_logs_transfer_ids_and_never_key_material(
     assert all(len(line["transfer_id"]) == 32 and int(line["transfer_id"], 16) >= 0 for line in transfers)
     done = {line["key_id"]: line["transfer_id"] for line in transfers if line.get("key_id")}
     assert {key.key_id for key in relayed} <= set(done)  # each relayed key's transfer can be traced
-    for key in relayed:  # and its hops at the other gateways carry the same transfer ID
-        hops = [line for line in transfers if line["transfer_id"] == done[key.key_id] and "neighbour" in line]
+    frames = [line for line in lines if "frame_id" in line]
+    assert all(len(line["frame_id"]) == 32 and line["transfer_ids"] for line in frames)
+    for key in relayed:  # and the frames that carried it, at both ends of each hop, name its transfer ID
+        hops = [line for line in frames if done[key.key_id] in line["transfer_ids"] and "neighbour" in line]
         assert hops
