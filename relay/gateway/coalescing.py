@@ -1,7 +1,8 @@
 """Group commit for hop frames: what queues while frames are in flight leaves together in the next one.
 
 Keys bound for one neighbour are submitted one by one; a batch leaves as soon as fewer than
-``in_flight`` batches are on their way, with everything queued by then (up to ``max_batch``). There is
+``in_flight`` batches are on their way, with everything queued by then (up to ``max_batch`` items and
+``max_size`` in ``size_of`` units, e.g. bytes on the wire; one item alone always makes a batch). There is
 no linger: at low load a key leaves on the next turn of the event loop, alone or with the keys submitted
 in the same turn (the keys of one request), and under load frames fill up by themselves while earlier
 ones are being answered. Each submitter gets its own item's result or exception.
@@ -27,12 +28,22 @@ Dispatch = Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
 class Coalescer(Generic[T, R]):
     """One queue and its in-flight window (per neighbour, in :mod:`relay.gateway.forwarding`)."""
 
-    def __init__(self, dispatch: Dispatch[T, R], *, max_batch: int, in_flight: int) -> None:
+    def __init__(
+        self,
+        dispatch: Dispatch[T, R],
+        *,
+        max_batch: int,
+        in_flight: int,
+        size_of: Callable[[T], int] = lambda item: 1,
+        max_size: int | None = None,
+    ) -> None:
         if max_batch < 1 or in_flight < 1:
             raise ValueError("max_batch and in_flight must be at least 1")
         self._dispatch = dispatch
         self._max_batch = max_batch
         self._in_flight = in_flight
+        self._size_of = size_of
+        self._max_size = max_size
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._scheduled = False
@@ -58,13 +69,29 @@ class Coalescer(Generic[T, R]):
     def _start_batches(self) -> None:
         self._scheduled = False
         while self._queue and len(self._running) < self._in_flight:
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-            batch = [(item, future) for item, future in batch if not future.done()]  # a submitter gave up
+            batch = self._next_batch()
             if not batch:
                 continue
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._running.add(task)
             task.add_done_callback(self._finished)
+
+    def _next_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
+        """Queued items in order, as many as the limits allow; those whose submitter gave up are dropped."""
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        size = 0
+        while self._queue and len(batch) < self._max_batch:
+            item, future = self._queue[0]
+            if future.done():
+                self._queue.popleft()
+                continue
+            item_size = self._size_of(item)
+            if batch and self._max_size is not None and size + item_size > self._max_size:
+                break
+            self._queue.popleft()
+            batch.append((item, future))
+            size += item_size
+        return batch
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

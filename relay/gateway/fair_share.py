@@ -1,8 +1,9 @@
 """Fair share: one SAE pair must not take the relay's capacity or a QKD link's key from every other pair.
 
 Checked when an SAE asks for keys relayed on demand, before any is relayed: the pair pays ``number`` from
-its relayed-keys bucket and, on each QKD link of the route its keys would take, ``number`` QKD keys' bits
-from its bucket for that link (one QKD key per hop and key). The buckets are the topology's
+its relayed-keys bucket and, on each QKD link of the route its keys would take, the QKD key bits they
+spend there (:func:`relay.gateway.qkd_cost.qkd_bits_spent`: one QKD key per frame, plus each key's
+one-time pad on ``otp`` links) from its bucket for that link. The buckets are the topology's
 ``fair_share`` (:class:`relay.topology.FairShare`), a link's refill being its share of the link's
 ``rate_bps``; they live in Redis (:class:`relay.pool.TokenBuckets`), so every replica of the gateway
 draws from one budget. A pair over its share gets :class:`OverShare` (503) saying which share and when
@@ -14,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from relay.gateway.errors import RelayFailed
+from relay.gateway.qkd_cost import qkd_bits_spent
 from relay.pool import Bucket, TokenBuckets
-from relay.topology import FairShare
+from relay.topology import FairShare, Link
 
 
 class OverShare(RelayFailed):
@@ -27,21 +29,33 @@ class OverShare(RelayFailed):
 
 class FairShares:
     def __init__(
-        self, share: FairShare, buckets: TokenBuckets, qkd_rates_bps: Mapping[str, float], *, qkd_key_bits: int
+        self,
+        share: FairShare,
+        buckets: TokenBuckets,
+        qkd_rates_bps: Mapping[str, float],
+        relay_links: Mapping[str, Link],
+        *,
+        qkd_key_bits: int,
     ) -> None:
-        """``qkd_rates_bps``: each QKD link's secret-key rate, by QKD link ID."""
+        """``qkd_rates_bps``: each QKD link's secret-key rate, and ``relay_links`` the relay link over it (its
+        ``qkd_use`` and ``frame_keys``), by QKD link ID."""
         self._share = share
         self._buckets = buckets
         self._rates = dict(qkd_rates_bps)
+        self._links = dict(relay_links)
         self._qkd_key_bits = qkd_key_bits
 
-    async def admit(self, master: str, slave: str, number: int, qkd_links: Sequence[str]) -> None:
-        """Charge the pair for ``number`` keys relayed across ``qkd_links``; :class:`OverShare` if it cannot pay."""
+    async def admit(self, master: str, slave: str, key_sizes_bits: Sequence[int], qkd_links: Sequence[str]) -> None:
+        """Charge the pair for keys of these sizes relayed across ``qkd_links``; :class:`OverShare` if it
+        cannot pay."""
         share = self._share
-        buckets = [Bucket("keys", share.keys_burst, share.keys_per_s, number)]
+        buckets = [Bucket("keys", share.keys_burst, share.keys_per_s, len(key_sizes_bits))]
         buckets += [
             Bucket(
-                f"qkd:{link}", share.qkd_burst_bits, share.qkd_share * self._rates[link], number * self._qkd_key_bits
+                f"qkd:{link}",
+                share.qkd_burst_bits,
+                share.qkd_share * self._rates[link],
+                qkd_bits_spent(self._links[link], key_sizes_bits, self._qkd_key_bits),
             )
             for link in qkd_links
         ]

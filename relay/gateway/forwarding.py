@@ -18,12 +18,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from relay.crypto import FrameEntry, OpenedFrame, PendingFrame, SealedFrame
+from relay.crypto import FrameEntry, OpenedFrame, PendingFrame, QkdUse, SealedFrame, pad_keys_needed
 from relay.crypto.errors import ConfirmationFailed, MalformedMessage
+from relay.crypto.header import MAX_TEXT_SIZE
 from relay.domain import Key
 from relay.gateway.coalescing import Coalescer
 from relay.gateway.config import Neighbour
 from relay.gateway.errors import RelayFailed
+from relay.gateway.grpc_tls import MAX_FRAME_BYTES
 from relay.gateway.hop_protection import HopProtection
 from relay.gateway.hops import HopTransport, Outcome, decode_outcomes
 from relay.gateway.relay_events import RelayObserver
@@ -35,6 +37,15 @@ log = logging.getLogger(__name__)
 class _Outgoing:
     entry: FrameEntry
     deadline: float  # time.monotonic() by which its sender wants the answer
+
+
+def _wire_bytes(outgoing: _Outgoing, *, padded: bool) -> int:
+    """At least what a key adds to a frame on the wire: its item header, wrapped key and (otp) pad key_IDs
+    at their longest. Frames stay within ``MAX_FRAME_BYTES`` by this count."""
+    entry = outgoing.entry
+    texts = (*entry.path, entry.initiator, entry.target, entry.key_id, entry.extension_json)
+    pads = pad_keys_needed(len(entry.key)) * (MAX_TEXT_SIZE + 4) if padded else 0
+    return 96 + len(entry.key) + sum(len(text.encode()) + 4 for text in texts) + pads
 
 
 class HopForwarder:
@@ -55,6 +66,8 @@ class HopForwarder:
                 functools.partial(self._send, neighbour_id),
                 max_batch=neighbour.link.frame_keys,
                 in_flight=frames_in_flight,
+                size_of=functools.partial(_wire_bytes, padded=neighbour.qkd_use is QkdUse.OTP),
+                max_size=MAX_FRAME_BYTES,
             )
             for neighbour_id, neighbour in neighbours.items()
         }

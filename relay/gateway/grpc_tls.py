@@ -52,6 +52,12 @@ def channel_credentials(keys: KeyDirectory, gateway_id: str) -> grpc.ChannelCred
 
 # gRPC's default reconnect backoff starts at 1 s and grows to 120 s; a neighbour that restarts would then
 # be refused for far longer than it is down. Short and capped, the channel retries about every second.
+MAX_FRAME_BYTES = 8 << 20  # the keys' part of a frame; coalescing keeps each frame under it
+MAX_MESSAGE_BYTES = 16 << 20  # gRPC's limit both ways (default 4 MiB): a full frame plus its ML-KEM and ML-DSA parts
+MESSAGE_SIZES = {
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+}
 RECONNECT_BACKOFF_MS = {
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.min_reconnect_backoff_ms": 100,
@@ -66,12 +72,17 @@ _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 def channel_options(gateway_id: str) -> list[tuple[str, str | int]]:
     """Options of a channel to ``gateway_id``: its certificate must carry its own DNS name."""
-    return [("grpc.ssl_target_name_override", entity_dns_name(gateway_id)), *RECONNECT_BACKOFF_MS.items()]
+    return [
+        ("grpc.ssl_target_name_override", entity_dns_name(gateway_id)),
+        *RECONNECT_BACKOFF_MS.items(),
+        *MESSAGE_SIZES.items(),
+    ]
 
 
 def gateway_server(options: Sequence[tuple[str, int]] = ()) -> grpc.aio.Server:
-    """A gRPC server that answers TLS 1.3 callers only (:class:`Tls13Only`), with ``options`` (keepalive)."""
-    return grpc.aio.server(interceptors=[Tls13Only()], options=list(options))
+    """A gRPC server that answers TLS 1.3 callers only (:class:`Tls13Only`), with ``options`` (keepalive)
+    and room for a full frame."""
+    return grpc.aio.server(interceptors=[Tls13Only()], options=[*options, *MESSAGE_SIZES.items()])
 
 
 class Tls13Only(grpc.aio.ServerInterceptor):

@@ -114,7 +114,8 @@ class Sealing:
     """The frames a batch of keys for one neighbour was sealed into, and the keys refused for want of QKD key.
 
     Usually one frame; a ``qkd+pqc`` link short of QKD key seals the keys QKD key covers in one frame and
-    the rest pqc-only in another, and refuses those that must not degrade.
+    the rest pqc-only in another, and refuses those that must not degrade; an ``otp`` batch whose pads
+    need more than one take of QKD keys (``MAX_BATCH``) is sealed in several frames.
     """
 
     frames: list[tuple[PendingFrame, list[int]]] = field(default_factory=list)  # each with its entries' indices
@@ -147,13 +148,16 @@ class HopProtection:
         if neighbour.policy is LinkPolicy.PQC_ONLY or neighbour.qkd is None:
             self._seal_into(sealing, entries, range(len(entries)), neighbour, recipient, None, [])
             return sealing
-        covered, qkd_key, pads = await self._take_qkd_keys(neighbour, entries)
-        if covered:
-            self._seal_into(sealing, entries, range(covered), neighbour, recipient, qkd_key, pads)
-        rest = range(covered, len(entries))
+        rest = list(range(len(entries)))
+        while rest:  # more than one frame only when one take cannot cover them all (MAX_BATCH QKD keys)
+            covered, qkd_key, pads = await self._take_qkd_keys(neighbour, [entries[i] for i in rest])
+            if not covered:
+                break
+            self._seal_into(sealing, entries, rest[:covered], neighbour, recipient, qkd_key, pads)
+            rest = rest[covered:]
         if not rest:
             return sealing
-        self._board.measured(neighbour.id, 0)
+        self._board.measured(neighbour.id, 0)  # too short for the next key: dry for it
         degradable = [i for i in rest if neighbour.policy is LinkPolicy.QKD_PQC and not entries[i].no_degrade]
         for index in sorted(set(rest) - set(degradable)):
             sealing.refused[index] = self._exhausted(neighbour, entries[index].no_degrade)

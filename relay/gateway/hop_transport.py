@@ -16,7 +16,8 @@ the same bytes and its liveness watch. The status codes of a whole frame, both w
   progress, its storage down); resent with the same message, and the peer is probed
   (:mod:`relay.gateway.liveness`): only a failed probe marks its link down. A call still waiting when
   the peer fails its probe is abandoned as a retryable failure.
-- RESOURCE_EXHAUSTED: a ``require-qkd`` stall, :class:`QkdExhausted` (503 at the originator).
+- RESOURCE_EXHAUSTED: gRPC refused the frame (too large for the peer): final. (A ``require-qkd`` stall
+  is a key's outcome now, not a status of the frame.)
 - FAILED_PRECONDITION: the receiver does not know our copy of its encapsulation key; fetch a fresh one.
 - ABORTED: the transfer failed further on; void and start over. Trailing metadata ``qkdr-down-link``
   names a link found cut there, so the originator routes around it.
@@ -40,7 +41,7 @@ import grpc
 
 from relay.crypto import EncapsulationKey
 from relay.crypto.errors import HopError, TrustError, UnknownEncapsulationKey
-from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
+from relay.gateway.errors import RelayFailed, TransferInProgress, TransferRefused
 from relay.gateway.grpc_tls import ServicerContext, calling_gateway
 from relay.gateway.hops import FrameAnswer, FrameHandler, VoidHandler, VoidRequest, decode_outcomes
 from relay.gateway.lane_levels import LANES_METADATA, LaneBoard, decode, encode
@@ -215,11 +216,14 @@ class GrpcHopTransport:
         remote_down = dict(exc.trailing_metadata() or ()).get(DOWN_LINK_METADATA)
         if isinstance(remote_down, str) and remote_down.count(",") == 1:
             self._health.remote_link_down(*remote_down.split(","))
-        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return QkdExhausted(details)
         if code is grpc.StatusCode.FAILED_PRECONDITION:
             peer.forget_encapsulation_key()  # it restarted with a new keyring: fetch its current key
-        retryable = code not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+        final = (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        )
+        retryable = code not in final
         return RelayFailed(f"{peer.id}: {details}", retryable=retryable)
 
 
@@ -250,8 +254,6 @@ async def answer_with_status(
 
 def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str, Metadata] | None:
     """The status code, details and trailing metadata a domain failure is answered with; None: not ours."""
-    if isinstance(exc, QkdExhausted):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, ()
     if isinstance(exc, RelayFailed):
         down: Metadata = () if exc.down_link is None else ((DOWN_LINK_METADATA, ",".join(exc.down_link)),)
         return grpc.StatusCode.ABORTED, exc.message, down

@@ -119,7 +119,7 @@ class InterKmsBridge:
             except RelayFailed as exc:
                 raise Problem(503, KEY_ROUTING_ERROR, {"no_known_route": exc.message}) from None
         try:  # last: a request refused for another reason spends none of the pair's share
-            await self._engine.charge(request.initiator_sae_id, target, len(request.keys))
+            await self._engine.charge(request.initiator_sae_id, target, [len(key.value) * 8 for key in request.keys])
         except OverShare as exc:
             raise Problem(503, INSUFFICIENT_KEY_MATERIAL, {"insufficient_key_material": exc.message}) from None
         except PoolError as exc:

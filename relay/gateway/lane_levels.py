@@ -20,6 +20,7 @@ requests does not start more transfers over a lane than it holds keys.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class LaneBoard:
         self._lanes = qkd_lanes(links)
         self._fresh_s = fresh_s
         self._clock = clock
-        self._known: dict[Lane, tuple[int, float]] = {}  # lane -> (level estimate, measured at)
+        self._known: dict[Lane, tuple[float, float]] = {}  # lane -> (level estimate, measured at)
 
     def measured(self, receiver: str, level: int | None) -> None:
         """Our own outbound lane to ``receiver`` holds ``level`` keys now; None: not reported (the
@@ -94,24 +95,25 @@ class LaneBoard:
         known = self._known.get((sender, receiver))
         if known is None or self._clock() - known[1] > self._fresh_s:
             return None
-        return known[0]
+        return math.ceil(known[0])
 
     def dry(self) -> frozenset[Lane]:
         """The lanes known, freshly, to hold no key."""
         return frozenset(lane for lane in self._known if self.level(*lane) == 0)
 
-    def spend(self, lanes: Iterable[Lane]) -> None:
-        """A transfer is started over ``lanes``: one key fewer in each known estimate."""
-        for lane in lanes:
+    def spend(self, costs: Iterable[tuple[Lane, float]]) -> None:
+        """A transfer is started: each lane's known estimate is lowered by the QKD keys it will take there
+        (a share of a frame's key, plus a pad on otp links: :func:`relay.gateway.qkd_cost.qkd_keys_per_key`)."""
+        for lane, cost in costs:
             known = self._known.get(lane)
             if known is not None and known[0] > 0:
-                self._known[lane] = (known[0] - 1, known[1])
+                self._known[lane] = (max(0.0, known[0] - cost), known[1])
 
     def reports(self) -> list[LaneReport]:
         """Every fresh entry, as passed on to the neighbour whose hop we answer."""
         now = self._clock()
         return [
-            LaneReport(sender, receiver, level, int((now - measured_at) * 1000))
+            LaneReport(sender, receiver, math.ceil(level), int((now - measured_at) * 1000))
             for (sender, receiver), (level, measured_at) in sorted(self._known.items())
             if now - measured_at <= self._fresh_s
         ]

@@ -103,7 +103,7 @@ class RelayEngine:
     ) -> list[Key]:
         """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none.
         The pair's fair share pays first (:class:`OverShare` if it cannot)."""
-        await self.charge(initiator, target, number)
+        await self.charge(initiator, target, [size_bytes * 8] * number)
         outcomes = await asyncio.gather(
             *(self._relay_fresh_key(initiator, target, size_bytes, extension_json) for _ in range(number)),
             return_exceptions=True,
@@ -116,15 +116,16 @@ class RelayEngine:
             raise failures[0]
         return [key for key, _ in relayed]
 
-    async def charge(self, initiator: str, target: str, number: int) -> None:
-        """Charge the pair's shares for ``number`` keys along the route they would take now (:class:`OverShare`
-        if it cannot pay); with no route to charge along, nothing is charged, and the relays answer why (a
-        dry lane, a link down). Keys an SAE asks for and keys another KMS hands over over 020 both pay."""
+    async def charge(self, initiator: str, target: str, key_sizes_bits: Sequence[int]) -> None:
+        """Charge the pair's shares for keys of these sizes along the route they would take now
+        (:class:`OverShare` if it cannot pay); with no route to charge along, nothing is charged, and the
+        relays answer why (a dry lane, a link down). Keys an SAE asks for and keys another KMS hands over
+        over 020 both pay."""
         if self._shares is None:
             return
         qkd_links = self._router.qkd_links_towards(self._router.home_of(target))
         if qkd_links is not None:
-            await self._shares.admit(initiator, target, number, qkd_links)
+            await self._shares.admit(initiator, target, key_sizes_bits, qkd_links)
 
     async def _relay_fresh_key(
         self, initiator: str, target: str, size_bytes: int, extension_json: str
@@ -180,7 +181,9 @@ class RelayEngine:
                 raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
             return (self._plan.id,)
         try:
-            route = await self._router.route_for_key(target_gateway, no_degrade=origin.no_degrade)
+            route = await self._router.route_for_key(
+                target_gateway, key_bits=8 * len(key.key), no_degrade=origin.no_degrade
+            )
         except RouteDry as exc:  # a relay failure too, refused before any QKD key was spent
             counts = self._observer.counts.of(origin)
             counts.relay_failures += 1

@@ -317,7 +317,8 @@ def _relay(
     lanes = QkdLanes(plan.neighbours, lanes_by_neighbour)
     transport = GrpcHopTransport(plan.id, peers, health, observer, board, hop_attempts=settings.hop_attempts)
     measure = partial(_measure_lanes, lanes, board, health)
-    router = Router(plan, health, board, LaneLookout(plan.id, measure, transport.ask_lanes))
+    lookout = LaneLookout(plan.id, measure, transport.ask_lanes)
+    router = Router(plan, health, board, lookout, qkd_key_bits=settings.qkd_pool.key_size_bits)
     voiding = Voiding(plan, router, store, transport, observer, crypto, hop_timeout_s=settings.hop_timeout_s)
     protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer, board)
     forwarder = HopForwarder(
@@ -341,7 +342,10 @@ def _relay(
         )
     rates = {qkd.id: qkd.rate_bps for qkd in plan.topology.qkd_links}
     buckets = TokenBuckets(backend, keyspace)
-    shares = FairShares(plan.topology.fair_share, buckets, rates, qkd_key_bits=settings.qkd_pool.key_size_bits)
+    over_qkd = {link.qkd_link: link for link in plan.topology.links if link.qkd_link}
+    shares = FairShares(
+        plan.topology.fair_share, buckets, rates, over_qkd, qkd_key_bits=settings.qkd_pool.key_size_bits
+    )
     engine = RelayEngine(plan, settings, forwarder, router, store, transfers, voiding, observer, foreign, shares)
     return _Relay(health, board, measure, router, lanes, voiding, engine, forwarder, foreign)
 

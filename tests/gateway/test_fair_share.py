@@ -1,13 +1,15 @@
 """Fair share end to end: three real gateways, real Redis buckets, real gRPC. One greedy SAE pair is
 refused with 503 saying it is over its share while another pair keeps getting keys, and a refused
 request spends no QKD key (the review's case: one SAE asking number=128&size=8192 drew 111 of the 128
-keys of a require-qkd lane in 0.44 s)."""
+keys of a require-qkd lane in 0.44 s). A pair pays what its keys spend on each QKD link: one QKD key per
+frame, plus each key's one-time pad where the link's ``qkd_use`` is otp (:func:`qkd_bits_spent`)."""
 
 from __future__ import annotations
 
 import os
 import ssl
 import uuid
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from relay.etsi014.models import KeyRequest
 from relay.etsi020.client import Etsi020Client, PeerProblem
 from relay.etsi020.models import AckStatus, ExtKey, ExtKeyContainer
 from relay.gateway.config import GatewaySettings
+from relay.gateway.qkd_cost import qkd_bits_spent
 from relay.pki.layout import KeyDirectory
 from tests.support.local_testbed import LocalTestbed, default_document, running_testbed
 from tests.support.redis_servers import RedisServer
@@ -31,10 +34,27 @@ async def lane_levels(testbed: LocalTestbed) -> tuple[int, int]:
     return await gw1.outbound("GW2").level(), await gw2.outbound("GW3").level()
 
 
+def one_time_pad_on_gw1_gw2(document: dict[str, Any]) -> dict[str, Any]:
+    """Region 1 -> region 3 keys then spend their own length in QKD key on QKD-GW1-GW2, as before frames."""
+    for link in document["links"]:
+        if sorted(link["gateways"]) == ["GW1", "GW2"]:
+            link["qkd_use"] = "otp"
+    return document
+
+
+def test_a_pair_pays_one_qkd_key_per_frame_and_each_pad() -> None:
+    hkdf = topology.Link(("GW1", "GW2"), "qkd+pqc", "Q", frame_keys=512)
+    otp = topology.Link(("GW1", "GW2"), "qkd+pqc", "Q", qkd_use="otp", frame_keys=4)
+    assert qkd_bits_spent(hkdf, [256] * 16, 256) == 256  # one frame
+    assert qkd_bits_spent(hkdf, [8192] * 513, 256) == 2 * 256  # two frames, key size irrelevant
+    assert qkd_bits_spent(otp, [256] * 8, 256) == (2 + 8) * 256  # two frames of four, a pad each
+    assert qkd_bits_spent(otp, [257, 8192], 256) == (1 + 2 + 32) * 256  # whole QKD keys: no partial pad
+
+
 async def test_the_reviews_greedy_request_is_refused_whole_and_spends_no_qkd_key(
     topology_keys: KeyDirectory, private_redis: RedisServer
 ) -> None:
-    document = default_document()
+    document = one_time_pad_on_gw1_gw2(default_document())
     del document["fair_share"]  # the topology's defaults
     async with running_testbed(topology_keys, private_redis.url, ON_DEMAND, document=document) as testbed:
         before = await lane_levels(testbed)
@@ -52,8 +72,9 @@ async def test_the_reviews_greedy_request_is_refused_whole_and_spends_no_qkd_key
 async def test_a_pair_over_its_share_gets_503_while_another_pair_still_gets_keys(
     topology_keys: KeyDirectory, private_redis: RedisServer
 ) -> None:
-    document = default_document()
-    document["fair_share"] = {"qkd_burst_bits": 16 * 256, "qkd_share": 0.001}  # 16 QKD keys, no refill to speak of
+    document = one_time_pad_on_gw1_gw2(default_document())
+    # 20 QKD keys, no refill to speak of: 8 keys in one frame spend 9 on the otp link, so two requests fit
+    document["fair_share"] = {"qkd_burst_bits": 20 * 256, "qkd_share": 0.001}
     async with running_testbed(topology_keys, private_redis.url, ON_DEMAND, document=document) as testbed:
         async with testbed.sae("SAE-R1-A") as greedy, testbed.sae("SAE-R1-B") as modest:
             for _ in range(2):
