@@ -230,8 +230,10 @@ class RelayEngine:
         the answer comes once every key has its outcome, and authenticates all of them."""
         message = SealedFrame.from_bytes(sealed_frame)
         frame_id = message.header.frame_id
+        # The record is of these very bytes (a retry resends them), not of the frame_id alone, which anyone
+        # may copy into a frame that fails to verify: such a frame gets a record of its own.
         answer = await self._transfers.answer_once(
-            sender, frame_id, lambda: self._attempt(message, sender, time_left_s)
+            sender, message.header.suite.digest(sealed_frame), lambda: self._attempt(message, sender, time_left_s)
         )
         log.debug(
             "frame %s: %d keys from %s answered",

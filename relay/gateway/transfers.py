@@ -8,7 +8,11 @@ while the attempt runs in this process; one left behind by a crash or a lost Red
 becomes ``failed``. :meth:`TransferLog.answer_once` applies this to one received frame. One record per
 frame, not per key: a frame of 512 keys costs one record.
 
-Records live in the gateway's Redis under ``<prefix>:xfer:<sender>:<frame_id hex>`` (public IDs and
+A record is named by the digest of the sealed bytes, not by the frame_id in them: a retry is the very
+same bytes, while a frame that copies a genuine frame_id but fails to verify (tampered, or re-labelled)
+differs somewhere, so its failure is recorded apart and never answers for the genuine frame.
+
+Records live in the gateway's Redis under ``<prefix>:xfer:<sender>:<frame digest hex>`` (public IDs and
 outcomes only) and expire twice the hop freshness window after they were last written (240 s by default):
 a frame claimed at ``c`` passed, or will fail, the freshness check ``|now - timestamp| <= window``, so
 every retry of it that could still be accepted arrives before ``timestamp + window <= c + 2 * window``;
@@ -57,64 +61,67 @@ class TransferLog:
         self._active: set[tuple[str, bytes]] = set()
 
     async def answer_once(
-        self, sender: str, frame_id: bytes, attempt: Callable[[], Awaitable[FrameAnswer]]
+        self, sender: str, frame_digest: bytes, attempt: Callable[[], Awaitable[FrameAnswer]]
     ) -> FrameAnswer:
-        """Run ``attempt`` for the first delivery of a frame; answer a repeated one from its record."""
-        earlier = await self.claim(sender, frame_id)
+        """Run ``attempt`` for the first delivery of a frame (``frame_digest``: the digest of its sealed bytes);
+        answer a repeated one from its record."""
+        earlier = await self.claim(sender, frame_digest)
         if earlier is not None:
             if earlier.answer is not None:
                 return earlier.answer
             if earlier.state is TransferState.PENDING:
-                raise TransferInProgress(f"frame {frame_id.hex()} is being processed")
-            raise RelayFailed(f"frame {frame_id.hex()} failed at {self._gateway_id}: {earlier.reason}", retryable=True)
+                raise TransferInProgress(f"frame {frame_digest.hex()} is being processed")
+            raise RelayFailed(
+                f"frame {frame_digest.hex()} failed at {self._gateway_id}: {earlier.reason}", retryable=True
+            )
         try:
             result = await attempt()
         except BaseException as exc:
-            await asyncio.shield(self.fail(sender, frame_id, type(exc).__name__))
+            await asyncio.shield(self.fail(sender, frame_digest, type(exc).__name__))
             raise
-        await self.finish(sender, frame_id, result)
+        await self.finish(sender, frame_digest, result)
         return result
 
-    async def claim(self, sender: str, frame_id: bytes) -> TransferRecord | None:
+    async def claim(self, sender: str, frame_digest: bytes) -> TransferRecord | None:
         """None if this call now owns the transfer; otherwise how an earlier attempt stands.
 
         A live attempt of this process answers PENDING; a dead one is turned into FAILED first.
         """
-        name = self._name(sender, frame_id)
+        name = self._name(sender, frame_digest)
         if await self._backend.command("SET", name, f"pending:{self._instance}", "NX", "PX", self.ttl_ms):
-            self._active.add((sender, frame_id))
+            self._active.add((sender, frame_digest))
             return None
         record = _decode(await self._backend.command("GET", name))
-        if record.state is TransferState.PENDING and not self._is_live(sender, frame_id, record):
+        if record.state is TransferState.PENDING and not self._is_live(sender, frame_digest, record):
             record = TransferRecord(TransferState.FAILED, reason="an earlier attempt was interrupted")
-            await self._write(sender, frame_id, f"failed:{record.reason}")
+            await self._write(sender, frame_digest, f"failed:{record.reason}")
         return record
 
-    async def finish(self, sender: str, frame_id: bytes, answer: FrameAnswer) -> None:
+    async def finish(self, sender: str, frame_digest: bytes, answer: FrameAnswer) -> None:
         encoded = f"{base64.b64encode(answer.confirmation).decode()}:{base64.b64encode(answer.outcomes).decode()}"
         try:
-            await self._write(sender, frame_id, f"done:{encoded}")
+            await self._write(sender, frame_digest, f"done:{encoded}")
         finally:
-            self._active.discard((sender, frame_id))
+            self._active.discard((sender, frame_digest))
 
-    async def fail(self, sender: str, frame_id: bytes, reason: str) -> None:
+    async def fail(self, sender: str, frame_digest: bytes, reason: str) -> None:
         """Best effort: if Redis is down the record stays pending, and the next claim finds it dead."""
         try:
-            await self._write(sender, frame_id, f"failed:{reason[:200]}")
+            await self._write(sender, frame_digest, f"failed:{reason[:200]}")
         except PoolUnavailable:
             pass
         finally:
-            self._active.discard((sender, frame_id))
+            self._active.discard((sender, frame_digest))
 
-    def _is_live(self, sender: str, frame_id: bytes, record: TransferRecord) -> bool:
-        return record.owner == self._instance and (sender, frame_id) in self._active
+    def _is_live(self, sender: str, frame_digest: bytes, record: TransferRecord) -> bool:
+        return record.owner == self._instance and (sender, frame_digest) in self._active
 
-    async def _write(self, sender: str, frame_id: bytes, value: str) -> None:
-        await self._backend.command("SET", self._name(sender, frame_id), value, "PX", self.ttl_ms)
+    async def _write(self, sender: str, frame_digest: bytes, value: str) -> None:
+        await self._backend.command("SET", self._name(sender, frame_digest), value, "PX", self.ttl_ms)
 
-    def _name(self, sender: str, frame_id: bytes) -> str:
-        """Per sender: a neighbour that learns another's frame_id cannot claim (and so fail) its frame."""
-        return f"{self._prefix}:xfer:{sender}:{frame_id.hex()}"
+    def _name(self, sender: str, frame_digest: bytes) -> str:
+        """Per sender: a neighbour that copies another's frame cannot claim (and so fail) its record."""
+        return f"{self._prefix}:xfer:{sender}:{frame_digest.hex()}"
 
 
 def _decode(raw: bytes | None) -> TransferRecord:

@@ -1,5 +1,5 @@
 """The hop transport as a round trip over real gRPC with mutual TLS: what a receiving engine answers or
-raises reaches the sending engine as the domain result or failure the contract promises.
+raises for a frame reaches the sending engine as the domain answer or failure the contract promises.
 
 GW2's side is a real ``grpc.aio`` server running :class:`KeyRelayService` over a scripted handler, and the
 standard health service whose status the test sets; GW1's side is the real :class:`GrpcHopTransport` over
@@ -24,7 +24,7 @@ from relay.gateway.config import plan_gateway
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
 from relay.gateway.grpc_tls import server_credentials
 from relay.gateway.hop_transport import GrpcHopTransport, KeyRelayService
-from relay.gateway.hops import HopRequest, HopResult, VoidRequest
+from relay.gateway.hops import FrameAnswer, ItemOutcome, Outcome, VoidRequest, encode_outcomes
 from relay.gateway.lane_levels import LaneBoard
 from relay.gateway.link_health import LinkHealth
 from relay.gateway.liveness import LivenessSettings, NeighbourLiveness
@@ -37,15 +37,10 @@ from tests.support.waiting import wait_until
 
 HOP_ATTEMPTS = 3
 LIVENESS = LivenessSettings(suspect_after_s=0.2, probe_timeout_s=0.5, reprobe_interval_s=0.1, quiet_s=0.0)
-REQUEST = HopRequest(
-    transfer_id=bytes(range(16)),
-    path=("GW1", "GW2", "GW3"),
-    hop=0,
-    initiator_sae_id="SAE-R1-A",
-    target_sae_ids=("SAE-R3-A",),
-    sealed_hop=b"\x01sealed",
-    extension_json='{"x": 1}',
-    no_degrade=True,
+FRAME = b"\x01sealed frame of two keys"  # opaque to the transport: it carries the bytes, never reads them
+KEYS = 2
+ANSWER = FrameAnswer(
+    encode_outcomes((ItemOutcome.stored("GW3"), ItemOutcome(Outcome.RETRYABLE, "GW3: lane dry"))), b"confirmation"
 )
 VOID = VoidRequest(
     ("k1", "k2"), "SAE-R1-A", ("SAE-R3-A",), ("GW1", "GW2", "GW3"), 0, bytes(range(32)), 1_700_000_000_123, b"\x02sig"
@@ -56,14 +51,14 @@ VOID = VoidRequest(
 class ScriptedReceiver:
     """GW2's engine and voiding: records what arrived, then answers or raises what the test says."""
 
-    answer: Callable[[], HopResult] = lambda: HopResult(b"confirmation", "GW3")
+    answer: Callable[[], FrameAnswer] = lambda: ANSWER
     voided: Callable[[], list[str]] = lambda: ["k1"]
     delay_s: float = 0.0
-    hops: list[tuple[HopRequest, str, float | None]] = field(default_factory=list)
+    frames: list[tuple[bytes, str, float | None]] = field(default_factory=list)
     voids: list[tuple[VoidRequest, str]] = field(default_factory=list)
 
-    async def receive(self, request: HopRequest, sender: str, time_left_s: float | None) -> HopResult:
-        self.hops.append((request, sender, time_left_s))
+    async def receive_frame(self, sealed_frame: bytes, sender: str, time_left_s: float | None) -> FrameAnswer:
+        self.frames.append((sealed_frame, sender, time_left_s))
         await asyncio.sleep(self.delay_s)
         return self.answer()
 
@@ -76,8 +71,8 @@ async def measure_nothing() -> None:
     """GW2's lane measurement: the test sets GW2's levels on its board itself."""
 
 
-def raising(exc: Exception) -> Callable[[], HopResult]:
-    def answer() -> HopResult:
+def raising(exc: Exception) -> Callable[[], FrameAnswer]:
+    def answer() -> FrameAnswer:
         raise exc
 
     return answer
@@ -129,34 +124,34 @@ async def wire(topology_keys: KeyDirectory) -> AsyncIterator[Wire]:
         await server.stop(None)
 
 
-async def test_a_hop_and_its_answer_cross_unchanged(wire: Wire) -> None:
-    result = await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
-    assert result == HopResult(b"confirmation", "GW3")
-    [(received, sender, time_left_s)] = wire.receiver.hops
-    assert received == REQUEST and sender == "GW1"  # the sender is GW1's certificate, not a field
+async def test_a_frame_and_its_answer_cross_unchanged(wire: Wire) -> None:
+    result = await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
+    assert result == ANSWER  # every key's outcome and the confirmation, byte for byte
+    [(received, sender, time_left_s)] = wire.receiver.frames
+    assert received == FRAME and sender == "GW1"  # the sender is GW1's certificate, not a field
     assert time_left_s is not None and 0 < time_left_s < 6  # the deadline travelled, give or take clock skew
     assert wire.observer.counts.hop_retries == 0 and not wire.health.down_links()
 
 
-async def test_hop_answers_carry_the_receivers_lane_levels_success_or_failure(wire: Wire) -> None:
-    """GW2's outbound levels reach GW1 on an answered hop, and a lane found dry on the very refusal."""
+async def test_frame_answers_carry_the_receivers_lane_levels_success_or_failure(wire: Wire) -> None:
+    """GW2's outbound levels reach GW1 on an answered frame, and a lane found dry on the very refusal."""
     wire.gw2_board.measured("GW3", 5)
     wire.gw2_board.measured("GW1", 7)
-    await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+    await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
     assert (wire.gw1_board.level("GW2", "GW3"), wire.gw1_board.level("GW2", "GW1")) == (5, 7)
     assert wire.gw1_board.dry() == frozenset()
 
     wire.gw2_board.measured("GW3", 0)
     wire.receiver.answer = raising(QkdExhausted("QKD key on link QKD-GW2-GW3 is exhausted"))
     with pytest.raises(QkdExhausted):
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+        await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
     assert wire.gw1_board.dry() == {("GW2", "GW3")}
 
 
 async def test_lane_levels_are_asked_of_the_neighbour(wire: Wire) -> None:
     wire.gw2_board.measured("GW3", 3)
     await wire.transport.ask_lanes("GW2")
-    assert wire.gw1_board.level("GW2", "GW3") == 3 and wire.receiver.hops == []
+    assert wire.gw1_board.level("GW2", "GW3") == 3 and wire.receiver.frames == []
 
 
 async def test_a_void_and_its_answer_cross_unchanged(wire: Wire) -> None:
@@ -188,10 +183,27 @@ async def test_each_refusal_maps_to_its_domain_failure_at_the_sender(
     """Answered refusals are final for this message: sent once, never retried, the link stays up."""
     wire.receiver.answer = raising(raised)
     with pytest.raises(RelayFailed) as failure:
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+        await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
     assert type(failure.value) is expected_type
     assert (failure.value.message, failure.value.retryable, failure.value.down_link) == (message, retryable, None)
-    assert len(wire.receiver.hops) == 1 and wire.observer.counts.hop_retries == 0
+    assert len(wire.receiver.frames) == 1 and wire.observer.counts.hop_retries == 0
+    assert not wire.health.down_links()
+
+
+async def test_a_down_link_named_by_a_keys_outcome_is_routed_around_at_the_sender(wire: Wire) -> None:
+    """A frame answered OK whose outcome for one key names a link found cut further on: the answer is
+    handed on unchanged (the forwarder checks its confirmation), and routing avoids that link."""
+    outcomes = (ItemOutcome.stored("GW2"), ItemOutcome(Outcome.RETRYABLE, "GW3 did not answer", ("GW2", "GW3")))
+    wire.receiver.answer = lambda: FrameAnswer(encode_outcomes(outcomes), b"confirmation")
+    answer = await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
+    assert answer == FrameAnswer(encode_outcomes(outcomes), b"confirmation")
+    assert {link.gateways for link in wire.health.down_links()} == {("GW2", "GW3")}
+
+
+async def test_an_unreadable_answer_is_handed_on_and_names_no_down_link(wire: Wire) -> None:
+    """Outcomes that do not decode for this many keys: the forwarder refuses them; no link is marked."""
+    wire.receiver.answer = lambda: FrameAnswer(b"\xff not outcomes", b"confirmation")
+    assert (await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)).outcomes == b"\xff not outcomes"
     assert not wire.health.down_links()
 
 
@@ -199,7 +211,7 @@ async def test_a_downstream_cut_is_routed_around_at_the_sender(wire: Wire) -> No
     """ABORTED with the down-link metadata: retryable, and the reported link is down for routing."""
     wire.receiver.answer = raising(RelayFailed("GW3 did not answer", retryable=True, down_link=("GW2", "GW3")))
     with pytest.raises(RelayFailed) as failure:
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+        await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
     assert (failure.value.message, failure.value.retryable) == ("GW2: GW3 did not answer", True)
     assert {link.gateways for link in wire.health.down_links()} == {("GW2", "GW3")}
 
@@ -213,49 +225,49 @@ async def test_ask_again_answers_resend_the_same_message_then_probe_the_neighbou
     """UNAVAILABLE: resent, then retryable; the neighbour is down only if its probe fails."""
     wire.receiver.answer = raising(raised)
     with pytest.raises(RelayFailed) as failure:
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+        await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
     assert failure.value.message == "gateway GW2 did not answer (UNAVAILABLE)"
     assert failure.value.retryable and failure.value.down_link == ("GW1", "GW2")
-    assert [hop for hop, _, _ in wire.receiver.hops] == [REQUEST] * HOP_ATTEMPTS
+    assert [sealed for sealed, _, _ in wire.receiver.frames] == [FRAME] * HOP_ATTEMPTS
     assert wire.observer.counts.hop_retries == HOP_ATTEMPTS - 1
     assert wire.health.liveness.counts["GW2"].answered == 1  # probed before the failure was reported
     assert wire.health.reachable("GW2") and not wire.health.down_links()  # it answered its probe: alive
 
     await wire.gw2_serving(False)  # now its storage is down too: the next failure's probe fails
     with pytest.raises(RelayFailed):
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=5)
+        await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
     assert not wire.health.reachable("GW2")  # the failure is reported after the failed probe
     assert {link.gateways for link in wire.health.down_links()} == {("GW1", "GW2")}
 
 
 async def test_an_answer_too_late_probes_but_does_not_blame_a_live_neighbour(wire: Wire) -> None:
-    """A hop's answer includes the hops behind it: a missed deadline alone never marks the neighbour down."""
+    """A frame's answer includes the hops behind it: a missed deadline alone never marks the neighbour down."""
     wire.receiver.delay_s = 1.0
     with pytest.raises(RelayFailed) as failure:
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=0.5)
+        await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=0.5)
     assert failure.value.message == "gateway GW2 did not answer (DEADLINE_EXCEEDED)"
     assert failure.value.retryable and failure.value.down_link == ("GW1", "GW2")
     assert wire.health.liveness.counts["GW2"].answered >= 1 and wire.health.reachable("GW2")  # probed: alive
 
 
-async def test_a_slow_hop_to_a_live_neighbour_is_awaited(wire: Wire) -> None:
-    wire.receiver.delay_s = 1.0  # well past suspect_after_s: probed, answers, the hop goes on
-    assert await wire.transport.send_hop("GW2", REQUEST, timeout_s=5) == HopResult(b"confirmation", "GW3")
+async def test_a_slow_frame_to_a_live_neighbour_is_awaited(wire: Wire) -> None:
+    wire.receiver.delay_s = 1.0  # well past suspect_after_s: probed, answers, the frame goes on
+    assert await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5) == ANSWER
     assert wire.health.liveness.counts["GW2"].answered > 0 and wire.health.reachable("GW2")
 
 
-async def test_a_hop_waiting_on_a_neighbour_that_fails_its_probe_is_abandoned(wire: Wire) -> None:
+async def test_a_frame_waiting_on_a_neighbour_that_fails_its_probe_is_abandoned(wire: Wire) -> None:
     wire.receiver.delay_s = 30.0
     await wire.gw2_serving(False)
     with pytest.raises(RelayFailed) as failure:
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=20)
+        await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=20)
     assert failure.value.message == "gateway GW2 failed its liveness probe"
     assert failure.value.retryable and failure.value.down_link == ("GW1", "GW2")
-    assert not wire.health.reachable("GW2") and len(wire.receiver.hops) == 1  # abandoned, not resent
+    assert not wire.health.reachable("GW2") and len(wire.receiver.frames) == 1  # abandoned, not resent
 
     with pytest.raises(RelayFailed, match="failed its liveness probe"):  # while down: refused at once
-        await wire.transport.send_hop("GW2", REQUEST, timeout_s=20)
-    assert len(wire.receiver.hops) == 1
+        await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=20)
+    assert len(wire.receiver.frames) == 1
     assert await wire.transport.send_void("GW2", VOID, timeout_s=5) == []
 
 
@@ -268,4 +280,4 @@ async def test_a_down_neighbour_is_back_once_a_probe_succeeds_not_when_its_chann
     assert not wire.health.reachable("GW2")
     await wire.gw2_serving(True)
     await wait_until(lambda: wire.health.reachable("GW2"), timeout_s=10, what="GW2 back after a good probe")
-    assert await wire.transport.send_hop("GW2", REQUEST, timeout_s=5) == HopResult(b"confirmation", "GW3")
+    assert await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5) == ANSWER

@@ -47,7 +47,5 @@ def test_grpc_listener_refuses_a_foreign_ca(bed: ThreadedTestbed, foreign_keys: 
         rpc.EncapsulationKeysStub(channel).GetEncapsulationKey(pb.GetEncapsulationKeyRequest(), timeout=TIMEOUT_S)
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE  # the TLS handshake never completes
     with bed.grpc_channel("GW2", "GW1", foreign_keys) as channel, pytest.raises(grpc.RpcError) as relay_refused:
-        rpc.KeyRelayStub(channel).RelayKey(
-            pb.RelayKeyRequest(transfer_id=bytes(16), path=["GW1", "GW2"]), timeout=TIMEOUT_S
-        )
+        rpc.KeyRelayStub(channel).RelayFrame(pb.RelayFrameRequest(sealed_frame=b"\x00" * 64), timeout=TIMEOUT_S)
     assert relay_refused.value.code() is grpc.StatusCode.UNAVAILABLE

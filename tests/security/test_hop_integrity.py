@@ -1,7 +1,9 @@
-"""Replayed and tampered hop messages are refused by a real gateway, and store nothing.
+"""Replayed and tampered hop frames are refused by a real gateway, and store nothing.
 
-The hops are sealed by hand with GW1's real ML-DSA identity for GW2's current encapsulation key, exactly
-as GW1's relay engine would, and sent to GW2's gRPC server with GW1's certificate.
+The frames are sealed by hand with GW1's real ML-DSA identity for GW2's current encapsulation key, exactly
+as GW1's relay engine would, and sent to GW2's gRPC server with GW1's certificate. A RelayFrameRequest
+carries nothing but the sealed frame, so every fact GW2 acts on (each key's transfer, path, SAEs and
+key_ID) is under the signature.
 """
 
 from __future__ import annotations
@@ -11,107 +13,150 @@ import uuid
 
 import grpc
 
-from relay.crypto import SealedHop, system_clock_ms
-from relay.crypto.header import HopMode
+from relay.crypto import ItemHeader, SealedFrame, system_clock_ms
+from relay.crypto.header import HopMode, QkdUse
+from relay.gateway.hops import Outcome
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
-from tests.support.hand_sealed_hops import HandSealed, fetch, relay_as, seal_by_hand
+from tests.support.hand_sealed_hops import HandSealed, entry, fetch, relay_as, seal_by_hand
 from tests.support.threaded_testbed import ThreadedTestbed
 
-
-def _request(hop: HandSealed, sealed: bytes, transfer_id: bytes | None = None) -> pb.RelayKeyRequest:
-    request = pb.RelayKeyRequest()
-    request.CopyFrom(hop.request)
-    request.sealed_hop = sealed
-    request.transfer_id = transfer_id or uuid.uuid4().bytes
-    return request
+REFUSED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+"""A refused frame; a changed ek_hash names no key GW2 holds: FAILED_PRECONDITION asks for a fresh ek."""
 
 
-def _answer(bed: ThreadedTestbed, request: pb.RelayKeyRequest) -> tuple[grpc.StatusCode, bytes]:
-    from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
-
-    with bed.grpc_channel("GW2", "GW1") as channel:
-        try:
-            return grpc.StatusCode.OK, rpc.KeyRelayStub(channel).RelayKey(request, timeout=10).key_confirmation
-        except grpc.RpcError as exc:
-            return exc.code(), b""
+def _sent(bed: ThreadedTestbed, message: SealedFrame | bytes) -> tuple[grpc.StatusCode, str]:
+    sealed = message if isinstance(message, bytes) else message.to_bytes()
+    answer = relay_as(bed, "GW1", "GW2", pb.RelayFrameRequest(sealed_frame=sealed))
+    return answer.code, answer.details
 
 
-def test_a_replayed_hop_delivers_the_key_once(bed: ThreadedTestbed) -> None:
-    hop = seal_by_hand(bed)
-    first = _answer(bed, hop.request)
-    assert first[0] is grpc.StatusCode.OK and first[1]
-    # the very same bytes again (a retry, or an attacker on the wire): the cached confirmation, nothing new
-    again = _answer(bed, hop.request)
-    assert again[0] is not grpc.StatusCode.OK or again[1] == first[1]
-    # the same sealed message under a fresh outer transfer_id: refused, the outer ids must be the signed ones
-    code, details = relay_as(bed, "GW1", "GW2", _request(hop, hop.request.sealed_hop))
-    assert code is grpc.StatusCode.INVALID_ARGUMENT and "MalformedMessage" in details, details
-    delivered = fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id)
-    assert delivered.status_code == 200 and len(delivered.json()["keys"]) == 1
-    assert fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id).status_code == 400  # exactly one key, and it is gone
-    # and once delivered, replaying the message still stores nothing
-    assert relay_as(bed, "GW1", "GW2", _request(hop, hop.request.sealed_hop))[0] is grpc.StatusCode.INVALID_ARGUMENT
-    assert fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id).status_code == 400
+def _assert_stored_once(bed: ThreadedTestbed, frame: HandSealed) -> None:
+    for sealed in frame.entries:
+        delivered = fetch(bed, sealed.target, sealed.initiator, sealed.key_id)
+        assert delivered.status_code == 200 and len(delivered.json()["keys"]) == 1
+        assert fetch(bed, sealed.target, sealed.initiator, sealed.key_id).status_code == 400  # it is gone
 
 
-def test_a_stale_hop_is_refused(bed: ThreadedTestbed) -> None:
-    hop = seal_by_hand(bed, clock=lambda: system_clock_ms() - 10 * 60 * 1000)
-    code, details = relay_as(bed, "GW1", "GW2", hop.request)
+def _with_header(message: SealedFrame, **changes: object) -> SealedFrame:
+    return dataclasses.replace(message, header=dataclasses.replace(message.header, **changes))
+
+
+def _with_item(message: SealedFrame, index: int, **changes: object) -> SealedFrame:
+    items = list(message.header.items)
+    items[index] = dataclasses.replace(items[index], **changes)
+    return _with_header(message, items=tuple(items))
+
+
+def test_a_replayed_frame_delivers_its_keys_once(bed: ThreadedTestbed) -> None:
+    frame = seal_by_hand(bed)
+    first = relay_as(bed, "GW1", "GW2", frame.request)
+    [outcome] = frame.outcomes(first)
+    assert (outcome.outcome, outcome.detail) == (Outcome.STORED, "GW2")
+    # the very same bytes again (a retry, or an attacker on the wire): the recorded answer, nothing new
+    again = relay_as(bed, "GW1", "GW2", frame.request)
+    assert (again.code, again.outcomes, again.confirmation) == (first.code, first.outcomes, first.confirmation)
+    # the same frame under a fresh frame_id, to pass for a new one: refused, the frame_id is signed
+    code, details = _sent(bed, _with_header(frame.message, frame_id=uuid.uuid4().bytes))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and "BadSignature" in details, details
+    _assert_stored_once(bed, frame)
+    # and once delivered, replaying the frame still stores nothing
+    assert relay_as(bed, "GW1", "GW2", frame.request).outcomes == first.outcomes
+    assert _sent(bed, _with_header(frame.message, frame_id=uuid.uuid4().bytes))[0] is grpc.StatusCode.INVALID_ARGUMENT
+    assert fetch(bed, "SAE-R2-A", "SAE-R1-A", frame.key_id).status_code == 400
+
+
+def test_a_stale_frame_is_refused(bed: ThreadedTestbed) -> None:
+    frame = seal_by_hand(bed, clock=lambda: system_clock_ms() - 10 * 60 * 1000)
+    code, details = _sent(bed, frame.message)
     assert code is grpc.StatusCode.INVALID_ARGUMENT and "StaleMessage" in details, details
-    assert fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id).status_code == 400
+    assert fetch(bed, "SAE-R2-A", "SAE-R1-A", frame.key_id).status_code == 400
 
 
 def _flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
-def _tampered(message: SealedHop) -> dict[str, bytes]:
-    header = message.header
+def _tampered(message: SealedFrame) -> dict[str, bytes]:
+    """Every way to change a two-key frame after sealing: its parts, header fields, items, their order."""
+    header, wrapped = message.header, message.wrapped_keys
+    first, second = header.items
     variants = {
         "ciphertext first byte": dataclasses.replace(message, ciphertext=_flip(message.ciphertext, 0)),
         "ciphertext last byte": dataclasses.replace(message, ciphertext=_flip(message.ciphertext, -1)),
-        "wrapped key": dataclasses.replace(message, wrapped_key=_flip(message.wrapped_key, 3)),
-        "GCM tag": dataclasses.replace(message, wrapped_key=_flip(message.wrapped_key, -1)),
+        "wrapped key": dataclasses.replace(message, wrapped_keys=(_flip(wrapped[0], 3), wrapped[1])),
+        "GCM tag": dataclasses.replace(message, wrapped_keys=(wrapped[0], _flip(wrapped[1], -1))),
+        "wrapped keys swapped": dataclasses.replace(message, wrapped_keys=(wrapped[1], wrapped[0])),
         "signature": dataclasses.replace(message, signature=_flip(message.signature, 100)),
+        "items reordered": dataclasses.replace(
+            message, header=dataclasses.replace(header, items=(second, first)), wrapped_keys=(wrapped[1], wrapped[0])
+        ),
+        "an item dropped": dataclasses.replace(
+            message, header=dataclasses.replace(header, items=(first,)), wrapped_keys=(wrapped[0],)
+        ),
+        "header mode qkd+pqc": _with_header(message, mode=HopMode.QKD_PQC, qkd_key_id=str(uuid.uuid4())),
+        "header qkd_use otp": _with_header(message, qkd_use=QkdUse.OTP),
     }
     for name, value in {
         "timestamp_ms": header.timestamp_ms - 1,
         "nonce": _flip(header.nonce, 0),
-        "key_id": str(uuid.uuid4()),
+        "frame_id": uuid.uuid4().bytes,
+        "ek_hash": _flip(header.ek_hash, 0),
+        "receiver": "GW3",
+        "sender": "GW3",
+    }.items():
+        variants[f"header {name}"] = _with_header(message, **{name: value})
+    item_changes: dict[str, object] = {
         "transfer_id": uuid.uuid4().bytes,
         "hop": 1,
-        "ek_hash": _flip(header.ek_hash, 0),
-    }.items():
-        variants[f"header {name}"] = dataclasses.replace(message, header=dataclasses.replace(header, **{name: value}))
-    variants["header mode qkd+pqc"] = dataclasses.replace(
-        message, header=dataclasses.replace(header, mode=HopMode.QKD_PQC, qkd_key_id=str(uuid.uuid4()))
-    )
-    variants["header receiver"] = dataclasses.replace(message, header=dataclasses.replace(header, receiver="GW3"))
+        "path": ("GW1", "GW2", "GW3"),
+        "initiator": "SAE-X-A",
+        "target": "SAE-R2-B",
+        "key_id": str(uuid.uuid4()),
+        "extension_json": '{"E1": 1}',
+        "no_degrade": True,
+    }
+    for name, value in item_changes.items():
+        variants[f"item {name}"] = _with_item(message, 1, **{name: value})
     encoded = {name: variant.to_bytes() for name, variant in variants.items()}
     raw = message.to_bytes()
+    assert raw not in encoded.values()
     encoded["raw byte in header"] = _flip(raw, 40)
     encoded["truncated"] = raw[:-1]
     encoded["extended"] = raw + b"\x00"
     return encoded
 
 
-def test_tampered_hops_are_refused_and_store_nothing(bed: ThreadedTestbed) -> None:
-    hop = seal_by_hand(bed)
-    for name, sealed in _tampered(hop.message).items():
-        request = _request(hop, sealed)
-        code, details = relay_as(bed, "GW1", "GW2", request)
-        # a changed ek_hash names no key GW2 holds: FAILED_PRECONDITION asks the sender for a fresh ek
-        allowed = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
-        assert code in allowed, f"{name}: {code.name} {details}"
-        assert details and hop.key.hex() not in details, f"{name}: {details}"  # a reason, never key material
-    assert fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id).status_code == 400
-    # the control: the untampered message is still accepted (forgeries burned neither replay entry nor key)
-    assert relay_as(bed, "GW1", "GW2", hop.request)[0] is grpc.StatusCode.OK
-    delivered = fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id)
-    assert delivered.status_code == 200
+def test_tampered_frames_are_refused_and_store_nothing(bed: ThreadedTestbed) -> None:
+    frame = seal_by_hand(bed, [entry(), entry(initiator="SAE-R1-B")])
+    assert {field.name for field in dataclasses.fields(ItemHeader)} - {"key_size", "pad_key_ids"} <= {
+        name.removeprefix("item ") for name in _tampered(frame.message)
+    }, "every item field a receiver acts on is tampered with (key_size and pads: by from_bytes' size checks)"
+    for name, sealed in _tampered(frame.message).items():
+        code, details = _sent(bed, sealed)
+        assert code in REFUSED, f"{name}: {code.name} {details}"
+        assert details and all(e.key.hex() not in details for e in frame.entries), f"{name}: {details}"
+    for sealed in frame.entries:
+        assert fetch(bed, sealed.target, sealed.initiator, sealed.key_id).status_code == 400
+    # the control: the untampered frame is still accepted (forgeries burned neither its record, nor its
+    # replay entry, nor any key)
+    outcomes = frame.outcomes(relay_as(bed, "GW1", "GW2", frame.request))
+    assert [(o.outcome, o.detail) for o in outcomes] == [(Outcome.STORED, "GW2")] * 2
+    _assert_stored_once(bed, frame)
 
 
-def test_the_outer_transfer_id_must_match_the_signed_header(bed: ThreadedTestbed) -> None:
-    hop = seal_by_hand(bed)
-    code, _ = relay_as(bed, "GW1", "GW2", _request(hop, hop.request.sealed_hop))
-    assert code is grpc.StatusCode.INVALID_ARGUMENT
+def test_the_request_carries_nothing_outside_the_signed_frame(bed: ThreadedTestbed) -> None:
+    """Where the hop RPC had outer fields, the frame RPC has none: an item's route, target or SAE pair
+    changed after sealing (what an outer field could once have said) fails the signature, and stores
+    nothing anywhere."""
+    assert [field.name for field in pb.RelayFrameRequest.DESCRIPTOR.fields] == ["sealed_frame"]
+    frame = seal_by_hand(bed)
+    rerouted = _with_item(frame.message, 0, path=("GW1", "GW2", "GW3"), target="SAE-R3-A")
+    code, details = _sent(bed, rerouted)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and "BadSignature" in details, details
+    another_pair = _with_item(frame.message, 0, initiator="SAE-R1-B")
+    code, details = _sent(bed, another_pair)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and "BadSignature" in details, details
+    assert fetch(bed, "SAE-R3-A", "SAE-R1-A", frame.key_id).status_code == 400
+    assert fetch(bed, "SAE-R2-A", "SAE-R1-B", frame.key_id).status_code == 400
+    [outcome] = frame.outcomes(relay_as(bed, "GW1", "GW2", frame.request))
+    assert outcome.outcome is Outcome.STORED

@@ -6,8 +6,9 @@ from __future__ import annotations
 import grpc
 
 from relay.crypto import system_clock_ms
+from relay.gateway.hops import Outcome
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
-from tests.support.hand_sealed_hops import enc_keys, fetch, relay_as, seal_by_hand, void_as, void_by_hand
+from tests.support.hand_sealed_hops import deliver, enc_keys, fetch, seal_by_hand, void_as, void_by_hand
 from tests.support.threaded_testbed import ThreadedTestbed
 
 STALE_MS = 10 * 60 * 1000
@@ -16,7 +17,7 @@ STALE_MS = 10 * 60 * 1000
 def _relayed_by_hand(bed: ThreadedTestbed) -> str:
     """A key GW1 relayed to GW2 for SAE-R2-A along [GW1, GW2]; its key_ID."""
     hop = seal_by_hand(bed)
-    assert relay_as(bed, "GW1", "GW2", hop.request)[0] is grpc.StatusCode.OK
+    assert deliver(bed, hop).outcome is Outcome.STORED
     return hop.key_id
 
 
@@ -118,8 +119,8 @@ def test_a_late_hop_cannot_bring_back_a_voided_key(bed: ThreadedTestbed) -> None
         "",
         [],  # nothing there to void yet: tombstoned
     )
-    code, details = relay_as(bed, "GW1", "GW2", hop.request)
-    assert code is grpc.StatusCode.ABORTED and "already used" in details, details
+    outcome = deliver(bed, hop)  # the frame is answered; its key's own outcome is the refusal (ABORTED once)
+    assert outcome.outcome is Outcome.RETRYABLE and "already used" in outcome.detail, outcome
     assert fetch(bed, "SAE-R2-A", "SAE-R1-A", hop.key_id).status_code == 400
 
 

@@ -1,91 +1,174 @@
-"""Hops sealed and voids signed by hand with a gateway's real identity, for tests that play a (misbehaving)
-neighbour."""
+"""Hop frames sealed and voids signed by hand with a gateway's real identity, for tests that play a
+(misbehaving) neighbour.
+
+A frame is sealed exactly as the sender's relay engine would: its ML-DSA identity, the receiver's current
+encapsulation key as the sender's own :class:`~relay.gateway.peers.Peer` fetched and verified it, the
+link's ``qkd_use``, and (for a qkd+pqc frame) QKD keys taken from the sender's outbound lane, whose copies
+the receiver holds. The async helpers work on a :class:`LocalTestbed` in the test's loop; the blocking ones
+on a :class:`ThreadedTestbed`, whose gateways run in a loop of their own thread, and they send over a
+blocking channel presenting any entity's certificate.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import grpc
 import requests
 
-from relay.crypto import HopMode, HopRoute, SealedHop, new_void_order, seal_hop, sign_void, system_clock_ms
+from relay.crypto import (
+    FrameEntry,
+    HopMode,
+    PendingFrame,
+    QkdKey,
+    QkdUse,
+    SealedFrame,
+    load_identity,
+    new_void_order,
+    pad_keys_needed,
+    seal_frame,
+    sign_void,
+    system_clock_ms,
+)
 from relay.crypto.clock import Clock
-from relay.crypto.identity import load_identity, load_trust_store
 from relay.crypto.kem import PycaKemProvider
-from relay.crypto.keyring import EncapsulationKeyAnnouncement
 from relay.crypto.void import SIGNATURE_CONTEXT as VOID_CONTEXT
+from relay.gateway.hops import ItemOutcome, decode_outcomes
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
+from tests.support.local_testbed import LocalTestbed
 from tests.support.threaded_testbed import ThreadedTestbed
 
 TIMEOUT_S = 10.0
 
 
+def entry(
+    path: Sequence[str] = ("GW1", "GW2"),
+    target: str = "SAE-R2-A",
+    *,
+    initiator: str = "SAE-R1-A",
+    hop: int = 0,
+    key_id: str | None = None,
+    size: int = 32,
+) -> FrameEntry:
+    """One fresh key of its own transfer, hop ``hop`` of ``path`` towards ``target`` (a new key_ID unless given)."""
+    return FrameEntry(
+        uuid.uuid4().bytes, hop, tuple(path), initiator, target, key_id or str(uuid.uuid4()), os.urandom(size)
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How a RelayFrame call ended: its status, and on OK the outcomes and the confirmation it carried."""
+
+    code: grpc.StatusCode
+    details: str = ""
+    outcomes: bytes = b""
+    confirmation: bytes = b""
+
+
 @dataclass
 class HandSealed:
-    """A pqc-only hop from ``sender`` to ``receiver`` and the RelayKeyRequest that carries it."""
+    """A frame sealed by hand, with the entries it carries and what its sender needs to believe the answer."""
 
-    message: SealedHop
-    request: pb.RelayKeyRequest
-    key: bytes = field(repr=False)
+    pending: PendingFrame
+    entries: tuple[FrameEntry, ...]
+
+    @property
+    def message(self) -> SealedFrame:
+        return self.pending.message
+
+    @property
+    def request(self) -> pb.RelayFrameRequest:
+        return pb.RelayFrameRequest(sealed_frame=self.message.to_bytes())
 
     @property
     def key_id(self) -> str:
-        return self.message.header.key_id
+        """The key_ID of the frame's only key."""
+        (only,) = self.entries
+        return only.key_id
+
+    def outcomes(self, answer: Answer) -> tuple[ItemOutcome, ...]:
+        """Each key's outcome in an answer, once the receiver's confirmation of exactly those bytes verified."""
+        assert answer.code is grpc.StatusCode.OK, f"{answer.code.name}: {answer.details}"
+        self.pending.verify_confirmation(answer.outcomes, answer.confirmation)
+        return decode_outcomes(answer.outcomes, len(self.entries))
+
+
+async def seal_in(
+    testbed: LocalTestbed,
+    entries: Sequence[FrameEntry] | None = None,
+    *,
+    sender: str = "GW1",
+    receiver: str = "GW2",
+    qkd: bool = False,
+    clock: Clock = system_clock_ms,
+) -> HandSealed:
+    """``entries`` (by default one key for SAE-R2-A from SAE-R1-A along [sender, receiver]) in one frame
+    from ``sender`` to ``receiver``: qkd+pqc with ``qkd`` (one QKD key, plus the pads an otp link takes,
+    from ``sender``'s outbound lane), else pqc-only; dated by ``clock``."""
+    entries = list(entries or [entry((sender, receiver))])
+    gateway = testbed.gateways[sender]
+    qkd_use = gateway.plan.neighbours[receiver].qkd_use
+    qkd_keys: list[QkdKey] = []
+    if qkd:
+        pads = sum(pad_keys_needed(len(e.key)) for e in entries) if qkd_use is QkdUse.OTP else 0
+        taken = await gateway.qkd_lanes.outbound(receiver).take(1 + pads)
+        qkd_keys = [QkdKey(key.key_id, key.key) for key in taken]
+    pending = seal_frame(
+        entries,
+        recipient=await gateway.peers[receiver].encapsulation_key(),
+        identity=load_identity(sender, testbed.keys.identities),
+        mode=HopMode.QKD_PQC if qkd else HopMode.PQC_ONLY,
+        qkd_use=qkd_use,
+        qkd_key=qkd_keys[0] if qkd_keys else None,
+        pad_keys=qkd_keys[1:],
+        kem=PycaKemProvider(),
+        clock=clock,
+    )
+    return HandSealed(pending, tuple(entries))
+
+
+async def send_in(testbed: LocalTestbed, sealed: bytes, *, sender: str = "GW1", receiver: str = "GW2") -> Answer:
+    """One RelayFrame call over ``sender``'s own channel to ``receiver`` (so with ``sender``'s certificate)."""
+    stub = testbed.gateways[sender].peers[receiver].relay
+    try:
+        answer = await stub.RelayFrame(pb.RelayFrameRequest(sealed_frame=sealed), timeout=TIMEOUT_S)
+    except grpc.aio.AioRpcError as exc:
+        return Answer(exc.code(), exc.details() or "")
+    return Answer(grpc.StatusCode.OK, "", answer.outcomes, answer.key_confirmation)
 
 
 def seal_by_hand(
     bed: ThreadedTestbed,
+    entries: Sequence[FrameEntry] | None = None,
     *,
     sender: str = "GW1",
     receiver: str = "GW2",
-    target: str = "SAE-R2-A",
-    initiator: str = "SAE-R1-A",
+    qkd: bool = False,
     clock: Clock = system_clock_ms,
 ) -> HandSealed:
-    """Seal with ``sender``'s ML-DSA identity for ``receiver``'s current ek, fetched over gRPC as ``sender``."""
-    keys = bed.testbed.keys
-    with bed.grpc_channel(receiver, sender) as channel:
-        announcement = (
-            rpc.EncapsulationKeysStub(channel)
-            .GetEncapsulationKey(pb.GetEncapsulationKeyRequest(), timeout=TIMEOUT_S)
-            .announcement
-        )
-    recipient = EncapsulationKeyAnnouncement.from_bytes(announcement).verify(
-        load_trust_store(keys.identities), system_clock_ms()
-    )
-    key, transfer_id = os.urandom(32), uuid.uuid4().bytes
-    message = seal_hop(
-        key,
-        route=HopRoute(transfer_id, 0, str(uuid.uuid4())),
-        recipient=recipient,
-        identity=load_identity(sender, keys.identities),
-        mode=HopMode.PQC_ONLY,
-        qkd_key=None,
-        kem=PycaKemProvider(),
-        clock=clock,
-    ).message
-    request = pb.RelayKeyRequest(
-        transfer_id=transfer_id,
-        path=[sender, receiver],
-        hop=0,
-        initiator_sae_id=initiator,
-        target_sae_ids=[target],
-        sealed_hop=message.to_bytes(),
-    )
-    return HandSealed(message, request, key)
+    """:func:`seal_in` in the threaded testbed's loop."""
+    return bed.run(seal_in(bed.testbed, entries, sender=sender, receiver=receiver, qkd=qkd, clock=clock))
 
 
-def relay_as(bed: ThreadedTestbed, entity: str, to: str, request: pb.RelayKeyRequest) -> tuple[grpc.StatusCode, str]:
-    """Send one RelayKeyRequest to ``to`` presenting ``entity``'s certificate; (code, details)."""
+def relay_as(bed: ThreadedTestbed, entity: str, to: str, request: pb.RelayFrameRequest) -> Answer:
+    """Send one RelayFrameRequest to ``to`` presenting ``entity``'s certificate."""
     with bed.grpc_channel(to, entity) as channel:
         try:
-            rpc.KeyRelayStub(channel).RelayKey(request, timeout=TIMEOUT_S)
+            answer = rpc.KeyRelayStub(channel).RelayFrame(request, timeout=TIMEOUT_S)
         except grpc.RpcError as exc:
-            return exc.code(), exc.details() or ""
-    return grpc.StatusCode.OK, ""
+            return Answer(exc.code(), exc.details() or "")
+    return Answer(grpc.StatusCode.OK, "", answer.outcomes, answer.key_confirmation)
+
+
+def deliver(bed: ThreadedTestbed, sealed: HandSealed, *, sender: str = "GW1", receiver: str = "GW2") -> ItemOutcome:
+    """Send a one-key frame as its sender; the key's confirmed outcome."""
+    (outcome,) = sealed.outcomes(relay_as(bed, sender, receiver, sealed.request))
+    return outcome
 
 
 def void_by_hand(
