@@ -3,10 +3,10 @@ and one ML-DSA signature (the HQR-2 construction of the README's "Hop constructi
 
 Sender, for keys K_0..K_{n-1}:
     (ss, ct)        = ML-KEM.Encaps(ek_R)          ek_R from a verified, unexpired announcement
-    aad             = enc(header, ct);  th = H(aad)    the header lists every key's public facts
+    th              = H(enc(header, ct))           the header lists every key's public facts
     k_enc || k_conf = HKDF combiner(ss, k_q, th)   see relay.crypto.kdf; no k_q on pqc-only frames
     P_i             = first |K_i| bytes of the QKD keys item i names (qkd_use otp), else zeros
-    W_i             = AES-256-GCM(k_enc, nonce u96be(i), K_i xor P_i, th)
+    W_i             = AES-256-GCM(k_enc, nonce u96be(i), K_i xor P_i, aad = th)
     sig             = ML-DSA.Sign(th || H(enc(W_0..W_{n-1})), context "QKDRELAY-v2/frame")
 Receiver: checks recipient, sender, suite, mode, qkd_use, time window and ek, verifies sig, records the
 frame_id in the replay guard, and only then fetches the QKD keys the header names (so forged frames never

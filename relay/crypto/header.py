@@ -1,8 +1,9 @@
 """The hop-frame header: every public fact about one frame and each key in it, in one injective encoding.
 
-A frame carries 1..MAX_FRAME_KEYS relayed keys from one gateway to the next. Its header is hashed into the
-key derivation, used as AEAD associated data and covered by the signature, so a change to any field, or
-to the order or number of items, makes the frame fail. Frame fields (each as ``u32be(len) || bytes``):
+A frame carries 1..MAX_FRAME_KEYS relayed keys from one gateway to the next. Its header's hash (with the
+ML-KEM ciphertext, th) enters the key derivation, is every key's AEAD associated data and is covered by the
+signature, so a change to any field, or to the order or number of items, makes the frame fail. Frame
+fields (each as ``u32be(len) || bytes``):
 
     label "QKDRELAY-v2/frame" | suite id | mode | qkd_use | frame_id (16) | sender | receiver |
     ek_id (16) | SHA3-256(ek_R) (32) | timestamp ms (u64) | nonce (32) | AEAD QKD key_ID |

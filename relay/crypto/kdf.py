@@ -5,7 +5,7 @@
     th              = H(enc(header, ct))      (computed by relay.crypto.frame, H = the suite hash)
 
 This is ETSI TS 103 744 CatKDF with an empty PSK (k1 = ss, k2 = k_q) and the NIST SP 800-227 eq. (14)
-combiner: k_enc stays secret if either ss or k_q does. For pqc-only hops k_q is absent and the header says
+combiner: k_enc stays secret if either ss or k_q does. For pqc-only frames k_q is absent and the header says
 so, which keeps IKM unambiguous. IKM is 32 or 64 bytes and info is 54 (suite A) or 70 (suite B) bytes, so
 IKM never equals info || 0x01 (the HKDF condition cited by draft-irtf-cfrg-hybrid-kems).
 """

@@ -21,10 +21,10 @@ the same bytes and its liveness watch. The status codes of a whole frame, both w
 - FAILED_PRECONDITION: the receiver does not know our copy of its encapsulation key; fetch a fresh one.
 - ABORTED: the transfer failed further on; void and start over. Trailing metadata ``qkdr-down-link``
   names a link found cut there, so the originator routes around it.
+- INVALID_ARGUMENT, PERMISSION_DENIED: a refused frame; final.
 
 Every RelayFrame answer, success or failure, carries the receiver's QKD lane levels as trailing metadata
 ``qkdr-lanes`` (:mod:`relay.gateway.lane_levels`); the sender learns them into its :class:`LaneBoard`.
-- INVALID_ARGUMENT, PERMISSION_DENIED: a refused hop; final.
 
 Details carry a short reason and never key material.
 """
