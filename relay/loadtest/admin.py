@@ -1,8 +1,9 @@
 """Counters and levels from the loopback admin listeners, sampled once a second during a run.
 
 Gateways (``/status``): relay counters, pre-relay counters, ready-pool levels, QKD lane levels and the
-QKD fillers' counters. Vendor KMS simulators (``/admin/links``): stored key per QKD link. Levels and
-counters only; the admin listeners carry no key material.
+QKD fillers' counters; on request (before and after a run, not every second: the text is larger),
+their hop-frame counters by neighbour from ``/metrics``. Vendor KMS simulators (``/admin/links``):
+stored key per QKD link. Levels and counters only; the admin listeners carry no key material.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from relay.testbed.status import get_admin_json
 
 ADMIN_TIMEOUT_S = 3.0
+FRAME_SAMPLES = {
+    "qkdr_relay_frames_total": "frames",
+    "qkdr_relay_frame_keys_total": "keys",
+    "qkdr_relay_frame_qkd_bits_total": "qkd_bits",
+}
+"""The gateway's hop-frame counters (by ``neighbour``) and the names the load test gives them."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,7 @@ class Snapshot:
     at_s: float  # on the campaign clock
     gateways: dict[str, dict[str, Any]]  # gateway ID -> /status document, or {"error": ...}
     kms: dict[str, dict[str, Any]]  # vendor KMS ID -> /admin/links document, or {"error": ...}
+    frames: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # gateway -> neighbour -> counts
 
     def relay(self, gateway: str) -> dict[str, int]:
         return self.gateways.get(gateway, {}).get("relay") or {}
@@ -63,7 +72,17 @@ class Snapshot:
         return {link["id"]: link for doc in self.kms.values() for link in doc.get("links", [])}
 
     def to_json(self) -> dict[str, Any]:
-        return {"at_s": round(self.at_s, 3), "gateways": self.gateways, "kms": self.kms}
+        return {"at_s": round(self.at_s, 3), "gateways": self.gateways, "kms": self.kms, "frames": self.frames}
+
+
+def frame_counters(metrics_text: str) -> dict[str, dict[str, int]]:
+    """Neighbour -> frames sealed for it, keys in them and QKD bits they spent (:data:`FRAME_SAMPLES`)."""
+    counts: dict[str, dict[str, int]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name in FRAME_SAMPLES:
+                counts.setdefault(sample.labels["neighbour"], {})[FRAME_SAMPLES[sample.name]] = int(sample.value)
+    return counts
 
 
 class AdminClient:
@@ -75,14 +94,29 @@ class AdminClient:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ADMIN_TIMEOUT_S)) as session:
             return await self._fetch(session, self._gateways, "/status")
 
-    async def snapshot(self, at_s: float, session: aiohttp.ClientSession | None = None) -> Snapshot:
+    async def snapshot(
+        self, at_s: float, session: aiohttp.ClientSession | None = None, frames: bool = False
+    ) -> Snapshot:
+        """Status documents now; with ``frames``, also each gateway's hop-frame counters (empty when its
+        ``/metrics`` cannot be read)."""
         if session is None:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ADMIN_TIMEOUT_S)) as own:
-                return await self.snapshot(at_s, own)
+                return await self.snapshot(at_s, own, frames)
         gateways, kms = await asyncio.gather(
             self._fetch(session, self._gateways, "/status"), self._fetch(session, self._kms, "/admin/links")
         )
-        return Snapshot(at_s, gateways, kms)
+        counts = {}
+        if frames:
+            texts = await asyncio.gather(*(self._text(session, url + "/metrics") for url in self._gateways.values()))
+            counts = {gw: frame_counters(text) for gw, text in zip(self._gateways, texts, strict=True) if text}
+        return Snapshot(at_s, gateways, kms, counts)
+
+    async def _text(self, session: aiohttp.ClientSession, url: str) -> str:
+        try:
+            async with session.get(url) as response:
+                return await response.text() if response.status == 200 else ""
+        except (aiohttp.ClientError, TimeoutError):
+            return ""
 
     async def _fetch(self, session: aiohttp.ClientSession, urls: dict[str, str], path: str) -> dict[str, Any]:
         answers = await asyncio.gather(*(get_admin_json(session, url + path) for url in urls.values()))

@@ -239,7 +239,7 @@ async def _run_one(
             await asyncio.gather(*(worker.connect() for worker in workers))
         except KmeUnreachable as exc:
             raise TargetError(f"cannot reach a gateway: {exc}") from None
-        before = await admin.snapshot(clock())
+        before = await admin.snapshot(clock(), frames=True)
         cpu = CpuMeter(target.pids)
         cpu.start()
         progress = ProgressBar(
@@ -255,7 +255,7 @@ async def _run_one(
         )
         progress.finish()
         cores = cpu.stop()
-        after = await admin.snapshot(clock())
+        after = await admin.snapshot(clock(), frames=True)
     finally:
         await asyncio.gather(*(worker.close() for worker in workers))
     return RunResult(

@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, state_dir: Path, keys_root
 
 def run(args: argparse.Namespace) -> int:
     from relay.loadtest.campaign import LoadtestOptions, run_loadtest
-    from relay.loadtest.output import summary_table
+    from relay.loadtest.output import frames_line, summary_table
     from relay.loadtest.target import TargetError
     from relay.testbed.launcher import TestbedError
 
@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{summary['run']}: {note}")
         cores = ", ".join(f"{name} {value:.2f}" for name, value in summary["cpu_cores"].items() if value >= 0.05)
         print(f"{summary['run']}: CPU cores used: {cores or '-'}")
+        if summary["frames"]:
+            print(f"{summary['run']}: hop frames: {frames_line(summary['frames'])}")
     for skipped in report.skipped:
         print(f"skipped {skipped['scenario']}: {skipped['reason']}")
     print(f"\nwrote {options.out}: {', '.join(path.name for path in report.files)}")

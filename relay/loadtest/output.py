@@ -109,3 +109,12 @@ def summary_table(summaries: list[dict[str, Any]]) -> Table:
             str(qkd_bits),
         )
     return table
+
+
+def frames_line(frames: dict[str, dict[str, float]]) -> str:
+    """Per directed link: frames sealed, keys per frame and QKD bits spent per relayed key."""
+    return "; ".join(
+        f"{link} {use['frames']:,.0f} frames, {use['keys_per_frame']:g} keys/frame, "
+        f"{use['qkd_bits_per_key']:g} QKD bits/key"
+        for link, use in frames.items()
+    )

@@ -10,7 +10,10 @@ and QKD consumption come from the admin counters before and after the run:
   construction and this count is the check (it can be off by pre-relay batches in flight);
 - QKD bits pulled = the link filler's keys_fetched delta x the QKD key size (what the master gateway
   drew from the vendor KMS); QKD bits used = keys_stored delta minus the change of both lanes' levels
-  at the master gateway, x the key size (what hops in either direction consumed).
+  at the master gateway, x the key size (what hops in either direction consumed);
+- hop frames per directed link (sender -> neighbour) from the gateways' frame counters: frames sealed,
+  keys in them and the QKD bits they spent, so QKD bits per relayed key on each link (256 / keys per
+  frame on an ``hkdf`` link, 256 + 256 / keys per frame on an ``otp`` one, 0 on a pqc-only one).
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ def summarize(run: RunResult) -> dict[str, Any]:
             for gw, delta in sorted(deltas.items())
         },
         "qkd": qkd_consumption(run.before, run.after),
+        "frames": frame_use(run.before, run.after),
         "cpu_cores": run.cpu_cores,
         "notes": run.notes,
     }
@@ -146,6 +150,25 @@ def qkd_consumption(before: Snapshot, after: Snapshot) -> dict[str, dict[str, An
             "vendor_stored_bits_before": earlier.get(link_id, {}).get("stored_bits"),
             "vendor_stored_bits_after": vendor.get("stored_bits"),
         }
+    return result
+
+
+def frame_use(before: Snapshot, after: Snapshot) -> dict[str, dict[str, float]]:
+    """Per directed link ``GWa->GWb`` that sealed frames during the run: frames, keys, QKD bits spent, keys
+    per frame and QKD bits per relayed key."""
+    result = {}
+    for gateway, neighbours in sorted(after.frames.items()):
+        for neighbour, counts in sorted(neighbours.items()):
+            was = before.frames.get(gateway, {}).get(neighbour, {})
+            frames, keys, bits = (counts.get(name, 0) - was.get(name, 0) for name in ("frames", "keys", "qkd_bits"))
+            if frames:
+                result[f"{gateway}->{neighbour}"] = {
+                    "frames": frames,
+                    "keys": keys,
+                    "qkd_bits": bits,
+                    "keys_per_frame": round(keys / frames, 2),
+                    "qkd_bits_per_key": round(bits / keys, 2) if keys else 0.0,
+                }
     return result
 
 

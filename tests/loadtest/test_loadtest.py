@@ -130,5 +130,9 @@ def test_attached_testbed_open_loop_skips_what_it_cannot_serve(tmp_path: Path, k
     assert summary["mode"] == "open" and summary["rate"] == 25.0 and "service_ms" in summary
     assert summary["qkd"]["QKD-GW1-GW2"]["qkd_key_bits"] == 256
     assert summary["gateways"]["GW1"]["keys_relayed"] == 10
+    frames = summary["frames"]["GW1->GW2"]  # from GW1's /metrics: qkd+pqc hkdf, at most one QKD key per frame
+    assert frames["keys"] == 10 and 1 <= frames["frames"] <= 10
+    assert frames["qkd_bits"] % 256 == 0 and frames["qkd_bits"] <= 256 * frames["frames"]
+    assert frames["qkd_bits_per_key"] == round(frames["qkd_bits"] / 10, 2)
     assert not (tmp_path / "out" / "latency_over_time.png").exists()
     assert (tmp_path / "out" / "requests.csv").stat().st_size > 0
