@@ -1,13 +1,15 @@
 """Hop-by-hop relay of end-to-end keys: originate, forward, store at the target gateway, void on failure.
 
-The originating gateway draws the route; every gateway on it protects the key for the next hop and
-waits for that hop's confirmation, which the next gateway sends only once the key is stored at the last
-gateway (:mod:`relay.gateway.forwarding`). So the answer to hop 0 is the end-to-end ack, and the master
-SAE gets a key only after its slave's gateway holds it (the 020 rule). A failure anywhere voids the key
-along the path; nothing is half-delivered.
+The originating gateway draws the route; every gateway on it protects the key for the next hop, in a
+frame with whatever else goes that way (:mod:`relay.gateway.forwarding`), and waits for the frame's
+confirmation, which the next gateway sends only once each key in it is stored at its last gateway or has
+failed. So the answer to hop 0 is each key's end-to-end ack, and the master SAE gets a key only after its
+slave's gateway holds it (the 020 rule). A key that fails anywhere is voided along its path; nothing is
+half-delivered, and one key's failure does not fail the others of its frame.
 
-The engine works on domain values only (:class:`HopRequest`, :class:`HopResult`, :class:`Key`); the
-transport that carries them is injected, and its failures arrive as :class:`RelayFailed`.
+The engine works on domain values only (:class:`ItemHeader`, :class:`ItemOutcome`, :class:`FrameAnswer`,
+:class:`Key`); the transport that carries them is injected, and its failures arrive as
+:class:`RelayFailed`.
 """
 
 from __future__ import annotations
@@ -366,6 +368,9 @@ class RelayEngine:
             raise TransferRefused(f"target SAE {item.target!r} is not served by {path[-1]}")
         if not 1 <= len(item.initiator) <= MAX_SAE_ID_LENGTH:  # may live in another KMS's domain
             raise TransferRefused(f"initiator SAE ID must be 1 to {MAX_SAE_ID_LENGTH} characters")
+        origin = self._plan.gateway_of(item.initiator)  # None: an SAE another KMS named over 020 at path[0]
+        if origin is not None and origin != path[0]:
+            raise TransferRefused(f"initiator SAE {item.initiator!r} is served by {origin}, not by {path[0]}")
         try:
             check_key_id(item.key_id)
         except ValueError as exc:

@@ -292,6 +292,9 @@ async def _warm_up(workers: list[SaeWorker]) -> list[str]:
     return notes
 
 
+SETTLED_POLLS = 6  # 3 s of unchanged ready pools: pre-relay's budgets hold them there
+
+
 async def _prefill(
     admin: AdminClient,
     pairs: list[SaePair],
@@ -299,15 +302,17 @@ async def _prefill(
     clock: Callable[[], float],
     stream: TextIO,
 ) -> tuple[dict[str, int], list[str]]:
-    """Wait until each pair's ready pool is full (at its high watermark), or the prefill timeout.
+    """Wait until each pair's ready pool is full (at its high watermark, or settled where pre-relay's
+    budgets stop it lower: unchanged for ``SETTLED_POLLS`` polls), or the prefill timeout.
 
-    Full rather than just enough for the run: a pool below its high watermark keeps pre-relay busy
-    refilling it, and that work (hop sealing) competes with the requests being measured.
+    Full rather than just enough for the run: a pool below its target keeps pre-relay busy refilling it,
+    and that work (hop sealing) competes with the requests being measured.
     """
     distinct = list(dict.fromkeys(pairs))
     deadline = time.monotonic() + options.prefill_timeout_s
     live = stream.isatty()
     announced = False
+    history: list[dict[str, int]] = []
     while True:
         snapshot = await admin.snapshot(clock())
         levels = _levels(snapshot, distinct)
@@ -322,10 +327,12 @@ async def _prefill(
                 flush=True,
             )
             announced = True
-        if min(levels.values()) >= need or time.monotonic() > deadline:
+        history = [*history[-SETTLED_POLLS + 1 :], levels]
+        settled = len(history) == SETTLED_POLLS and min(levels.values()) > 0 and all(h == levels for h in history)
+        if min(levels.values()) >= need or settled or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    filled = min(levels.values()) >= need
+    filled = min(levels.values()) >= need or settled
     print(f"{'done' if filled else 'timed out'} ({min(levels.values())} at the lowest)", file=stream, flush=True)
     notes = (
         []

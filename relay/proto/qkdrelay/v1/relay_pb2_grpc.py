@@ -76,7 +76,7 @@ class KeyRelayServicer:
 
     def LaneLevels(self, request, context):
         """The QKD lane levels the receiver knows, its own measured now: asked before a transfer is refused
-        for a lane reported dry (every RelayKey answer carries the same as trailing metadata qkdr-lanes).
+        for a lane reported dry (every RelayFrame answer carries the same as trailing metadata qkdr-lanes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
