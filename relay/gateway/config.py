@@ -73,6 +73,7 @@ class GatewaySettings:
     hop_window_s: float = 120.0  # hop and void freshness; replay entries and transfer records live <= twice this
     relay_attempts: int = 2  # fresh keys on fresh routes for one on-demand request
     link_down_s: float = 5.0  # how long routing avoids a link a downstream gateway reported cut
+    qkd_wait_s: float = 1.0  # keys on a require-qkd link wait this long for QKD key (frames fill meanwhile)
     lane_fresh_s: float = 1.0  # how long a QKD lane level reported along a route is trusted
     lane_refresh_s: float = 0.25  # how often this gateway measures its own outbound QKD lanes
     liveness: LivenessSettings = field(default_factory=LivenessSettings)  # probes of slow or silent neighbours

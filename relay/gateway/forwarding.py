@@ -32,6 +32,8 @@ from relay.gateway.relay_events import RelayObserver
 
 log = logging.getLogger(__name__)
 
+MIN_SEND_S = 0.25  # left of a batch's time for sending it after waiting for QKD key
+
 
 @dataclass(frozen=True)
 class _Outgoing:
@@ -104,7 +106,8 @@ class HopForwarder:
         """Seal a batch for ``neighbour_id`` (one frame, or two when QKD key runs short) and send it."""
         recipient = await self._transport.encapsulation_key(neighbour_id)
         entries = [outgoing.entry for outgoing in batch]
-        sealing = await self._protection.seal(entries, neighbour_id, recipient)
+        wait_until = max(outgoing.deadline for outgoing in batch) - MIN_SEND_S
+        sealing = await self._protection.seal(entries, neighbour_id, recipient, wait_until=wait_until)
         results: list[str | BaseException] = [RelayFailed("not sent", retryable=True)] * len(batch)
         if sealing.refused:
             # A lane also runs dry because its neighbour is gone (nothing refills it then): name that cause.

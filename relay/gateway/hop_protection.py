@@ -11,7 +11,9 @@ down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +48,8 @@ from relay.gateway.relay_events import RelayObserver, RelayOrigin
 from relay.pool import MAX_BATCH, PoolEmpty, PoolError, QkdPool, Role
 
 log = logging.getLogger(__name__)
+
+REFILL_POLL_S = 0.05  # how often a waiting require-qkd frame looks at its lane
 
 _ALLOWED_MODES = {
     LinkPolicy.QKD_PQC: (HopMode.QKD_PQC, HopMode.PQC_ONLY),
@@ -131,18 +135,26 @@ class HopProtection:
         crypto: HopCrypto,
         observer: RelayObserver,
         board: LaneBoard,
+        *,
+        qkd_wait_s: float,
     ) -> None:
-        """``board``: told at once when a lane is found empty, so the refusal reports it upstream."""
+        """``board``: told at once when a lane is found empty, so the refusal reports it upstream;
+        ``qkd_wait_s``: how long keys on a ``require-qkd`` link wait for the lane to refill before refusal."""
         self._own_id = own_id
         self._neighbours = neighbours
         self._lanes = lanes
         self._crypto = crypto
         self._observer = observer
         self._board = board
+        self._qkd_wait_s = qkd_wait_s
 
-    async def seal(self, entries: Sequence[FrameEntry], neighbour_id: str, recipient: EncapsulationKey) -> Sealing:
+    async def seal(
+        self, entries: Sequence[FrameEntry], neighbour_id: str, recipient: EncapsulationKey, *, wait_until: float
+    ) -> Sealing:
         """Seal ``entries`` for the neighbour under its link's policy and ``qkd_use``; an entry's
-        ``no_degrade`` forbids it the pqc-only fallback."""
+        ``no_degrade`` forbids it the pqc-only fallback. On a ``require-qkd`` link keys the lane cannot
+        cover yet wait for it to refill, up to ``qkd_wait_s`` and never past ``wait_until`` (monotonic):
+        a link that distils key slowly makes its keys wait, and frames fill up meanwhile."""
         neighbour = self._neighbours[neighbour_id]
         sealing = Sealing()
         if neighbour.policy is LinkPolicy.PQC_ONLY or neighbour.qkd is None:
@@ -152,12 +164,16 @@ class HopProtection:
         while rest:  # more than one frame only when one take cannot cover them all (MAX_BATCH QKD keys)
             covered, qkd_key, pads = await self._take_qkd_keys(neighbour, [entries[i] for i in rest])
             if not covered:
+                if neighbour.policy is LinkPolicy.REQUIRE_QKD and await self._refilled(
+                    neighbour, entries[rest[0]], min(time.monotonic() + self._qkd_wait_s, wait_until)
+                ):
+                    continue
                 break
             self._seal_into(sealing, entries, rest[:covered], neighbour, recipient, qkd_key, pads)
             rest = rest[covered:]
         if not rest:
             return sealing
-        self._board.measured(neighbour.id, 0)  # too short for the next key: dry for it
+        self._board.found_short(neighbour.id)
         degradable = [i for i in rest if neighbour.policy is LinkPolicy.QKD_PQC and not entries[i].no_degrade]
         for index in sorted(set(rest) - set(degradable)):
             sealing.refused[index] = self._exhausted(neighbour, entries[index].no_degrade)
@@ -246,6 +262,19 @@ class HopProtection:
             ) from exc
         keys = [QkdKey(key.key_id, key.key) for key in taken]
         return covered, keys[0], keys[1:]
+
+    async def _refilled(self, neighbour: Neighbour, first: FrameEntry, deadline: float) -> bool:
+        """Whether the outbound lane comes to hold enough for ``first`` (its frame's key and pad) by ``deadline``."""
+        need = 1 + (pad_keys_needed(len(first.key)) if neighbour.qkd_use is QkdUse.OTP else 0)
+        lane = self._lanes.outbound(neighbour.id)
+        while time.monotonic() + REFILL_POLL_S < deadline:
+            await asyncio.sleep(REFILL_POLL_S)
+            try:
+                if await lane.level() >= need:
+                    return True
+            except PoolError:
+                return False
+        return False
 
     def _exhausted(self, neighbour: Neighbour, no_degrade: bool) -> QkdExhausted:
         assert neighbour.qkd is not None

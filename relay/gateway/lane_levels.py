@@ -70,14 +70,30 @@ class LaneBoard:
         self._fresh_s = fresh_s
         self._clock = clock
         self._known: dict[Lane, tuple[float, float]] = {}  # lane -> (level estimate, measured at)
+        self._short_at: dict[Lane, float] = {}  # own lanes -> when last found short
 
     def measured(self, receiver: str, level: int | None) -> None:
         """Our own outbound lane to ``receiver`` holds ``level`` keys now; None: not reported (the
-        receiver is down, so the lane is not what stops a transfer: its link is, and is reported so)."""
+        receiver is down, so the lane is not what stops a transfer: its link is, and is reported so).
+
+        A lane at 0 is known dry only while it was found short in the freshness window
+        (:meth:`found_short`); a zero seen between refills of a busy lane is reported as 1, since frames
+        waiting on it get the next key (a require-qkd link waits for it), and routing must not refuse
+        transfers for a lane that is merely in use."""
+        own = (self._own_id, receiver)
         if level is None:
-            self._known.pop((self._own_id, receiver), None)
-        else:
-            self._known[self._own_id, receiver] = (level, self._clock())
+            self._known.pop(own, None)
+            return
+        now = self._clock()
+        if level == 0 and now - self._short_at.get(own, -math.inf) > self._fresh_s:
+            level = 1
+        self._known[own] = (level, now)
+
+    def found_short(self, receiver: str) -> None:
+        """Our outbound lane to ``receiver`` could not cover a key (after waiting, on require-qkd): dry."""
+        now = self._clock()
+        self._short_at[self._own_id, receiver] = now
+        self._known[self._own_id, receiver] = (0, now)
 
     def learn(self, reports: Iterable[LaneReport]) -> None:
         """Take a neighbour's fresher entries about lanes not our own."""

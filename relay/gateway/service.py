@@ -320,7 +320,7 @@ def _relay(
     lookout = LaneLookout(plan.id, measure, transport.ask_lanes)
     router = Router(plan, health, board, lookout, qkd_key_bits=settings.qkd_pool.key_size_bits)
     voiding = Voiding(plan, router, store, transport, observer, crypto, hop_timeout_s=settings.hop_timeout_s)
-    protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer, board)
+    protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer, board, qkd_wait_s=settings.qkd_wait_s)
     forwarder = HopForwarder(
         protection, transport, observer, plan.neighbours, frames_in_flight=settings.frames_in_flight
     )

@@ -6,6 +6,7 @@ told the gateway is down, not that QKD key is exhausted; a lane that is really d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -64,3 +65,25 @@ async def test_no_route_names_the_links_down(testbed: LocalTestbed) -> None:
     first = await refusal(testbed, "SAE-R1-A", "SAE-R2-A")
     message = first if "no working route" in first else await refusal(testbed, "SAE-R1-A", "SAE-R2-A")
     assert "no working route from GW1 to GW2: gateway GW2 is unreachable (links down: GW1-GW2" in message, message
+
+
+async def test_a_require_qkd_lane_that_refills_makes_keys_wait_not_fail(
+    topology_keys: KeyDirectory, private_redis: RedisServer
+) -> None:
+    """A require-qkd lane found empty is not refused at once: its keys wait (up to ``qkd_wait_s``) for the
+    link to distil more, so a busy slow link serves frames instead of 503s. Here the vendor resumes the
+    halted link while a request waits on the drained lane; the request is answered with its key."""
+    settings = GatewaySettings(prerelay=False, qkd_wait_s=10.0)
+    async with running_testbed(topology_keys, private_redis.url, settings) as testbed:
+        await drain_gw2_to_gw3(testbed)
+        gw2 = testbed.gateways["GW2"]
+        exhausted = gw2.metrics.counts.sae.qkd_exhausted
+        async with testbed.sae("SAE-R2-A") as master, testbed.sae("SAE-R3-A") as slave:
+            request = asyncio.create_task(master.get_key("SAE-R3-A", KeyRequest(number=4)))
+            await asyncio.sleep(0.5)
+            assert not request.done()  # waiting on the lane, not refused
+            testbed.kms["KMS-R2"].kms.set_qber("QKD-GW2-GW3", 0.02)  # the vendor resumes: the lane refills
+            issued = (await request).keys
+            fetched = await slave.get_key_with_ids("SAE-R2-A", [key.key_id for key in issued])
+        assert [key.key for key in fetched.keys] == [key.key for key in issued] and len(issued) == 4
+        assert gw2.metrics.counts.sae.qkd_exhausted == exhausted

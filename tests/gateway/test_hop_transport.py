@@ -21,7 +21,7 @@ from relay.crypto import system_clock_ms
 from relay.crypto.errors import BadSignature, UnknownEncapsulationKey
 from relay.crypto.identity import load_trust_store
 from relay.gateway.config import plan_gateway
-from relay.gateway.errors import QkdExhausted, RelayFailed, TransferInProgress, TransferRefused
+from relay.gateway.errors import RelayFailed, TransferInProgress, TransferRefused
 from relay.gateway.grpc_tls import server_credentials
 from relay.gateway.hop_transport import GrpcHopTransport, KeyRelayService
 from relay.gateway.hops import FrameAnswer, ItemOutcome, Outcome, VoidRequest, encode_outcomes
@@ -141,9 +141,9 @@ async def test_frame_answers_carry_the_receivers_lane_levels_success_or_failure(
     assert (wire.gw1_board.level("GW2", "GW3"), wire.gw1_board.level("GW2", "GW1")) == (5, 7)
     assert wire.gw1_board.dry() == frozenset()
 
-    wire.gw2_board.measured("GW3", 0)
-    wire.receiver.answer = raising(QkdExhausted("QKD key on link QKD-GW2-GW3 is exhausted"))
-    with pytest.raises(QkdExhausted):
+    wire.gw2_board.found_short("GW3")
+    wire.receiver.answer = raising(RelayFailed("storage unavailable", retryable=True))
+    with pytest.raises(RelayFailed):
         await wire.transport.send_frame("GW2", FRAME, KEYS, timeout_s=5)
     assert wire.gw1_board.dry() == {("GW2", "GW3")}
 
@@ -170,7 +170,6 @@ async def test_a_failed_void_is_reported_as_nothing_voided(wire: Wire) -> None:
 @pytest.mark.parametrize(
     ("raised", "expected_type", "message", "retryable"),
     [
-        (QkdExhausted("QKD key on link Q12 is exhausted"), QkdExhausted, "QKD key on link Q12 is exhausted", False),
         (RelayFailed("GW3 is gone", retryable=False), RelayFailed, "GW2: GW3 is gone", True),
         (TransferRefused("hop 0 is not from GW1"), RelayFailed, "GW2: hop 0 is not from GW1", False),
         (UnknownEncapsulationKey("ek 0a unknown"), RelayFailed, "GW2: ek 0a unknown", True),

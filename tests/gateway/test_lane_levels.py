@@ -91,3 +91,20 @@ async def test_concurrent_looks_share_one_call_per_source() -> None:
     assert sorted(calls) == ["GW2", "own"]
     await lookout.look([("GW2", "GW3")], "GW2")  # the next look is a new call, to the neighbour only
     assert sorted(calls) == ["GW2", "GW2", "own"]
+
+
+def test_a_zero_between_refills_is_not_dry_until_the_lane_is_found_short() -> None:
+    """A busy lane is often at 0 between refills while frames wait for its next key: routing must not
+    refuse transfers for it. Only a lane found short (a key refused, or degraded, for want of QKD key) is
+    dry, for the freshness window."""
+    clock = Clock()
+    board = LaneBoard("GW1", LINKS, fresh_s=1.0, clock=clock)
+    board.measured("GW2", 0)
+    assert board.level("GW1", "GW2") == 1 and board.dry() == frozenset()
+    board.found_short("GW2")
+    assert board.dry() == {("GW1", "GW2")}
+    board.measured("GW2", 0)
+    assert board.dry() == {("GW1", "GW2")} and board.reports()[0].level == 0
+    clock.now += 1.5  # the shortage is older than the window: a zero is a busy lane again
+    board.measured("GW2", 0)
+    assert board.dry() == frozenset()
