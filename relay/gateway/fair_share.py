@@ -2,7 +2,7 @@
 
 Checked when an SAE asks for keys relayed on demand, before any is relayed: the pair pays ``number`` from
 its relayed-keys bucket and, on each QKD link of the route its keys would take, the QKD key bits they
-spend there (:func:`relay.gateway.qkd_cost.qkd_bits_spent`: one QKD key per frame, plus each key's
+spend there (:func:`qkd_bits_spent`: one QKD key per frame, plus each key's
 one-time pad on ``otp`` links) from its bucket for that link. The buckets are the topology's
 ``fair_share`` (:class:`relay.topology.FairShare`), a link's refill being its share of the link's
 ``rate_bps``; they live in Redis (:class:`relay.pool.TokenBuckets`), so every replica of the gateway
@@ -15,9 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from relay.gateway.errors import RelayFailed
-from relay.gateway.qkd_cost import qkd_bits_spent
 from relay.pool import Bucket, TokenBuckets
 from relay.topology import FairShare, Link
+
+
+def qkd_bits_spent(link: Link, key_sizes_bits: Sequence[int], qkd_key_bits: int) -> int:
+    """The most QKD key bits relaying keys of these sizes takes on ``link``: one QKD key per frame, a frame
+    of their own for every ``frame_keys`` of them (fewer when they share frames with other keys), and on
+    ``otp`` links whole QKD keys as each key's one-time pad (leftover bits discarded)."""
+    frames = -(-len(key_sizes_bits) // link.frame_keys)
+    pads = sum(-(-bits // qkd_key_bits) for bits in key_sizes_bits) if link.qkd_use == "otp" else 0
+    return (frames + pads) * qkd_key_bits
 
 
 class OverShare(RelayFailed):

@@ -12,10 +12,12 @@ travels is the transport's business (:class:`HopTransport`), how it is protected
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from relay.crypto import FrameEntry, OpenedFrame, PendingFrame, QkdUse, SealedFrame, pad_keys_needed
@@ -28,11 +30,10 @@ from relay.gateway.errors import RelayFailed
 from relay.gateway.grpc_tls import MAX_FRAME_BYTES
 from relay.gateway.hop_protection import HopProtection
 from relay.gateway.hops import HopTransport, Outcome, decode_outcomes
+from relay.gateway.qkd_admission import MIN_SEND_S, QkdAdmission
 from relay.gateway.relay_events import RelayObserver
 
 log = logging.getLogger(__name__)
-
-MIN_SEND_S = 0.25  # left of a batch's time for sending it after waiting for QKD key
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,16 @@ class HopForwarder:
         neighbours: Mapping[str, Neighbour],
         *,
         frames_in_flight: int,
+        admissions: Mapping[str, QkdAdmission],
+        waiting_links: frozenset[frozenset[str]],
     ) -> None:
+        """``admissions``: the require-qkd links' admission, by neighbour ID; ``waiting_links``: the gateway
+        pairs of every require-qkd link of the topology (where keys wait for QKD key)."""
         self._protection = protection
         self._transport = transport
         self._observer = observer
+        self._admissions = admissions
+        self._waiting_links = waiting_links
         self._links = {
             neighbour_id: Coalescer[_Outgoing, str](
                 functools.partial(self._send, neighbour_id),
@@ -86,11 +93,30 @@ class HopForwarder:
         extension_json: str,
         timeout_s: float,
         no_degrade: bool,
+        admitted: bool = False,
     ) -> str:
         """Send hop ``hop`` of one key (this gateway is ``path[hop]``) in the next frame to ``path[hop + 1]``;
-        returns the gateway storing the key."""
+        returns the gateway storing the key. ``admitted``: its request holds a place for it already
+        (:meth:`admit_request`)."""
         entry = FrameEntry(transfer_id, hop, path, initiator, target, key.key_id, key.key, extension_json, no_degrade)
-        return await self._links[path[hop + 1]].submit(_Outgoing(entry, time.monotonic() + timeout_s))
+        outgoing = _Outgoing(entry, time.monotonic() + timeout_s)
+        link = self._links[path[hop + 1]]
+        if admitted:
+            return await link.submit(outgoing)
+        with self.admit_request(path, hop, [8 * len(key.key)], timeout_s):
+            return await link.submit(outgoing)
+
+    def admit_request(
+        self, path: tuple[str, ...], hop: int, key_sizes_bits: Sequence[int], timeout_s: float
+    ) -> AbstractContextManager[None]:
+        """A place for keys of these sizes on hop ``hop`` of ``path`` if its link is require-qkd, all or
+        none (:class:`QkdAdmission`); an SAE's request takes one for all its keys, so it is never half
+        admitted and half refused. The hop may wait its share of the time: later require-qkd hops wait in turn."""
+        admission = self._admissions.get(path[hop + 1])
+        if admission is None:
+            return contextlib.nullcontext()
+        waits_ahead = sum(frozenset(pair) in self._waiting_links for pair in zip(path[hop:], path[hop + 1 :]))
+        return admission.admitted(key_sizes_bits, timeout_s / max(1, waits_ahead))
 
     async def open(self, message: SealedFrame, sender: str) -> OpenedFrame:
         """Open a frame from neighbour ``sender`` under its link's policy."""
@@ -106,8 +132,8 @@ class HopForwarder:
         """Seal a batch for ``neighbour_id`` (one frame, or two when QKD key runs short) and send it."""
         recipient = await self._transport.encapsulation_key(neighbour_id)
         entries = [outgoing.entry for outgoing in batch]
-        wait_until = max(outgoing.deadline for outgoing in batch) - MIN_SEND_S
-        sealing = await self._protection.seal(entries, neighbour_id, recipient, wait_until=wait_until)
+        send_by = [outgoing.deadline - MIN_SEND_S for outgoing in batch]
+        sealing = await self._protection.seal(entries, neighbour_id, recipient, send_by=send_by)
         results: list[str | BaseException] = [RelayFailed("not sent", retryable=True)] * len(batch)
         if sealing.refused:
             # A lane also runs dry because its neighbour is gone (nothing refills it then): name that cause.

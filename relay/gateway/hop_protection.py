@@ -147,30 +147,35 @@ class HopProtection:
         self._observer = observer
         self._board = board
         self._qkd_wait_s = qkd_wait_s
+        self._turns = {neighbour_id: asyncio.Lock() for neighbour_id in neighbours}  # require-qkd waits, in order
 
     async def seal(
-        self, entries: Sequence[FrameEntry], neighbour_id: str, recipient: EncapsulationKey, *, wait_until: float
+        self, entries: Sequence[FrameEntry], neighbour_id: str, recipient: EncapsulationKey, *, send_by: Sequence[float]
     ) -> Sealing:
         """Seal ``entries`` for the neighbour under its link's policy and ``qkd_use``; an entry's
         ``no_degrade`` forbids it the pqc-only fallback. On a ``require-qkd`` link keys the lane cannot
-        cover yet wait for it to refill, up to ``qkd_wait_s`` and never past ``wait_until`` (monotonic):
-        a link that distils key slowly makes its keys wait, and frames fill up meanwhile."""
+        cover yet wait for it to refill, up to ``qkd_wait_s`` per refill: a link that distils key slowly
+        makes its keys wait, and frames fill up meanwhile. A key still waiting at its ``send_by`` (monotonic)
+        is refused, and never spends QKD key: its sender has given up on it."""
         neighbour = self._neighbours[neighbour_id]
         sealing = Sealing()
         if neighbour.policy is LinkPolicy.PQC_ONLY or neighbour.qkd is None:
             self._seal_into(sealing, entries, range(len(entries)), neighbour, recipient, None, [])
             return sealing
         rest = list(range(len(entries)))
-        while rest:  # more than one frame only when one take cannot cover them all (MAX_BATCH QKD keys)
-            covered, qkd_key, pads = await self._take_qkd_keys(neighbour, [entries[i] for i in rest])
-            if not covered:
-                if neighbour.policy is LinkPolicy.REQUIRE_QKD and await self._refilled(
-                    neighbour, entries[rest[0]], min(time.monotonic() + self._qkd_wait_s, wait_until)
-                ):
-                    continue
-                break
-            self._seal_into(sealing, entries, rest[:covered], neighbour, recipient, qkd_key, pads)
-            rest = rest[covered:]
+        if neighbour.policy is LinkPolicy.REQUIRE_QKD:  # batches wait for QKD key one after the other, in order
+            try:
+                async with asyncio.timeout_at(_loop_time(max(send_by))):
+                    await self._turns[neighbour.id].acquire()
+            except TimeoutError:
+                for index in rest:
+                    sealing.refused[index] = self._exhausted(neighbour, entries[index].no_degrade, late=True)
+                return sealing
+        try:
+            rest = await self._seal_covered(sealing, entries, rest, neighbour, recipient, send_by)
+        finally:
+            if neighbour.policy is LinkPolicy.REQUIRE_QKD:
+                self._turns[neighbour.id].release()
         if not rest:
             return sealing
         self._board.found_short(neighbour.id)
@@ -188,6 +193,35 @@ class HopProtection:
             )
             self._seal_into(sealing, entries, degradable, neighbour, recipient, None, [])
         return sealing
+
+    async def _seal_covered(
+        self,
+        sealing: Sealing,
+        entries: Sequence[FrameEntry],
+        rest: list[int],
+        neighbour: Neighbour,
+        recipient: EncapsulationKey,
+        send_by: Sequence[float],
+    ) -> list[int]:
+        """Seal the entries QKD key covers (waiting for refills on require-qkd); the indices left uncovered."""
+        while rest:  # more than one frame only when one take cannot cover them all (MAX_BATCH QKD keys)
+            now = time.monotonic()
+            for index in (i for i in rest if send_by[i] <= now):
+                sealing.refused[index] = self._exhausted(neighbour, entries[index].no_degrade, late=True)
+            rest = [i for i in rest if i not in sealing.refused]
+            if not rest:
+                break
+            covered, qkd_key, pads = await self._take_qkd_keys(neighbour, [entries[i] for i in rest])
+            if not covered:
+                wait_until = min(now + self._qkd_wait_s, max(send_by[i] for i in rest))
+                if neighbour.policy is LinkPolicy.REQUIRE_QKD and await self._refilled(
+                    neighbour, entries[rest[0]], wait_until
+                ):
+                    continue
+                break
+            self._seal_into(sealing, entries, rest[:covered], neighbour, recipient, qkd_key, pads)
+            rest = rest[covered:]
+        return rest
 
     async def open(self, message: SealedFrame, sender: str) -> OpenedFrame:
         """Authenticate and unwrap a frame from neighbour ``sender``; refusals are :class:`HopError`s."""
@@ -276,13 +310,14 @@ class HopProtection:
                 return False
         return False
 
-    def _exhausted(self, neighbour: Neighbour, no_degrade: bool) -> QkdExhausted:
+    def _exhausted(self, neighbour: Neighbour, no_degrade: bool, *, late: bool = False) -> QkdExhausted:
         assert neighbour.qkd is not None
         self._observer.counts.of(RelayOrigin.of_hop(no_degrade)).qkd_exhausted += 1
+        link = f"link {neighbour.qkd.link_id} ({self._own_id}-{neighbour.id})"
+        if late:
+            return QkdExhausted(f"the key's deadline passed while it waited for QKD key on {link}")
         why = "its policy is require-qkd" if neighbour.policy is LinkPolicy.REQUIRE_QKD else "pre-relay waits"
-        return QkdExhausted(
-            f"QKD key on link {neighbour.qkd.link_id} ({self._own_id}-{neighbour.id}) is exhausted and {why}"
-        )
+        return QkdExhausted(f"QKD key on {link} is exhausted and {why}")
 
     async def _received_qkd_keys(self, neighbour: Neighbour, key_ids: Sequence[str]) -> list[bytes]:
         if neighbour.qkd is None:
@@ -293,6 +328,11 @@ class HopProtection:
             log.warning("QKD keys of link %s: %s", neighbour.qkd.link_id, exc)
             message = f"QKD keys of link {neighbour.qkd.link_id}: {exc.public_message}"
             raise RelayFailed(message, retryable=True) from exc
+
+
+def _loop_time(monotonic_s: float) -> float:
+    """The event loop's clock at the moment ``time.monotonic()`` reads ``monotonic_s``."""
+    return asyncio.get_running_loop().time() + monotonic_s - time.monotonic()
 
 
 def _prefix_within(needs: Sequence[int], available: int) -> tuple[int, int]:

@@ -1,9 +1,10 @@
 """What this gateway knows of the QKD lane levels along its routes, so a transfer bound to fail at a dry
 lane further on is not started (and spends no QKD key on its first hops).
 
-Each gateway measures its own outbound lanes (:meth:`LaneBoard.measured`, every ``lane_refresh_s`` and at
-once when a seal finds a lane empty) and passes every fresh entry it holds, its own and those learnt from
-downstream, on the answer to each hop, success or failure, as trailing metadata ``qkdr-lanes``. Why
+Each gateway measures its own outbound lanes (:meth:`LaneBoard.measured`, every ``lane_refresh_s``, and
+:meth:`LaneBoard.found_short` at once when a seal finds a lane too short for a key) and passes every
+fresh entry it holds, its own and those learnt from downstream, on the answer to each frame, success or
+failure, as trailing metadata ``qkdr-lanes``. Why
 piggy-backed rather than a periodic call: the gateways that need a level are exactly those sending hops
 towards it, the answers cost no extra round trip, no proto change, and a dry lane is reported on the very
 answer that refused a hop. What a gateway no longer sends towards it does not learn about, so before a
@@ -13,8 +14,10 @@ as serviceable.
 
 Invariants: a report names ``sender>receiver`` lanes of the topology's QKD links only (anything else is
 ignored); an entry is replaced only by a newer measurement; this gateway's own lanes are never taken from
-a neighbour's report. :meth:`LaneBoard.spend` lowers the estimate as transfers are started, so a burst of
-requests does not start more transfers over a lane than it holds keys.
+a neighbour's report. A lane is dry only when found short, not when it is merely in use: one QKD key
+seals a whole frame, and keys on a require-qkd link wait for the next one, so a burst of requests over a
+busy lane is queued there rather than refused here (before frames, the board counted one key per started
+transfer against the estimate).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ class LaneBoard:
         self._lanes = qkd_lanes(links)
         self._fresh_s = fresh_s
         self._clock = clock
-        self._known: dict[Lane, tuple[float, float]] = {}  # lane -> (level estimate, measured at)
+        self._known: dict[Lane, tuple[int, float]] = {}  # lane -> (level estimate, measured at)
         self._short_at: dict[Lane, float] = {}  # own lanes -> when last found short
 
     def measured(self, receiver: str, level: int | None) -> None:
@@ -111,25 +114,17 @@ class LaneBoard:
         known = self._known.get((sender, receiver))
         if known is None or self._clock() - known[1] > self._fresh_s:
             return None
-        return math.ceil(known[0])
+        return known[0]
 
     def dry(self) -> frozenset[Lane]:
         """The lanes known, freshly, to hold no key."""
         return frozenset(lane for lane in self._known if self.level(*lane) == 0)
 
-    def spend(self, costs: Iterable[tuple[Lane, float]]) -> None:
-        """A transfer is started: each lane's known estimate is lowered by the QKD keys it will take there
-        (a share of a frame's key, plus a pad on otp links: :func:`relay.gateway.qkd_cost.qkd_keys_per_key`)."""
-        for lane, cost in costs:
-            known = self._known.get(lane)
-            if known is not None and known[0] > 0:
-                self._known[lane] = (max(0.0, known[0] - cost), known[1])
-
     def reports(self) -> list[LaneReport]:
         """Every fresh entry, as passed on to the neighbour whose hop we answer."""
         now = self._clock()
         return [
-            LaneReport(sender, receiver, math.ceil(level), int((now - measured_at) * 1000))
+            LaneReport(sender, receiver, level, int((now - measured_at) * 1000))
             for (sender, receiver), (level, measured_at) in sorted(self._known.items())
             if now - measured_at <= self._fresh_s
         ]

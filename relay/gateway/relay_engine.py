@@ -15,6 +15,7 @@ The engine works on domain values only (:class:`ItemHeader`, :class:`ItemOutcome
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -105,11 +106,22 @@ class RelayEngine:
     ) -> list[Key]:
         """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none.
         The pair's fair share pays first (:class:`OverShare` if it cannot)."""
-        await self.charge(initiator, target, [size_bytes * 8] * number)
-        outcomes = await asyncio.gather(
-            *(self._relay_fresh_key(initiator, target, size_bytes, extension_json) for _ in range(number)),
-            return_exceptions=True,
+        sizes = [size_bytes * 8] * number
+        await self.charge(initiator, target, sizes)
+        path = await self._path_towards(target)
+        admission = (
+            contextlib.nullcontext()
+            if path is None
+            else self._hops.admit_request(path, 0, sizes, self._timeout(target))
         )
+        with admission:
+            outcomes = await asyncio.gather(
+                *(
+                    self._relay_fresh_key(initiator, target, size_bytes, extension_json, admitted=path is not None)
+                    for _ in range(number)
+                ),
+                return_exceptions=True,
+            )
         relayed = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
@@ -129,8 +141,25 @@ class RelayEngine:
         if qkd_links is not None:
             await self._shares.admit(initiator, target, key_sizes_bits, qkd_links)
 
+    async def _path_towards(self, target: str) -> GatewayPath | None:
+        """The route a request's keys for ``target`` would take now; None when they are stored here or no
+        route would be started (each key's relay then answers why)."""
+        target_gateway = self._router.home_of(target)
+        if target_gateway == self._plan.id:
+            return None
+        try:
+            return (await self._router.route_for_key(target_gateway, no_degrade=False)).gateways
+        except RelayFailed:
+            return None
+
+    def _timeout(self, target: str) -> float:
+        """How long a relay to ``target`` may take: a hop timeout, plus the foreign ack deadline for a
+        foreign target."""
+        foreign = target in self._plan.foreign_saes
+        return self._settings.hop_timeout_s + (self._settings.foreign_ack_deadline_s if foreign else 0)
+
     async def _relay_fresh_key(
-        self, initiator: str, target: str, size_bytes: int, extension_json: str
+        self, initiator: str, target: str, size_bytes: int, extension_json: str, *, admitted: bool
     ) -> tuple[Key, GatewayPath]:
         """The key relayed and the path it took. Each attempt uses a new key and key_ID: the SAE never saw
         the failed one, which is voided.
@@ -144,7 +173,8 @@ class RelayEngine:
             key = new_key(size_bytes)
             left_s = None if deadline is None else deadline - time.monotonic()
             try:
-                return key, await self.relay_key(initiator, target, key, extension_json, timeout_s=left_s)
+                relayed = self.relay_key(initiator, target, key, extension_json, timeout_s=left_s, admitted=admitted)
+                return key, await relayed
             except RelayFailed as failure:
                 # A lane found dry on the way was reported with the refusal: the next route avoids it, or is
                 # refused before start (RouteDry), so one more attempt spends key only on another route.
@@ -165,6 +195,7 @@ class RelayEngine:
         *,
         origin: RelayOrigin = RelayOrigin.SAE,
         timeout_s: float | None = None,
+        admitted: bool = False,
     ) -> GatewayPath:
         """Relay ``key`` to ``target``'s gateway and store it there; returns, once it is stored, the path it
         took (a void of it must name that path, which a later route may not be).
@@ -174,18 +205,15 @@ class RelayEngine:
         the caller waits (default: a hop timeout, plus the foreign ack deadline for a foreign target).
         """
         target_gateway = self._router.home_of(target)
-        foreign = target in self._plan.foreign_saes
         if timeout_s is None:
-            timeout_s = self._settings.hop_timeout_s + (self._settings.foreign_ack_deadline_s if foreign else 0)
+            timeout_s = self._timeout(target)
         if target_gateway == self._plan.id:
             budget_s = min(timeout_s, self._settings.foreign_ack_deadline_s)
             if not await self._store_for_target(initiator, target, [key], (self._plan.id,), budget_s):
                 raise RelayFailed(f"key_ID {key.key_id} was already used for {target}", retryable=False)
             return (self._plan.id,)
         try:
-            route = await self._router.route_for_key(
-                target_gateway, key_bits=8 * len(key.key), no_degrade=origin.no_degrade
-            )
+            route = await self._router.route_for_key(target_gateway, no_degrade=origin.no_degrade)
         except RouteDry as exc:  # a relay failure too, refused before any QKD key was spent
             counts = self._observer.counts.of(origin)
             counts.relay_failures += 1
@@ -205,6 +233,7 @@ class RelayEngine:
                 extension_json=extension_json,
                 timeout_s=timeout_s,
                 no_degrade=origin.no_degrade,
+                admitted=admitted,
             )
         except RelayFailed as exc:
             self._observer.counts.of(origin).relay_failures += 1

@@ -27,7 +27,6 @@ from relay.gateway.config import GatewayPlan
 from relay.gateway.errors import RelayFailed, RouteDry, TransferRefused
 from relay.gateway.lane_levels import Lane, LaneBoard, LaneLookout
 from relay.gateway.link_health import LinkHealth
-from relay.gateway.qkd_cost import qkd_keys_per_key
 from relay.topology import Link
 
 _STRENGTH = {"pqc-only": 0, "qkd+pqc": 1, "require-qkd": 2}
@@ -141,14 +140,11 @@ def _search(links: Iterable[Link], source: str, target: str, weight: Weight) -> 
 
 
 class Router:
-    def __init__(
-        self, plan: GatewayPlan, health: LinkHealth, lanes: LaneBoard, lookout: LaneLookout, *, qkd_key_bits: int
-    ) -> None:
+    def __init__(self, plan: GatewayPlan, health: LinkHealth, lanes: LaneBoard, lookout: LaneLookout) -> None:
         self._plan = plan
         self._health = health
         self._lanes = lanes
         self._lookout = lookout
-        self._qkd_key_bits = qkd_key_bits
 
     def home_of(self, sae_id: str) -> str:
         """The gateway serving ``sae_id``, or bordering its foreign KMS domain (a destination like any
@@ -167,9 +163,9 @@ class Router:
             why = _why_no_route(links, down, target_gateway)
             raise RelayFailed(f"no working route from {own} to {target_gateway}: {why}", retryable=False) from exc
 
-    async def route_for_key(self, target_gateway: str, *, key_bits: int, no_degrade: bool) -> Route:
-        """The route a new transfer takes (:func:`choose_route`), its QKD lanes counted as spent in the
-        estimates; :class:`RouteDry` if every allowed route crosses a lane known dry (nothing spent).
+    async def route_for_key(self, target_gateway: str, *, no_degrade: bool) -> Route:
+        """The route a new transfer takes (:func:`choose_route`); :class:`RouteDry` if every allowed route
+        crosses a lane known dry (nothing spent).
 
         Before refusing, it looks again: a dry lane of our own may be dry because its neighbour is gone
         (probed, so the answer names the real cause and the route avoids its link), and any dry lane may
@@ -185,16 +181,11 @@ class Router:
                 route = self._choose(target_gateway, no_degrade)
             except LaneDry as again:
                 raise self._exhausted(again, no_degrade) from again
-        qkd_links = (link for link in route.links if link.qkd_link)
-        self._lanes.spend(
-            (lane, qkd_keys_per_key(link, key_bits, self._qkd_key_bits))
-            for lane, link in zip(route.lanes, qkd_links, strict=True)
-        )
         return route
 
     def qkd_links_towards(self, target_gateway: str) -> tuple[str, ...] | None:
-        """The QKD links an SAE's key to ``target_gateway`` would cross now (nothing counted as spent);
-        None when no route would be started now."""
+        """The QKD links an SAE's key to ``target_gateway`` would cross now; None when no route would be
+        started now."""
         try:
             links = self._choose(target_gateway, no_degrade=False).links
         except (LaneDry, RelayFailed):

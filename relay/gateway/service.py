@@ -26,6 +26,7 @@ from relay.aio import repeat_until_cancelled
 from relay.crypto import (
     Clock,
     KeyRing,
+    QkdUse,
     RedisReplayGuard,
     StorageCipher,
     load_identity,
@@ -43,7 +44,7 @@ from relay.etsi020.server import callback_peer
 from relay.etsi020.server import create_app as create_etsi020_app
 from relay.gateway.ack_delivery import AckDelivery, AckRetry
 from relay.gateway.admin import ADMIN_HOST, GatewayStatus, create_admin_app
-from relay.gateway.config import GatewayPlan, GatewaySettings
+from relay.gateway.config import GatewayPlan, GatewaySettings, LinkPolicy
 from relay.gateway.demand import BUCKETS as DEMAND_BUCKETS
 from relay.gateway.demand import DemandTracker, pinned_pairs
 from relay.gateway.fair_share import FairShares
@@ -63,6 +64,7 @@ from relay.gateway.metrics import GatewayMetrics
 from relay.gateway.northbound import NorthboundBackend
 from relay.gateway.peers import Peer
 from relay.gateway.prerelay import Prerelay
+from relay.gateway.qkd_admission import QkdAdmission
 from relay.gateway.qkd_announce import AnnouncementReceiver
 from relay.gateway.qkd_filler import QkdFiller
 from relay.gateway.relay_engine import RelayEngine
@@ -318,11 +320,19 @@ def _relay(
     transport = GrpcHopTransport(plan.id, peers, health, observer, board, hop_attempts=settings.hop_attempts)
     measure = partial(_measure_lanes, lanes, board, health)
     lookout = LaneLookout(plan.id, measure, transport.ask_lanes)
-    router = Router(plan, health, board, lookout, qkd_key_bits=settings.qkd_pool.key_size_bits)
+    router = Router(plan, health, board, lookout)
     voiding = Voiding(plan, router, store, transport, observer, crypto, hop_timeout_s=settings.hop_timeout_s)
     protection = HopProtection(plan.id, plan.neighbours, lanes, crypto, observer, board, qkd_wait_s=settings.qkd_wait_s)
     forwarder = HopForwarder(
-        protection, transport, observer, plan.neighbours, frames_in_flight=settings.frames_in_flight
+        protection,
+        transport,
+        observer,
+        plan.neighbours,
+        frames_in_flight=settings.frames_in_flight,
+        admissions=_qkd_admissions(plan, board, settings.qkd_pool.key_size_bits),
+        waiting_links=frozenset(
+            frozenset(link.gateways) for link in plan.topology.links if link.policy == "require-qkd"
+        ),
     )
     transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id, hop_window_s=settings.hop_window_s)
     foreign = None
@@ -385,6 +395,22 @@ def _qkd_supply(
         else:
             supply.receivers[qkd.link_id] = AnnouncementReceiver(qkd.link_id, qkd.peer_sae_id, kme, pools)
     return supply
+
+
+def _qkd_admissions(plan: GatewayPlan, board: LaneBoard, qkd_key_bits: int) -> dict[str, QkdAdmission]:
+    """Admission onto each require-qkd link, by neighbour ID, at the rate its topology entry states."""
+    rates = {qkd.id: qkd.rate_bps for qkd in plan.topology.qkd_links}
+    return {
+        neighbour_id: QkdAdmission(
+            neighbour.qkd.link_id,
+            rates[neighbour.qkd.link_id] / qkd_key_bits,
+            neighbour.link.frame_keys,
+            padded=neighbour.qkd_use is QkdUse.OTP,
+            level=partial(board.level, plan.id, neighbour_id),
+        )
+        for neighbour_id, neighbour in plan.neighbours.items()
+        if neighbour.policy is LinkPolicy.REQUIRE_QKD and neighbour.qkd is not None
+    }
 
 
 async def _measure_lanes(lanes: QkdLanes, board: LaneBoard, health: LinkHealth) -> None:

@@ -19,7 +19,7 @@ from relay.etsi014.models import KeyRequest
 from relay.etsi020.client import Etsi020Client, PeerProblem
 from relay.etsi020.models import AckStatus, ExtKey, ExtKeyContainer
 from relay.gateway.config import GatewaySettings
-from relay.gateway.qkd_cost import qkd_bits_spent
+from relay.gateway.fair_share import qkd_bits_spent
 from relay.pki.layout import KeyDirectory
 from tests.support.local_testbed import LocalTestbed, default_document, running_testbed
 from tests.support.redis_servers import RedisServer

@@ -48,28 +48,6 @@ def test_neither_our_own_lanes_nor_lanes_outside_the_topology_are_taken_from_a_n
     assert board.reports() == []
 
 
-def test_started_transfers_lower_the_estimate_until_the_next_measurement() -> None:
-    board = LaneBoard("GW1", LINKS, fresh_s=1.0, clock=Clock())
-    board.learn([LaneReport("GW2", "GW3", 2, 0)])
-    board.spend([(("GW2", "GW3"), 1.0), (("GW1", "GW2"), 1.0)])  # GW1>GW2 unknown: stays unknown
-    assert board.dry() == frozenset()
-    board.spend([(("GW2", "GW3"), 1.0)])
-    assert board.dry() == {("GW2", "GW3")} and board.level("GW1", "GW2") is None
-    board.spend([(("GW2", "GW3"), 1.0)])
-    assert board.level("GW2", "GW3") == 0
-
-
-def test_keys_sharing_frames_lower_the_estimate_by_their_share_of_a_frame() -> None:
-    """With hkdf one QKD key seals a frame of up to frame_keys keys: 512 keys started over a lane holding 2
-    keys leave it at 1, not dry (before frames, each key took one)."""
-    board = LaneBoard("GW1", LINKS, fresh_s=1.0, clock=Clock())
-    board.learn([LaneReport("GW2", "GW3", 2, 0)])
-    board.spend([(("GW2", "GW3"), 1 / 512)] * 512)
-    assert board.level("GW2", "GW3") == 1 and board.reports() == [LaneReport("GW2", "GW3", 1, 0)]
-    board.spend([(("GW2", "GW3"), 1 / 512)] * 513)
-    assert board.dry() == {("GW2", "GW3")}
-
-
 async def test_concurrent_looks_share_one_call_per_source() -> None:
     """Twenty refusals at once cost one LaneLevels call to the next gateway and one measurement of ours."""
     calls: list[str] = []
