@@ -26,12 +26,12 @@ from relay.crypto.header import MAX_TEXT_SIZE
 from relay.domain import Key
 from relay.gateway.coalescing import Coalescer
 from relay.gateway.config import Neighbour
-from relay.gateway.errors import RelayFailed
+from relay.gateway.errors import QkdExhausted, RelayFailed
 from relay.gateway.grpc_tls import MAX_FRAME_BYTES
 from relay.gateway.hop_protection import HopProtection
 from relay.gateway.hops import HopTransport, Outcome, decode_outcomes
 from relay.gateway.qkd_admission import MIN_SEND_S, QkdAdmission
-from relay.gateway.relay_events import RelayObserver
+from relay.gateway.relay_events import RelayObserver, RelayOrigin
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,11 @@ class HopForwarder:
         link = self._links[path[hop + 1]]
         if admitted:
             return await link.submit(outgoing)
-        with self.admit_request(path, hop, [8 * len(key.key)], timeout_s):
+        with self.admit_request(path, hop, [8 * len(key.key)], timeout_s, no_degrade=no_degrade):
             return await link.submit(outgoing)
 
     def admit_request(
-        self, path: tuple[str, ...], hop: int, key_sizes_bits: Sequence[int], timeout_s: float
+        self, path: tuple[str, ...], hop: int, key_sizes_bits: Sequence[int], timeout_s: float, *, no_degrade: bool
     ) -> AbstractContextManager[None]:
         """A place for keys of these sizes on hop ``hop`` of ``path`` if its link is require-qkd, all or
         none (:class:`QkdAdmission`); an SAE's request takes one for all its keys, so it is never half
@@ -116,7 +116,11 @@ class HopForwarder:
         if admission is None:
             return contextlib.nullcontext()
         waits_ahead = sum(frozenset(pair) in self._waiting_links for pair in zip(path[hop:], path[hop + 1 :]))
-        return admission.admitted(key_sizes_bits, timeout_s / max(1, waits_ahead))
+        try:
+            return admission.admit(key_sizes_bits, timeout_s / max(1, waits_ahead))
+        except QkdExhausted:
+            self._observer.counts.of(RelayOrigin.of_hop(no_degrade)).qkd_exhausted += len(key_sizes_bits)
+            raise
 
     async def open(self, message: SealedFrame, sender: str) -> OpenedFrame:
         """Open a frame from neighbour ``sender`` under its link's policy."""

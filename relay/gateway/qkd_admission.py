@@ -13,7 +13,7 @@ not yet answered.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from relay.crypto import pad_keys_needed
 from relay.gateway.errors import QkdExhausted
@@ -35,10 +35,9 @@ class QkdAdmission:
         self._level = level
         self.waiting = 0.0
 
-    @contextmanager
-    def admitted(self, key_sizes_bits: Sequence[int], time_left_s: float) -> Iterator[None]:
-        """Hold the keys' need while they wait and travel, all or none; :class:`QkdExhausted` if they cannot
-        be served in time."""
+    def admit(self, key_sizes_bits: Sequence[int], time_left_s: float) -> AbstractContextManager[None]:
+        """A place for the keys while they wait and travel (released on exit), all or none; raises
+        :class:`QkdExhausted` at once if they cannot be served in time."""
         pads = sum(pad_keys_needed(-(-bits // 8)) for bits in key_sizes_bits) if self._padded else 0
         need = len(key_sizes_bits) / self._frame_keys + pads
         supply = (self._level() or 0) + self._rate * max(0.0, time_left_s - MIN_SEND_S)
@@ -48,6 +47,10 @@ class QkdAdmission:
                 f"{supply:.0f} can be had in time) and its policy is require-qkd"
             )
         self.waiting += need
+        return self._held(need)
+
+    @contextmanager
+    def _held(self, need: float) -> Iterator[None]:
         try:
             yield
         finally:

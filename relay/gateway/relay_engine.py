@@ -112,7 +112,7 @@ class RelayEngine:
         admission = (
             contextlib.nullcontext()
             if path is None
-            else self._hops.admit_request(path, 0, sizes, self._timeout(target))
+            else self._hops.admit_request(path, 0, sizes, self._timeout(target), no_degrade=False)
         )
         with admission:
             outcomes = await asyncio.gather(

@@ -1,8 +1,10 @@
 """QKD key exhaustion without any QBER alarm: the load simply outruns the simulated 2 kbit/s link.
 
-Small QKD pools and vendor links without backlog: the require-qkd GW2-GW3 lane runs dry and requests to
-region 3 answer 503 (never rerouted onto the pqc-only link); the qkd+pqc GW1-GW2 hops degrade to
-pqc-only and are counted. When the load stops, the fillers catch up and keys flow again by themselves.
+Small QKD pools and vendor links without backlog, and both QKD links spending a one-time pad per key
+(``qkd_use: otp``; with ``hkdf`` one QKD key seals a frame of up to 512 keys and six SAEs never outrun
+the link): the require-qkd GW2-GW3 lane runs dry and requests to region 3 answer 503 (never rerouted onto
+the pqc-only link); the qkd+pqc GW1-GW2 hops degrade to pqc-only and are counted. When the load stops,
+the fillers catch up and keys flow again by themselves.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -18,7 +21,7 @@ from relay.kms_sim.config import SimSettings
 from relay.pki.layout import KeyDirectory
 from relay.pool import QkdPoolSettings
 from relay.pool.watermarks import Watermarks
-from tests.support.local_testbed import LocalTestbed, running_testbed
+from tests.support.local_testbed import LocalTestbed, default_document, running_testbed
 from tests.support.redis_servers import RedisServer
 from tests.support.sae_load import Figures, SaeLoad, check_delivery
 
@@ -26,10 +29,21 @@ PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R2-A", "SAE-R3-B"), ("SAE-R1-B", "SAE-R
 SETTINGS = GatewaySettings(prerelay=False, qkd_pool=QkdPoolSettings(watermarks=Watermarks(low=2, high=8)))
 
 
+def one_time_pads(document: dict[str, Any]) -> dict[str, Any]:
+    for link in document["links"]:
+        if "qkd_link" in link:
+            link["qkd_use"] = "otp"
+    return document
+
+
 @pytest.fixture
 async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> AsyncIterator[LocalTestbed]:
     async with running_testbed(
-        topology_keys, private_redis.url, SETTINGS, sim=SimSettings(initial_key_count=8)
+        topology_keys,
+        private_redis.url,
+        SETTINGS,
+        sim=SimSettings(initial_key_count=8),
+        document=one_time_pads(default_document()),
     ) as running:
         yield running
 
@@ -37,7 +51,9 @@ async def testbed(topology_keys: KeyDirectory, private_redis: RedisServer) -> As
 async def test_load_outrunning_the_qkd_link_answers_503_and_recovers_when_it_stops(testbed: LocalTestbed) -> None:
     gw1, gw2 = (testbed.gateways[g].metrics.counts for g in ("GW1", "GW2"))
     started = time.monotonic()
-    async with SaeLoad(testbed.sae, PAIRS, concurrency=6) as load:
+    # 48 SAEs: keys wait for QKD key, so the load outruns the link only once it asks for more than the
+    # link distils before the keys' deadlines (a few dozen keys); then requests are refused at once
+    async with SaeLoad(testbed.sae, PAIRS, concurrency=48) as load:
         exhausted_s = await load.wait_failures(started, count=10, containing="require-qkd", timeout_s=15)
         await asyncio.sleep(2.0)  # sustained: the link keeps delivering a trickle the load fights over
     stopped_at = time.monotonic()

@@ -16,9 +16,9 @@ def test_an_otp_request_takes_a_place_for_all_its_keys_or_none() -> None:
     """16 keys of 256 bits need 16 pads and a share of a frame's key; 4 keys in the lane and 8 a second for
     2.25 s of waiting (the 0.25 s left for sending taken off) cover one such request, not two."""
     link = admission(4, padded=True)
-    with link.admitted([256] * 16, 2.5):
+    with link.admit([256] * 16, 2.5):
         assert link.waiting == pytest.approx(16 + 16 / 512)
-        with pytest.raises(QkdExhausted, match="oversubscribed"), link.admitted([256] * 16, 2.5):
+        with pytest.raises(QkdExhausted, match="oversubscribed"), link.admit([256] * 16, 2.5):
             pass
         assert link.waiting == pytest.approx(16 + 16 / 512)  # the refused request holds nothing
     assert link.waiting == 0
@@ -26,14 +26,14 @@ def test_an_otp_request_takes_a_place_for_all_its_keys_or_none() -> None:
 
 def test_hkdf_keys_need_only_their_share_of_a_frame() -> None:
     link = admission(0, padded=False, rate=1.0)
-    with link.admitted([8192] * 512, 1.25):  # one frame's key, distilled in the second it may wait
+    with link.admit([8192] * 512, 1.25):  # one frame's key, distilled in the second it may wait
         assert link.waiting == pytest.approx(1)
 
 
 def test_a_link_with_no_time_left_admits_only_what_its_lane_holds() -> None:
     link = admission(None, padded=True)  # level unknown: counted as empty
     with pytest.raises(QkdExhausted):
-        with link.admitted([256], 0.2):
+        with link.admit([256], 0.2):
             pass
-    with admission(2, padded=True).admitted([256], 0.2):
+    with admission(2, padded=True).admit([256], 0.2):
         pass
