@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +30,12 @@ import redis
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from relay.crypto.kem import PycaKemProvider, generate_decapsulation_key
-from relay.crypto.suites import SUITE_A, Suite
+from relay.crypto.suites import SUITE_A
 from relay.gateway.grpc_tls import channel_credentials, channel_options, gateway_server, server_credentials
 from relay.loadtest.topologies import free_ports
 from relay.pki.layout import KeyDirectory
 from relay.pki.redis_access import ADMIN_USER, read_credentials
+from tests.bench.bench_crypto import raw_costs
 
 SERVICE = "qkdrelay.bench.Empty"
 METHOD = f"/{SERVICE}/Call"
@@ -84,32 +82,6 @@ def measure(keys: KeyDirectory, redis_port: int, callers: int = 64, seconds: flo
         {name: costs[name] for name in ("sign", "verify")},
         redis_floor(keys, redis_port, seconds / 3),
     )
-
-
-def time_per_op(operation: Callable[[], object], seconds: float) -> float:
-    """Mean microseconds per call over at least ``seconds`` of wall time."""
-    operation()  # warm-up
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() < start + seconds:
-        operation()
-        count += 1
-    return (time.perf_counter() - start) / count * 1e6
-
-
-def raw_costs(suite: Suite, seconds: float) -> dict[str, float]:
-    """Microseconds per ``encaps``, ``decaps``, ``sign`` and ``verify`` of ``suite``."""
-    kem = PycaKemProvider()
-    dk = generate_decapsulation_key(kem, suite.kem)
-    encapsulation = kem.encapsulate(suite.kem, dk.encapsulation_key)
-    signer = suite.signature.private_key_class.generate()
-    verifier, message = signer.public_key(), os.urandom(1024)
-    signature = signer.sign(message, b"bench")
-    return {
-        "encaps": time_per_op(lambda: kem.encapsulate(suite.kem, dk.encapsulation_key), seconds),
-        "decaps": time_per_op(lambda: dk.decapsulate(encapsulation.ciphertext), seconds),
-        "sign": time_per_op(lambda: signer.sign(message, b"bench"), seconds),
-        "verify": time_per_op(lambda: verifier.verify(signature, message, b"bench"), seconds),
-    }
 
 
 def grpc_floor(keys: KeyDirectory, callers: int, seconds: float) -> tuple[float, float]:
