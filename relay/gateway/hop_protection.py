@@ -203,7 +203,13 @@ class HopProtection:
         recipient: EncapsulationKey,
         send_by: Sequence[float],
     ) -> list[int]:
-        """Seal the entries QKD key covers (waiting for refills on require-qkd); the indices left uncovered."""
+        """Seal the entries QKD key covers; the indices left uncovered.
+
+        On require-qkd the batch first waits (until its earliest key's ``send_by``, ``qkd_wait_s`` at most)
+        for the lane to cover all of it, so that an ``otp`` frame's own QKD key is shared by the whole batch
+        rather than by the few keys one refill covers; then it takes what is there, and waits again for
+        the rest."""
+        waits = neighbour.policy is LinkPolicy.REQUIRE_QKD
         while rest:  # more than one frame only when one take cannot cover them all (MAX_BATCH QKD keys)
             now = time.monotonic()
             for index in (i for i in rest if send_by[i] <= now):
@@ -211,12 +217,13 @@ class HopProtection:
             rest = [i for i in rest if i not in sealing.refused]
             if not rest:
                 break
+            if waits:
+                whole = min(MAX_BATCH, 1 + sum(self._pad_keys(neighbour, entries[i]) for i in rest))
+                await self._refilled(neighbour, whole, min(now + self._qkd_wait_s, min(send_by[i] for i in rest)))
             covered, qkd_key, pads = await self._take_qkd_keys(neighbour, [entries[i] for i in rest])
             if not covered:
-                wait_until = min(now + self._qkd_wait_s, max(send_by[i] for i in rest))
-                if neighbour.policy is LinkPolicy.REQUIRE_QKD and await self._refilled(
-                    neighbour, entries[rest[0]], wait_until
-                ):
+                first = 1 + self._pad_keys(neighbour, entries[rest[0]])
+                if waits and await self._refilled(neighbour, first, min(now + self._qkd_wait_s, max(send_by))):
                     continue
                 break
             self._seal_into(sealing, entries, rest[:covered], neighbour, recipient, qkd_key, pads)
@@ -274,9 +281,7 @@ class HopProtection:
         not at all; when the lane holds less, the longest prefix it covers (never a partial pad)."""
         assert neighbour.qkd is not None
         lane = self._lanes.outbound(neighbour.id)
-        needs = [0] * len(entries)
-        if neighbour.qkd_use is QkdUse.OTP:
-            needs = [pad_keys_needed(len(entry.key)) for entry in entries]
+        needs = [self._pad_keys(neighbour, entry) for entry in entries]
         covered, wanted = len(entries), 1 + sum(needs)
         try:
             while True:
@@ -297,10 +302,18 @@ class HopProtection:
         keys = [QkdKey(key.key_id, key.key) for key in taken]
         return covered, keys[0], keys[1:]
 
-    async def _refilled(self, neighbour: Neighbour, first: FrameEntry, deadline: float) -> bool:
-        """Whether the outbound lane comes to hold enough for ``first`` (its frame's key and pad) by ``deadline``."""
-        need = 1 + (pad_keys_needed(len(first.key)) if neighbour.qkd_use is QkdUse.OTP else 0)
+    @staticmethod
+    def _pad_keys(neighbour: Neighbour, entry: FrameEntry) -> int:
+        return pad_keys_needed(len(entry.key)) if neighbour.qkd_use is QkdUse.OTP else 0
+
+    async def _refilled(self, neighbour: Neighbour, need: int, deadline: float) -> bool:
+        """Whether the outbound lane holds ``need`` QKD keys, now or by ``deadline``."""
         lane = self._lanes.outbound(neighbour.id)
+        try:
+            if await lane.level() >= need:
+                return True
+        except PoolError:
+            return False
         while time.monotonic() + REFILL_POLL_S < deadline:
             await asyncio.sleep(REFILL_POLL_S)
             try:
