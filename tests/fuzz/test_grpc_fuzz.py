@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
 from relay.crypto import FrameEntry, SealedFrame
@@ -112,6 +112,9 @@ def fuzz(bed: ThreadedTestbed, examples: int) -> Counter[str]:
     valid = [
         seal_by_hand(bed, [entry(*route)], qkd=qkd).message.to_bytes() for route in ROUTES for qkd in (False, True)
     ]
+    # Always among the examples, whatever the draws: a frame with one key GW2 must refuse on its own checks
+    # (its target is not served by the path's last gateway) beside one it stores.
+    mixed = seal_by_hand(bed, [entry(("GW1", "GW2"), "SAE-R3-A"), entry(*ROUTES[0])]).message.to_bytes()
 
     def seal(entries: list[FrameEntry]) -> bytes:
         try:
@@ -124,6 +127,7 @@ def fuzz(bed: ThreadedTestbed, examples: int) -> Counter[str]:
         relay, sync = rpc.KeyRelayStub(channel), rpc.QkdPoolSyncStub(channel)
 
         @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @example(call=("RelayFrame", relay.RelayFrame, pb.RelayFrameRequest(sealed_frame=mixed)))
         @given(
             call=st.one_of(
                 relay_requests(valid, seal).map(lambda r: ("RelayFrame", relay.RelayFrame, r)),
