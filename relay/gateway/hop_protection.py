@@ -139,7 +139,7 @@ class HopProtection:
         *,
         qkd_wait_s: float,
     ) -> None:
-        """``board``: told at once when a lane is found empty, so the refusal reports it upstream;
+        """``board``: told at once when a lane is found short, so the refusal reports it upstream;
         ``qkd_wait_s``: how long keys on a ``require-qkd`` link wait for the lane to refill before refusal."""
         self._own_id = own_id
         self._neighbours = neighbours
