@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,7 +148,6 @@ class HopProtection:
         self._board = board
         self._qkd_wait_s = qkd_wait_s
         self._turns = {neighbour_id: asyncio.Lock() for neighbour_id in neighbours}  # require-qkd waits, in order
-        self._short_at: dict[str, float] = {}  # monotonic time each outbound lane was last found short
 
     async def seal(
         self, entries: Sequence[FrameEntry], neighbour_id: str, recipient: EncapsulationKey, *, send_by: Sequence[float]
@@ -180,7 +178,6 @@ class HopProtection:
                 self._turns[neighbour.id].release()
         if not rest:
             return sealing
-        self._short_at[neighbour.id] = time.monotonic()
         self._board.found_short(neighbour.id)
         degradable = [i for i in rest if neighbour.policy is LinkPolicy.QKD_PQC and not entries[i].no_degrade]
         for index in sorted(set(rest) - set(degradable)):
@@ -214,8 +211,8 @@ class HopProtection:
         the rest."""
         # A lane found short within the last qkd_wait_s is not waited on again: its link is not refilling
         # (halted, or slower than the load), and batches queued behind the one that waited fail at once.
-        waits = neighbour.policy is LinkPolicy.REQUIRE_QKD and (
-            time.monotonic() - self._short_at.get(neighbour.id, -math.inf) > self._qkd_wait_s
+        waits = neighbour.policy is LinkPolicy.REQUIRE_QKD and not self._board.short_within(
+            neighbour.id, self._qkd_wait_s
         )
         while rest:  # more than one frame only when one take cannot cover them all (MAX_BATCH QKD keys)
             now = time.monotonic()

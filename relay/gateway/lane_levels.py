@@ -88,9 +88,13 @@ class LaneBoard:
             self._known.pop(own, None)
             return
         now = self._clock()
-        if level == 0 and now - self._short_at.get(own, -math.inf) > self._fresh_s:
+        if level == 0 and not self.short_within(receiver, self._fresh_s):
             level = 1
         self._known[own] = (level, now)
+
+    def short_within(self, receiver: str, seconds: float) -> bool:
+        """Whether our outbound lane to ``receiver`` was found short in the last ``seconds``."""
+        return self._clock() - self._short_at.get((self._own_id, receiver), -math.inf) <= seconds
 
     def found_short(self, receiver: str) -> None:
         """Our outbound lane to ``receiver`` could not cover a key (after waiting, on require-qkd): dry."""

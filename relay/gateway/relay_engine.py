@@ -31,7 +31,7 @@ from relay.gateway.foreign_border import ForeignBorder
 from relay.gateway.forwarding import HopForwarder
 from relay.gateway.hops import FrameAnswer, ItemOutcome, encode_outcomes
 from relay.gateway.relay_events import RelayObserver, RelayOrigin
-from relay.gateway.routing import Router
+from relay.gateway.routing import Route, Router
 from relay.gateway.transfers import TransferLog
 from relay.gateway.voiding import Voiding
 from relay.pool import RelayedKeyStore
@@ -107,8 +107,9 @@ class RelayEngine:
         """``number`` fresh keys an SAE asked for, shared with ``target``, each relayed end to end; all or none.
         The pair's fair share pays first (:class:`OverShare` if it cannot)."""
         sizes = [size_bytes * 8] * number
-        await self.charge(initiator, target, sizes)
-        path = await self._path_towards(target)
+        route = self._router.route_now(self._router.home_of(target))
+        await self._charge_along(initiator, target, sizes, route)
+        path = None if route is None or route.hops == 0 else route.gateways  # None: stored here, or no route
         admission = (
             contextlib.nullcontext()
             if path is None
@@ -135,22 +136,16 @@ class RelayEngine:
         (:class:`OverShare` if it cannot pay); with no route to charge along, nothing is charged, and the
         relays answer why (a dry lane, a link down). Keys an SAE asks for and keys another KMS hands over
         over 020 both pay."""
-        if self._shares is None:
-            return
-        qkd_links = self._router.qkd_links_towards(self._router.home_of(target))
-        if qkd_links is not None:
-            await self._shares.admit(initiator, target, key_sizes_bits, qkd_links)
+        await self._charge_along(
+            initiator, target, key_sizes_bits, self._router.route_now(self._router.home_of(target))
+        )
 
-    async def _path_towards(self, target: str) -> GatewayPath | None:
-        """The route a request's keys for ``target`` would take now; None when they are stored here or no
-        route would be started (each key's relay then answers why)."""
-        target_gateway = self._router.home_of(target)
-        if target_gateway == self._plan.id:
-            return None
-        try:
-            return (await self._router.route_for_key(target_gateway, no_degrade=False)).gateways
-        except RelayFailed:
-            return None
+    async def _charge_along(
+        self, initiator: str, target: str, key_sizes_bits: Sequence[int], route: Route | None
+    ) -> None:
+        if self._shares is not None and route is not None:
+            qkd_links = tuple(link.qkd_link for link in route.links if link.qkd_link)
+            await self._shares.admit(initiator, target, key_sizes_bits, qkd_links)
 
     def _timeout(self, target: str) -> float:
         """How long a relay to ``target`` may take: a hop timeout, plus the foreign ack deadline for a

@@ -183,14 +183,13 @@ class Router:
                 raise self._exhausted(again, no_degrade) from again
         return route
 
-    def qkd_links_towards(self, target_gateway: str) -> tuple[str, ...] | None:
-        """The QKD links an SAE's key to ``target_gateway`` would cross now; None when no route would be
-        started now."""
+    def route_now(self, target_gateway: str) -> Route | None:
+        """The route a key to ``target_gateway`` would take now, for what a request is charged along and
+        admitted onto; None when no route would be started now (nothing looked up again, nothing spent)."""
         try:
-            links = self._choose(target_gateway, no_degrade=False).links
+            return self._choose(target_gateway, no_degrade=False)
         except (LaneDry, RelayFailed):
             return None
-        return tuple(link.qkd_link for link in links if link.qkd_link)
 
     @staticmethod
     def _exhausted(exc: LaneDry, no_degrade: bool) -> RouteDry:
