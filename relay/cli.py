@@ -183,6 +183,13 @@ def _build_parser() -> argparse.ArgumentParser:
     _topology_options(gateway_run)
     gateway_run.add_argument("--id", required=True, help="gateway ID from the topology, e.g. GW1")
     gateway_run.add_argument(
+        "--replica",
+        type=int,
+        default=1,
+        metavar="K",
+        help="which of the gateway's replicas (topology `replicas: N`) this process is, 1 to N (default: 1)",
+    )
+    gateway_run.add_argument(
         "--redis-url",
         help="Redis for the pools (default: the region's, from the topology); rediss:// for TLS with the "
         "gateway's certificate; it logs in as its own Redis user from the key directory",
@@ -530,14 +537,14 @@ def _gateway_run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    plan = plan_gateway(topology, args.id, settings)
+    plan = plan_gateway(topology, args.id, settings, replica=args.replica)
     keys = KeyDirectory(args.keys / topology.name)
 
     def listening(running: RunningGateway) -> list[str]:
         return [
-            f"{plan.id}: ETSI 014 at {running.sites['etsi014'].url}",
-            f"{plan.id}: ETSI 020 at {running.sites['etsi020'].url}",
-            f"{plan.id}: gRPC at {settings.listen_host}:{running.grpc_port}",
+            f"{plan.replica_name}: ETSI 014 at {running.sites['etsi014'].url}",
+            f"{plan.replica_name}: ETSI 020 at {running.sites['etsi020'].url}",
+            f"{plan.replica_name}: gRPC at {settings.listen_host}:{running.grpc_port}",
         ]
 
     _serve_until_signalled(lambda: start_gateway(plan, settings, keys), listening)

@@ -19,6 +19,16 @@ of its KMEs under a network alias equal to the KME's lower-cased ID. The contain
 (``compose/topology.yaml``) is the topology with those names as hosts: gateways dial ``gw2:19503`` (gRPC
 verifies the name ``localhost``) and ``https://kme-r1-a:18411`` (the 014 client verifies the URL host).
 
+A gateway with ``replicas: N`` (N > 1) becomes N services ``<gw>-1`` .. ``<gw>-N``, each running
+``gateway run --id <GW> --replica <k>``. Each of them carries the network alias ``<gw>`` on every one of
+its networks, so the container topology keeps ``host: <gw>``: Docker's DNS answers that name with every
+replica's address, and neighbours dial ``dns:///<gw>:<grpc port>`` with gRPC round-robin over them. Behind
+a DNS name every replica listens on the base ports (``Gateway.replica_grpc_port``), each in its own
+container. On the host, the shared ETSI 014 and 020 ports and the gRPC port are published from replica 1
+only (one host port cannot be published twice); each replica's health check probes its own admin listener
+(admin listeners bind the container's loopback and are never published). The replicas share the
+gateway's storage-key volume: they must encrypt with one storage key (its creation is race-free).
+
 Key material is mounted file by file, read-only, each service getting only what it uses (a gateway gets
 its own private keys and every gateway's pinned ML-DSA public key, never another gateway's private key).
 File mounts, rather than ``keys/`` as a whole, also let each gateway's writable storage-key volume sit at
@@ -36,6 +46,7 @@ fresh volume to that user (the image's ``/data`` belongs to its own ``redis`` us
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from pathlib import Path
@@ -90,6 +101,12 @@ def gateway_service(gateway_id: str) -> str:
     return gateway_id.lower()
 
 
+def gateway_services(gateway: Gateway) -> tuple[str, ...]:
+    """The gateway's services: ``gw2`` when it runs once, else one per replica, ``gw2-1`` .. ``gw2-N``."""
+    name = gateway_service(gateway.id)
+    return (name,) if gateway.replicas == 1 else tuple(f"{name}-{k}" for k in range(1, gateway.replicas + 1))
+
+
 def kme_alias(kme_id: str) -> str:
     """The KME's certificate names this host; the vendor KMS's container answers to it."""
     return kme_id.lower()
@@ -139,6 +156,8 @@ def container_topology(topology: Topology) -> dict[str, Any]:
             }
             if gateway.admin_port is not None:
                 entry["admin_port"] = gateway.admin_port
+            if gateway.replicas > 1:
+                entry["replicas"] = gateway.replicas
             gateways.append(entry)
         entry = {"id": region.id, "redis_port": region.redis_port, "gateways": gateways}
         saes = [_sae_entry(s) for s in topology.saes if home[s.gateway] == region.id]
@@ -290,7 +309,6 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         }
 
     for gateway in topology.gateways:
-        name = gateway_service(gateway.id)
         volumes[storage_volume(gateway.id)] = {}
         vendor_kms = sorted({q.kms for q in topology.qkd_links if gateway.id in {e.sae for e in q.endpoints}})
         own_networks: dict[str, Any] = {region_network(gateway.region): {}}
@@ -307,25 +325,36 @@ def compose_document(topology: Topology) -> dict[str, Any]:
             "source": storage_volume(gateway.id),
             "target": f"{CONTAINER_KEYS_ROOT}/{topology.name}/storage",
         }
-        services[name] = {
-            **_qkd_relay_image(topology),
-            "command": [
-                "gateway",
-                "run",
-                "--id",
-                gateway.id,
-                *_common_options(),
-                "--redis-url",
-                f"rediss://{redis_service(gateway.region)}:{REDIS_PORT}/0",
-                "--listen-host",
-                "0.0.0.0",
-            ],
-            "depends_on": depends_on,
-            "healthcheck": {"test": ["CMD", "python", "-c", _gateway_probe(gateway)], **HEALTHCHECK_TIMING},
-            "networks": dict(sorted(own_networks.items())),
-            "ports": [_published(p) for p in sorted((gateway.etsi014_port, gateway.etsi020_port, gateway.grpc_port))],
-            "volumes": _key_mounts(topology, [gateway.id], [gateway.id], extra=(storage,)),
-        }
+        in_container = dataclasses.replace(gateway, host=gateway_service(gateway.id))  # its container topology entry
+        replicated = gateway.replicas > 1
+        if replicated:  # the gateway's name resolves to every replica (see the module docstring)
+            own_networks = {network: {"aliases": [gateway_service(gateway.id)]} for network in own_networks}
+        shared_ports = sorted((gateway.etsi014_port, gateway.etsi020_port, gateway.grpc_port))
+        for replica, name in enumerate(gateway_services(gateway), start=1):
+            services[name] = {
+                **_qkd_relay_image(topology),
+                "command": [
+                    "gateway",
+                    "run",
+                    "--id",
+                    gateway.id,
+                    *(("--replica", str(replica)) if replicated else ()),
+                    *_common_options(),
+                    "--redis-url",
+                    f"rediss://{redis_service(gateway.region)}:{REDIS_PORT}/0",
+                    "--listen-host",
+                    "0.0.0.0",
+                ],
+                "depends_on": depends_on,
+                "healthcheck": {
+                    "test": ["CMD", "python", "-c", _gateway_probe(in_container, replica)],
+                    **HEALTHCHECK_TIMING,
+                },
+                "networks": dict(sorted(own_networks.items())),
+                "volumes": _key_mounts(topology, [gateway.id], [gateway.id], extra=(storage,)),
+            }
+            if replica == 1:  # one host port is published once; replica 1 answers there
+                services[name]["ports"] = [_published(p) for p in shared_ports]
 
     return {
         "name": compose_project_name(topology),
@@ -424,15 +453,14 @@ def _published(port: int, target: int | None = None) -> dict[str, Any]:
     return {"target": target or port, "published": str(port), "host_ip": PUBLISH_HOST_IP, "protocol": "tcp"}
 
 
-def _gateway_probe(gateway: Gateway) -> str:
-    """The admin health check (answers 200 only while Redis answers) when the gateway has an admin port;
-    otherwise that its three listeners accept connections. Both run inside the container: the admin
-    listener is bound to the container's loopback."""
-    if gateway.admin_port is not None:
-        return (
-            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{gateway.admin_port}/healthz', timeout=3)"
-        )
-    ports = (gateway.etsi014_port, gateway.etsi020_port, gateway.grpc_port)
+def _gateway_probe(gateway: Gateway, replica: int) -> str:
+    """The admin health check of one replica (answers 200 only while Redis answers) when the gateway has an
+    admin port; otherwise that the replica's three listeners accept connections. Both run inside the
+    replica's container: the admin listener is bound to the container's loopback."""
+    admin_port = gateway.replica_admin_port(replica)
+    if admin_port is not None:
+        return f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{admin_port}/healthz', timeout=3)"
+    ports = (gateway.etsi014_port, gateway.etsi020_port, gateway.replica_grpc_port(replica))
     return f"import socket; [socket.create_connection(('127.0.0.1', p), timeout=3).close() for p in {ports!r}]"
 
 
@@ -494,7 +522,8 @@ def _check_names(topology: Topology) -> None:
         for kme in kms.kmes:
             add("host", kme_alias(kme.id), f"KME {kme.id}")
     for gateway in topology.gateways:
-        add("host", gateway_service(gateway.id), f"gateway {gateway.id}")
+        for name in sorted({gateway_service(gateway.id), *gateway_services(gateway)}):  # with replicas: the alias too
+            add("host", name, f"gateway {gateway.id}")
         add("volume", storage_volume(gateway.id), f"gateway {gateway.id}")
     for link in topology.links:
         add("network", link_network(link.gateways), f"link {'-'.join(link.gateways)}")

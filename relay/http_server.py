@@ -9,6 +9,10 @@ depend on the API it serves:
 * a request too malformed for aiohttp to parse gets a JSON ``{"message": ...}`` 400 that never echoes the
   input, and costs one INFO log line, not a traceback;
 * no ``Server`` header names the software or its version.
+
+With ``reuse_port`` the socket is bound with ``SO_REUSEPORT``: the replicas of one gateway then listen on
+the same port and the kernel spreads incoming connections over them (each connection stays with the
+replica that accepted it). Without it, a port already taken fails the start, as it should.
 """
 
 from __future__ import annotations
@@ -98,11 +102,15 @@ async def start_site(
     port: int,
     ssl_context: ssl.SSLContext | None,
     limits: ListenerLimits | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> RunningSite:
     limits = limits or ListenerLimits()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

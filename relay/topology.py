@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,10 @@ DEFAULT_TOPOLOGY = "three-region"
 _STRICT = ConfigDict(strict=True, extra="forbid")
 
 Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
-Port = Annotated[int, Field(ge=1, le=65535)]
+MAX_PORT = 65535
+Port = Annotated[int, Field(ge=1, le=MAX_PORT)]
+MAX_REPLICAS = 16
+Replicas = Annotated[int, Field(ge=1, le=MAX_REPLICAS)]
 Positive = Annotated[float, Field(gt=0)]
 
 
@@ -72,7 +76,10 @@ class VendorKms:
 class Gateway:
     """A relay gateway: ETSI 014 for local SAEs, ETSI 020 for other KMSs, gRPC for neighbouring gateways.
 
-    In the file it sits inside its region, whose ID it takes.
+    In the file it sits inside its region, whose ID it takes. With ``replicas: N`` it runs as N
+    active-active processes (``gateway run --replica K``) that share its identity, its Redis and its ETSI
+    014 and 020 ports (SO_REUSEPORT); each has its own gRPC address, so that neighbours spread calls over
+    them, and its own admin port (see :meth:`replica_grpc_port`).
     """
 
     __pydantic_config__ = _STRICT
@@ -84,6 +91,41 @@ class Gateway:
     grpc_port: Port
     host: Text = "127.0.0.1"
     admin_port: Port | None = None  # loopback status, health and metrics; none if absent
+    replicas: Replicas = 1  # active-active processes sharing the identity, the 014/020 ports and the Redis
+
+    @property
+    def replicas_share_a_machine(self) -> bool:
+        """Whether the host is an IP literal: the replicas then run on that one machine and need a gRPC and
+        an admin port each; behind a DNS name each replica is a host of its own and uses the base ports."""
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    def replica_grpc_port(self, replica: int) -> int:
+        """Where replica ``replica`` (1-based) serves gRPC: its own port on a shared machine, else the base."""
+        return self.grpc_port + self._port_offset(replica)
+
+    def replica_admin_port(self, replica: int) -> int | None:
+        """Replica ``replica``'s loopback admin port (None when the gateway has no admin listener)."""
+        return None if self.admin_port is None else self.admin_port + self._port_offset(replica)
+
+    def replica_names(self) -> tuple[str, ...]:
+        """How logs, the testbed and status name each replica: the gateway ID alone when it runs once."""
+        if self.replicas == 1:
+            return (self.id,)
+        return tuple(f"{self.id}/{k}" for k in range(1, self.replicas + 1))
+
+    def check_replica(self, replica: int) -> None:
+        """Refuse a replica number the topology does not give this gateway (they run from 1 to ``replicas``)."""
+        if not 1 <= replica <= self.replicas:
+            has = "1 replica" if self.replicas == 1 else f"{self.replicas} replicas (1 to {self.replicas})"
+            raise TopologyError(f"gateway {self.id} has {has} in the topology; there is no replica {replica}")
+
+    def _port_offset(self, replica: int) -> int:
+        self.check_replica(replica)
+        return replica - 1 if self.replicas_share_a_machine else 0
 
 
 @dataclass(frozen=True)
@@ -226,10 +268,18 @@ class _GatewayEntry:
     grpc_port: Port
     host: Text = "127.0.0.1"
     admin_port: Port | None = None
+    replicas: Replicas = 1
 
     def in_region(self, region: str) -> Gateway:
         return Gateway(
-            self.id, region, self.etsi014_port, self.etsi020_port, self.grpc_port, self.host, self.admin_port
+            self.id,
+            region,
+            self.etsi014_port,
+            self.etsi020_port,
+            self.grpc_port,
+            self.host,
+            self.admin_port,
+            self.replicas,
         )
 
 
@@ -400,11 +450,23 @@ def _check_ports(topology: Topology) -> None:
     """Every listener of the topology runs on one machine in the local testbed, so ports must not clash."""
     ports = [region.redis_port for region in topology.regions]
     ports += [kms.admin_port for kms in topology.kms] + [kme.port for kms in topology.kms for kme in kms.kmes]
-    ports += [p for g in topology.gateways for p in (g.etsi014_port, g.etsi020_port, g.grpc_port, g.admin_port) if p]
+    ports += [p for g in topology.gateways for p in _gateway_ports(g)]
     ports += [p for f in topology.foreign_kms for p in (f.etsi020_port, f.etsi014_port, f.admin_port) if p]
     clashes = _repeated(ports)
     if clashes:
         raise TopologyError(f"ports used more than once: {', '.join(map(str, clashes))}")
+
+
+def _gateway_ports(gateway: Gateway) -> list[int]:
+    """The ports a gateway's replicas listen on, each once: 014 and 020 are shared by every replica (and a
+    DNS-named gateway's replicas, on hosts of their own, share the base gRPC and admin ports too)."""
+    replicas = range(1, gateway.replicas + 1)
+    grpc = {gateway.replica_grpc_port(k) for k in replicas}
+    admin = {port for k in replicas if (port := gateway.replica_admin_port(k)) is not None}
+    ports = [gateway.etsi014_port, gateway.etsi020_port, *sorted(grpc), *sorted(admin)]
+    if max(ports) > MAX_PORT:
+        raise TopologyError(f"gateway {gateway.id}: {gateway.replicas} replicas need ports beyond {MAX_PORT}")
+    return ports
 
 
 def _check_one_link_per_pair(links: Sequence[Link]) -> None:
@@ -452,6 +514,8 @@ def _message(errors: list[ErrorDetails]) -> str:
         return f"'{name}' must be a TCP port (in {where})"
     if name in {"rate_bps", "cost", "keys_burst", "keys_per_s", "qkd_burst_bits"}:
         return f"{where}: {name} must be a positive number"
+    if name == "replicas":
+        return f"{where}: replicas must be an integer from 1 to {MAX_REPLICAS}"
     if name == "qkd_share":
         return f"{where}: qkd_share must be a fraction of the link's rate, above 0 and at most 1"
     if name in _LISTS and isinstance(loc[-1], str):

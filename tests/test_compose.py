@@ -499,3 +499,68 @@ def test_a_foreign_domain_shares_a_network_with_its_bordering_gateway_only(
         assert members == {compose.kms_service(foreign.id), compose.gateway_service(foreign.border)}
         mounted = {m["target"].rsplit("/", 1)[-1] for m in services[compose.kms_service(foreign.id)]["volumes"]}
         assert mounted == {"ca.crt", f"{foreign.identity}.crt", f"{foreign.identity}.key", "topology.yaml"}
+
+
+# ----- (d) replicas ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replicated(topology: Topology) -> Topology:
+    """GW2 with two replicas (its admin ports moved clear of its second gRPC port, 19504)."""
+    gateways = tuple(replace(g, replicas=2, admin_port=19510) if g.id == "GW2" else g for g in topology.gateways)
+    return replace(topology, gateways=gateways)
+
+
+@pytest.fixture(scope="module")
+def replicated_services(replicated: Topology) -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load(compose.render_compose(replicated))["services"]
+    return services
+
+
+def test_a_gateway_with_replicas_renders_one_service_per_replica(
+    replicated_services: dict[str, Any], validator: Draft202012Validator, replicated: Topology
+) -> None:
+    assert {"gw2-1", "gw2-2"} <= set(replicated_services) and "gw2" not in replicated_services
+    assert compose.gateway_services(next(g for g in replicated.gateways if g.id == "GW2")) == ("gw2-1", "gw2-2")
+    parser = _build_parser()
+    for replica in (1, 2):
+        service = replicated_services[f"gw2-{replica}"]
+        args = parser.parse_args(service["command"])
+        assert (args.id, args.replica) == ("GW2", replica)
+        assert args.redis_url == "rediss://redis-region2:6379/0"
+        storage = {"type": "volume", "source": "gw2-storage", "target": f"/keys/{replicated.name}/storage"}
+        assert storage in service["volumes"], "the replicas share one storage key"
+        # inside its container (host gw2, a DNS name) each replica's admin listener is on the base port
+        assert "http://127.0.0.1:19510/healthz" in service["healthcheck"]["test"][3]
+    single = parser.parse_args(replicated_services["gw1"]["command"])
+    assert single.replica == 1 and "--replica" not in replicated_services["gw1"]["command"]
+    errors = list(validator.iter_errors(yaml.safe_load(compose.render_compose(replicated))))
+    assert not errors, [e.message for e in errors]
+
+
+def test_every_replica_answers_to_the_gateway_name_on_each_of_its_networks(
+    replicated_services: dict[str, Any], services: dict[str, Any]
+) -> None:
+    for replica in (1, 2):
+        networks = replicated_services[f"gw2-{replica}"]["networks"]
+        assert set(networks) == set(services["gw2"]["networks"])
+        assert all(settings == {"aliases": ["gw2"]} for settings in networks.values())
+
+
+def test_the_shared_ports_are_published_from_the_first_replica_only(replicated_services: dict[str, Any]) -> None:
+    first = [(int(p["published"]), p["target"]) for p in replicated_services["gw2-1"]["ports"]]
+    assert first == [(19501, 19501), (19502, 19502), (19503, 19503)]
+    assert "ports" not in replicated_services["gw2-2"]
+
+
+def test_neighbours_dial_every_replica_by_the_gateway_name_in_the_container_topology(
+    replicated: Topology, replicated_services: dict[str, Any]
+) -> None:
+    inside = topology_module.parse(compose.container_topology(replicated))
+    assert next(g for g in inside.gateways if g.id == "GW2").replicas == 2
+    assert plan_gateway(inside, "GW2", replica=2).replica_name == "GW2/2"
+    assert plan_gateway(inside, "GW1").neighbours["GW2"].grpc_target == "dns:///gw2:19503"
+    gw1_networks = set(replicated_services["gw1"]["networks"])
+    for replica in (1, 2):  # Docker DNS answers gw2 on the link network with both replicas' addresses
+        assert replicated_services[f"gw2-{replica}"]["networks"]["gw1-gw2-link"] == {"aliases": ["gw2"]}
+    assert "gw1-gw2-link" in gw1_networks

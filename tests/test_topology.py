@@ -186,3 +186,60 @@ def test_a_prerelay_pin_names_an_sae_at_another_gateway(pins: Any, message: str)
     with pytest.raises(TopologyError) as error:
         parse(document)
     assert str(error.value) == message
+
+
+def with_replicas(document: dict[str, Any], region: int, replicas: Any, **changes: Any) -> dict[str, Any]:
+    document["regions"][region]["gateways"][0].update(replicas=replicas, **changes)
+    return document
+
+
+def test_a_gateway_runs_once_unless_its_entry_says_replicas() -> None:
+    gw1 = topology.load_default().gateways[0]
+    assert (gw1.replicas, gw1.replica_names()) == (1, ("GW1",))
+    assert (gw1.replica_grpc_port(1), gw1.replica_admin_port(1)) == (gw1.grpc_port, gw1.admin_port)
+
+
+def test_replicas_on_an_ip_literal_host_have_a_grpc_and_admin_port_each() -> None:
+    # GW2's base ports are 19503 (gRPC) and 19504 (admin): with three replicas the admin ports move clear
+    document = with_replicas(default_document(), 1, 3, admin_port=19510)
+    gw2 = next(g for g in parse(document).gateways if g.id == "GW2")
+    assert gw2.replica_names() == ("GW2/1", "GW2/2", "GW2/3")
+    assert [gw2.replica_grpc_port(k) for k in (1, 2, 3)] == [19503, 19504, 19505]
+    assert [gw2.replica_admin_port(k) for k in (1, 2, 3)] == [19510, 19511, 19512]
+    with pytest.raises(
+        TopologyError, match=re.escape("gateway GW2 has 3 replicas (1 to 3) in the topology; there is no replica 4")
+    ):
+        gw2.replica_grpc_port(4)
+
+
+def test_replicas_behind_a_dns_name_share_the_base_ports() -> None:
+    gw2 = next(g for g in parse(with_replicas(default_document(), 1, 2, host="gw2")).gateways if g.id == "GW2")
+    assert [gw2.replica_grpc_port(k) for k in (1, 2)] == [19503, 19503]
+    assert [gw2.replica_admin_port(k) for k in (1, 2)] == [19504, 19504]
+
+
+@pytest.mark.parametrize("replicas", [0, 17, "2", 2.0, True, None])
+def test_replicas_must_be_an_integer_from_1_to_16(replicas: Any) -> None:
+    with pytest.raises(TopologyError) as refused:
+        parse(with_replicas(default_document(), 0, replicas))
+    assert str(refused.value) == "regions[0].gateways[0]: replicas must be an integer from 1 to 16"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # GW1 listens on 19401..19404: a second replica's gRPC port is GW1's own admin port
+        ({}, "ports used more than once: 19404"),
+        # its second admin port is GW2's ETSI 014 port
+        ({"admin_port": 19500}, "ports used more than once: 19501"),
+        ({"grpc_port": 65535, "admin_port": 19410}, "gateway GW1: 2 replicas need ports beyond 65535"),
+    ],
+)
+def test_every_replica_port_is_checked_for_clashes(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(TopologyError, match=re.escape(message)):
+        parse(with_replicas(default_document(), 0, 2, **changes))
+
+
+def test_replicas_behind_a_dns_name_clash_with_nothing_by_sharing_their_ports() -> None:
+    loaded = parse(with_replicas(default_document(), 0, 4, host="gw1"))
+    assert loaded.gateways[0].replicas == 4

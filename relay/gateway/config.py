@@ -8,6 +8,7 @@ fails here, with the gateway's name in the message, rather than on the first rel
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -57,7 +58,22 @@ class Neighbour:
 
     @property
     def grpc_target(self) -> str:
-        return f"{self.gateway.host}:{self.gateway.grpc_port}"
+        """Where our channel dials the neighbour: every one of its replicas, for round-robin over them.
+
+        One replica: ``host:port``. Replicas on one machine (an IP-literal host): gRPC's address list of
+        each replica's port (``ipv4:a:p1,a:p2`` / ``ipv6:[a]:p1,[a]:p2``). Replicas behind a DNS name:
+        ``dns:///host:port``, which resolves to every replica's address. The TLS name checked stays the
+        neighbour's own (``ssl_target_name_override``), whatever the target.
+        """
+        gateway = self.gateway
+        if gateway.replicas == 1:
+            return f"{gateway.host}:{gateway.grpc_port}"
+        if not gateway.replicas_share_a_machine:
+            return f"dns:///{gateway.host}:{gateway.grpc_port}"
+        ipv6 = ipaddress.ip_address(gateway.host).version == 6
+        host, scheme = (f"[{gateway.host}]", "ipv6") if ipv6 else (gateway.host, "ipv4")
+        ports = (gateway.replica_grpc_port(k) for k in range(1, gateway.replicas + 1))
+        return f"{scheme}:" + ",".join(f"{host}:{port}" for port in ports)
 
 
 @dataclass(frozen=True)
@@ -121,10 +137,20 @@ class GatewayPlan:
     neighbours: dict[str, Neighbour]
     sae_homes: dict[str, str]  # every SAE of our domains -> its gateway ID
     foreign_saes: dict[str, ForeignKms] = field(default_factory=dict)  # SAEs of foreign KMS domains
+    replica: int = 1  # which of the gateway's replicas this process is (1-based)
+
+    def __post_init__(self) -> None:
+        self.gateway.check_replica(self.replica)
 
     @property
     def id(self) -> str:
+        """The gateway's ID: identity, certificates, storage key and Redis are the gateway's, whichever replica."""
         return self.gateway.id
+
+    @property
+    def replica_name(self) -> str:
+        """This process in logs and status: ``GW2`` when the gateway runs once, else ``GW2/<replica>``."""
+        return self.gateway.replica_names()[self.replica - 1]
 
     def gateway_of(self, sae_id: str) -> str | None:
         """Where a key for ``sae_id`` is stored or handed over: its home gateway, or for an SAE of a
@@ -146,7 +172,9 @@ class GatewayPlan:
         return tuple(sae for sae, home in self.sae_homes.items() if home != self.id)
 
 
-def plan_gateway(topology: Topology, gateway_id: str, settings: GatewaySettings | None = None) -> GatewayPlan:
+def plan_gateway(
+    topology: Topology, gateway_id: str, settings: GatewaySettings | None = None, *, replica: int = 1
+) -> GatewayPlan:
     settings = settings or GatewaySettings()
     gateways = {gateway.id: gateway for gateway in topology.gateways}
     if gateway_id not in gateways:
@@ -167,6 +195,7 @@ def plan_gateway(topology: Topology, gateway_id: str, settings: GatewaySettings 
         neighbours=neighbours,
         sae_homes={sae.id: sae.gateway for sae in topology.saes},
         foreign_saes={sae: foreign for foreign in topology.foreign_kms for sae in foreign.saes},
+        replica=replica,
     )
 
 

@@ -70,19 +70,32 @@ ServicerContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
+# A channel to a gateway with replicas resolves to one address per replica (Neighbour.grpc_target): round
+# robin spreads calls over every connected replica and skips one whose connection is down, where gRPC's
+# default (pick_first) would pin the channel to the first replica that answers.
+LOAD_BALANCING = {"grpc.lb_policy_name": "round_robin"}
+# grpcio sets SO_REUSEPORT on its listeners by default, so a second process on a port already served would
+# silently take half its connections; each replica has a gRPC port of its own, and a clash must fail.
+EXCLUSIVE_PORT = {"grpc.so_reuseport": 0}
+
+
 def channel_options(gateway_id: str) -> list[tuple[str, str | int]]:
-    """Options of a channel to ``gateway_id``: its certificate must carry its own DNS name."""
+    """Options of a channel to ``gateway_id`` (any of its replicas): its certificate must carry its own DNS
+    name, and calls are spread over its replicas."""
     return [
         ("grpc.ssl_target_name_override", entity_dns_name(gateway_id)),
+        *LOAD_BALANCING.items(),
         *RECONNECT_BACKOFF_MS.items(),
         *MESSAGE_SIZES.items(),
     ]
 
 
 def gateway_server(options: Sequence[tuple[str, int]] = ()) -> grpc.aio.Server:
-    """A gRPC server that answers TLS 1.3 callers only (:class:`Tls13Only`), with ``options`` (keepalive)
-    and room for a full frame."""
-    return grpc.aio.server(interceptors=[Tls13Only()], options=[*options, *MESSAGE_SIZES.items()])
+    """A gRPC server that answers TLS 1.3 callers only (:class:`Tls13Only`), with ``options`` (keepalive),
+    room for a full frame, and a port no other process shares."""
+    return grpc.aio.server(
+        interceptors=[Tls13Only()], options=[*options, *MESSAGE_SIZES.items(), *EXCLUSIVE_PORT.items()]
+    )
 
 
 class Tls13Only(grpc.aio.ServerInterceptor):

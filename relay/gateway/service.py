@@ -221,11 +221,10 @@ async def start_gateway(
             metrics.ack_delivery,
         )
         stack.push_async_callback(server.stop, GRPC_GRACE_S)
-        grpc_port = server.add_secure_port(
-            f"{settings.listen_host}:{plan.gateway.grpc_port}", server_credentials(keys, plan.id)
-        )
+        own_grpc_port = plan.gateway.replica_grpc_port(plan.replica)  # each replica has its own gRPC address
+        grpc_port = server.add_secure_port(f"{settings.listen_host}:{own_grpc_port}", server_credentials(keys, plan.id))
         if grpc_port == 0:
-            raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{plan.gateway.grpc_port}")
+            raise OSError(f"cannot listen for gRPC on {settings.listen_host}:{own_grpc_port}")
         await server.start()
 
         demand = prerelay.demand if prerelay is not None else None
@@ -250,7 +249,7 @@ async def start_gateway(
         stack.push_async_callback(_cancel, tasks)
         log.info(
             "gateway %s: ETSI 014 on %s, ETSI 020 on %s, gRPC on %s:%d, Redis %s",
-            plan.id,
+            plan.replica_name,
             sites["etsi014"].url,
             sites["etsi020"].url,
             settings.listen_host,
@@ -473,7 +472,11 @@ async def _listen(
     keys: KeyDirectory,
     apps: Mapping[str, web.Application],
 ) -> dict[str, RunningSite]:
-    """The HTTP listeners: ETSI 014 (mTLS), ETSI 020 (mTLS, TLS 1.3), and the loopback admin one if configured."""
+    """The HTTP listeners: ETSI 014 (mTLS), ETSI 020 (mTLS, TLS 1.3), and the loopback admin one if configured.
+
+    014 and 020 are one port for all the gateway's replicas (SO_REUSEPORT when it has several), so its SAEs
+    and peer KMSs keep one URL; the admin listener is this replica's own.
+    """
     where: dict[str, tuple[str, int, ssl.SSLContext | None]] = {
         "etsi014": (settings.listen_host, plan.gateway.etsi014_port, keys.server_context(plan.id)),
         "etsi020": (
@@ -482,11 +485,14 @@ async def _listen(
             keys.server_context(plan.id, minimum=ssl.TLSVersion.TLSv1_3),
         ),
     }
-    if plan.gateway.admin_port is not None:
-        where["admin"] = (ADMIN_HOST, plan.gateway.admin_port, None)
+    admin_port = plan.gateway.replica_admin_port(plan.replica)
+    if admin_port is not None:
+        where["admin"] = (ADMIN_HOST, admin_port, None)
+    shared = plan.gateway.replicas > 1
     sites: dict[str, RunningSite] = {}
     for name, (host, port, context) in where.items():
-        sites[name] = await start_site(apps[name], host, port, context, settings.listener)
+        reuse_port = shared and name != "admin"
+        sites[name] = await start_site(apps[name], host, port, context, settings.listener, reuse_port=reuse_port)
         stack.push_async_callback(sites[name].stop)
     return sites
 
