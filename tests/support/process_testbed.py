@@ -65,11 +65,15 @@ class ManagedProcess:
 
     @property
     def stdout_path(self) -> Path:
-        return self.directory / f"{self.name}.out"
+        return self.directory / f"{self.file_stem}.out"
 
     @property
     def stderr_path(self) -> Path:
-        return self.directory / f"{self.name}.err"
+        return self.directory / f"{self.file_stem}.err"
+
+    @property
+    def file_stem(self) -> str:
+        return self.name.replace("/", "-")  # a replica is named GW2/1
 
     @property
     def running(self) -> bool:
@@ -165,7 +169,9 @@ class ProcessTestbed:
             self.processes[foreign.id] = ManagedProcess(foreign.id, command, directory, "admin at")
         for gateway in self.topology.gateways:
             command = [*QKD_RELAY, "gateway", "run", "--id", gateway.id, *common, *gateway_options]
-            self.processes[gateway.id] = ManagedProcess(gateway.id, command, directory, "gRPC at")
+            for replica, name in enumerate(gateway.replica_names(), start=1):
+                replica_command = [*command, "--replica", str(replica)] if gateway.replicas > 1 else command
+                self.processes[name] = ManagedProcess(name, replica_command, directory, "gRPC at")
 
     # ----- lifecycle ----------------------------------------------------------------------------------
 
@@ -193,14 +199,22 @@ class ProcessTestbed:
         """
         deadline = time.monotonic() + timeout_s
         for link in self.topology.qkd_links:
-            master = self.processes[link.endpoints[0].sae]  # the first endpoint of a QKD link is its master
+            # the first endpoint of a QKD link is its master; one of its replicas holds the filler's lease
+            masters = self.replicas(link.endpoints[0].sae)
             alarm_cleared = f"QKD pool qkd:{link.id}:master-sends is ok"
-            while alarm_cleared not in master.stderr_text():
-                if not master.running:
-                    raise ProcessFailed(f"{master.name} exited while starting\n{master.stderr_tail()}")
+            while not any(alarm_cleared in master.stderr_text() for master in masters):
+                for master in masters:
+                    if not master.running:
+                        raise ProcessFailed(f"{master.name} exited while starting\n{master.stderr_tail()}")
                 if time.monotonic() > deadline:
-                    raise ProcessFailed(f"{master.name} never logged {alarm_cleared!r}\n{master.stderr_tail()}")
+                    tails = "\n".join(master.stderr_tail() for master in masters)
+                    raise ProcessFailed(f"{link.endpoints[0].sae} never logged {alarm_cleared!r}\n{tails}")
                 time.sleep(0.05)
+
+    def replicas(self, gateway_id: str) -> list[ManagedProcess]:
+        """The processes of ``gateway_id``: one, or one per replica (``GW2/1``, ``GW2/2``...)."""
+        gateway = next(g for g in self.topology.gateways if g.id == gateway_id)
+        return [self.processes[name] for name in gateway.replica_names()]
 
     def stop(self) -> None:
         for process in self.processes.values():

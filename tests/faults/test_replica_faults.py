@@ -1,0 +1,119 @@
+"""One replica of a replicated gateway SIGKILLed under load: the boundary keeps serving.
+
+The three-region testbed runs as processes with GW2 (transit) and GW3 (final) as two replicas each, on
+one Redis per region (AOF). Neighbours spread their calls over the replicas (gRPC round robin), SAEs reach
+the shared ETSI 014 port. When one replica dies:
+
+* requests keep succeeding: the only failures are requests that were in flight at the kill (their frame
+  was on the dead replica; its pending transfer record is resolved as failed, the sender voids and
+  answers 503 or retries with a fresh key), none started a second after it;
+* no key is lost or delivered twice (``check_delivery``: every key a master got is fetched once by its
+  slave, at the surviving replica);
+* the killed replica's leases are taken over: the QKD filler of GW2's master link runs on the survivor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.local_testbed import default_document
+from tests.support.process_testbed import ProcessTestbed, round_trip
+from tests.support.sae_load import Attempt, Figures, SaeLoad, check_delivery
+
+PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-B", "SAE-R3-B")]
+CONCURRENCY = 6
+SETTLE_S = 1.0  # after this long past the kill, a new request meets only live replicas
+LEASE_TAKEOVER_S = 10.0
+
+
+def _replicated(document: dict[str, Any], gateway_ids: tuple[str, ...]) -> dict[str, Any]:
+    for region in document["regions"]:
+        for gateway in region["gateways"]:
+            if gateway["id"] in gateway_ids:
+                gateway["replicas"] = 2
+    return document
+
+
+@pytest.fixture
+def replicated(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
+    """GW2 and GW3 as two replicas each; every default-size key relayed on demand (no pre-relay)."""
+    testbed = ProcessTestbed(
+        tmp_path / "testbed",
+        keys_root,
+        gateway_options=["--no-prerelay", "--hop-timeout", "3"],
+        kms_options=["--initial-keys", "5000"],
+        document=_replicated(default_document(), ("GW2", "GW3")),
+    )
+    for server in testbed.redis.values():
+        server.appendonly = True
+    testbed.start()
+    try:
+        yield testbed
+    finally:
+        testbed.stop()
+
+
+def _in_flight_at(load: SaeLoad, moment: float) -> list[Attempt]:
+    return [a for a in load.attempts if a.started <= moment <= a.ended]
+
+
+async def _kill_one_replica_under_load(testbed: ProcessTestbed, name: str) -> tuple[SaeLoad, float, float]:
+    for pair in PAIRS:
+        await round_trip(testbed, *pair)
+    async with SaeLoad(testbed.sae, PAIRS, concurrency=CONCURRENCY) as load:
+        await asyncio.sleep(2.0)
+        testbed.kill(name)
+        killed_at = time.monotonic()
+        await asyncio.sleep(4.0)
+        recovery_s = await load.wait_success(killed_at + SETTLE_S, timeout_s=20)
+        await asyncio.sleep(1.0)
+    return load, killed_at, recovery_s
+
+
+def _check_failures_were_in_flight(load: SaeLoad, killed_at: float) -> None:
+    failures = [a for a in load.attempts if a.status != 200]
+    in_flight = _in_flight_at(load, killed_at)
+    assert load.unexpected() == [], load.messages()
+    assert len(failures) <= len(in_flight), (len(in_flight), load.messages())
+    late = [a for a in failures if a.started > killed_at + SETTLE_S]
+    assert late == [], load.messages()
+
+
+async def test_sigkill_of_a_transit_replica_keeps_the_boundary_serving(replicated: ProcessTestbed) -> None:
+    testbed = replicated
+    load, killed_at, recovery_s = await _kill_one_replica_under_load(testbed, "GW2/1")
+    Figures(
+        "SIGKILL of GW2/1 (one of two replicas of the transit gateway)",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"{len(_in_flight_at(load, killed_at))} requests in flight at the kill",
+    ).print()
+    _check_failures_were_in_flight(load, killed_at)
+    assert load.succeeded_between(killed_at + SETTLE_S, time.monotonic()) > 0
+    await check_delivery(testbed.sae, load.keys_by_pair())
+    survivor = testbed.processes["GW2/2"]
+    deadline = time.monotonic() + LEASE_TAKEOVER_S
+    while "took lease qkd-filler:QKD-GW2-GW3" not in survivor.stderr_text():
+        assert time.monotonic() < deadline, f"GW2/2 did not take over the filler lease\n{survivor.stderr_tail()}"
+        await asyncio.sleep(0.1)
+
+
+async def test_sigkill_of_a_final_replica_loses_and_duplicates_nothing(replicated: ProcessTestbed) -> None:
+    testbed = replicated
+    load, killed_at, recovery_s = await _kill_one_replica_under_load(testbed, "GW3/1")
+    Figures(
+        "SIGKILL of GW3/1 (one of two replicas of the final gateway)",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"{len(_in_flight_at(load, killed_at))} requests in flight at the kill",
+    ).print()
+    _check_failures_were_in_flight(load, killed_at)
+    await check_delivery(testbed.sae, load.keys_by_pair())
