@@ -26,6 +26,7 @@ from relay.gateway.status_view import GatewayView
 from relay.observability.exposition import RequestCounts, counted, counter, gauge
 from relay.pool import PoolState, PoolStatus, PoolUnavailable
 from relay.pool.durability import RedisDurability
+from relay.pool.leases import LeaseMetrics
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -61,6 +62,7 @@ class GatewayMetrics(RelayObserver):
         )
         self.requests = RequestCounts()
         self.ack_delivery = AckDeliveryMetrics()  # 020 acks to foreign KMSs' callbacks
+        self.leases = LeaseMetrics()  # the leases of work done by one replica at a time
         self.foreign_handovers: Counter[tuple[str, str]] = Counter()  # by foreign domain and outcome
         self.relay_failures: Counter[tuple[str, RelayOrigin]] = Counter()  # by reason and origin
         self.hop_failures: Counter[str] = Counter()
@@ -169,6 +171,7 @@ class _Collector:
         yield from self._pools(snap, prerelay=m.sources is not None and m.sources.prerelay is not None)
         yield m.requests.family("qkdr_northbound_requests", "HTTP requests served by the ETSI 014 and 020 APIs")
         yield from self._acks(m.ack_delivery)
+        yield from self._leases(m.leases)
         yield counter(
             "qkdr_foreign_handovers",
             "Keys handed to a foreign KMS over 020 at this border, by outcome (relayed: acked in time, the "
@@ -192,6 +195,21 @@ class _Collector:
             ("keys_voided", "Relayed keys voided because their 020 ack could not be delivered"),
         ):
             yield counter(f"qkdr_etsi020_ack_{name}", help_text, [], [([], getattr(acks, name))])
+
+    def _leases(self, leases: LeaseMetrics) -> Iterator[Metric]:
+        yield gauge(
+            "qkdr_leases_held",
+            "1 while this replica holds the lease of a piece of work done once per gateway (a QKD link's "
+            "filler, a pre-relay SAE pair, the 020 ack retries), 0 once it no longer does",
+            ["lease"],
+            [([label], 1.0 if held else 0.0) for label, held in sorted(leases.held.items())],
+        )
+        yield counter(
+            "qkdr_lease_changes",
+            "Leases this replica took, and held ones it lost (renewal refused, or Redis unavailable too long)",
+            ["change"],
+            [(["taken"], leases.taken), (["lost"], leases.lost)],
+        )
 
     def _pools(self, snap: _Snapshot, *, prerelay: bool) -> Iterator[Metric]:
         labels = ["link", "neighbour", "sender", "direction"]

@@ -13,11 +13,18 @@ and its batch doubles with each round that got through. A round with no key thro
 (bounded by ``MAX_BACKOFF_S``) and leaves a single key as the next probe; a probe that gets through doubles
 the batch again, so a lane that holds key again is back at full speed within a few rounds of the bounded
 wait.
+
+With several replicas of the gateway, each pair is topped up by one of them at a time: a replica visits a
+pair only while it holds the pair's lease (:class:`relay.pool.leases.Lease`, taken or extended at each
+visit, released when the pair is no longer kept or pre-relay stops), so whichever replica asks first after
+a holder died takes the pair over within the lease's time to live. The lease only spares duplicate work;
+two replicas topping up one pair at once would merely overfill its ready pool a little.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +37,8 @@ from relay.gateway.errors import RelayFailed
 from relay.gateway.relay_engine import GatewayPath, RelayEngine, keys_by_path, new_key
 from relay.gateway.relay_events import RelayOrigin
 from relay.gateway.voiding import Voiding
-from relay.pool import PoolError, RelayedKeyStore
+from relay.pool import PoolError, PoolUnavailable, RelayedKeyStore
+from relay.pool.leases import RELEASE_TIMEOUT_S, Lease
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +110,15 @@ class Prerelay:
         store: RelayedKeyStore,
         demand: DemandTracker,
         homes: Mapping[str, str],
+        lease_for: Callable[[str, str], Lease],
         *,
         key_size_bytes: int,
         batch: int,
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``homes`` maps each slave SAE to its gateway: the destination whose route its pair shares."""
+        """``homes`` maps each slave SAE to its gateway: the destination whose route its pair shares;
+        ``lease_for(master, slave)`` makes this replica's lease on a pair."""
         self.metrics = PrerelayMetrics()
         self._engine = engine
         self._voiding = voiding
@@ -120,17 +130,28 @@ class Prerelay:
         self._interval_s = interval_s
         self._clock = clock
         self._paces: dict[str, DestinationPace] = {}  # per destination gateway, made when a pair first needs it
+        self._lease_for = lease_for
+        self._leases: dict[tuple[str, str], Lease] = {}  # of the pairs kept when last visited
 
     async def run(self) -> None:
-        """Top up forever; cancel the task to stop."""
-        await repeat_until_cancelled(self.fill_once, self._interval_s)
+        """Top up forever; cancel the task to stop (the pairs' leases are then released)."""
+        try:
+            await repeat_until_cancelled(self.fill_once, self._interval_s)
+        finally:
+            with contextlib.suppress(TimeoutError):  # a Redis that does not answer lets the leases run out
+                async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                    await self._release(list(self._leases))
 
     async def fill_once(self) -> int:
-        """One round over the pairs kept now; returns how many keys entered ready pools."""
+        """One round over the pairs kept now that this replica holds the lease of; returns how many keys
+        entered ready pools."""
         self.metrics.rounds += 1
+        targets = await self.demand.targets()
+        await self._release([pair for pair in self._leases if pair not in targets])
         added = 0
-        for pair, target in (await self.demand.targets()).items():  # one at a time: a burst of sealing would
-            added += await self._top_up(pair, target)  # stall the SAEs' requests
+        for pair, target in targets.items():  # one at a time: a burst of sealing would stall the SAEs' requests
+            if await self._leased(pair):
+                added += await self._top_up(pair, target)
         return added
 
     def waiting(self) -> list[Waiting]:
@@ -141,6 +162,24 @@ class Prerelay:
             for destination, pace in sorted(self._paces.items())
             if not pace.ready(now)
         ]
+
+    async def _leased(self, pair: tuple[str, str]) -> bool:
+        """Whether this replica holds the pair's lease now (taking it if free, extending it if ours)."""
+        lease = self._leases.get(pair)
+        if lease is None:
+            lease = self._leases[pair] = self._lease_for(*pair)
+        try:
+            return await lease.try_acquire()
+        except PoolUnavailable:  # the round's storage calls fail the same way and pace the destination
+            return False
+
+    async def _release(self, pairs: list[tuple[str, str]]) -> None:
+        """Hand back the leases of pairs no longer visited, so another replica need not wait them out."""
+        for pair in pairs:
+            lease = self._leases.pop(pair)
+            if lease.held:
+                with contextlib.suppress(PoolUnavailable):
+                    await lease.release()
 
     async def _top_up(self, pair: tuple[str, str], target: int) -> int:
         """Relay what the pair lacks below ``target`` (at most what its destination's pace allows); keys that

@@ -1,5 +1,9 @@
 """Keeps a link's QKD pool lanes topped up from the vendor KMS, on the master gateway of the link.
 
+With several replicas of that gateway, :meth:`QkdFiller.run` (announcements to the slave included) runs on
+one replica at a time, under the link's lease (:func:`relay.pool.leases.run_while_leased`, started by the
+gateway's service); two fillers of one link at once would only fetch more vendor key than the lanes need.
+
 Each round reads both lane levels and the KME's stored key count, then fetches at most what the lanes
 lack and what the KME holds, so it never asks for more than the link has distilled; scarce key is shared
 evenly between the lanes. Every batch is announced to the peer before the vendor's availability

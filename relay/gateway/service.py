@@ -2,8 +2,10 @@
 
 Listeners: northbound ETSI 014 for local SAEs (mTLS), ETSI 020 for other KMSs (mTLS, TLS 1.3), and gRPC
 for neighbour gateways (mTLS). Background tasks: a QKD filler per link this gateway is master of, the
-pre-relay filler, and encapsulation-key rotation. Everything is built from a :class:`GatewayPlan` and
-the topology's key directory; nothing global, so tests run several gateways in one process too.
+pre-relay filler, 020 ack retries and encapsulation-key rotation; the first three run under leases in
+Redis, so with several replicas of the gateway each runs on one replica at a time. Everything is built
+from a :class:`GatewayPlan` and the topology's key directory; nothing global, so tests run several gateways
+in one process too.
 
 Every resource is entered into one :class:`contextlib.AsyncExitStack` as it is acquired, so a failed
 start-up releases exactly what was acquired, and :meth:`RunningGateway.stop` releases everything in the
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,6 +91,8 @@ from relay.pool import (
     link_pools,
 )
 from relay.pool.demand import DemandLog
+from relay.pool.leases import TTL_MS, Lease, LeaseMetrics, run_while_leased
+from relay.pool.retries import RetryQueue
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +138,7 @@ async def start_gateway(
     kem_provider: str = "cryptography",
 ) -> RunningGateway:
     async with contextlib.AsyncExitStack() as stack:
+        instance = secrets.token_hex(16)  # this running process among the gateway's replicas: its leases' holder
         backend = RedisBackend.connect(redis_config(plan, keys))
         stack.push_async_callback(_quietly(backend.close))
         cipher = StorageCipher(load_or_create_storage_key(keys.root / "storage" / f"{plan.id}.key"))
@@ -181,7 +187,8 @@ async def start_gateway(
             stack.push_async_callback(relay.foreign.close)
         engine, voiding = relay.engine, relay.voiding
         demand_log = DemandLog(backend, keyspace, settings.prerelay_demand.window_s / DEMAND_BUCKETS, DEMAND_BUCKETS)
-        prerelay = _prerelay(plan, settings, engine, voiding, store, demand_log)
+        leases = _Leases(backend, instance, metrics.leases)
+        prerelay = _prerelay(plan, settings, engine, voiding, store, demand_log, leases.prerelay(keyspace))
         view = GatewayView(
             plan,
             relay.lanes,
@@ -219,6 +226,9 @@ async def start_gateway(
             callback_client,
             AckRetry(settings.ack_retry_s, settings.ack_retry_first_s),
             metrics.ack_delivery,
+            # an entry nobody settled is kept as long as the keys it names could still be delivered
+            RetryQueue(backend, keyspace.ack_retries(), kept_after_deadline_s=settings.relayed_store.waiting_ttl_s),
+            instance,
         )
         stack.push_async_callback(server.stop, GRPC_GRACE_S)
         own_grpc_port = plan.gateway.replica_grpc_port(plan.replica)  # each replica has its own gRPC address
@@ -239,9 +249,13 @@ async def start_gateway(
             apps["admin"] = create_admin_app(GatewayStatus(view), ping_redis, metrics)
         sites = await _listen(stack, plan, settings, keys, apps)
 
-        tasks = [asyncio.create_task(filler.run(), name=f"qkd-filler-{filler.link_id}") for filler in supply.fillers]
+        tasks = [
+            leases.run(keyspace.qkd_filler_lease(filler.link_id), f"qkd-filler {filler.link_id}", filler.run)
+            for filler in supply.fillers
+        ]
         if prerelay is not None:
-            tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
+            tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))  # a lease per SAE pair, inside
+        tasks.append(leases.run(keyspace.ack_retries_lease(), "020-ack-retries", acks.run_retries))
         tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
         measure = relay.measure_lanes
         tasks.append(asyncio.create_task(repeat_until_cancelled(measure, settings.lane_refresh_s), name="lane-levels"))
@@ -275,6 +289,28 @@ async def start_gateway(
             resources=stack.pop_all(),
         )
     raise AssertionError("unreachable: the block returns or raises")
+
+
+@dataclass(frozen=True)
+class _Leases:
+    """This replica's leases: every one held by its instance token, each counted in the gateway's metrics."""
+
+    backend: RedisBackend
+    instance: str
+    metrics: LeaseMetrics
+
+    def lease(self, name: str, label: str) -> Lease:
+        return Lease(self.backend, name, self.instance, TTL_MS, label=label, metrics=self.metrics)
+
+    def run(self, name: str, label: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """A task running ``work`` while this replica holds lease ``name``."""
+        return asyncio.create_task(run_while_leased(self.lease(name, label), work), name=label)
+
+    def prerelay(self, keyspace: Keyspace) -> Callable[[str, str], Lease]:
+        def pair_lease(master: str, slave: str) -> Lease:
+            return self.lease(keyspace.prerelay_lease(master, slave), f"prerelay {master} -> {slave}")
+
+        return pair_lease
 
 
 @dataclass
@@ -431,6 +467,7 @@ def _prerelay(
     voiding: Voiding,
     store: RelayedKeyStore,
     demand_log: DemandLog,
+    pair_lease: Callable[[str, str], Lease],
 ) -> Prerelay | None:
     if not settings.prerelay:
         return None
@@ -450,6 +487,7 @@ def _prerelay(
         store,
         demand,
         plan.sae_homes,
+        pair_lease,
         key_size_bytes=settings.key_size_bits // 8,
         batch=settings.prerelay_batch,
         interval_s=settings.prerelay_interval_s,

@@ -5,6 +5,10 @@ set (sorted set of key_ID -> tombstone expiry) and one hash per key holding the 
 ``{qkd:<link>:<sender>}`` / ``{ready:<master>:<slave>}`` / ``{slave:<master>}`` makes every multi-key
 script of a store single-slot. The ETSI 020 hand-over records (:mod:`relay.pool.handovers`) are one
 string per key_ID under ``{020in:<initiator>:<target>}`` or ``{020out:<peer KMS>}``, for the same reason.
+A lease (:mod:`relay.pool.leases`) lives under the tag of the state its work writes, so the lease and that
+state always sit on the same Cluster node (a failover moves them together): a QKD link's filler lease
+under its master lane's tag, a pre-relay pair's under the pair's ready pool's, the 020 ack retries' lease
+under ``{020acks}`` with the retry queue (:mod:`relay.pool.retries`) it drains.
 Names carry only the namespace, link or SAE IDs and key_IDs: none of them
 is secret. IDs are percent-encoded so that ``:``, ``{``, ``}`` or spaces in an SAE ID can neither collide
 with another name nor break the hash tag.
@@ -15,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from relay.domain import check_key_id, name_part
+
+MASTER_LANE = "master"  # the sender of the lane the master of a QKD link sends with (relay.pool.Role.MASTER)
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,10 @@ class Keyspace:
             raise ValueError("the key prefix must be a non-empty token without ':', '{', '}' or spaces")
 
     def qkd_pool(self, link_id: str, sender: str) -> StoreKeys:
-        return self._store(f"qkd:{name_part(link_id)}:{name_part(sender)}")
+        return self._store(_qkd_tag(link_id, sender))
 
     def ready(self, master_sae_id: str, slave_sae_id: str) -> StoreKeys:
-        return self._store(f"ready:{name_part(master_sae_id)}:{name_part(slave_sae_id)}")
+        return self._store(_ready_tag(master_sae_id, slave_sae_id))
 
     def waiting_for_slaves(self, master_sae_id: str) -> StoreKeys:
         return self._store(f"slave:{name_part(master_sae_id)}")
@@ -65,6 +71,30 @@ class Keyspace:
         script over all of a pair's buckets is single-slot."""
         return f"{self.prefix}:{{share:{name_part(master_sae_id)}:{name_part(slave_sae_id)}}}:{name_part(bucket)}"
 
+    def qkd_filler_lease(self, link_id: str) -> str:
+        """The lease of the filler (and announcer) of a QKD link, on the master's lane's tag."""
+        return f"{self.prefix}:{{{_qkd_tag(link_id, MASTER_LANE)}}}:lease"
+
+    def prerelay_lease(self, master_sae_id: str, slave_sae_id: str) -> str:
+        """The lease of pre-relay for one SAE pair, on the tag of the pair's ready pool."""
+        return f"{self.prefix}:{{{_ready_tag(master_sae_id, slave_sae_id)}}}:lease"
+
+    def ack_retries(self) -> str:
+        """Prefix of the 020 ack retry queue (:class:`relay.pool.retries.RetryQueue`)."""
+        return f"{self.prefix}:{{020acks}}:"
+
+    def ack_retries_lease(self) -> str:
+        """The lease of the 020 ack retries, on the retry queue's tag."""
+        return self.ack_retries() + "lease"
+
     def _store(self, tag: str) -> StoreKeys:
         base = f"{self.prefix}:{{{tag}}}"
         return StoreKeys(index=f"{base}:idx", retired=f"{base}:used", material_prefix=f"{base}:k:")
+
+
+def _qkd_tag(link_id: str, sender: str) -> str:
+    return f"qkd:{name_part(link_id)}:{name_part(sender)}"
+
+
+def _ready_tag(master_sae_id: str, slave_sae_id: str) -> str:
+    return f"ready:{name_part(master_sae_id)}:{name_part(slave_sae_id)}"

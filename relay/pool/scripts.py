@@ -311,6 +311,88 @@ end
 return {0, 0}
 """
 
+# Leases (relay/pool/leases.py), no prelude. KEYS[1] the lease; ARGV[1] the holder's token, ARGV[2] ttl ms.
+# (Extended by SET ... PX, not PEXPIRE: the gateways' Redis users may run only the commands listed in
+# relay.pki.redis_access.)
+# Takes a free lease, or extends it if the holder has it already; 1 if it holds it now, else 0.
+_LEASE_ACQUIRE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+# Extends the lease only while the holder still has it (never re-takes one that ran out); 1 if extended.
+_LEASE_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+# KEYS[1] the lease; ARGV[1] the holder's token. Deletes it only if the holder has it; 1 if it did.
+_LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+# The retry queue (relay/pool/retries.py), no prelude: KEYS[1] the ``due`` sorted set (entry -> next attempt,
+# Redis ms), ARGV[1] the prefix of the entry hashes (body 'b', deadline 'd', 'w' the delay after its next
+# failed attempt, claim 'c').
+_RETRY_CLOCK = """
+local due, prefix = KEYS[1], ARGV[1]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+# ARGV[2] entry, ARGV[3] body, ARGV[4] ms left until the deadline, ARGV[5] first delay ms, ARGV[6] how long
+# past its deadline an entry nobody settled is kept. Its first retry is due after the first delay.
+_RETRY_ADD = """
+local name, deadline = prefix .. ARGV[2], now + tonumber(ARGV[4])
+redis.call('HSET', name, 'b', ARGV[3], 'd', deadline, 'w', tonumber(ARGV[5]) * 2)
+redis.call('PEXPIREAT', name, deadline + tonumber(ARGV[6]))
+redis.call('ZADD', due, now + tonumber(ARGV[5]), ARGV[2])
+return 1
+"""
+# ARGV[2] claimer's token, ARGV[3] hold ms, ARGV[4] at most this many. Claims due entries: each is due again
+# only when the hold runs out, so no other claimer gets it meanwhile. Returns {entry, body, ms left until its
+# deadline, ...}; an entry whose hash expired is dropped.
+_RETRY_CLAIM = """
+local claimed = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))) do
+  local name = prefix .. id
+  if redis.call('EXISTS', name) == 0 then
+    redis.call('ZREM', due, id)
+  else
+    redis.call('ZADD', due, now + tonumber(ARGV[3]), id)
+    redis.call('HSET', name, 'c', ARGV[2])
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = redis.call('HGET', name, 'b')
+    claimed[#claimed + 1] = tonumber(redis.call('HGET', name, 'd')) - now
+  end
+end
+return claimed
+"""
+# ARGV[2] claimer's token, ARGV[3] entry, ARGV[4] 'done' | 'again' | 'drop'. Only the entry's current claimer
+# settles it ('lost' otherwise). 'again' schedules the next attempt after the entry's delay, which then
+# doubles, unless that attempt would come at or past the deadline ('exhausted'); 'done' and 'drop' remove
+# it ('removed'), as does 'exhausted'.
+_RETRY_SETTLE = """
+local name, id, outcome = prefix .. ARGV[3], ARGV[3], ARGV[4]
+if redis.call('HGET', name, 'c') ~= ARGV[2] then return 'lost' end
+if outcome == 'again' then
+  local delay = tonumber(redis.call('HGET', name, 'w'))
+  if now + delay < tonumber(redis.call('HGET', name, 'd')) then
+    redis.call('HSET', name, 'w', delay * 2)
+    redis.call('HDEL', name, 'c')
+    redis.call('ZADD', due, now + delay, id)
+    return 'scheduled'
+  end
+end
+redis.call('DEL', name)
+redis.call('ZREM', due, id)
+if outcome == 'again' then return 'exhausted' end
+return 'removed'
+"""
+
 
 class Script(Enum):
     """Each member's value is the full Lua source (a store's: shared prelude + body; the ledger's: body)."""
@@ -328,3 +410,9 @@ class Script(Enum):
     LEDGER_ABANDON = _LEDGER_ABANDON
     DEMAND = _DEMAND
     TAKE_TOKENS = _TAKE_TOKENS
+    LEASE_ACQUIRE = _LEASE_ACQUIRE
+    LEASE_RENEW = _LEASE_RENEW
+    LEASE_RELEASE = _LEASE_RELEASE
+    RETRY_ADD = _RETRY_CLOCK + _RETRY_ADD
+    RETRY_CLAIM = _RETRY_CLOCK + _RETRY_CLAIM
+    RETRY_SETTLE = _RETRY_CLOCK + _RETRY_SETTLE
