@@ -100,7 +100,7 @@ async def test_sigkill_of_a_transit_replica_keeps_the_boundary_serving(replicate
     await check_delivery(testbed.sae, load.keys_by_pair())
     survivor = testbed.processes["GW2/2"]
     deadline = time.monotonic() + LEASE_TAKEOVER_S
-    while "took lease qkd-filler:QKD-GW2-GW3" not in survivor.stderr_text():
+    while "took lease qkd-filler QKD-GW2-GW3" not in survivor.stderr_text():
         assert time.monotonic() < deadline, f"GW2/2 did not take over the filler lease\n{survivor.stderr_tail()}"
         await asyncio.sleep(0.1)
 
