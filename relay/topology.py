@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ _STRICT = ConfigDict(strict=True, extra="forbid")
 Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
+Replicas = Annotated[int, Field(ge=1, le=16)]
 
 
 NON_EMPTY = Field(min_length=1)
@@ -72,7 +74,8 @@ class VendorKms:
 class Gateway:
     """A relay gateway: ETSI 014 for local SAEs, ETSI 020 for other KMSs, gRPC for neighbouring gateways.
 
-    In the file it sits inside its region, whose ID it takes.
+    In the file it sits inside its region, whose ID it takes. ``replicas`` processes serve it, sharing its
+    identity, its Redis and its ETSI 014 and 020 ports; each has its own gRPC and admin port.
     """
 
     __pydantic_config__ = _STRICT
@@ -84,6 +87,30 @@ class Gateway:
     grpc_port: Port
     host: Text = "127.0.0.1"
     admin_port: Port | None = None  # loopback status, health and metrics; none if absent
+    replicas: Replicas = 1
+
+    def replica_grpc_port(self, k: int) -> int:
+        return self._replica_port(self.grpc_port, k)
+
+    def replica_admin_port(self, k: int) -> int | None:
+        return None if self.admin_port is None else self._replica_port(self.admin_port, k)
+
+    def replica_names(self) -> tuple[str, ...]:
+        """``("GW2",)`` for a single process, else ``("GW2/1", "GW2/2", ...)``."""
+        if self.replicas == 1:
+            return (self.id,)
+        return tuple(f"{self.id}/{k}" for k in range(1, self.replicas + 1))
+
+    def _replica_port(self, base: int, k: int) -> int:
+        """Replicas on one machine (an IP literal host) take consecutive ports; behind a DNS name each
+        runs on its own host and uses the base port."""
+        if not 1 <= k <= self.replicas:
+            raise TopologyError(f"gateway {self.id} has {self.replicas} replica(s), not a replica {k}")
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return base
+        return base + k - 1
 
 
 @dataclass(frozen=True)
@@ -226,10 +253,18 @@ class _GatewayEntry:
     grpc_port: Port
     host: Text = "127.0.0.1"
     admin_port: Port | None = None
+    replicas: Replicas = 1
 
     def in_region(self, region: str) -> Gateway:
         return Gateway(
-            self.id, region, self.etsi014_port, self.etsi020_port, self.grpc_port, self.host, self.admin_port
+            self.id,
+            region,
+            self.etsi014_port,
+            self.etsi020_port,
+            self.grpc_port,
+            self.host,
+            self.admin_port,
+            self.replicas,
         )
 
 
