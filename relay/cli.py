@@ -87,6 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="testbed up, SAEs in every pair of regions share keys, testbed down")
     _testbed_options(demo)
     demo.add_argument("--keep", action="store_true", help="leave the testbed running afterwards")
+    _redis_cluster_option(demo)
     demo.set_defaults(handler=_demo)
 
     compose = commands.add_parser("compose", help="the docker-compose testbed: rendered, and run with podman")
@@ -122,6 +123,7 @@ def _build_parser() -> argparse.ArgumentParser:
     testbed = commands.add_parser("testbed", help="the topology as local processes").add_subparsers(required=True)
     testbed_up = testbed.add_parser("up", help="start Redis, vendor KMSs and gateways in the background")
     _testbed_options(testbed_up)
+    _redis_cluster_option(testbed_up)
     testbed_up.set_defaults(handler=_testbed_up)
     testbed_status = testbed.add_parser("status", help="processes, QKD links, relay links and pools")
     _testbed_options(testbed_status)
@@ -193,6 +195,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--redis-url",
         help="Redis for the pools (default: the region's, from the topology); rediss:// for TLS with the "
         "gateway's certificate; it logs in as its own Redis user from the key directory",
+    )
+    gateway_run.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="the Redis URL names one node of a Redis Cluster (the client discovers the others)",
     )
     gateway_run.add_argument(
         "--listen-host", default=GatewaySettings.listen_host, help="address to listen on (default: %(default)s)"
@@ -308,6 +315,15 @@ def _testbed_options(parser: argparse.ArgumentParser) -> None:
         help="where process records, logs and Redis data live (default: %(default)s)",
     )
     parser.add_argument("--no-prerelay", action="store_true", help="gateways relay on demand only")
+
+
+def _redis_cluster_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="run each region's Redis as a Redis Cluster: 3 masters with a replica each, on redis_port, "
+        "redis_port+10, ... +50 (cluster bus: each +5)",
+    )
 
 
 def _admin_options(parser: argparse.ArgumentParser) -> None:
@@ -445,7 +461,7 @@ def _testbed_up(args: argparse.Namespace) -> int:
 def _start_testbed(args: argparse.Namespace, topology: Topology) -> TestbedState:
     options = ["--no-prerelay"] if args.no_prerelay else []
     try:
-        state = testbed_up(topology, args.topology, args.keys, args.state, options)
+        state = testbed_up(topology, args.topology, args.keys, args.state, options, redis_cluster=args.redis_cluster)
     except TestbedError as exc:
         raise CliError(str(exc)) from None
     print(f"testbed {topology.name} is up (state in {args.state}, logs in {args.state / 'logs'}):")
@@ -526,6 +542,7 @@ def _gateway_run(args: argparse.Namespace) -> int:
         settings = GatewaySettings(
             listen_host=args.listen_host,
             redis_url=args.redis_url,
+            redis_cluster=args.redis_cluster,
             prerelay=not args.no_prerelay,
             hop_timeout_s=args.hop_timeout,
             foreign_ack_deadline_s=args.foreign_ack_deadline,

@@ -82,6 +82,7 @@ class GatewaySettings:
 
     listen_host: str = "127.0.0.1"
     redis_url: str | None = None  # default: the region's Redis from the topology
+    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster
     key_size_bits: int = 256  # size of relayed keys when the SAE does not ask for another
     hop_timeout_s: float = 5.0  # one RelayFrame call, including the hops behind it
     hop_attempts: int = 3  # sends of the same sealed frame before its keys are voided
@@ -138,6 +139,7 @@ class GatewayPlan:
     sae_homes: dict[str, str]  # every SAE of our domains -> its gateway ID
     foreign_saes: dict[str, ForeignKms] = field(default_factory=dict)  # SAEs of foreign KMS domains
     replica: int = 1  # which of the gateway's replicas this process is (1-based)
+    redis_cluster: bool = False
 
     def __post_init__(self) -> None:
         self.gateway.check_replica(self.replica)
@@ -180,6 +182,8 @@ def plan_gateway(
     if gateway_id not in gateways:
         raise TopologyError(f"gateway {gateway_id!r} is not in topology {topology.name!r}: {sorted(gateways)}")
     gateway = gateways[gateway_id]
+    if not 1 <= replica <= gateway.replicas:
+        raise TopologyError(f"gateway {gateway_id} has {gateway.replicas} replica(s), not a replica {replica}")
     redis_port = next(region.redis_port for region in topology.regions if region.id == gateway.region)
     neighbours: dict[str, Neighbour] = {}
     for link in topology.links:
@@ -196,6 +200,7 @@ def plan_gateway(
         sae_homes={sae.id: sae.gateway for sae in topology.saes},
         foreign_saes={sae: foreign for foreign in topology.foreign_kms for sae in foreign.saes},
         replica=replica,
+        redis_cluster=settings.redis_cluster,
     )
 
 

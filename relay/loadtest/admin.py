@@ -4,6 +4,10 @@ Gateways (``/status``): relay counters, pre-relay counters, ready-pool levels, Q
 QKD fillers' counters; on request (before and after a run, not every second: the text is larger),
 their hop-frame counters by neighbour from ``/metrics``. Vendor KMS simulators (``/admin/links``):
 stored key per QKD link. Levels and counters only; the admin listeners carry no key material.
+
+A gateway with replicas is read at each replica's own admin port, and its documents are kept per replica
+(``GW2/1``, ``GW2/2``). Asked about a gateway, a snapshot sums its replicas' counters (each counts its own
+work) and reads levels from any replica that answered (ready pools and QKD lanes live in the shared Redis).
 """
 
 from __future__ import annotations
@@ -31,33 +35,39 @@ FRAME_SAMPLES = {
 @dataclass(frozen=True)
 class Snapshot:
     at_s: float  # on the campaign clock
-    gateways: dict[str, dict[str, Any]]  # gateway ID -> /status document, or {"error": ...}
+    gateways: dict[str, dict[str, Any]]  # gateway (replica) name -> /status document, or {"error": ...}
     kms: dict[str, dict[str, Any]]  # vendor KMS ID -> /admin/links document, or {"error": ...}
-    frames: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # gateway -> neighbour -> counts
+    frames: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # sender -> neighbour -> counts
+    replicas: dict[str, tuple[str, ...]] = field(default_factory=dict)  # gateway ID -> its replicas' names
 
     def relay(self, gateway: str) -> dict[str, int]:
-        return self.gateways.get(gateway, {}).get("relay") or {}
+        """Relay counters of a gateway (summed over its replicas) or of one replica."""
+        return _summed([doc.get("relay") or {} for doc in self._documents(gateway)])
 
     def prerelayed(self, gateway: str) -> int:
-        return int((self.gateways.get(gateway, {}).get("prerelay") or {}).get("keys_prerelayed", 0))
+        return sum(int((doc.get("prerelay") or {}).get("keys_prerelayed", 0)) for doc in self._documents(gateway))
 
     def ready_level(self, master: str, slave: str, gateway: str) -> int | None:
-        for pool in self.gateways.get(gateway, {}).get("ready_pools", []):
-            if pool["name"] == f"ready:{master}->{slave}":
-                return int(pool["level"])
+        for doc in self._documents(gateway):
+            for pool in doc.get("ready_pools", []):
+                if pool["name"] == f"ready:{master}->{slave}":
+                    return int(pool["level"])
         return None
 
     def ready_high(self, gateway: str) -> int | None:
-        pools = self.gateways.get(gateway, {}).get("ready_pools", [])
+        pools = [pool for doc in self._documents(gateway) for pool in doc.get("ready_pools", [])]
         return int(pools[0]["high"]) if pools else None
 
     def fillers(self) -> dict[str, tuple[dict[str, int], int]]:
-        """QKD link ID -> (its master gateway's filler counters, bits per QKD key)."""
-        found = {}
+        """QKD link ID -> (its master gateway's filler counters, summed over the replicas that ran the
+        filler, bits per QKD key)."""
+        counters: dict[str, list[dict[str, int]]] = {}
+        bits: dict[str, int] = {}
         for doc in self.gateways.values():
             for link_id, metrics in (doc.get("qkd_fillers") or {}).items():
-                found[link_id] = (metrics, int(doc.get("qkd_key_bits", 0)))
-        return found
+                counters.setdefault(link_id, []).append(metrics)
+                bits[link_id] = int(doc.get("qkd_key_bits", 0))
+        return {link_id: (_summed(found), bits[link_id]) for link_id, found in counters.items()}
 
     def lane_levels(self, link_id: str) -> int | None:
         """QKD keys held in both lanes of ``link_id`` at its master gateway (the one running its filler)."""
@@ -74,6 +84,29 @@ class Snapshot:
     def to_json(self) -> dict[str, Any]:
         return {"at_s": round(self.at_s, 3), "gateways": self.gateways, "kms": self.kms, "frames": self.frames}
 
+    def _documents(self, gateway: str) -> list[dict[str, Any]]:
+        """The documents of the gateway's replicas (or of the one replica named) that answered."""
+        names = self.replicas.get(gateway, (gateway,))
+        return [doc for name in names if "error" not in (doc := self.gateways.get(name, {}))]
+
+
+NOT_COUNTERS = frozenset({"vendor_stock_at_start"})
+"""Integers in the counter documents that are levels seen once, not counts to add up over replicas."""
+
+
+def _summed(counters: list[dict[str, Any]]) -> dict[str, Any]:
+    """Integer counters added up; anything else (:data:`NOT_COUNTERS`, None, nested documents) taken from
+    the first document that has it."""
+    total: dict[str, Any] = {}
+    for found in counters:
+        for name, value in found.items():
+            was = total.get(name)
+            if name not in NOT_COUNTERS and type(value) is int and type(was) is int:
+                total[name] = was + value
+            elif was is None:
+                total[name] = value
+    return total
+
 
 def frame_counters(metrics_text: str) -> dict[str, dict[str, int]]:
     """Neighbour -> frames sealed for it, keys in them and QKD bits they spent (:data:`FRAME_SAMPLES`)."""
@@ -86,9 +119,15 @@ def frame_counters(metrics_text: str) -> dict[str, dict[str, int]]:
 
 
 class AdminClient:
-    def __init__(self, gateway_admin: dict[str, str], kms_admin: dict[str, str]) -> None:
-        self._gateways = gateway_admin
+    def __init__(
+        self,
+        gateway_admin: dict[str, str],
+        kms_admin: dict[str, str],
+        replicas: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self._gateways = gateway_admin  # gateway (replica) name -> its admin base URL
         self._kms = kms_admin
+        self._replicas = replicas or {}  # gateway ID -> its replicas' names
 
     async def gateways(self) -> dict[str, dict[str, Any]]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ADMIN_TIMEOUT_S)) as session:
@@ -109,7 +148,7 @@ class AdminClient:
         if frames:
             texts = await asyncio.gather(*(self._text(session, url + "/metrics") for url in self._gateways.values()))
             counts = {gw: frame_counters(text) for gw, text in zip(self._gateways, texts, strict=True) if text}
-        return Snapshot(at_s, gateways, kms, counts)
+        return Snapshot(at_s, gateways, kms, counts, self._replicas)
 
     async def _text(self, session: aiohttp.ClientSession, url: str) -> str:
         try:

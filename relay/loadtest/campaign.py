@@ -178,7 +178,7 @@ def _run_group(
     stream: TextIO,
     report: Report,
 ) -> None:
-    admin = AdminClient(target.gateway_admin, target.kms_admin)
+    admin = target.admin()
     sampler = Sampler(admin, clock)
 
     async def main() -> list[RunResult]:

@@ -5,7 +5,8 @@ Latency percentiles are of ``enc_keys`` calls that were answered with keys (also
 apart; throughput counts requests whose keys both ends hold. Pool use
 and QKD consumption come from the admin counters before and after the run:
 
-- keys relayed on demand = sum over the master gateways of (keys_relayed - keys_prerelayed) deltas;
+- keys relayed on demand = sum over the master gateways (all their replicas) of (keys_relayed -
+  keys_prerelayed) deltas;
   a pool run is sized to what the ready pools hold, so every one of its requests is pool-served by
   construction and this count is the check (it can be off by pre-relay batches in flight);
 - QKD bits pulled = the link filler's keys_fetched delta x the QKD key size (what the master gateway
@@ -14,6 +15,9 @@ and QKD consumption come from the admin counters before and after the run:
 - hop frames per directed link (sender -> neighbour) from the gateways' frame counters: frames sealed,
   keys in them and the QKD bits they spent, so QKD bits per relayed key on each link (256 / keys per
   frame on an ``hkdf`` link, 256 + 256 / keys per frame on an ``otp`` one, 0 on a pqc-only one).
+
+Counters by gateway (``gateways``, key rates, hop frames by sender, CPU) are per process: a gateway with
+replicas has one entry per replica (``GW2/1``, ``GW2/2``); the totals above add its replicas up.
 """
 
 from __future__ import annotations
@@ -74,8 +78,9 @@ def summarize(run: RunResult) -> dict[str, Any]:
     elapsed = max((r.done_s for r in run.records), default=0.0)
     keys = sum(r.outcome.keys for r in ok)
     masters = sorted({pair.master_gateway for pair in run.pairs})
-    deltas = {gw: _relay_delta(run.before, run.after, gw) for gw in run.after.gateways}
-    on_demand = sum(deltas[gw]["keys_relayed"] - deltas[gw]["keys_prerelayed"] for gw in masters if gw in deltas)
+    deltas = {name: _relay_delta(run.before, run.after, name) for name in run.after.gateways}  # per replica
+    totals = [_relay_delta(run.before, run.after, gw) for gw in masters]  # each over all its replicas
+    on_demand = sum(total["keys_relayed"] - total["keys_prerelayed"] for total in totals)
     window = run.after.at_s - run.before.at_s
     summary: dict[str, Any] = {
         "run": run.label,

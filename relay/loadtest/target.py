@@ -19,7 +19,7 @@ from relay import topology as topology_module
 from relay.loadtest.admin import AdminClient
 from relay.loadtest.topologies import document_for, with_free_ports, write_topology
 from relay.pki.layout import KeyDirectory
-from relay.testbed.launcher import TestbedError, TestbedState, down, up
+from relay.testbed.launcher import TestbedError, TestbedState, down, gateway_urls, up
 from relay.topology import Topology
 
 
@@ -31,12 +31,20 @@ class TargetError(Exception):
 class Target:
     topology: Topology
     keys: KeyDirectory
-    etsi014: dict[str, str]  # gateway ID -> northbound base URL
-    gateway_admin: dict[str, str]  # gateway ID -> admin base URL
+    etsi014: dict[str, str]  # gateway ID -> northbound base URL (shared by its replicas)
+    gateway_admin: dict[str, str]  # gateway (replica) name, GW2 or GW2/1 -> admin base URL
     kms_admin: dict[str, str]  # vendor KMS ID -> admin base URL
     prerelay: bool
     own: bool  # started by the load test
     pids: dict[str, int]  # service name -> process ID, for CPU accounting
+
+    @property
+    def replicas(self) -> dict[str, tuple[str, ...]]:
+        """Gateway ID -> its replicas' names (``("GW2",)`` for a single process)."""
+        return {gateway.id: gateway.replica_names() for gateway in self.topology.gateways}
+
+    def admin(self) -> AdminClient:
+        return AdminClient(self.gateway_admin, self.kms_admin, self.replicas)
 
     @property
     def label(self) -> str:
@@ -51,7 +59,7 @@ def attach(state_dir: Path) -> Target:
         topology_module.load(Path(state.topology_file)) if state.topology_file else topology_module.load_default()
     )
     target = _target(topology, KeyDirectory(Path(state.keys_root) / topology.name), state, prerelay=True, own=False)
-    documents = asyncio.run(AdminClient(target.gateway_admin, target.kms_admin).gateways())
+    documents = asyncio.run(target.admin().gateways())
     if any("error" in doc for doc in documents.values()):
         broken = {gw: doc["error"] for gw, doc in documents.items() if "error" in doc}
         raise TargetError(f"gateway admin unreachable in {state_dir}: {broken}")
@@ -99,7 +107,7 @@ def _target(topology: Topology, keys: KeyDirectory, state: TestbedState, *, prer
     return Target(
         topology=topology,
         keys=keys,
-        etsi014={s.name: s.listens["etsi014"] for s in gateways},
+        etsi014=gateway_urls(topology, state),
         gateway_admin={s.name: s.listens["admin"] for s in gateways},
         kms_admin={s.name: s.listens["admin"] for s in state.services if s.kind == "kms"},
         prerelay=prerelay,

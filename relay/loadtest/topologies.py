@@ -22,11 +22,14 @@ idles.
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from relay.testbed.region_redis import cluster_port_offsets
 
 THREE_REGION = "three-region"
 CHAIN = "loadtest-chain"
@@ -100,35 +103,63 @@ def every_pair_pinned(document: dict[str, Any]) -> dict[str, Any]:
 
 def free_ports(count: int) -> list[int]:
     """Ports the kernel hands out now; all sockets are held until every port is chosen, so none repeats."""
-    sockets = [socket.socket() for _ in range(count)]
+    return free_port_blocks([(0,)] * count)
+
+
+def free_port_blocks(blocks: Sequence[Sequence[int]]) -> list[int]:
+    """Per block of offsets a base port such that base + each offset is free now; every socket is held
+    until all are chosen, so no port serves two blocks."""
+    held: list[socket.socket] = []
+    bases = []
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+        for offsets in blocks:
+            while True:
+                sock = socket.socket()
+                held.append(sock)  # also a base that does not fit: the kernel must not hand it out again
+                sock.bind(("127.0.0.1", 0))
+                base = int(sock.getsockname()[1])
+                if _bind_all(base, [offset for offset in offsets if offset], held):
+                    bases.append(base)
+                    break
+        return bases
     finally:
-        for sock in sockets:
+        for sock in held:
             sock.close()
 
 
-def with_free_ports(document: dict[str, Any]) -> dict[str, Any]:
-    """The same topology with every listening port replaced by a free one (the document is modified)."""
-    fields = [(kms, "admin_port") for kms in document["kms"]]
-    fields += [(kme, "port") for kms in document["kms"] for kme in kms["kmes"]]
-    fields += [(region, "redis_port") for region in document["regions"]]
+def _bind_all(base: int, offsets: Sequence[int], held: list[socket.socket]) -> bool:
+    for offset in offsets:
+        sock = socket.socket()
+        held.append(sock)
+        try:
+            sock.bind(("127.0.0.1", base + offset))
+        except (OSError, OverflowError):
+            return False
+    return True
+
+
+def with_free_ports(document: dict[str, Any], *, redis_cluster: bool = False) -> dict[str, Any]:
+    """The same topology with every listening port replaced by a free one (the document is modified).
+
+    A gateway with ``replicas`` gets blocks of consecutive free ports for its gRPC and admin listeners (one
+    per replica); with ``redis_cluster``, every port a region's cluster derives from ``redis_port`` is free.
+    """
+    fields: list[tuple[dict[str, Any], str, Sequence[int]]] = [(kms, "admin_port", (0,)) for kms in document["kms"]]
+    fields += [(kme, "port", (0,)) for kms in document["kms"] for kme in kms["kmes"]]
+    redis_offsets = cluster_port_offsets() if redis_cluster else (0,)
+    fields += [(region, "redis_port", redis_offsets) for region in document["regions"]]
+    for region in document["regions"]:
+        for gateway in region["gateways"]:
+            replicas = tuple(range(gateway.get("replicas", 1)))
+            fields += [(gateway, name, (0,)) for name in ("etsi014_port", "etsi020_port")]
+            fields += [(gateway, name, replicas) for name in ("grpc_port", "admin_port") if name in gateway]
     fields += [
-        (gateway, name)
-        for region in document["regions"]
-        for gateway in region["gateways"]
-        for name in ("etsi014_port", "etsi020_port", "grpc_port", "admin_port")
-        if name in gateway
-    ]
-    fields += [
-        (foreign, name)
+        (foreign, name, (0,))
         for foreign in document.get("foreign_kms", ())
         for name in ("etsi020_port", "etsi014_port", "admin_port")
         if name in foreign
     ]
-    for (item, name), port in zip(fields, free_ports(len(fields)), strict=True):
+    for (item, name, _), port in zip(fields, free_port_blocks([offsets for *_, offsets in fields]), strict=True):
         item[name] = port
     return document
 

@@ -20,7 +20,7 @@ from itertools import combinations
 from relay.etsi014.client import Etsi014Client, KmeError, KmeUnreachable
 from relay.etsi014.models import KeyContainer, KeyRequest
 from relay.pki.layout import KeyDirectory
-from relay.testbed.launcher import TestbedState
+from relay.testbed.launcher import TestbedState, gateway_urls
 from relay.testbed.status import collect
 from relay.topology import Topology
 
@@ -37,7 +37,7 @@ class Exchange:
 
 
 async def exchange_keys(topology: Topology, state: TestbedState, keys: KeyDirectory) -> list[Exchange]:
-    gateways = {s.name: s.listens["etsi014"] for s in state.services if s.kind == "gateway"}
+    gateways = gateway_urls(topology, state)
     first_sae: dict[str, str] = {}
     for sae in topology.saes:
         first_sae.setdefault(sae.gateway, sae.id)
@@ -57,10 +57,10 @@ async def exchange_keys(topology: Topology, state: TestbedState, keys: KeyDirect
 
 
 async def wait_until_settled(topology: Topology, state: TestbedState, timeout_s: float = FIRST_KEY_TIMEOUT_S) -> bool:
-    """Wait until every gateway reaches each neighbour and every QKD lane holds key, as the gateways' admin
-    status reports; False on timeout (the exchanges then retry their 503s as usual)."""
+    """Wait until every gateway (each of its replicas) reaches each neighbour and every QKD lane holds key, as
+    the gateways' admin status reports; False on timeout (the exchanges then retry their 503s as usual)."""
     deadline = time.monotonic() + timeout_s
-    gateways = [gateway.id for gateway in topology.gateways]
+    gateways = [name for gateway in topology.gateways for name in gateway.replica_names()]
     while time.monotonic() < deadline:
         admin = await collect(topology, state)
         documents = [admin.get(gateway, {}) for gateway in gateways]

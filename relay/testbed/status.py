@@ -1,32 +1,63 @@
 """``qkd-relay testbed status``: one screen on processes, QKD links, relay links and pools.
 
 Everything is read from the loopback admin listeners (vendor KMS simulators and gateways), which carry
-levels and counters only, never key material.
+levels and counters only, never key material. A gateway with replicas has one row per replica (``GW2/1``,
+``GW2/2``), each from that replica's own admin port; what lives in the shared Redis (QKD lanes, ready
+pools) is the same from any of them. When the regions' Redis runs as a cluster, each node's row also
+says its role now (``CLUSTER NODES``, read as the Redis admin user).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from relay.console import Column, Screen, Table, render_plain
 from relay.gateway.prerelay import MAX_BACKOFF_S
+from relay.pki.layout import KeyDirectory
 from relay.testbed.launcher import TestbedState, is_alive
+from relay.testbed.region_redis import RedisSetupError, read_roles
 from relay.topology import Topology
 
 ADMIN_TIMEOUT_S = 3.0
 
 
 async def collect(topology: Topology, state: TestbedState) -> dict[str, Any]:
-    """Admin documents by service name; a service that cannot answer maps to ``{"error": ...}``."""
+    """Admin documents by service name; a service that cannot answer maps to ``{"error": ...}``. With a
+    Redis Cluster, each node's service name maps to ``{"role": ...}`` too."""
     urls = {s.name: s.listens["admin"] for s in state.services if "admin" in s.listens}
     paths = {s.name: "/admin/links" if s.kind == "kms" else "/status" for s in state.services}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ADMIN_TIMEOUT_S)) as session:
         answers = await asyncio.gather(*(get_admin_json(session, url + paths[name]) for name, url in urls.items()))
-    return dict(zip(urls, answers, strict=True))
+    documents = dict(zip(urls, answers, strict=True))
+    if state.redis_cluster:
+        keys = KeyDirectory(Path(state.keys_root) / topology.name)
+        documents |= await asyncio.to_thread(cluster_roles, state, keys)
+    return documents
+
+
+def cluster_roles(state: TestbedState, keys: KeyDirectory) -> dict[str, dict[str, str]]:
+    """Cluster node service name -> ``{"role": "master" | "replica of <name>"}``, as any node of its region
+    that answers sees it; nodes no node reports are left out (their rows say DOWN anyway)."""
+    by_address = {urlsplit(s.listens["redis"]).netloc: s.name for s in state.services if s.kind == "redis"}
+    roles: dict[str, dict[str, str]] = {}
+    for address, name in by_address.items():
+        if name in roles:
+            continue  # its region was read already, from another node
+        try:
+            known = read_roles(address, keys)
+        except RedisSetupError:
+            continue
+        for node, role in known.items():
+            if node in by_address:
+                named = "master" if role.master is None else f"replica of {by_address.get(role.master, role.master)}"
+                roles[by_address[node]] = {"role": named + (", FAILED" if role.failed else "")}
+    return roles
 
 
 async def get_admin_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
@@ -48,7 +79,7 @@ def screen(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> Sc
     running = sum(is_alive(s.pid) for s in state.services)
     return [
         f"testbed {topology.name}: {running}/{len(state.services)} processes running",
-        _services_table(state),
+        _services_table(state, admin),
         _qkd_links_table(topology, admin),
         _relay_links_table(topology, admin),
         _sae_requests_table(topology, admin),
@@ -56,11 +87,18 @@ def screen(topology: Topology, state: TestbedState, admin: dict[str, Any]) -> Sc
     ]
 
 
-def _services_table(state: TestbedState) -> Table:
+def _services_table(state: TestbedState, admin: dict[str, Any]) -> Table:
     table = Table([Column("SERVICE"), Column("PID", "right"), Column("STATE"), Column("LISTENS")])
     for service in state.services:
         listens = "  ".join(f"{what} {where}" for what, where in service.listens.items())
-        table.add_row(service.name, str(service.pid), "up" if is_alive(service.pid) else "DOWN", listens)
+        running = "up" if is_alive(service.pid) else "DOWN"
+        role = admin.get(service.name, {}).get("role") if service.kind == "redis" else None
+        table.add_row(service.name, str(service.pid), running if role is None else f"{running}, {role}", listens)
+    if state.redis_cluster:
+        table.notes.append(
+            "Each region's Redis is a Redis Cluster: 3 masters with a replica each (roles as CLUSTER NODES says "
+            "now); the gateways run with --redis-cluster."
+        )
     return table
 
 
@@ -111,7 +149,7 @@ def _relay_links_table(topology: Topology, admin: dict[str, Any]) -> Table:
     )
     for link in topology.links:
         a, b = link.gateways
-        view = _link_view(admin.get(a, {}), b)
+        view = next((v for doc in _replica_documents(topology, a, admin) if (v := _link_view(doc, b))), None)
         if view is None:
             table.add_row(f"{a}-{b}", link.policy, "?", f"gateway {a} admin unreachable")
             continue
@@ -192,15 +230,22 @@ def _prerelay_state(gateway: str, doc: dict[str, Any], table: Table) -> str:
 
 
 def _gateway_documents(topology: Topology, admin: dict[str, Any], table: Table) -> list[tuple[str, dict[str, Any]]]:
-    """The gateways' status documents; an unreachable one gets a note in ``table`` instead."""
+    """Every gateway replica's status document by its name (``GW2``, or ``GW2/1``, ...); an unreachable
+    one gets a note in ``table`` instead."""
     documents = []
-    for gateway in topology.gateways:
-        doc = admin.get(gateway.id, {})
+    for name in (name for gateway in topology.gateways for name in gateway.replica_names()):
+        doc = admin.get(name, {})
         if "error" in doc or not doc:
-            table.notes.append(f"{gateway.id}: admin unreachable: {doc.get('error', 'no admin_port')}")
+            table.notes.append(f"{name}: admin unreachable: {doc.get('error', 'no admin_port')}")
             continue
-        documents.append((gateway.id, doc))
+        documents.append((name, doc))
     return documents
+
+
+def _replica_documents(topology: Topology, gateway_id: str, admin: dict[str, Any]) -> list[dict[str, Any]]:
+    """The status documents of the gateway's replicas that answered."""
+    gateway = next(g for g in topology.gateways if g.id == gateway_id)
+    return [doc for name in gateway.replica_names() if "error" not in (doc := admin.get(name, {})) and doc]
 
 
 def _link_view(gateway_doc: dict[str, Any], neighbour: str) -> dict[str, Any] | None:
@@ -213,11 +258,16 @@ def _link_view(gateway_doc: dict[str, Any], neighbour: str) -> dict[str, Any] | 
 
 @dataclass(frozen=True)
 class Pull:
-    """QKD key the master gateway of a link pulled from the vendor KME since it started."""
+    """QKD key the master gateway of a link (all its replicas) pulled from the vendor KME since it started."""
 
     pulled_bits: int
     stock_at_start_bits: int | None  # what the vendor KMS held when the filler first asked
     uptime_s: float
+
+    def plus(self, other: Pull) -> Pull:
+        """Both replicas' pulls: the longer-running one's stock at start (it asked first)."""
+        first = max(self, other, key=lambda pull: pull.uptime_s)
+        return Pull(self.pulled_bits + other.pulled_bits, first.stock_at_start_bits, first.uptime_s)
 
     def rate_cell(self) -> str:
         """Key pulled beyond the initial stock per second, or ``from stock`` while it is not used up."""
@@ -228,10 +278,11 @@ class Pull:
 
 
 def _pulls(admin: dict[str, Any]) -> dict[str, Pull]:
-    pulls = {}
+    pulls: dict[str, Pull] = {}
     for doc in admin.values():
         uptime: float = doc.get("uptime_s") or 0.0 if isinstance(doc, dict) else 0.0
         for link_id, metrics in (doc.get("qkd_fillers") or {}).items() if uptime else ():
             stock, bits = metrics["vendor_stock_at_start"], doc["qkd_key_bits"]
-            pulls[link_id] = Pull(metrics["keys_fetched"] * bits, None if stock is None else stock * bits, uptime)
+            pull = Pull(metrics["keys_fetched"] * bits, None if stock is None else stock * bits, uptime)
+            pulls[link_id] = pulls[link_id].plus(pull) if link_id in pulls else pull  # a replica's share
     return pulls

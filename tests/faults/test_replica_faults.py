@@ -63,16 +63,41 @@ def _in_flight_at(load: SaeLoad, moment: float) -> list[Attempt]:
     return [a for a in load.attempts if a.started <= moment <= a.ended]
 
 
-async def _kill_one_replica_under_load(testbed: ProcessTestbed, name: str) -> tuple[SaeLoad, float, float]:
+def _lease_holder(testbed: ProcessTestbed, gateway_id: str, lease: str) -> tuple[str, str]:
+    """(holder, survivor): the replica that logged taking ``lease`` and the other one."""
+    replicas = testbed.replicas(gateway_id)
+    holders = [r.name for r in replicas if f"took lease {lease}" in r.stderr_text()]
+    assert len(holders) == 1, f"{gateway_id}: lease {lease!r} taken by {holders}"
+    survivor = next(r.name for r in replicas if r.name != holders[0])
+    return holders[0], survivor
+
+
+async def _kill_lease_holder_under_load(
+    testbed: ProcessTestbed, gateway_id: str, lease: str
+) -> tuple[SaeLoad, float, float]:
+    """SIGKILL the replica of ``gateway_id`` holding ``lease`` under load; the other must take the lease."""
     for pair in PAIRS:
         await round_trip(testbed, *pair)
+    holder, survivor = _lease_holder(testbed, gateway_id, lease)
+    taken_before = testbed.processes[survivor].stderr_text().count(f"took lease {lease}")
     async with SaeLoad(testbed.sae, PAIRS, concurrency=CONCURRENCY) as load:
         await asyncio.sleep(2.0)
-        testbed.kill(name)
+        testbed.kill(holder)
         killed_at = time.monotonic()
         await asyncio.sleep(4.0)
         recovery_s = await load.wait_success(killed_at + SETTLE_S, timeout_s=20)
         await asyncio.sleep(1.0)
+    deadline = killed_at + LEASE_TAKEOVER_S
+    while testbed.processes[survivor].stderr_text().count(f"took lease {lease}") == taken_before:
+        assert time.monotonic() < deadline, f"{survivor} did not take lease {lease!r} over"
+        await asyncio.sleep(0.1)
+    Figures(
+        f"SIGKILL of {holder} (of 2 replicas of {gateway_id}, holding lease {lease!r})",
+        load,
+        faults=1,
+        recovery_s=recovery_s,
+        extra=f"{len(_in_flight_at(load, killed_at))} requests in flight at the kill; {survivor} took the lease over",
+    ).print()
     return load, killed_at, recovery_s
 
 
@@ -83,37 +108,18 @@ def _check_failures_were_in_flight(load: SaeLoad, killed_at: float) -> None:
     assert len(failures) <= len(in_flight), (len(in_flight), load.messages())
     late = [a for a in failures if a.started > killed_at + SETTLE_S]
     assert late == [], load.messages()
+    assert load.succeeded_between(killed_at + SETTLE_S, time.monotonic()) > 0
 
 
 async def test_sigkill_of_a_transit_replica_keeps_the_boundary_serving(replicated: ProcessTestbed) -> None:
-    testbed = replicated
-    load, killed_at, recovery_s = await _kill_one_replica_under_load(testbed, "GW2/1")
-    Figures(
-        "SIGKILL of GW2/1 (one of two replicas of the transit gateway)",
-        load,
-        faults=1,
-        recovery_s=recovery_s,
-        extra=f"{len(_in_flight_at(load, killed_at))} requests in flight at the kill",
-    ).print()
+    """GW2's replica running the QKD filler of QKD-GW2-GW3 (GW2 is that link's master) dies."""
+    load, killed_at, _ = await _kill_lease_holder_under_load(replicated, "GW2", "qkd-filler QKD-GW2-GW3")
     _check_failures_were_in_flight(load, killed_at)
-    assert load.succeeded_between(killed_at + SETTLE_S, time.monotonic()) > 0
-    await check_delivery(testbed.sae, load.keys_by_pair())
-    survivor = testbed.processes["GW2/2"]
-    deadline = time.monotonic() + LEASE_TAKEOVER_S
-    while "took lease qkd-filler QKD-GW2-GW3" not in survivor.stderr_text():
-        assert time.monotonic() < deadline, f"GW2/2 did not take over the filler lease\n{survivor.stderr_tail()}"
-        await asyncio.sleep(0.1)
+    await check_delivery(replicated.sae, load.keys_by_pair())
 
 
 async def test_sigkill_of_a_final_replica_loses_and_duplicates_nothing(replicated: ProcessTestbed) -> None:
-    testbed = replicated
-    load, killed_at, recovery_s = await _kill_one_replica_under_load(testbed, "GW3/1")
-    Figures(
-        "SIGKILL of GW3/1 (one of two replicas of the final gateway)",
-        load,
-        faults=1,
-        recovery_s=recovery_s,
-        extra=f"{len(_in_flight_at(load, killed_at))} requests in flight at the kill",
-    ).print()
+    """GW3's replica running the 020 ack retries dies; the keys waiting at GW3 are fetched at the other."""
+    load, killed_at, _ = await _kill_lease_holder_under_load(replicated, "GW3", "020-ack-retries")
     _check_failures_were_in_flight(load, killed_at)
-    await check_delivery(testbed.sae, load.keys_by_pair())
+    await check_delivery(replicated.sae, load.keys_by_pair())
