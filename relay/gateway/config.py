@@ -182,8 +182,7 @@ def plan_gateway(
     if gateway_id not in gateways:
         raise TopologyError(f"gateway {gateway_id!r} is not in topology {topology.name!r}: {sorted(gateways)}")
     gateway = gateways[gateway_id]
-    if not 1 <= replica <= gateway.replicas:
-        raise TopologyError(f"gateway {gateway_id} has {gateway.replicas} replica(s), not a replica {replica}")
+    gateway.check_replica(replica)
     redis_port = next(region.redis_port for region in topology.regions if region.id == gateway.region)
     neighbours: dict[str, Neighbour] = {}
     for link in topology.links:
