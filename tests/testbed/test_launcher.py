@@ -168,4 +168,6 @@ def test_a_cluster_port_clashing_with_a_listener_is_refused_naming_both(tmp_path
 
 def test_gateway_run_refuses_a_replica_the_topology_does_not_have(tmp_path: Path) -> None:
     finished = run_cli("gateway", "run", "--id", "GW2", "--replica", "2", cwd=tmp_path)
-    assert one_line_error(finished) == "qkd-relay: error: gateway GW2 has 1 replica in the topology; there is no replica 2"
+    assert (
+        one_line_error(finished) == "qkd-relay: error: gateway GW2 has 1 replica in the topology; there is no replica 2"
+    )

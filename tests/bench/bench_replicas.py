@@ -1,0 +1,145 @@
+"""Scale figure of issue 16: the origin gateway GW1 as one process and as two replicas, in one run.
+
+Run: ``python tests/bench/bench_replicas.py --out DIR`` (``--quick`` for a smoke run). For each replica
+count it starts two testbeds with ``relay.testbed.launcher.up`` (free ports, keys under ``DIR/keys``):
+
+- ``loadtest-pool`` (GW1-GW2, pqc-only, pre-relay on): pool-served ``enc_keys`` in a closed loop at 64
+  SAEs, every request served from GW1's ready pools (the replicas share them in one Redis);
+- ``loadtest-chain`` (pqc-only, ``--no-prerelay``): relayed keys/s of 64 SAEs asking 16 keys per
+  ``enc_keys`` over one hop, the raw relay throughput of the origin.
+
+It prints requests/s and keys/s for 1 and 2 replicas and their ratio, beside the floors measured in the
+same run (:mod:`tests.bench.floors`) and the CPU cores every process used. The machine has few cores
+shared by the load generator, Redis, the simulators and every gateway process: the ratio is bounded by
+the cores left once the one-process run already used them, which the printed CPU figures show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from relay import topology as topology_module
+from relay.loadtest.topologies import CHAIN, POOL, document_for
+from relay.pki.layout import KeyDirectory
+from relay.testbed.launcher import TestbedState
+from tests.bench.bench_relay import KEYS_PER_REQUEST, POOL_SIZE, Bench, load, testbed
+from tests.bench.floors import measure
+
+REPLICA_COUNTS = (1, 2)
+ORIGIN = "GW1"
+
+
+def with_origin_replicas(name: str, replicas: int) -> dict[str, Any]:
+    document = document_for(name)
+    for region in document["regions"]:
+        for gateway in region["gateways"]:
+            if gateway["id"] == ORIGIN:
+                gateway["replicas"] = replicas
+    return document
+
+
+def cores(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in summary["cpu_cores"].items() if v >= 0.05)
+
+
+def pool_run(bench: Bench, replicas: int) -> dict[str, Any]:
+    name = f"{POOL}-x{replicas}"
+    with testbed(bench, name, ["--ready-pool", f"4:{POOL_SIZE}"], with_origin_replicas(POOL, replicas)) as state:
+        return bench.run(
+            f"pool-64-closed-x{replicas}",
+            state,
+            scenarios=("pqc-1hop-pool",),
+            concurrency=(64,),
+            duration_s=None,
+            requests=8 * POOL_SIZE,
+            prefill_timeout_s=60.0,
+        ).summaries[0]
+
+
+def relay_run(bench: Bench, replicas: int) -> tuple[dict[str, Any], Any]:
+    name = f"{CHAIN}-x{replicas}"
+    with testbed(bench, name, ["--no-prerelay"], with_origin_replicas(CHAIN, replicas)) as state:
+        floors = None
+        if replicas == 1:
+            recorded = TestbedState.load(state)
+            assert recorded is not None and recorded.topology_file is not None
+            topology = topology_module.load(Path(recorded.topology_file))
+            floors = measure(
+                KeyDirectory(bench.keys / topology.name), topology.regions[0].redis_port, seconds=bench.seconds(3.0)
+            )
+        summary = bench.run(
+            f"relay-64x{KEYS_PER_REQUEST}-x{replicas}",
+            state,
+            scenarios=("pqc-1hop-ondemand",),
+            concurrency=(64,),
+            number=KEYS_PER_REQUEST,
+            verify=False,
+            duration_s=bench.seconds(8.0),
+        ).summaries[0]
+        return summary, floors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Scale figure: the origin gateway as 1 and 2 replicas.")
+    parser.add_argument("--out", type=Path, default=Path(".testbed/bench-replicas"), help="plots, CSV, JSON, keys")
+    parser.add_argument("--quick", action="store_true", help="a third of each duration (a smoke run)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args.out.resolve(), (args.out / "keys").resolve(), args.quick, [])
+    started, load_before = time.monotonic(), f"{load():.2f}"
+    pool = {n: pool_run(bench, n) for n in REPLICA_COUNTS}
+    relays = {n: relay_run(bench, n) for n in REPLICA_COUNTS}
+    floors = relays[1][1]
+    assert floors is not None
+
+    def keys_per_s(summary: dict[str, Any]) -> float:
+        return float(summary["keys_per_s"])  # every key relayed on demand: 1 hop, no pre-relay
+
+    lines = [
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; load generator, "
+        f"gateways, Redis and simulators on this one machine; {time.monotonic() - started:.0f} s in all; "
+        f"load average before {load_before}, after {load():.2f}",
+        "",
+        f"### Scale: {ORIGIN} as 1 and 2 replicas (issue 16)",
+        "",
+        "| measure | 1 replica | 2 replicas | ratio |",
+        "|---|--:|--:|--:|",
+        f"| pool-served enc_keys/s, closed loop, 64 SAEs | {pool[1]['throughput_rps']:,.0f} "
+        f"| {pool[2]['throughput_rps']:,.0f} | {pool[2]['throughput_rps'] / pool[1]['throughput_rps']:.2f} |",
+        f"| relayed keys/s, 64 SAEs x {KEYS_PER_REQUEST} keys, 1 pqc-only hop | {keys_per_s(relays[1][0]):,.0f} "
+        f"| {keys_per_s(relays[2][0]):,.0f} | {keys_per_s(relays[2][0]) / keys_per_s(relays[1][0]):.2f} |",
+        "",
+        "CPU cores used per process:",
+        "",
+        *(f"- pool-served, {n} replica(s): {cores(pool[n])}" for n in REPLICA_COUNTS),
+        *(f"- relayed, {n} replica(s): {cores(relays[n][0])}" for n in REPLICA_COUNTS),
+        "",
+        "errors: "
+        + ", ".join(
+            f"{label} x{n}: {summary['errors']}"
+            for label, runs in (
+                ("pool", {n: pool[n] for n in REPLICA_COUNTS}),
+                ("relay", {n: relays[n][0] for n in REPLICA_COUNTS}),
+            )
+            for n, summary in runs.items()
+        ),
+        "",
+        "Floors, measured in the same run:",
+        "",
+        *floors.lines(),
+    ]
+    print("\n".join(lines))
+    (bench.out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
