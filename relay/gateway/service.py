@@ -25,7 +25,6 @@ from aiohttp import web
 from relay.aio import repeat_until_cancelled
 from relay.crypto import (
     Clock,
-    KeyRing,
     QkdUse,
     RedisReplayGuard,
     StorageCipher,
@@ -69,6 +68,7 @@ from relay.gateway.qkd_announce import AnnouncementReceiver
 from relay.gateway.qkd_filler import QkdFiller
 from relay.gateway.relay_engine import RelayEngine
 from relay.gateway.routing import NoRoute, Router, shortest_route
+from relay.gateway.shared_keyring import SharedKeyRing
 from relay.gateway.status_view import GatewayView
 from relay.gateway.storage import check_durability, redis_config
 from relay.gateway.transfers import TransferLog
@@ -88,6 +88,8 @@ from relay.pool import (
     link_pools,
 )
 from relay.pool.demand import DemandLog
+from relay.pool.ek_store import EncapsulationKeyStore
+from relay.pool.replicas import ReplicaInstance, ReplicaLiveness
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +142,10 @@ async def start_gateway(
         identity = load_identity(plan.id, keys.identities)
         trust = load_trust_store(keys.identities)
         kem = load_kem_provider(kem_provider)
-        keyring = KeyRing(identity, kem=kem, clock=clock)
+        instance = ReplicaInstance.new()  # this run of this replica; its leases' holder token too
+        liveness = ReplicaLiveness(backend, keyspace.prefix, instance)
+        stack.push_async_callback(_quietly(liveness.retire))  # after the gRPC server stopped, before Redis
+        keyring = SharedKeyRing(identity, EncapsulationKeyStore(backend, cipher, keyspace.prefix), kem=kem, clock=clock)
         replay = RedisReplayGuard(backend.command, keyspace.prefix)
         crypto = HopCrypto(identity, keyring, trust, kem, replay, clock, round(settings.hop_window_s * 1000))
         store = RelayedKeyStore(backend, cipher, keyspace, settings.relayed_store)
@@ -172,7 +177,18 @@ async def start_gateway(
             stack.push_async_callback(_quietly(client.close))
         handover = Handover(ledger, ack_signal, own_url=own_020_url)
         relay = _relay(
-            plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics, handover, foreign_clients
+            plan,
+            settings,
+            crypto,
+            peers,
+            supply.lanes,
+            store,
+            backend,
+            keyspace,
+            metrics,
+            handover,
+            foreign_clients,
+            replica=liveness,
         )
         stack.push_async_callback(relay.voiding.close)
         stack.push_async_callback(relay.forwarder.close)
@@ -202,6 +218,7 @@ async def start_gateway(
         )
         ping_redis = partial(backend.command, "PING")
         await grpc_health.check_once(ping_redis)
+        await _load_shared_state(plan.id, liveness, keyring)
         bridge = InterKmsBridge(
             plan,
             engine,
@@ -243,7 +260,8 @@ async def start_gateway(
         tasks = [asyncio.create_task(filler.run(), name=f"qkd-filler-{filler.link_id}") for filler in supply.fillers]
         if prerelay is not None:
             tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
-        tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
+        tasks.append(asyncio.create_task(_maintain_forever(keyring), name="ek-rotation"))
+        tasks.append(asyncio.create_task(liveness.run(), name="replica-liveness"))
         measure = relay.measure_lanes
         tasks.append(asyncio.create_task(repeat_until_cancelled(measure, settings.lane_refresh_s), name="lane-levels"))
         tasks.append(asyncio.create_task(grpc_health.run(ping_redis, HEALTH_INTERVAL_S), name="grpc-health"))
@@ -303,6 +321,8 @@ def _relay(
     observer: GatewayMetrics,
     handover: Handover,
     foreign_clients: Mapping[str, Etsi020Client],
+    *,
+    replica: ReplicaLiveness,
 ) -> _Relay:
     """The relay's components, each handed exactly the collaborators it uses."""
     liveness = NeighbourLiveness(
@@ -334,7 +354,9 @@ def _relay(
             frozenset(link.gateways) for link in plan.topology.links if link.policy == "require-qkd"
         ),
     )
-    transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id, hop_window_s=settings.hop_window_s)
+    transfers = TransferLog(
+        backend, keyspace.prefix, gateway_id=plan.id, liveness=replica, hop_window_s=settings.hop_window_s
+    )
     foreign = None
     if foreign_clients:
         foreign = ForeignBorder(
@@ -521,14 +543,24 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _rotate_forever(keyring: KeyRing) -> None:
-    """Rotate at half the key lifetime, so peers always hold an unexpired announcement."""
-    await asyncio.sleep(keyring.lifetime_ms / 2000)
-    await repeat_until_cancelled(_rotation_step(keyring), keyring.lifetime_ms / 2000)
+async def _load_shared_state(gateway_id: str, liveness: ReplicaLiveness, keyring: SharedKeyRing) -> None:
+    """Before any frame: say we are alive (other replicas must not take our first claims for dead) and load
+    the keyring. With Redis away the gateway starts anyway, like its pools, and the background tasks retry."""
+    try:
+        await liveness.beat()
+        await keyring.start()
+    except PoolError as exc:
+        log.warning("gateway %s: shared state not loaded yet: %s", gateway_id, exc, extra={"gateway": gateway_id})
 
 
-def _rotation_step(keyring: KeyRing) -> Callable[[], Awaitable[None]]:
-    async def rotate() -> None:
-        keyring.rotate()
+async def _maintain_forever(keyring: SharedKeyRing) -> None:
+    """Refresh the shared ring and rotate when due (whichever replica gets there first); a Redis outage
+    skips a round, the copy in hand keeps serving until its keys expire."""
 
-    return rotate
+    async def maintain() -> None:
+        try:
+            await keyring.maintain()
+        except PoolError as exc:
+            log.warning("encapsulation keyring not refreshed: %s", exc, extra={"gateway": keyring.gateway_id})
+
+    await repeat_until_cancelled(maintain, keyring.refresh_s)
