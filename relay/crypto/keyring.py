@@ -172,14 +172,13 @@ class KeyRing:
 
     def mint(self) -> RingEntry:
         """A new signed key pair, not held yet: :meth:`rotate` holds it at once, a shared ring publishes it
-        first. The caller holds it or destroys its dk."""
+        first. The caller holds it or destroys its dk. Its not_after is later than every held key's, even
+        for two rotations within one clock tick, so the newest key (the current one) is always the one
+        that expires last, which is how a shared ring orders its keys."""
         dk = generate_decapsulation_key(self._kem, self.suite.kem)
+        not_after = max([self._clock() + self._lifetime_ms, *(entry.key.not_after_ms + 1 for entry in self._entries)])
         key = EncapsulationKey(
-            self.gateway_id,
-            self.suite,
-            self._randbytes(EK_ID_SIZE),
-            dk.encapsulation_key,
-            self._clock() + self._lifetime_ms,
+            self.gateway_id, self.suite, self._randbytes(EK_ID_SIZE), dk.encapsulation_key, not_after
         )
         signature = self.identity.sign(EncapsulationKeyAnnouncement.signed_bytes(key), ANNOUNCEMENT_CONTEXT)
         return RingEntry(EncapsulationKeyAnnouncement(key, signature), dk)

@@ -79,6 +79,7 @@ class SharedKeyRing:
 
     async def rotate(self) -> EncapsulationKeyAnnouncement:
         """Publish a new current key whatever the ring holds; returns the current key afterwards."""
+        await self.refresh()  # so the new key expires after every key held (see KeyRing.mint)
         await self._publish(due=False)
         return await self.current_announcement()
 
@@ -101,22 +102,30 @@ class SharedKeyRing:
             await self.refresh()
 
     async def refresh(self, minted: RingEntry | None = None) -> None:
-        """Hold what Redis holds (``minted``: the entry just published, reused rather than derived again; its
-        dk is destroyed unless Redis holds it). Callers that arrive while a load runs wait for one that starts
-        after them (a load begun earlier may predate the publish they need to see) and share it."""
-        asked = self._loads_started
-        held: list[RingEntry] = []
+        """Hold what Redis holds. ``minted``: the entry just published, reused rather than derived again; its
+        dk is destroyed unless the ring holds it afterwards."""
         try:
-            async with self._loading:
-                if self._loads_started > asked and minted is None:
-                    return  # a load that started after we asked has just completed
-                self._loads_started += 1
-                stored = await self._store.load(self._clock())
-                held = [self._entry(item, minted) for item in stored]
-                self._ring.hold(held)
+            await self._reload(minted)
         finally:
-            if minted is not None and not any(entry is minted for entry in held):
+            if minted is not None and not any(entry is minted for entry in self._ring.held()):
                 minted.decapsulation_key.destroy()
+
+    async def _reload(self, minted: RingEntry | None) -> None:
+        """Callers that arrive while a load runs wait for one that starts after them (a load begun earlier
+        may predate the publish they need to see) and share it. A load that fails keeps the copy in hand."""
+        asked = self._loads_started
+        async with self._loading:
+            if self._loads_started > asked and minted is None:
+                return  # a load that started after we asked has just completed
+            self._loads_started += 1
+            entries: list[RingEntry] = []
+            try:
+                for stored in await self._store.load(self._clock()):
+                    entries.append(self._entry(stored, minted))
+            except BaseException:
+                self._ring.hold([*self._ring.held(), *entries])  # the copy in hand first; the rest destroyed
+                raise
+            self._ring.hold(entries)
 
     async def _publish(self, *, due: bool) -> None:
         """Mint a key and publish it (if rotation is still due in Redis, when ``due``); then reload."""
