@@ -30,7 +30,7 @@ from relay.crypto.identity import (
     load_trust_store,
 )
 from relay.crypto.kem import KemProvider, ProviderStatus, available_providers, load_kem_provider
-from relay.crypto.keyring import EncapsulationKey, EncapsulationKeyAnnouncement, KeyRing
+from relay.crypto.keyring import EncapsulationKey, EncapsulationKeyAnnouncement, KeyRing, RingEntry
 from relay.crypto.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
 from relay.crypto.suites import SUITE_A, SUITE_B, SUITES, Suite
 from relay.crypto.void import VoidOrder, check_void, new_void_order, sign_void, verify_void
@@ -54,6 +54,7 @@ __all__ = [
     "OpenedFrame",
     "PeerIdentity",
     "PendingFrame",
+    "RingEntry",
     "ProviderStatus",
     "QkdKey",
     "QkdKeyFetcher",

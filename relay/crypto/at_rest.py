@@ -32,7 +32,7 @@ class StorageCipher:
             raise ValueError(f"storage key must be {STORAGE_KEY_SIZE} bytes")
         self._aead = AESGCM(key)
 
-    def seal(self, name: str, plaintext: bytes) -> bytes:
+    def seal(self, name: str, plaintext: bytes | bytearray) -> bytes:
         nonce = os.urandom(_NONCE_SIZE)
         return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, _VERSION + name.encode())
 

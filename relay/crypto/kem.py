@@ -7,7 +7,9 @@ repeats the search ``oqs`` performs (``ctypes.util.find_library``, then ``$OQS_I
 ``~/_oqs``) and proves a library actually loads before anything imports ``oqs``.
 
 Decapsulation keys are created from the 64-byte FIPS 203 seed ``d || z`` by both providers, so one seed
-gives the same key pair in either library and the providers interoperate on the wire.
+gives the same key pair in either library and the providers interoperate on the wire. The seed is also
+the one export of a key (:meth:`DecapsulationKey.seed`): the replicas of a gateway share their keyring as
+seeds sealed at rest in Redis, whichever provider each replica runs.
 """
 
 import ctypes
@@ -16,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -61,6 +64,10 @@ class DecapsulationKey(Protocol):
 
     def decapsulate(self, ciphertext: bytes) -> bytes: ...
 
+    def seed(self) -> bytearray:
+        """A copy of the 64-byte seed the key was made from, for the caller to seal and then wipe; never log it."""
+        ...
+
     def destroy(self) -> None:
         """Drop the private key so a retired key cannot decapsulate again (forward secrecy)."""
 
@@ -98,6 +105,11 @@ def _no_op() -> None:
     """pyca keys cannot be wiped from Python; dropping the reference is all destroy can do."""
 
 
+def _seed_of(key: Any) -> bytearray:
+    """pyca's raw private bytes of an ML-KEM key are its 64-byte seed (the FIPS 203 private-key format)."""
+    return bytearray(key.private_bytes_raw())
+
+
 def _check_size(data: bytes | bytearray, expected: int, what: str) -> None:
     if len(data) != expected:
         raise KemError(f"{what} must be {expected} bytes, got {len(data)}")
@@ -112,18 +124,20 @@ _PYCA_CLASSES: Mapping[str, tuple[Any, Any]] = {
 class _HeldDecapsulationKey:
     """A dk held by a provider library; one class for both providers keeps the checks in one place."""
 
-    __slots__ = ("_decapsulate", "_release", "algorithm", "encapsulation_key")
+    __slots__ = ("_decapsulate", "_release", "_seed", "algorithm", "encapsulation_key")
 
     def __init__(
         self,
         algorithm: KemAlgorithm,
         encapsulation_key: bytes,
         decapsulate: Callable[[bytes], bytes],
+        seed: Callable[[], bytearray],
         release: Callable[[], None],
     ) -> None:
         self.algorithm = algorithm
         self.encapsulation_key = encapsulation_key
         self._decapsulate: Callable[[bytes], bytes] | None = decapsulate
+        self._seed = seed
         self._release = release
 
     def decapsulate(self, ciphertext: bytes) -> bytes:
@@ -134,6 +148,11 @@ class _HeldDecapsulationKey:
             return bytes(self._decapsulate(ciphertext))
         except (ValueError, RuntimeError):
             raise KemError(f"{self.algorithm.name} ciphertext rejected") from None
+
+    def seed(self) -> bytearray:
+        if self._decapsulate is None:
+            raise KemError("decapsulation key was destroyed")
+        return self._seed()
 
     def destroy(self) -> None:
         if self._decapsulate is not None:
@@ -150,7 +169,9 @@ class PycaKemProvider:
         _check_size(seed, SEED_SIZE, "ML-KEM seed")
         private_class, _ = _PYCA_CLASSES[algorithm.name]
         key = private_class.from_seed_bytes(seed)
-        return _HeldDecapsulationKey(algorithm, key.public_key().public_bytes_raw(), key.decapsulate, _no_op)
+        public = key.public_key().public_bytes_raw()
+        export = partial(_seed_of, key)
+        return _HeldDecapsulationKey(algorithm, public, key.decapsulate, export, _no_op)
 
     def encapsulate(self, algorithm: KemAlgorithm, encapsulation_key: bytes) -> Encapsulation:
         _check_size(encapsulation_key, algorithm.encapsulation_key_size, f"{algorithm.name} encapsulation key")
@@ -174,7 +195,13 @@ class LiboqsKemProvider:
         _check_size(seed, SEED_SIZE, "ML-KEM seed")
         kem = self._oqs.KeyEncapsulation(algorithm.name)
         encapsulation_key = bytes(kem.generate_keypair_seed(bytes(seed)))
-        return _HeldDecapsulationKey(algorithm, encapsulation_key, kem.decap_secret, kem.free)  # free cleanses
+        kept = bytearray(seed)  # liboqs exports only the expanded key; the seed is the portable form
+
+        def release() -> None:
+            kem.free()  # cleanses the expanded key
+            kept[:] = bytes(SEED_SIZE)
+
+        return _HeldDecapsulationKey(algorithm, encapsulation_key, kem.decap_secret, kept.copy, release)
 
     def encapsulate(self, algorithm: KemAlgorithm, encapsulation_key: bytes) -> Encapsulation:
         _check_size(encapsulation_key, algorithm.encapsulation_key_size, f"{algorithm.name} encapsulation key")

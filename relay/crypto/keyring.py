@@ -11,7 +11,7 @@ Rotate at least every ``lifetime_ms / 2`` so peers always hold an unexpired anno
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -110,15 +110,24 @@ class EncapsulationKeyAnnouncement:
 
 
 @dataclass(frozen=True)
-class _RingEntry:
+class RingEntry:
+    """One held encapsulation key: its signed announcement and the decapsulation key that opens it."""
+
     announcement: EncapsulationKeyAnnouncement
     decapsulation_key: DecapsulationKey
+
+    @property
+    def key(self) -> EncapsulationKey:
+        return self.announcement.key
 
 
 class KeyRing:
     """This gateway's current and previous encapsulation keys, by ek_id.
 
-    Mutable by design (rotation), but owned by one gateway instance and never shared globally.
+    Mutable by design (rotation), but owned by one gateway instance and never shared globally. Invariant:
+    at most two entries, newest first, none past its not_after when looked at; every dk the ring lets go
+    of is destroyed. A ring made with ``entries`` holds what it is given (the process copy of a ring kept
+    elsewhere, :class:`relay.gateway.shared_keyring.SharedKeyRing`); without, it starts with a fresh key.
     """
 
     def __init__(
@@ -129,6 +138,7 @@ class KeyRing:
         clock: Clock,
         lifetime_ms: int = DEFAULT_LIFETIME_MS,
         randbytes: Callable[[int], bytes] = os.urandom,
+        entries: Sequence[RingEntry] | None = None,
     ) -> None:
         if lifetime_ms <= 0:
             raise ValueError("lifetime_ms must be positive")
@@ -137,8 +147,11 @@ class KeyRing:
         self._clock = clock
         self._lifetime_ms = lifetime_ms
         self._randbytes = randbytes
-        self._entries: list[_RingEntry] = []  # newest first, at most two
-        self.rotate()
+        self._entries: list[RingEntry] = []  # newest first, at most two
+        if entries is None:
+            self.rotate()
+        else:
+            self.hold(entries)
 
     @property
     def gateway_id(self) -> str:
@@ -157,36 +170,47 @@ class KeyRing:
         self.retire_expired()
         return self._entries[0].announcement if self._entries else self.rotate()
 
-    def rotate(self) -> EncapsulationKeyAnnouncement:
-        """Make a new current key; keep the previous one, destroy anything older."""
+    def mint(self) -> RingEntry:
+        """A new signed key pair, not held yet: :meth:`rotate` holds it at once, a shared ring publishes it
+        first. The caller holds it or destroys its dk. Its not_after is later than every held key's, even
+        for two rotations within one clock tick, so the newest key (the current one) is always the one
+        that expires last, which is how a shared ring orders its keys."""
         dk = generate_decapsulation_key(self._kem, self.suite.kem)
+        not_after = max([self._clock() + self._lifetime_ms, *(entry.key.not_after_ms + 1 for entry in self._entries)])
         key = EncapsulationKey(
-            self.gateway_id,
-            self.suite,
-            self._randbytes(EK_ID_SIZE),
-            dk.encapsulation_key,
-            self._clock() + self._lifetime_ms,
+            self.gateway_id, self.suite, self._randbytes(EK_ID_SIZE), dk.encapsulation_key, not_after
         )
         signature = self.identity.sign(EncapsulationKeyAnnouncement.signed_bytes(key), ANNOUNCEMENT_CONTEXT)
-        self._entries.insert(0, _RingEntry(EncapsulationKeyAnnouncement(key, signature), dk))
-        for retired in self._entries[2:]:
-            retired.decapsulation_key.destroy()
-        del self._entries[2:]
+        return RingEntry(EncapsulationKeyAnnouncement(key, signature), dk)
+
+    def rotate(self) -> EncapsulationKeyAnnouncement:
+        """Make a new current key; keep the previous one, destroy anything older."""
+        self.hold([self.mint(), *self._entries])
         return self._entries[0].announcement
+
+    def hold(self, entries: Sequence[RingEntry]) -> None:
+        """Hold the first two unexpired of ``entries`` (newest first) and destroy every other dk, held or given."""
+        now = self._clock()
+        kept = [entry for entry in entries if entry.key.not_after_ms >= now][:2]
+        for dropped in [*self._entries, *entries]:
+            if not any(dropped is entry for entry in kept):
+                dropped.decapsulation_key.destroy()
+        self._entries = kept
+
+    def held(self) -> tuple[RingEntry, ...]:
+        """The unexpired entries, newest (the current key) first."""
+        self.retire_expired()
+        return tuple(self._entries)
 
     def retire_expired(self) -> None:
         """Destroy every key past not_after, including the current one if rotation was missed."""
-        now = self._clock()
-        for entry in self._entries:
-            if entry.announcement.key.not_after_ms < now:
-                entry.decapsulation_key.destroy()
-        self._entries = [e for e in self._entries if e.announcement.key.not_after_ms >= now]
+        self.hold(self._entries)
 
     def decapsulation_key(self, ek_id: bytes, ek_hash: bytes) -> DecapsulationKey:
         """The dk a hop header names, if it is still held and the header's ek hash matches it."""
         self.retire_expired()
         for entry in self._entries:
-            key = entry.announcement.key
+            key = entry.key
             if key.ek_id == ek_id and key.ek_hash == ek_hash:
                 return entry.decapsulation_key
         raise UnknownEncapsulationKey(f"no live encapsulation key {ek_id.hex()} with that hash")

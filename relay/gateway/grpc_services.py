@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 
-from relay.crypto import KeyRing
 from relay.gateway.config import GatewayPlan
 from relay.gateway.grpc_health import GatewayHealth
 from relay.gateway.grpc_tls import ServicerContext, calling_gateway
@@ -19,6 +18,7 @@ from relay.gateway.hop_transport import KeyRelayService, answer_with_status
 from relay.gateway.hops import FrameHandler, VoidHandler
 from relay.gateway.lane_levels import LaneBoard
 from relay.gateway.qkd_announce import AnnouncementReceiver
+from relay.gateway.shared_keyring import SharedKeyRing
 from relay.pool import Role
 from relay.proto.qkdrelay.v1 import relay_pb2 as pb
 from relay.proto.qkdrelay.v1 import relay_pb2_grpc as rpc
@@ -53,14 +53,17 @@ class QkdPoolSyncService(rpc.QkdPoolSyncServicer):
 
 
 class EncapsulationKeysService(rpc.EncapsulationKeysServicer):
-    def __init__(self, keyring: KeyRing) -> None:
+    """Answers from the ring every replica shares, so a key fetched here opens at any replica."""
+
+    def __init__(self, keyring: SharedKeyRing) -> None:
         self._keyring = keyring
 
     async def GetEncapsulationKey(
         self, request: pb.GetEncapsulationKeyRequest, context: ServicerContext
     ) -> pb.SignedEncapsulationKey:
         await calling_gateway(context)
-        return pb.SignedEncapsulationKey(announcement=self._keyring.current_announcement().to_bytes())
+        announcement = await answer_with_status(context, self._keyring.current_announcement)
+        return pb.SignedEncapsulationKey(announcement=announcement.to_bytes())
 
 
 RELAY_SERVICES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
@@ -72,7 +75,7 @@ def add_services(
     frames: FrameHandler,
     voids: VoidHandler,
     receivers: Mapping[str, AnnouncementReceiver],
-    keyring: KeyRing,
+    keyring: SharedKeyRing,
     board: LaneBoard,
     measure_lanes: Callable[[], Awaitable[None]],
 ) -> GatewayHealth:

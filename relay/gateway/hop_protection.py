@@ -25,7 +25,6 @@ from relay.crypto import (
     GatewayIdentity,
     HopMode,
     KemProvider,
-    KeyRing,
     OpenedFrame,
     PendingFrame,
     QkdKey,
@@ -45,6 +44,7 @@ from relay.gateway.config import LinkPolicy, Neighbour
 from relay.gateway.errors import QkdExhausted, RelayFailed, TransferRefused
 from relay.gateway.lane_levels import LaneBoard
 from relay.gateway.relay_events import RelayObserver, RelayOrigin
+from relay.gateway.shared_keyring import SharedKeyRing
 from relay.pool import MAX_BATCH, PoolEmpty, PoolError, QkdPool, Role
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class HopCrypto:
     """This gateway's keys and trust anchors, as hop sealing and opening need them."""
 
     identity: GatewayIdentity
-    keyring: KeyRing
+    keyring: SharedKeyRing
     trust: TrustStore
     kem: KemProvider
     replay: ReplayGuard
@@ -238,6 +238,7 @@ class HopProtection:
         """Authenticate and unwrap a frame from neighbour ``sender``; refusals are :class:`HopError`s."""
         neighbour = self._neighbours[sender]
         allowed = _ALLOWED_MODES[neighbour.policy]
+        await self._crypto.keyring.ensure_loaded(message.header.ek_id)  # another replica's newer key
         return await open_frame(
             message,
             recipient=self._crypto.keyring,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from aiohttp import web
 from relay.aio import repeat_until_cancelled
 from relay.crypto import (
     Clock,
-    KeyRing,
     QkdUse,
     RedisReplayGuard,
     StorageCipher,
@@ -72,6 +70,7 @@ from relay.gateway.qkd_announce import AnnouncementReceiver
 from relay.gateway.qkd_filler import QkdFiller
 from relay.gateway.relay_engine import RelayEngine
 from relay.gateway.routing import NoRoute, Router, shortest_route
+from relay.gateway.shared_keyring import SharedKeyRing
 from relay.gateway.status_view import GatewayView
 from relay.gateway.storage import check_durability, redis_config
 from relay.gateway.transfers import TransferLog
@@ -91,7 +90,9 @@ from relay.pool import (
     link_pools,
 )
 from relay.pool.demand import DemandLog
+from relay.pool.ek_store import EncapsulationKeyStore
 from relay.pool.leases import TTL_MS, Lease, LeaseMetrics, run_while_leased
+from relay.pool.replicas import ReplicaInstance, ReplicaLiveness
 from relay.pool.retries import RetryQueue
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,6 @@ async def start_gateway(
     kem_provider: str = "cryptography",
 ) -> RunningGateway:
     async with contextlib.AsyncExitStack() as stack:
-        instance = secrets.token_hex(16)  # this running process among the gateway's replicas: its leases' holder
         backend = RedisBackend.connect(redis_config(plan, keys))
         stack.push_async_callback(_quietly(backend.close))
         cipher = StorageCipher(load_or_create_storage_key(keys.root / "storage" / f"{plan.id}.key"))
@@ -146,7 +146,10 @@ async def start_gateway(
         identity = load_identity(plan.id, keys.identities)
         trust = load_trust_store(keys.identities)
         kem = load_kem_provider(kem_provider)
-        keyring = KeyRing(identity, kem=kem, clock=clock)
+        instance = ReplicaInstance.new()  # this run of this replica; its leases' holder token too
+        liveness = ReplicaLiveness(backend, keyspace.prefix, instance)
+        stack.push_async_callback(_quietly(liveness.retire))  # after the gRPC server stopped, before Redis
+        keyring = SharedKeyRing(identity, EncapsulationKeyStore(backend, cipher, keyspace.prefix), kem=kem, clock=clock)
         replay = RedisReplayGuard(backend.command, keyspace.prefix)
         crypto = HopCrypto(identity, keyring, trust, kem, replay, clock, round(settings.hop_window_s * 1000))
         store = RelayedKeyStore(backend, cipher, keyspace, settings.relayed_store)
@@ -178,7 +181,18 @@ async def start_gateway(
             stack.push_async_callback(_quietly(client.close))
         handover = Handover(ledger, ack_signal, own_url=own_020_url)
         relay = _relay(
-            plan, settings, crypto, peers, supply.lanes, store, backend, keyspace, metrics, handover, foreign_clients
+            plan,
+            settings,
+            crypto,
+            peers,
+            supply.lanes,
+            store,
+            backend,
+            keyspace,
+            metrics,
+            handover,
+            foreign_clients,
+            replica=liveness,
         )
         stack.push_async_callback(relay.voiding.close)
         stack.push_async_callback(relay.forwarder.close)
@@ -187,7 +201,7 @@ async def start_gateway(
             stack.push_async_callback(relay.foreign.close)
         engine, voiding = relay.engine, relay.voiding
         demand_log = DemandLog(backend, keyspace, settings.prerelay_demand.window_s / DEMAND_BUCKETS, DEMAND_BUCKETS)
-        leases = _Leases(backend, instance, metrics.leases)
+        leases = _Leases(backend, instance.token, metrics.leases)
         prerelay = _prerelay(plan, settings, engine, voiding, store, demand_log, leases.prerelay(keyspace))
         view = GatewayView(
             plan,
@@ -209,6 +223,7 @@ async def start_gateway(
         )
         ping_redis = partial(backend.command, "PING")
         await grpc_health.check_once(ping_redis)
+        await _load_shared_state(plan.id, liveness, keyring)
         bridge = InterKmsBridge(
             plan,
             engine,
@@ -228,7 +243,7 @@ async def start_gateway(
             metrics.ack_delivery,
             # an entry nobody settled is kept as long as the keys it names could still be delivered
             RetryQueue(backend, keyspace.ack_retries(), kept_after_deadline_s=settings.relayed_store.waiting_ttl_s),
-            instance,
+            instance.token,
         )
         stack.push_async_callback(server.stop, GRPC_GRACE_S)
         own_grpc_port = plan.gateway.replica_grpc_port(plan.replica)  # each replica has its own gRPC address
@@ -254,9 +269,9 @@ async def start_gateway(
             for filler in supply.fillers
         ]
         if prerelay is not None:
-            tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))  # a lease per SAE pair, inside
-        tasks.append(leases.run(keyspace.ack_retries_lease(), "020-ack-retries", acks.run_retries))
-        tasks.append(asyncio.create_task(_rotate_forever(keyring), name="ek-rotation"))
+            tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
+        tasks.append(asyncio.create_task(_maintain_forever(keyring), name="ek-rotation"))
+        tasks.append(asyncio.create_task(liveness.run(), name="replica-liveness"))
         measure = relay.measure_lanes
         tasks.append(asyncio.create_task(repeat_until_cancelled(measure, settings.lane_refresh_s), name="lane-levels"))
         tasks.append(asyncio.create_task(grpc_health.run(ping_redis, HEALTH_INTERVAL_S), name="grpc-health"))
@@ -338,6 +353,8 @@ def _relay(
     observer: GatewayMetrics,
     handover: Handover,
     foreign_clients: Mapping[str, Etsi020Client],
+    *,
+    replica: ReplicaLiveness,
 ) -> _Relay:
     """The relay's components, each handed exactly the collaborators it uses."""
     liveness = NeighbourLiveness(
@@ -369,7 +386,9 @@ def _relay(
             frozenset(link.gateways) for link in plan.topology.links if link.policy == "require-qkd"
         ),
     )
-    transfers = TransferLog(backend, keyspace.prefix, gateway_id=plan.id, hop_window_s=settings.hop_window_s)
+    transfers = TransferLog(
+        backend, keyspace.prefix, gateway_id=plan.id, liveness=replica, hop_window_s=settings.hop_window_s
+    )
     foreign = None
     if foreign_clients:
         foreign = ForeignBorder(
@@ -565,14 +584,24 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _rotate_forever(keyring: KeyRing) -> None:
-    """Rotate at half the key lifetime, so peers always hold an unexpired announcement."""
-    await asyncio.sleep(keyring.lifetime_ms / 2000)
-    await repeat_until_cancelled(_rotation_step(keyring), keyring.lifetime_ms / 2000)
+async def _load_shared_state(gateway_id: str, liveness: ReplicaLiveness, keyring: SharedKeyRing) -> None:
+    """Before any frame: say we are alive (other replicas must not take our first claims for dead) and load
+    the keyring. With Redis away the gateway starts anyway, like its pools, and the background tasks retry."""
+    try:
+        await liveness.beat()
+        await keyring.start()
+    except PoolError as exc:
+        log.warning("gateway %s: shared state not loaded yet: %s", gateway_id, exc, extra={"gateway": gateway_id})
 
 
-def _rotation_step(keyring: KeyRing) -> Callable[[], Awaitable[None]]:
-    async def rotate() -> None:
-        keyring.rotate()
+async def _maintain_forever(keyring: SharedKeyRing) -> None:
+    """Refresh the shared ring and rotate when due (whichever replica gets there first); a Redis outage
+    skips a round, the copy in hand keeps serving until its keys expire."""
 
-    return rotate
+    async def maintain() -> None:
+        try:
+            await keyring.maintain()
+        except PoolError as exc:
+            log.warning("encapsulation keyring not refreshed: %s", exc, extra={"gateway": keyring.gateway_id})
+
+    await repeat_until_cancelled(maintain, keyring.refresh_s)

@@ -394,6 +394,59 @@ return 'removed'
 """
 
 
+# The gateway's shared encapsulation keyring (relay/pool/ek_store.py), no prelude. KEYS[1]: the index (sorted
+# set of ek_id hex -> not_after ms); ARGV[1]: the entries' name prefix (+ ek_id hex: the sealed entry, a
+# string expiring at not_after); ARGV[2]: now (ms, the gateway's clock, the one not_after is stamped with).
+# Entries past not_after, or whose string is gone, leave the index and Redis first.
+_EK_PRELUDE = """
+local index, prefix, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local function drop(id)
+  redis.call('DEL', prefix .. id)
+  redis.call('ZREM', index, id)
+end
+local held = redis.call('ZRANGEBYSCORE', index, '-inf', '+inf', 'WITHSCORES')
+for i = 1, #held, 2 do
+  if tonumber(held[i + 1]) < now or redis.call('EXISTS', prefix .. held[i]) == 0 then drop(held[i]) end
+end
+"""
+# Returns {ek_id, not_after, sealed entry, ...}, oldest first.
+_EK_LOAD = """
+local entries = {}
+local ids = redis.call('ZRANGEBYSCORE', index, '-inf', '+inf', 'WITHSCORES')
+for i = 1, #ids, 2 do
+  entries[#entries + 1] = ids[i]
+  entries[#entries + 1] = ids[i + 1]
+  entries[#entries + 1] = redis.call('GET', prefix .. ids[i])
+end
+return entries
+"""
+# ARGV[3] ek_id hex, ARGV[4] its not_after, ARGV[5] the sealed entry, ARGV[6] '' (publish whatever is held)
+# or a time: publish only if no held key's not_after reaches it (the current key is due for rotation), so
+# replicas rotating at once publish one key. Then only the two newest stay. Returns 1 if the entry is held.
+_EK_PUBLISH = """
+local id, not_after = ARGV[3], tonumber(ARGV[4])
+local newest = redis.call('ZRANGEBYSCORE', index, '-inf', '+inf', 'WITHSCORES')
+if ARGV[6] ~= '' and #newest > 0 and tonumber(newest[#newest]) >= tonumber(ARGV[6]) then return 0 end
+redis.call('SET', prefix .. id, ARGV[5], 'PX', math.max(1, not_after - now))
+redis.call('ZADD', index, not_after, id)
+local ids = redis.call('ZRANGEBYSCORE', index, '-inf', '+inf')
+for i = 1, #ids - 2 do drop(ids[i]) end
+if redis.call('ZSCORE', index, id) then return 1 end
+return 0
+"""
+
+# The transfer log (relay/gateway/transfers.py): one string per frame. KEYS[1] the record; ARGV[1] the value
+# it must hold (``pending:<owner>``), ARGV[2] the new value, ARGV[3] ttl ms. Compare-and-set, so a late
+# ``done`` never overwrites the ``failed`` another replica wrote, nor the reverse. Returns {1} if written,
+# else {0, the value it holds (false: none)}.
+_TRANSFER_SETTLE = """
+local held = redis.call('GET', KEYS[1])
+if held ~= ARGV[1] then return {0, held} end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return {1}
+"""
+
+
 class Script(Enum):
     """Each member's value is the full Lua source (a store's: shared prelude + body; the ledger's: body)."""
 
@@ -416,3 +469,6 @@ class Script(Enum):
     RETRY_ADD = _RETRY_CLOCK + _RETRY_ADD
     RETRY_CLAIM = _RETRY_CLOCK + _RETRY_CLAIM
     RETRY_SETTLE = _RETRY_CLOCK + _RETRY_SETTLE
+    EK_LOAD = _EK_PRELUDE + _EK_LOAD
+    EK_PUBLISH = _EK_PRELUDE + _EK_PUBLISH
+    TRANSFER_SETTLE = _TRANSFER_SETTLE

@@ -10,6 +10,7 @@ import pytest
 from relay.gateway.hops import FrameAnswer
 from relay.gateway.transfers import TransferLog, TransferState
 from relay.pool import PoolUnavailable, RedisBackend, RedisConfig
+from relay.pool.replicas import ReplicaInstance, ReplicaLiveness
 from tests.support.redis_servers import RedisServer
 
 
@@ -19,10 +20,16 @@ async def backend(private_redis: RedisServer) -> AsyncIterator[RedisBackend]:
         yield connected
 
 
+def transfer_log(backend: RedisBackend, **settings: float) -> TransferLog:
+    """The log of one replica instance (its liveness key is not kept alive unless the test beats it)."""
+    liveness = ReplicaLiveness(backend, "t", ReplicaInstance.new())
+    return TransferLog(backend, "t", gateway_id="GW2", liveness=liveness, **settings)
+
+
 async def test_a_finished_frame_answers_retries_with_the_same_outcomes_and_confirmation(
     backend: RedisBackend,
 ) -> None:
-    log = TransferLog(backend, "t", gateway_id="GW2")
+    log = transfer_log(backend)
     frame = os.urandom(16)
     assert await log.claim("GW1", frame) is None
     in_flight = await log.claim("GW1", frame)
@@ -35,13 +42,13 @@ async def test_a_finished_frame_answers_retries_with_the_same_outcomes_and_confi
 
 async def test_an_attempt_interrupted_by_a_crash_is_failed_not_resumed(backend: RedisBackend) -> None:
     transfer = os.urandom(16)
-    assert await TransferLog(backend, "t", gateway_id="GW2").claim("GW1", transfer) is None  # that process then dies
-    after_restart = await TransferLog(backend, "t", gateway_id="GW2").claim("GW1", transfer)
+    assert await transfer_log(backend).claim("GW1", transfer) is None  # that process then dies
+    after_restart = await transfer_log(backend).claim("GW1", transfer)
     assert after_restart is not None and after_restart.state is TransferState.FAILED
 
 
 async def test_a_failed_transfer_stays_failed(backend: RedisBackend) -> None:
-    log = TransferLog(backend, "t", gateway_id="GW2")
+    log = transfer_log(backend)
     transfer = os.urandom(16)
     await log.claim("GW1", transfer)
     await log.fail("GW1", transfer, "DecryptionFailed")
@@ -51,14 +58,14 @@ async def test_a_failed_transfer_stays_failed(backend: RedisBackend) -> None:
 
 async def test_redis_down_is_reported_as_pool_unavailable(private_redis: RedisServer) -> None:
     async with RedisBackend.connect(RedisConfig(private_redis.admin_url, retries=0)) as backend:
-        log = TransferLog(backend, "t", gateway_id="GW2")
+        log = transfer_log(backend)
         private_redis.stop()
         with pytest.raises(PoolUnavailable):
             await log.claim("GW1", os.urandom(16))
 
 
 async def test_another_senders_record_under_the_same_transfer_id_is_separate(backend: RedisBackend) -> None:
-    log = TransferLog(backend, "t", gateway_id="GW2")
+    log = transfer_log(backend)
     transfer = os.urandom(16)
     assert await log.claim("GW3", transfer) is None  # a forgery that will fail...
     await log.fail("GW3", transfer, "WrongSender")
@@ -69,7 +76,7 @@ async def test_another_senders_record_under_the_same_transfer_id_is_separate(bac
 async def test_records_live_twice_the_hop_window_not_longer(backend: RedisBackend, window_s: float) -> None:
     """Every retry the freshness check could still accept comes within 2 windows of the claim; after that
     the record is dead weight (240 s by default, where it used to be 900 s)."""
-    log = TransferLog(backend, "t", gateway_id="GW2", hop_window_s=window_s)
+    log = transfer_log(backend, hop_window_s=window_s)
     transfer = os.urandom(16)
     name = f"t:xfer:GW1:{transfer.hex()}"
     assert await log.claim("GW1", transfer) is None
