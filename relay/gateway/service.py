@@ -269,7 +269,8 @@ async def start_gateway(
             for filler in supply.fillers
         ]
         if prerelay is not None:
-            tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))
+            tasks.append(asyncio.create_task(prerelay.run(), name="prerelay"))  # a lease per SAE pair, inside
+        tasks.append(leases.run(keyspace.ack_retries_lease(), "020-ack-retries", acks.run_retries))
         tasks.append(asyncio.create_task(_maintain_forever(keyring), name="ek-rotation"))
         tasks.append(asyncio.create_task(liveness.run(), name="replica-liveness"))
         measure = relay.measure_lanes
