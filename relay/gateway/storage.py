@@ -3,7 +3,8 @@
 The credentials are the gateway's Redis user from ``keys/`` (``relay.pki.redis_access``): its ID and the
 password ``keys init`` generated, so the gateway can touch only its own key prefix even on a Redis shared
 with other gateways. Over ``rediss://`` it verifies the server against the topology's CA and presents its
-own certificate. At start-up :func:`check_durability` reads the durability settings once: anything but
+own certificate. With ``--redis-wait-replicas N`` every write waits for N Redis replicas (503 when they do
+not confirm it in time). At start-up :func:`check_durability` reads the durability settings once: anything but
 ``appendonly yes`` + ``appendfsync always`` is logged as a WARNING and shown by ``qkdr_redis_durable``,
 because a power loss could then deliver a key twice or lose one already handed out.
 """
@@ -31,6 +32,7 @@ def redis_config(plan: GatewayPlan, keys: KeyDirectory) -> RedisConfig:
         username=credentials.username,
         password=credentials.password,
         tls=RedisTls(keys.ca.cert, own.cert, own.key),
+        wait_replicas=plan.redis_wait_replicas,
     )
 
 
