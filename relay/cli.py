@@ -202,6 +202,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the Redis URL names one node of a Redis Cluster (the client discovers the others)",
     )
     gateway_run.add_argument(
+        "--redis-wait-replicas",
+        type=int,
+        default=GatewaySettings.redis_wait_replicas,
+        metavar="N",
+        help="with Redis replicas: each write waits until N replicas hold it (WAIT), else the request gets 503, "
+        "so nothing acknowledged is lost when a replica is promoted (default: %(default)s, no waiting)",
+    )
+    gateway_run.add_argument(
         "--listen-host", default=GatewaySettings.listen_host, help="address to listen on (default: %(default)s)"
     )
     gateway_run.add_argument("--no-prerelay", action="store_true", help="relay on demand only")
@@ -543,6 +551,7 @@ def _gateway_run(args: argparse.Namespace) -> int:
             listen_host=args.listen_host,
             redis_url=args.redis_url,
             redis_cluster=args.redis_cluster,
+            redis_wait_replicas=args.redis_wait_replicas,
             prerelay=not args.no_prerelay,
             hop_timeout_s=args.hop_timeout,
             foreign_ack_deadline_s=args.foreign_ack_deadline,

@@ -83,6 +83,7 @@ class GatewaySettings:
     listen_host: str = "127.0.0.1"
     redis_url: str | None = None  # default: the region's Redis from the topology
     redis_cluster: bool = False  # redis_url names one node of a Redis Cluster
+    redis_wait_replicas: int = 0  # Redis replicas that must confirm each write before it counts (WAIT)
     key_size_bits: int = 256  # size of relayed keys when the SAE does not ask for another
     hop_timeout_s: float = 5.0  # one RelayFrame call, including the hops behind it
     hop_attempts: int = 3  # sends of the same sealed frame before its keys are voided
@@ -126,6 +127,8 @@ class GatewaySettings:
             raise ValueError("timeouts and intervals must be positive")
         if self.ack_retry_s < self.ack_retry_first_s:
             raise ValueError("ack_retry_s must be at least ack_retry_first_s")
+        if self.redis_wait_replicas < 0:
+            raise ValueError("redis_wait_replicas must not be negative")
         if self.key_size_bits % 8 or not 8 <= self.key_size_bits <= 8192:
             raise ValueError("key_size_bits must be a multiple of 8 between 8 and 8192")
 
@@ -139,7 +142,8 @@ class GatewayPlan:
     sae_homes: dict[str, str]  # every SAE of our domains -> its gateway ID
     foreign_saes: dict[str, ForeignKms] = field(default_factory=dict)  # SAEs of foreign KMS domains
     replica: int = 1  # which of the gateway's replicas this process is (1-based)
-    redis_cluster: bool = False
+    redis_cluster: bool = False  # GatewaySettings.redis_cluster
+    redis_wait_replicas: int = 0  # GatewaySettings.redis_wait_replicas
 
     def __post_init__(self) -> None:
         self.gateway.check_replica(self.replica)
@@ -200,6 +204,7 @@ def plan_gateway(
         foreign_saes={sae: foreign for foreign in topology.foreign_kms for sae in foreign.saes},
         replica=replica,
         redis_cluster=settings.redis_cluster,
+        redis_wait_replicas=settings.redis_wait_replicas,
     )
 
 

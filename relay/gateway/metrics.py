@@ -431,6 +431,7 @@ class _Collector:
             for kind in ("kms_errors", "announce_errors", "pool_unavailable"):
                 samples.append(([f"qkd_filler:{filler.link_id}", kind], getattr(filler.metrics, kind)))
         samples.append((["redis", "unavailable"], sources.backend.metrics.unavailable))
+        samples.append((["redis", "unconfirmed"], sources.backend.metrics.unconfirmed))
         statuses: Counter[str] = Counter()
         for (api, _endpoint, _method, status), n in m.requests.counts.items():
             if status >= "400":

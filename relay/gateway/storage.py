@@ -4,7 +4,8 @@ The credentials are the gateway's Redis user from ``keys/`` (``relay.pki.redis_a
 password ``keys init`` generated, so the gateway can touch only its own key prefix even on a Redis shared
 with other gateways. Over ``rediss://`` it verifies the server against the topology's CA and presents its
 own certificate. With ``--redis-cluster`` the URL names one node of a Redis Cluster, from which the client
-discovers the others. At start-up :func:`check_durability` reads the durability settings once: anything but
+discovers the others. With ``--redis-wait-replicas N`` every write waits for N Redis replicas (503 when
+they do not confirm it in time). At start-up :func:`check_durability` reads the durability settings once: anything but
 ``appendonly yes`` + ``appendfsync always`` is logged as a WARNING and shown by ``qkdr_redis_durable``,
 because a power loss could then deliver a key twice or lose one already handed out.
 """
@@ -33,6 +34,7 @@ def redis_config(plan: GatewayPlan, keys: KeyDirectory) -> RedisConfig:
         password=credentials.password,
         tls=RedisTls(keys.ca.cert, own.cert, own.key),
         cluster=plan.redis_cluster,
+        wait_replicas=plan.redis_wait_replicas,
     )
 
 

@@ -9,7 +9,9 @@ touch only names under its own prefix (:func:`relay.domain.gateway_key_prefix`) 
 so the pool scripts' commands are listed (``tests/pki/test_redis_access.py`` checks the list against the
 scripts). Nothing that copies, moves or wipes data (DUMP, RESTORE, MIGRATE, KEYS, FLUSH*), reconfigures
 the server (CONFIG SET, DEBUG, SHUTDOWN) or its users (ACL) is granted. The ``admin`` user, with its own
-password, is for operators and tests; the ``health`` user can only PING, with any password.
+password, is for operators and tests; the ``health`` user can only PING, with any password. A Redis with
+replicas also lists the ``replication`` user, which a replica logs in as to its master (``masteruser``/
+``masterauth``) and which may only replicate (:func:`replication_rule`).
 
 Over TLS (``rediss://``) each region's Redis presents the certificate ``keys init`` issues to
 ``redis-<region>`` (serverAuth only) and requires a client certificate from the same CA
@@ -35,6 +37,7 @@ from relay.topology import Topology
 
 ADMIN_USER = "admin"
 HEALTH_USER = "health"  # any password, PING only: for container health checks that hold no secret
+REPLICATION_USER = "replication"  # replicas log in to their master as this user; it may only replicate
 REDIS_CLIENT_ENTITY = "admin-redis"  # the TLS client certificate of the admin and health users
 
 SCRIPT_COMMANDS = (  # what the pool's Lua scripts call (relay/pool/scripts.py)
@@ -42,11 +45,17 @@ SCRIPT_COMMANDS = (  # what the pool's Lua scripts call (relay/pool/scripts.py)
     "ZADD", "ZCOUNT", "ZRANGEBYSCORE", "ZREM", "ZREMRANGEBYSCORE", "ZSCORE",
 )  # fmt: skip
 PLAIN_COMMANDS = ("MGET", "PING")  # (and GET, SET, DEL) replay guard, transfer log, 020 ledgers; health
+REPLICATION_CHECK_COMMANDS = ("WAIT",)  # writes confirmed by replicas (RedisConfig.wait_replicas)
 SCRIPTING_COMMANDS = ("EVALSHA", "SCRIPT|LOAD")  # scripts run by hash, loaded on NOSCRIPT
 DURABILITY_CHECK_COMMANDS = ("CONFIG|GET",)  # the start-up check reads appendonly/appendfsync
 CLUSTER_DISCOVERY_COMMANDS = ("CLUSTER|SLOTS", "CLUSTER|SHARDS", "CLUSTER|NODES", "COMMAND", "ASKING")
 GATEWAY_COMMANDS = (
-    SCRIPT_COMMANDS + PLAIN_COMMANDS + SCRIPTING_COMMANDS + DURABILITY_CHECK_COMMANDS + CLUSTER_DISCOVERY_COMMANDS
+    SCRIPT_COMMANDS
+    + PLAIN_COMMANDS
+    + SCRIPTING_COMMANDS
+    + DURABILITY_CHECK_COMMANDS
+    + REPLICATION_CHECK_COMMANDS
+    + CLUSTER_DISCOVERY_COMMANDS
 )
 
 # Off: no connection can authenticate as ``default``, so every client must AUTH as a named user. Its
@@ -100,9 +109,17 @@ def admin_rule(password: str) -> str:
     return f"user {ADMIN_USER} on #{_hash(password)} ~* &* +@all"
 
 
-def acl_text(admin_password: str, gateway_passwords: Mapping[str, str]) -> str:
-    """An ACL file: the default user off, the admin, and one user per gateway (ID -> password)."""
+def replication_rule(password: str) -> str:
+    """What a replica runs on its master: the PING/REPLCONF/PSYNC handshake and stream, no keys."""
+    return f"user {REPLICATION_USER} on #{_hash(password)} resetkeys resetchannels -@all +ping +replconf +psync"
+
+
+def acl_text(admin_password: str, gateway_passwords: Mapping[str, str], replication_password: str | None = None) -> str:
+    """An ACL file: the default user off, the admin, one user per gateway (ID -> password) and, for a
+    Redis with replicas, the replication user."""
     lines = [_DISABLED_DEFAULT, _HEALTH, admin_rule(admin_password)]
+    if replication_password is not None:
+        lines.append(replication_rule(replication_password))
     lines += [gateway_rule(gateway_id, password) for gateway_id, password in gateway_passwords.items()]
     return "\n".join(lines) + "\n"
 

@@ -1,11 +1,11 @@
 """Typed failures of the key pools.
 
-The gateway picks its answer from the type alone: :class:`PoolUnavailable`, :class:`PoolEmpty` and
-:class:`KeysBeingDelivered` (which a retry resolves) become 503, :class:`KeysNotIssuedToSlave` 401,
-:class:`RelayedKeysNotFound` 400 with the 014 "not found" message; a hop that meets :class:`KeyNotFound`
-or :class:`KeyAlreadyUsed` is voided. Messages never carry key material. ``str()`` is the detail for logs
-(it may name the Redis server and its client's exception); :attr:`PoolError.public_message` is what an
-answer to an SAE or a peer may say.
+The gateway picks its answer from the type alone: :class:`PoolUnavailable` (and its
+:class:`WriteNotConfirmed`), :class:`PoolEmpty` and :class:`KeysBeingDelivered` (which a retry resolves)
+become 503, :class:`KeysNotIssuedToSlave` 401, :class:`RelayedKeysNotFound` 400 with the 014 "not found"
+message; a hop that meets :class:`KeyNotFound` or :class:`KeyAlreadyUsed` is voided. Messages never carry
+key material. ``str()`` is the detail for logs (it may name the Redis server and its client's exception);
+:attr:`PoolError.public_message` is what an answer to an SAE or a peer may say.
 """
 
 from __future__ import annotations
@@ -28,6 +28,15 @@ class PoolUnavailable(PoolError):
     @property
     def public_message(self) -> str:
         return "key storage unavailable"
+
+
+class WriteNotConfirmed(PoolUnavailable):
+    """A write reached the Redis master but fewer replicas than required confirmed it in time.
+
+    Answered like any unavailable storage (503): what the write did may vanish if a replica is promoted,
+    so nothing that depends on it may be acknowledged. The write itself is not undone; an unconfirmed take
+    at worst burns its keys.
+    """
 
 
 class PoolEmpty(PoolError):

@@ -128,7 +128,8 @@ def up(
     """Start Redis, then the KMSs, then the gateways, each group once the one before it accepts connections.
 
     With ``redis_cluster`` each region's Redis is a Redis Cluster (``relay.testbed.region_redis``) and the
-    gateways connect to it with ``--redis-cluster``.
+    gateways connect to it with ``--redis-cluster`` and confirm each write on a replica
+    (``--redis-wait-replicas 1``), so nothing they acknowledged is lost when a replica is promoted.
     """
     previous = TestbedState.load(state_dir)
     if previous and any(is_alive(s.pid) for s in previous.services):
@@ -138,7 +139,8 @@ def up(
     keys = provision(topology, keys_root).directory
     topology_args = ["--topology", str(topology_file)] if topology_file else []
     common = [*topology_args, "--keys", str(keys_root)]
-    options = [*gateway_options, "--redis-cluster"] if redis_cluster else list(gateway_options)
+    cluster_options = ["--redis-cluster", "--redis-wait-replicas", "1"] if redis_cluster else []
+    options = [*gateway_options, *cluster_options]
     services = kms_services(topology, common) + gateway_services(topology, common, options)
     started: list[ServiceProcess] = []
     try:

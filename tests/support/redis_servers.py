@@ -1,10 +1,12 @@
-"""Private ``redis-server`` processes for tests and benchmarks: standalone (optionally with AOF) or a cluster.
+"""Private ``redis-server`` processes for tests and benchmarks: standalone (optionally with AOF, optionally
+with a replica) or a cluster (optionally with replicas, whose masters a test can kill to see one promoted).
 
 Tests that kill, restart or reconfigure Redis must not touch a shared server, so each gets its own process
 on free loopback ports in a directory it owns. Like every Redis the project starts, each loads an ACL file
 (``relay.pki.redis_access``): the default user off, an ``admin`` (what :meth:`RedisServer.client` and
 :attr:`RedisServer.admin_url` use) and, given a key directory, the users of the gateways named, whose
-passwords the gateways read from ``keys/`` (:attr:`RedisServer.url` carries no credentials).
+passwords the gateways read from ``keys/`` (:attr:`RedisServer.url` carries no credentials). Every server
+also lists the ``replication`` user and logs in as it to whatever master it replicates.
 
 Everything here is synchronous and blocking (subprocesses, short polling loops) so it works the same from
 pytest fixtures and from scripts; always use the context managers, or call ``stop()`` in a ``finally``, so
@@ -13,14 +15,17 @@ no server outlives its test.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -31,6 +36,7 @@ from relay.pki.layout import KeyDirectory
 from relay.pki.redis_access import (
     ADMIN_USER,
     REDIS_CLIENT_ENTITY,
+    REPLICATION_USER,
     acl_text,
     read_credentials,
     tls_server_arguments,
@@ -41,6 +47,7 @@ from tests.support.ports import free_port
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 START_TIMEOUT_S = 10.0
+FAILOVER_TIMEOUT_S = 20.0  # a dead master noticed (cluster-node-timeout), a replica elected and promoted
 STOP_TIMEOUT_S = 5.0  # graceful shutdown (an AOF fsync) before SIGKILL
 _TERM_REPEAT_S = 0.2  # SIGTERM again after this long (one Redis ignored: see RedisServer.stop)
 # Redis acts on a SIGTERM in its next server cron: at the default 10 Hz every stop took 100 ms, and tests
@@ -69,14 +76,20 @@ class RedisServer:
     keys: KeyDirectory | None = None  # where the gateways' (and then the admin's) passwords are
     gateways: tuple[str, ...] = ()
     tls_entity: str | None = None  # TLS only, with this entity's certificate from ``keys`` (client certs required)
+    replica_of: RedisServer | None = None  # standalone replication (``replicaof``); started after its master
+    cluster_node_timeout_ms: int = 2000  # how soon cluster peers flag a silent node failed (and fail over)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     admin_password: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    replication_password: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
     def __post_init__(self) -> None:
         if self.tls_entity is not None and self.keys is None:
             raise ValueError("a TLS server needs the key directory holding its certificate")
         if self.keys is not None:
             self.admin_password = read_credentials(self.keys, ADMIN_USER).password
+        if self.replica_of is not None:
+            self.admin_password = self.replica_of.admin_password
+            self.replication_password = self.replica_of.replication_password
 
     @property
     def scheme(self) -> str:
@@ -137,6 +150,37 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets but answers nothing (a hung or partitioned server)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def info(self, section: str) -> dict[str, Any]:
+        """One ``INFO`` section, as redis-py parses it (``role``, ``master_link_status``, ``cmdstat_wait``...)."""
+        with self.client() as client:
+            return client.info(section)
+
+    def wait_replicated(self, replicas: int = 1) -> None:
+        """Until ``replicas`` replicas acknowledge this master's writes: ``WAIT`` behind ``FUNCTION FLUSH``, a
+        replicated write that needs no key (so a cluster master runs it too) and changes nothing (the project
+        stores no functions). A replica that reports its link up can still miss the first WAITs."""
+
+        def acknowledged() -> bool:
+            with self.client() as client, client.pipeline(transaction=False) as pipeline:
+                pipeline.execute_command("FUNCTION", "FLUSH")
+                pipeline.execute_command("WAIT", replicas, 100)
+                return bool(pipeline.execute()[1] >= replicas)
+
+        _poll(acknowledged, f"{replicas} replica(s) of {self.address} acknowledging")
+
     def aof_tail(self) -> Path:
         """The file Redis appends to now: the last ``incr`` file of the multi-part AOF's manifest (Redis 7
         keeps ``appendonlydir/`` with a base file, incr files and a manifest naming them in order)."""
@@ -160,7 +204,7 @@ class RedisServer:
 
     def _write_acl_file(self) -> None:
         gateways = {g: read_credentials(self.keys, g).password for g in self.gateways} if self.keys else {}
-        write_acl_file(self.acl_file, acl_text(self.admin_password, gateways))
+        write_acl_file(self.acl_file, acl_text(self.admin_password, gateways, self.replication_password))
 
     def _command(self) -> list[str]:
         command = [
@@ -175,13 +219,18 @@ class RedisServer:
             "--appendfsync", "always",
             "--aclfile", str(self.acl_file),
             "--hz", str(_HZ),
+            "--repl-diskless-sync-delay", "0",  # a replica's sync starts at once, not after 5 s
+            "--masteruser", REPLICATION_USER,
+            "--masterauth", self.replication_password,
         ]  # fmt: skip
+        if self.replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
         if self.cluster:
             command += [
                 "--cluster-enabled", "yes",
                 "--cluster-port", str(self.cluster_port),
                 "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "2000",
+                "--cluster-node-timeout", str(self.cluster_node_timeout_ms),
             ]  # fmt: skip
         return command
 
@@ -227,13 +276,21 @@ class RedisServer:
 
 @dataclass
 class RedisClusterProcesses:
-    """A Redis Cluster of master-only nodes (no replicas), sharing one admin password."""
+    """A Redis Cluster sharing one admin password: masters only, or ``replicas_per_master`` replicas each.
+
+    ``redis-cli --cluster create`` makes the first ``len(nodes) / (1 + replicas_per_master)`` nodes the
+    masters. With replicas, a test finds the master serving a key (:meth:`master_of`) and its replica
+    (:meth:`replica_of`), SIGKILLs the master, waits for the replica's promotion (:meth:`wait_promoted`) and
+    starts the killed node again as the new master's replica (:meth:`rejoin`).
+    """
 
     nodes: list[RedisServer]
+    replicas_per_master: int = 0
 
     def __post_init__(self) -> None:
         for node in self.nodes[1:]:
             node.admin_password = self.nodes[0].admin_password
+            node.replication_password = self.nodes[0].replication_password
 
     @property
     def admin_url(self) -> str:
@@ -247,10 +304,14 @@ class RedisClusterProcesses:
             subprocess.run(
                 [REDIS_CLI, "--user", ADMIN_USER, "--pass", self.nodes[0].admin_password, "--no-auth-warning",
                  "--cluster", "create", *(n.address for n in self.nodes),
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"],
                 check=True, capture_output=True, timeout=30,
             )  # fmt: skip
-            self._wait_state_ok()
+            _poll(lambda: all(self._node_ok(node) for node in self.nodes), "cluster_state:ok on every node")
+            if self.replicas_per_master:
+                for node in self.nodes:
+                    if node.info("replication")["role"] == "master":
+                        node.wait_replicated(self.replicas_per_master)
         except BaseException:
             self.stop()
             raise
@@ -259,13 +320,49 @@ class RedisClusterProcesses:
         for node in self.nodes:
             node.stop()
 
-    def _wait_state_ok(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if all(self._node_ok(node) for node in self.nodes):
-                return
-            time.sleep(0.05)
-        raise RedisHarnessError("the cluster did not reach cluster_state:ok")
+    def master_of(self, key: str) -> RedisServer:
+        """The node serving ``key``'s slot now, as a live node sees the cluster."""
+        entries = self._cluster_nodes()
+        with self._live()[0].client() as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        for address, entry in entries.items():
+            if "master" in entry["flags"] and "fail" not in entry["flags"] and _serves(entry["slots"], slot):
+                return self._node(address)
+        raise RedisHarnessError(f"no live master serves slot {slot}")
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        entries = self._cluster_nodes()
+        master_id = entries[master.address]["node_id"]
+        return next(self._node(a) for a, entry in entries.items() if entry["master_id"] == master_id)
+
+    def wait_promoted(self, replica: RedisServer) -> None:
+        """Until ``replica`` is a master and every live node reports ``cluster_state:ok`` again."""
+        _poll(
+            lambda: (
+                replica.info("replication")["role"] == "master" and all(self._node_ok(node) for node in self._live())
+            ),
+            f"{replica.address} promoted",
+            timeout_s=FAILOVER_TIMEOUT_S,
+        )
+
+    def rejoin(self, node: RedisServer) -> None:
+        """Start a killed node again on its ports and wait until it replicates: it comes back empty (no AOF
+        here), learns from its peers that a replica was promoted in its place and becomes that one's replica."""
+        node.start()
+        _poll(lambda: node.info("replication")["role"] == "slave", f"{node.address} a replica again")
+        info = node.info("replication")
+        self._node(f"{info['master_host']}:{info['master_port']}").wait_replicated(self.replicas_per_master)
+
+    def _live(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.running]
+
+    def _node(self, address: str) -> RedisServer:
+        return next(node for node in self.nodes if node.address == address)
+
+    def _cluster_nodes(self) -> dict[str, dict[str, Any]]:
+        """``CLUSTER NODES`` of a live node, by ``host:port`` (redis-py's parse: flags, master_id, slots)."""
+        with self._live()[0].client() as client:
+            return {address.split("@")[0]: entry for address, entry in client.cluster("NODES").items()}
 
     def _node_ok(self, node: RedisServer) -> bool:
         with node.client() as client:
@@ -275,6 +372,19 @@ class RedisClusterProcesses:
         if isinstance(info, str):
             info = dict(line.split(":", 1) for line in info.split() if ":" in line)
         return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == len(self.nodes)
+
+
+def _serves(slots: list[list[str]], slot: int) -> bool:
+    return any(int(span[0]) <= slot <= int(span[-1]) for span in slots)
+
+
+def _poll(check: Callable[[], bool], what: str, *, timeout_s: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise RedisHarnessError(f"{what}: not within {timeout_s:.0f} s")
 
 
 @contextmanager
@@ -296,9 +406,36 @@ def redis_server(
 
 
 @contextmanager
-def redis_cluster(directory: Path, *, masters: int = 3) -> Iterator[RedisClusterProcesses]:
-    """A ``masters``-node cluster, one sub-directory per node, stopped on exit."""
-    cluster = RedisClusterProcesses([RedisServer(directory / f"node{i}", cluster=True) for i in range(masters)])
+def redis_replicated(
+    directory: Path, *, keys: KeyDirectory | None = None, gateways: tuple[str, ...] = ()
+) -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A standalone master with users for ``gateways`` and one replica of it (``replicaof``), replicating;
+    both stopped on exit."""
+    master = RedisServer(directory / "master", keys=keys, gateways=gateways)
+    replica = RedisServer(directory / "replica", keys=keys, gateways=gateways, replica_of=master)
+    try:
+        master.start()
+        replica.start()
+        master.wait_replicated()
+        yield master, replica
+    finally:
+        replica.stop()
+        master.stop()
+
+
+@contextmanager
+def redis_cluster(
+    directory: Path, *, masters: int = 3, replicas_per_master: int = 0
+) -> Iterator[RedisClusterProcesses]:
+    """A ``masters``-master cluster, with ``replicas_per_master`` replicas each, one sub-directory per node,
+    stopped on exit. With replicas, nodes flag a silent peer failed after a second, so a killed master's
+    replica is promoted within a few seconds."""
+    timeout_ms = 1000 if replicas_per_master else 2000
+    nodes = [
+        RedisServer(directory / f"node{i}", cluster=True, cluster_node_timeout_ms=timeout_ms)
+        for i in range(masters * (1 + replicas_per_master))
+    ]
+    cluster = RedisClusterProcesses(nodes, replicas_per_master)
     cluster.start()
     try:
         yield cluster
