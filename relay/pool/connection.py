@@ -80,7 +80,7 @@ class RedisConfig:
             raise ValueError("max_in_flight must be positive and retries non-negative")
         if self.wait_replicas < 0:
             raise ValueError("wait_replicas must not be negative")
-        if not 0 < self.wait_timeout_ms < self.socket_timeout_s * 1000:
+        if self.wait_replicas and not 0 < self.wait_timeout_ms < self.socket_timeout_s * 1000:
             # WAIT 0 blocks forever; a WAIT longer than the socket timeout fails as a broken connection
             raise ValueError("wait_timeout_ms must be positive and shorter than the socket timeout")
 

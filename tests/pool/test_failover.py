@@ -52,11 +52,21 @@ def _where(server: RedisServer, names: StoreKeys, key_ids: Sequence[str]) -> dic
 
 
 @pytest.mark.parametrize(
-    "options", [{"wait_replicas": -1}, {"wait_timeout_ms": 0}, {"wait_timeout_ms": 2000, "socket_timeout_s": 2.0}]
+    "options",
+    [
+        {"wait_replicas": -1},
+        {"wait_replicas": 1, "wait_timeout_ms": 0},
+        {"wait_replicas": 1, "wait_timeout_ms": 2000, "socket_timeout_s": 2.0},
+    ],
 )
 def test_invalid_wait_settings_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="wait_"):
         RedisConfig(**options)
+
+
+def test_the_wait_timeout_is_not_checked_when_nothing_waits() -> None:
+    """A short socket timeout (tests, the lease runner's) needs no WAIT timeout below it when WAIT is off."""
+    assert RedisConfig(socket_timeout_s=0.5).wait_replicas == 0
 
 
 async def test_a_hung_replica_turns_writes_into_unavailable_until_it_resumes(
