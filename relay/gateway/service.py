@@ -462,6 +462,7 @@ def _qkd_admissions(plan: GatewayPlan, board: LaneBoard, qkd_key_bits: int) -> d
             neighbour.link.frame_keys,
             padded=neighbour.qkd_use is QkdUse.OTP,
             level=partial(board.level, plan.id, neighbour_id),
+            replicas=plan.gateway.replicas,
         )
         for neighbour_id, neighbour in plan.neighbours.items()
         if neighbour.policy is LinkPolicy.REQUIRE_QKD and neighbour.qkd is not None

@@ -37,3 +37,17 @@ def test_a_link_with_no_time_left_admits_only_what_its_lane_holds() -> None:
             pass
     with admission(2, padded=True).admit([256], 0.2):
         pass
+
+
+def test_each_of_two_replicas_admits_half_of_what_the_link_can_serve() -> None:
+    """The lane and the rate cover one 16-key otp request in time (see the first test): one process admits
+    it, each of two replicas (which count their waiting keys apart) admits at most half of it."""
+    single = admission(4, padded=True)
+    with single.admit([256] * 16, 2.5):
+        pass
+    replicas = [QkdAdmission("QKD-GW2-GW3", 8.0, 512, padded=True, level=lambda: 4, replicas=2) for _ in range(2)]
+    for replica in replicas:
+        with pytest.raises(QkdExhausted, match="oversubscribed"), replica.admit([256] * 16, 2.5):
+            pass
+        with replica.admit([256] * 8, 2.5):
+            assert replica.waiting == pytest.approx(8 + 8 / 512)
