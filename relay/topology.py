@@ -447,26 +447,39 @@ def _check_prerelay_pins(saes: Sequence[Sae]) -> None:
 
 
 def _check_ports(topology: Topology) -> None:
-    """Every listener of the topology runs on one machine in the local testbed, so ports must not clash."""
-    ports = [region.redis_port for region in topology.regions]
-    ports += [kms.admin_port for kms in topology.kms] + [kme.port for kms in topology.kms for kme in kms.kmes]
-    ports += [p for g in topology.gateways for p in _gateway_ports(g)]
-    ports += [p for f in topology.foreign_kms for p in (f.etsi020_port, f.etsi014_port, f.admin_port) if p]
-    clashes = _repeated(ports)
+    """Every listener of the topology runs on one machine in the local testbed, so ports must not clash;
+    the error names every listener of each clashing port (a replica's offset port is easily overlooked)."""
+    users: list[tuple[int, str]] = [(region.redis_port, f"{region.id} Redis") for region in topology.regions]
+    users += [(kms.admin_port, f"{kms.id} admin") for kms in topology.kms]
+    users += [(kme.port, kme.id) for kms in topology.kms for kme in kms.kmes]
+    users += [user for g in topology.gateways for user in _gateway_ports(g)]
+    users += [
+        (port, f"{f.id} {name}")
+        for f in topology.foreign_kms
+        for port, name in ((f.etsi020_port, "ETSI 020"), (f.etsi014_port, "ETSI 014"), (f.admin_port, "admin"))
+        if port
+    ]
+    clashes = _repeated([port for port, _ in users])
     if clashes:
-        raise TopologyError(f"ports used more than once: {', '.join(map(str, clashes))}")
+        named = ", ".join(f"{port} ({' and '.join(who for p, who in users if p == port)})" for port in clashes)
+        raise TopologyError(f"ports used more than once: {named}")
 
 
-def _gateway_ports(gateway: Gateway) -> list[int]:
-    """The ports a gateway's replicas listen on, each once: 014 and 020 are shared by every replica (and a
-    DNS-named gateway's replicas, on hosts of their own, share the base gRPC and admin ports too)."""
-    replicas = range(1, gateway.replicas + 1)
-    grpc = {gateway.replica_grpc_port(k) for k in replicas}
-    admin = {port for k in replicas if (port := gateway.replica_admin_port(k)) is not None}
-    ports = [gateway.etsi014_port, gateway.etsi020_port, *sorted(grpc), *sorted(admin)]
-    if max(ports) > MAX_PORT:
+def _gateway_ports(gateway: Gateway) -> list[tuple[int, str]]:
+    """The ports a gateway's replicas listen on, each once, with who listens: 014 and 020 are shared by every
+    replica (and a DNS-named gateway's replicas, on hosts of their own, share the base gRPC and admin ports)."""
+    names = dict(zip(range(1, gateway.replicas + 1), gateway.replica_names(), strict=True))
+    users = [(gateway.etsi014_port, f"{gateway.id} ETSI 014"), (gateway.etsi020_port, f"{gateway.id} ETSI 020")]
+    for kind, port_of in (("gRPC", gateway.replica_grpc_port), ("admin", gateway.replica_admin_port)):
+        seen: dict[int, str] = {}
+        for k, name in names.items():
+            port = port_of(k)
+            if port is not None and port not in seen:
+                seen[port] = f"{name if gateway.replicas_share_a_machine else gateway.id} {kind}"
+        users += seen.items()
+    if max(port for port, _ in users) > MAX_PORT:
         raise TopologyError(f"gateway {gateway.id}: {gateway.replicas} replicas need ports beyond {MAX_PORT}")
-    return ports
+    return users
 
 
 def _check_one_link_per_pair(links: Sequence[Link]) -> None:

@@ -67,6 +67,12 @@ def mutate(change: Any) -> dict[str, Any]:
         (lambda d: d["links"][0].update(gateways=["GW1", "GW1"]), "two different known gateways"),
         (lambda d: d.pop("links"), "'links' must be a non-empty list"),
         (lambda d: d["regions"][0]["gateways"][0].update(grpc_port=18411), "ports used more than once: 18411"),
+        (
+            lambda d: d["regions"][0]["gateways"][0].update(
+                etsi020_port=d["regions"][0]["gateways"][0]["etsi014_port"]
+            ),
+            "ports used more than once: 19401 \\(GW1 ETSI 014 and GW1 ETSI 020\\)",
+        ),
         (lambda d: d["regions"][0].pop("redis_port"), "'redis_port' must be a TCP port"),
         (lambda d: d["foreign_kms"][0].update(border="GW9"), "foreign KMS KMS-X: border GW9 is not a gateway"),
         (lambda d: d["foreign_kms"][0].update(saes=[]), "'saes' must be a non-empty list"),
@@ -229,9 +235,9 @@ def test_replicas_must_be_an_integer_from_1_to_16(replicas: Any) -> None:
     ("changes", "message"),
     [
         # GW1 listens on 19401..19404: a second replica's gRPC port is GW1's own admin port
-        ({}, "ports used more than once: 19404"),
+        ({}, "ports used more than once: 19404 (GW1/2 gRPC and GW1/1 admin)"),
         # its second admin port is GW2's ETSI 014 port
-        ({"admin_port": 19500}, "ports used more than once: 19501"),
+        ({"admin_port": 19500}, "ports used more than once: 19501 (GW1/2 admin and GW2 ETSI 014)"),
         ({"grpc_port": 65535, "admin_port": 19410}, "gateway GW1: 2 replicas need ports beyond 65535"),
     ],
 )
