@@ -479,13 +479,17 @@ def _start_testbed(args: argparse.Namespace, topology: Topology) -> TestbedState
 
 
 def _testbed_status(args: argparse.Namespace) -> int:
-    return _print_status(_load_topology(args.topology), args.state)
+    """Without ``--topology``, the topology the testbed was started with (its replicas, its ports)."""
+    topology = None if args.topology is None else _load_topology(args.topology)
+    return _print_status(topology, args.state)
 
 
-def _print_status(topology: Topology, state_dir: Path) -> int:
+def _print_status(topology: Topology | None, state_dir: Path) -> int:
     state = TestbedState.load(state_dir)
     if state is None:
         raise CliError(f"no testbed recorded in {state_dir}; start one with `qkd-relay testbed up`")
+    if topology is None:
+        topology = _load_topology(Path(state.topology_file) if state.topology_file else None)
     show(status_screen(topology, state, asyncio.run(collect_status(topology, state))), sys.stdout)
     return 0
 

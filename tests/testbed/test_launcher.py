@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,16 @@ from tests.support.local_testbed import default_document, with_free_ports
 def test_up_relays_keys_reports_status_and_down_stops_everything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The embedded topology with GW2 (the transit gateway) as two replicas: keys cross them both ways."""
     monkeypatch.chdir(tmp_path)  # relative key and state directories, as `./run demo` passes them
     topology_file = Path("topology.yaml")
-    topology_file.write_text(yaml.safe_dump(with_free_ports(default_document())))
+    topology_file.write_text(yaml.safe_dump(with_free_ports(_with_replicas(default_document(), "GW2", 2))))
     topology = topology_module.load(topology_file)
     state_dir = Path("state")
     state = up(topology, topology_file, Path("keys"), state_dir)
     try:
-        # three Redis, two vendor KMSs and the foreign domain KMS-X, three gateways
-        assert {s.kind for s in state.services} == {"redis", "kms", "gateway"} and len(state.services) == 9
+        # three Redis, two vendor KMSs and the foreign domain KMS-X, GW1, GW2/1, GW2/2, GW3
+        assert {s.kind for s in state.services} == {"redis", "kms", "gateway"} and len(state.services) == 10
         assert all(is_alive(s.pid) for s in state.services)
         try:
             up(topology, topology_file, Path("keys"), state_dir)
@@ -61,13 +61,17 @@ def test_up_relays_keys_reports_status_and_down_stops_everything(
             ("SAE-R1-A", "SAE-X-A", True),  # across the border to the foreign domain, over 020
             ("SAE-X-A", "SAE-R1-A", True),
         ]
+        # `testbed status` without --topology reads the topology the testbed was started with
+        shown = run_cli("testbed", "status", "--state", state_dir, "--keys", "keys", cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        screen = shown.stdout
+        assert "10/10 processes running" in screen
+        assert "QKD-GW2-GW3" in screen and "require-qkd" in screen and "admin unreachable" not in screen
+        sae_rows = [line.split()[0] for line in screen.split("FOR SAEs")[1].split("PRE-RELAY")[0].splitlines()[1:5]]
+        assert sae_rows == ["GW1", "GW2/1", "GW2/2", "GW3"]
         recorded = TestbedState.load(state_dir)
         assert recorded is not None
-        admin = asyncio.run(collect(topology, recorded))
-        screen = render(topology, recorded, admin)
-        assert "9/9 processes running" in screen
-        assert "QKD-GW2-GW3" in screen and "require-qkd" in screen and "admin unreachable" not in screen
-        assert_one_row_per_replica(topology_file, recorded, admin)
+        assert_an_unreachable_replica_is_named(topology, recorded)
     finally:
         stopped = down(state_dir)
     assert sorted(stopped) == sorted(s.name for s in state.services)
@@ -75,18 +79,13 @@ def test_up_relays_keys_reports_status_and_down_stops_everything(
     assert down(state_dir) == []
 
 
-def assert_one_row_per_replica(topology_file: Path, state: TestbedState, admin: dict[str, Any]) -> None:
-    """The screen of the same testbed had GW2 two replicas: GW2's real status document read as each
-    replica's, the second one's admin listener down."""
-    replicated = topology_module.parse(_with_replicas(yaml.safe_load(topology_file.read_text()), "GW2", 2))
-    gw2 = next(s for s in state.services if s.name == "GW2")
-    services = [s for s in state.services if s.name != "GW2"]
-    services += [replace(gw2, name="GW2/1"), replace(gw2, name="GW2/2")]
-    documents = {**admin, "GW2/1": admin["GW2"], "GW2/2": {"error": "ClientConnectorError"}}
-    screen = render(replicated, replace(state, services=tuple(services)), documents)
-    sae_rows = [line.split()[0] for line in screen.split("FOR SAEs")[1].split("PRE-RELAY")[0].splitlines()[1:5]]
-    assert sae_rows[:3] == ["GW1", "GW2/1", "GW3"] and "GW2/2: admin unreachable: ClientConnectorError" in screen
-    assert "GW1-GW2" in screen and "gateway GW2 admin unreachable" not in screen  # links read from GW2/1
+def assert_an_unreachable_replica_is_named(topology: topology_module.Topology, state: TestbedState) -> None:
+    """GW2/2's admin listener down: its rows say so, and the links are read from GW2/1."""
+    admin = asyncio.run(collect(topology, state))
+    documents = {**admin, "GW2/2": {"error": "ClientConnectorError"}}
+    screen = render(topology, state, documents)
+    assert "GW2/2: admin unreachable: ClientConnectorError" in screen
+    assert "GW1-GW2" in screen and "gateway GW2 admin unreachable" not in screen
 
 
 def _with_replicas(document: dict[str, Any], gateway_id: str, replicas: int) -> dict[str, Any]:
