@@ -1,4 +1,5 @@
-"""The three-region testbed as real processes: per region a private ``redis-server``, the two vendor KMS
+"""The three-region testbed as real processes: per region a private ``redis-server`` (or, for the regions
+named in ``redis_cluster_regions``, a Redis Cluster of three masters with a replica each), the two vendor KMS
 simulators (``qkd-relay kms-sim run``), the foreign KMS domain of another vendor (the same command, its 020
 stand-in) and the three gateways (``qkd-relay gateway run``).
 
@@ -31,9 +32,11 @@ from relay.pki.layout import KeyDirectory
 from relay.topology import Topology
 from tests.support.cli import QKD_RELAY, REPO_ROOT, run_cli
 from tests.support.local_testbed import default_document, with_free_ports
-from tests.support.redis_servers import RedisServer
+from tests.support.redis_servers import RedisClusterProcesses, RedisServer
 
 READY_TIMEOUT_S = 20.0
+# What the gateways of a region on a Redis Cluster are told: a write they act on is held by a replica
+CLUSTER_GATEWAY_OPTIONS = ("--redis-cluster", "--redis-wait-replicas", "1")
 LOG_TAIL_LINES = 80
 # Children die with the test process (SIGKILL when the thread that started them ends), through util-linux's
 # setpriv rather than a preexec_fn: with a preexec_fn, subprocess runs the interpreter's at-fork handlers in
@@ -132,7 +135,12 @@ class ManagedProcess:
 
 class ProcessTestbed:
     """The whole topology as processes. ``gateway_options`` / ``kms_options`` are extra CLI arguments;
-    ``document`` is a topology to run instead of the embedded one (its ports are replaced by free ones)."""
+    ``document`` is a topology to run instead of the embedded one (its ports are replaced by free ones).
+
+    A region in ``redis_cluster_regions`` gets a Redis Cluster with one replica per master
+    (:attr:`redis_clusters`; its first node on the region's ``redis_port``, so the gateways' default URL
+    names a node) instead of a server in :attr:`redis`, and its gateways run with
+    :data:`CLUSTER_GATEWAY_OPTIONS`. Either way each gateway logs in as its own Redis user."""
 
     def __init__(
         self,
@@ -142,6 +150,7 @@ class ProcessTestbed:
         gateway_options: Sequence[str] = (),
         kms_options: Sequence[str] = (),
         document: dict[str, Any] | None = None,
+        redis_cluster_regions: Sequence[str] = (),
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
@@ -150,15 +159,22 @@ class ProcessTestbed:
         self.topology_path.write_text(yaml.safe_dump(document, sort_keys=False))
         self.topology: Topology = topology_module.load(self.topology_path)
         self.keys = KeyDirectory(keys_root / self.topology.name)
-        self.redis = {
-            region.id: RedisServer(
-                directory / f"redis-{region.id}",
-                port=region.redis_port,
-                keys=self.keys,
-                gateways=tuple(g.id for g in self.topology.gateways if g.region == region.id),
-            )
-            for region in self.topology.regions
-        }
+        unknown = set(redis_cluster_regions) - {region.id for region in self.topology.regions}
+        if unknown:
+            raise ValueError(f"no region {', '.join(sorted(unknown))} in the topology")
+        self.redis: dict[str, RedisServer] = {}
+        self.redis_clusters: dict[str, RedisClusterProcesses] = {}
+        for region in self.topology.regions:
+            users = tuple(g.id for g in self.topology.gateways if g.region == region.id)
+            redis_directory = directory / f"redis-{region.id}"
+            if region.id in redis_cluster_regions:
+                self.redis_clusters[region.id] = RedisClusterProcesses.create(
+                    redis_directory, replicas_per_master=1, keys=self.keys, gateways=users, first_port=region.redis_port
+                )
+            else:
+                self.redis[region.id] = RedisServer(
+                    redis_directory, port=region.redis_port, keys=self.keys, gateways=users
+                )
         common = ["--topology", str(self.topology_path), "--keys", str(keys_root)]
         self.processes: dict[str, ManagedProcess] = {}
         for vendor in self.topology.kms:
@@ -169,6 +185,8 @@ class ProcessTestbed:
             self.processes[foreign.id] = ManagedProcess(foreign.id, command, directory, "admin at")
         for gateway in self.topology.gateways:
             command = [*QKD_RELAY, "gateway", "run", "--id", gateway.id, *common, *gateway_options]
+            if gateway.region in self.redis_clusters:
+                command += CLUSTER_GATEWAY_OPTIONS
             for replica, name in enumerate(gateway.replica_names(), start=1):
                 replica_command = [*command, "--replica", str(replica)] if gateway.replicas > 1 else command
                 self.processes[name] = ManagedProcess(name, replica_command, directory, "gRPC at")
@@ -180,6 +198,8 @@ class ProcessTestbed:
         try:
             for server in self.redis.values():
                 server.start()
+            for cluster in self.redis_clusters.values():
+                cluster.start()
             for process in self.processes.values():
                 process.start()
             for process in self.processes.values():
@@ -221,6 +241,9 @@ class ProcessTestbed:
             process.kill()
         for server in self.redis.values():
             server.kill()
+        for cluster in self.redis_clusters.values():
+            for node in cluster.nodes:
+                node.kill()
 
     def kill(self, name: str) -> None:
         self.processes[name].kill()

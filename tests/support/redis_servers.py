@@ -292,6 +292,32 @@ class RedisClusterProcesses:
             node.admin_password = self.nodes[0].admin_password
             node.replication_password = self.nodes[0].replication_password
 
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        *,
+        masters: int = 3,
+        replicas_per_master: int = 0,
+        keys: KeyDirectory | None = None,
+        gateways: tuple[str, ...] = (),
+        first_port: int = 0,
+    ) -> RedisClusterProcesses:
+        """Not started yet: one sub-directory per node, users for ``gateways`` (as :class:`RedisServer`).
+        With ``first_port`` the first node listens there (a topology's ``redis_port``, so a gateway's default
+        Redis URL names a node), the others on free ports. With replicas, nodes flag a silent peer failed
+        after a second, so a killed master's replica is promoted within a few seconds."""
+        timeout_ms = 1000 if replicas_per_master else 2000
+        nodes = [
+            RedisServer(
+                directory / f"node{i}", cluster=True, cluster_node_timeout_ms=timeout_ms, keys=keys, gateways=gateways
+            )
+            for i in range(masters * (1 + replicas_per_master))
+        ]
+        if first_port:
+            nodes[0].port, nodes[0].cluster_port = first_port, free_port()
+        return cls(nodes, replicas_per_master)
+
     @property
     def admin_url(self) -> str:
         """One startup node; the cluster client discovers the others."""
@@ -427,15 +453,9 @@ def redis_replicated(
 def redis_cluster(
     directory: Path, *, masters: int = 3, replicas_per_master: int = 0
 ) -> Iterator[RedisClusterProcesses]:
-    """A ``masters``-master cluster, with ``replicas_per_master`` replicas each, one sub-directory per node,
-    stopped on exit. With replicas, nodes flag a silent peer failed after a second, so a killed master's
-    replica is promoted within a few seconds."""
-    timeout_ms = 1000 if replicas_per_master else 2000
-    nodes = [
-        RedisServer(directory / f"node{i}", cluster=True, cluster_node_timeout_ms=timeout_ms)
-        for i in range(masters * (1 + replicas_per_master))
-    ]
-    cluster = RedisClusterProcesses(nodes, replicas_per_master)
+    """A ``masters``-master cluster, with ``replicas_per_master`` replicas each (:meth:`RedisClusterProcesses.create`),
+    stopped on exit."""
+    cluster = RedisClusterProcesses.create(directory, masters=masters, replicas_per_master=replicas_per_master)
     cluster.start()
     try:
         yield cluster
