@@ -105,6 +105,7 @@ class AckDelivery:
         self.metrics = metrics
         self._queue = queue
         self._instance = instance
+        self._paused = False  # the retry queue could not be read on the last pass (logged once per outage)
 
     async def send(self, caller: str, callback_url: str, acks: list[AckContainer]) -> None:
         """The server's AckSender: deliver ``acks`` to ``caller``, else queue them for retries, or withdraw
@@ -134,8 +135,13 @@ class AckDelivery:
         try:
             claimed = await self._queue.claim(self._instance, ATTEMPT_S + CLAIM_MARGIN_S, CLAIM_BATCH)
         except PoolUnavailable as exc:
-            log.warning("020 ack retries paused: %s", exc)
+            if not self._paused:
+                log.warning("020 ack retries paused: %s", exc)
+            self._paused = True
             return
+        if self._paused:
+            log.info("020 ack retries resumed")
+        self._paused = False
         await asyncio.gather(*(self._retry_one(entry) for entry in claimed))
 
     async def _retry_one(self, entry: Claimed) -> None:

@@ -9,11 +9,13 @@ tokens and GW1's voiding) over one retry queue.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -32,7 +34,7 @@ from relay.pool.retries import RetryQueue
 from relay.strict_json import parse_strict_json
 from tests.support.local_testbed import LocalTestbed, running_testbed
 from tests.support.ports import free_port
-from tests.support.redis_servers import RedisServer
+from tests.support.redis_servers import RedisServer, redis_server
 from tests.support.waiting import wait_until
 
 TLS13 = ssl.TLSVersion.TLSv1_3
@@ -277,3 +279,23 @@ async def test_two_replicas_draining_one_queue_post_each_ack_once(replicas: Repl
         await kms.site.stop()
     assert sorted(kms.acked) == sorted(ack.key_ids[0] for ack in acks)  # each exactly once
     assert kms.ack_attempts == 12 and one.metrics.delivered + two.metrics.delivered == 6
+
+
+async def test_retries_paused_by_an_unreachable_redis_are_logged_once_per_outage(
+    replicas: Replicas, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The queue is polled every 50 ms: an outage must not write a warning per poll."""
+    with redis_server(tmp_path / "redis") as server:
+        config = RedisConfig(server.admin_url, socket_timeout_s=0.5, connect_timeout_s=0.5, retries=0)
+        async with RedisBackend.connect(config) as backend:
+            delivery = replace(replicas, backend=backend).replica("one")
+            with caplog.at_level(logging.INFO, logger="relay.gateway.ack_delivery"):
+                await delivery.retry_due()
+                server.stop()
+                for _ in range(3):
+                    await delivery.retry_due()
+                server.restart()
+                await delivery.retry_due()
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("020 ack retries paused" in message for message in messages) == 1, messages
+    assert messages[-1] == "020 ack retries resumed"
