@@ -201,7 +201,8 @@ async def start_gateway(
             stack.push_async_callback(relay.foreign.close)
         engine, voiding = relay.engine, relay.voiding
         demand_log = DemandLog(backend, keyspace, settings.prerelay_demand.window_s / DEMAND_BUCKETS, DEMAND_BUCKETS)
-        leases = _Leases(backend, instance.token, metrics.leases)
+        holder = f"{plan.replica_name}#{instance.token}"  # leases and ack claims: which replica, which run of it
+        leases = _Leases(backend, holder, metrics.leases)
         prerelay = _prerelay(plan, settings, engine, voiding, store, demand_log, leases.prerelay(keyspace))
         view = GatewayView(
             plan,
@@ -243,7 +244,7 @@ async def start_gateway(
             metrics.ack_delivery,
             # an entry nobody settled is kept as long as the keys it names could still be delivered
             RetryQueue(backend, keyspace.ack_retries(), kept_after_deadline_s=settings.relayed_store.waiting_ttl_s),
-            instance.token,
+            holder,
         )
         stack.push_async_callback(server.stop, GRPC_GRACE_S)
         own_grpc_port = plan.gateway.replica_grpc_port(plan.replica)  # each replica has its own gRPC address

@@ -4,7 +4,8 @@ Run: ``python tests/bench/bench_replicas.py --out DIR`` (``--quick`` for a smoke
 count it starts two testbeds with ``relay.testbed.launcher.up`` (free ports, keys under ``DIR/keys``):
 
 - ``loadtest-pool`` (GW1-GW2, pqc-only, pre-relay on): pool-served ``enc_keys`` in a closed loop at 64
-  SAEs, every request served from GW1's ready pools (the replicas share them in one Redis);
+  SAEs, every request served from GW1's ready pools (the replicas share them in one Redis), 4,096
+  requests after the pools are full, without the slaves' ``dec_keys``;
 - ``loadtest-chain`` (pqc-only, ``--no-prerelay``): relayed keys/s of 64 SAEs asking 16 keys per
   ``enc_keys`` over one hop, the raw relay throughput of the origin.
 
@@ -21,6 +22,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,13 @@ from relay import topology as topology_module
 from relay.loadtest.topologies import CHAIN, POOL, document_for
 from relay.pki.layout import KeyDirectory
 from relay.testbed.launcher import TestbedState
-from tests.bench.bench_relay import KEYS_PER_REQUEST, POOL_SIZE, Bench, load, testbed
+from tests.bench.bench_relay import KEYS_PER_REQUEST, Bench, load, testbed
 from tests.bench.floors import measure
 
 REPLICA_COUNTS = (1, 2)
 ORIGIN = "GW1"
+POOL_PAIRS = 8  # the pool topology's source SAEs, one pair each
+READY_POOL = 512  # ready keys per pair: the closed loop takes them all, 4,096 requests
 
 
 def with_origin_replicas(name: str, replicas: int) -> dict[str, Any]:
@@ -48,20 +52,24 @@ def with_origin_replicas(name: str, replicas: int) -> dict[str, Any]:
 
 
 def cores(summary: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v:.2f}" for k, v in summary["cpu_cores"].items() if v >= 0.05)
+    used = {k: v for k, v in summary["cpu_cores"].items() if v >= 0.05}
+    return ", ".join(f"{k} {v:.2f}" for k, v in used.items()) + f" (sum {sum(used.values()):.2f})"
 
 
 def pool_run(bench: Bench, replicas: int) -> dict[str, Any]:
+    """Without the slaves' dec_keys (``verify`` off): they would load GW2, one process in both runs."""
     name = f"{POOL}-x{replicas}"
-    with testbed(bench, name, ["--ready-pool", f"4:{POOL_SIZE}"], with_origin_replicas(POOL, replicas)) as state:
+    options = ["--ready-pool", f"4:{READY_POOL}"]
+    with testbed(bench, name, options, with_origin_replicas(POOL, replicas)) as state:
         return bench.run(
             f"pool-64-closed-x{replicas}",
             state,
             scenarios=("pqc-1hop-pool",),
             concurrency=(64,),
+            verify=False,
             duration_s=None,
-            requests=8 * POOL_SIZE,
-            prefill_timeout_s=60.0,
+            requests=POOL_PAIRS * READY_POOL,
+            prefill_timeout_s=120.0,
         ).summaries[0]
 
 
@@ -104,6 +112,23 @@ def main() -> None:
     def keys_per_s(summary: dict[str, Any]) -> float:
         return float(summary["keys_per_s"])  # every key relayed on demand: 1 hop, no pre-relay
 
+    def requests_per_s(summary: dict[str, Any]) -> float:
+        return float(summary["throughput_rps"])
+
+    def origin_cores(summary: dict[str, Any]) -> float:
+        """CPU cores all of GW1's processes used (``GW1``, or ``GW1/1`` + ``GW1/2``)."""
+        return sum(v for k, v in summary["cpu_cores"].items() if k.split("/")[0] == ORIGIN)
+
+    def table_row(label: str, runs: dict[int, dict[str, Any]], rate: Callable[[dict[str, Any]], float]) -> list[str]:
+        one, two = (rate(runs[n]) for n in REPLICA_COUNTS)
+        per_core = [rate(runs[n]) / max(origin_cores(runs[n]), 1e-9) for n in REPLICA_COUNTS]
+        return [
+            f"| {label} | {one:,.0f} | {two:,.0f} | {two / one:.2f} |",
+            f"| the same per core of {ORIGIN}'s processes | {per_core[0]:,.0f} | {per_core[1]:,.0f} "
+            f"| {per_core[1] / per_core[0]:.2f} |",
+        ]
+
+    relay_runs = {n: relays[n][0] for n in REPLICA_COUNTS}
     lines = [
         f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; load generator, "
         f"gateways, Redis and simulators on this one machine; {time.monotonic() - started:.0f} s in all; "
@@ -113,10 +138,12 @@ def main() -> None:
         "",
         "| measure | 1 replica | 2 replicas | ratio |",
         "|---|--:|--:|--:|",
-        f"| pool-served enc_keys/s, closed loop, 64 SAEs | {pool[1]['throughput_rps']:,.0f} "
-        f"| {pool[2]['throughput_rps']:,.0f} | {pool[2]['throughput_rps'] / pool[1]['throughput_rps']:.2f} |",
-        f"| relayed keys/s, 64 SAEs x {KEYS_PER_REQUEST} keys, 1 pqc-only hop | {keys_per_s(relays[1][0]):,.0f} "
-        f"| {keys_per_s(relays[2][0]):,.0f} | {keys_per_s(relays[2][0]) / keys_per_s(relays[1][0]):.2f} |",
+        *table_row("pool-served enc_keys/s, closed loop, 64 SAEs", pool, requests_per_s),
+        *table_row(f"relayed keys/s, 64 SAEs x {KEYS_PER_REQUEST} keys, 1 pqc-only hop", relay_runs, keys_per_s),
+        "",
+        "With every process on this machine's cores, the ratio is bounded by the cores the one-process run "
+        f"left idle (the sums below); the per-core rows show what a replica costs: equal figures mean "
+        f"{ORIGIN}'s replicas add no work per request, so on hosts of their own the rate follows the cores.",
         "",
         "CPU cores used per process:",
         "",
