@@ -186,7 +186,6 @@ def plan_gateway(
     if gateway_id not in gateways:
         raise TopologyError(f"gateway {gateway_id!r} is not in topology {topology.name!r}: {sorted(gateways)}")
     gateway = gateways[gateway_id]
-    gateway.check_replica(replica)
     redis_port = next(region.redis_port for region in topology.regions if region.id == gateway.region)
     neighbours: dict[str, Neighbour] = {}
     for link in topology.links:
