@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.process_testbed import ProcessTestbed, round_trip
+from tests.support.process_testbed import ProcessTestbed, round_trip, running_with_aof
 from tests.support.sae_load import Figures, SaeLoad, check_delivery
 
 POOL_PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-B", "SAE-R3-B")]
@@ -25,13 +25,7 @@ def _testbed(
     directory: Path, keys_root: Path, *, gateway_options: list[str], kms_options: list[str]
 ) -> Iterator[ProcessTestbed]:
     testbed = ProcessTestbed(directory, keys_root, gateway_options=gateway_options, kms_options=kms_options)
-    for server in testbed.redis.values():
-        server.appendonly = True
-    testbed.start()
-    try:
-        yield testbed
-    finally:
-        testbed.stop()
+    yield from running_with_aof(testbed)
 
 
 @pytest.fixture

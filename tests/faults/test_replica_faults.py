@@ -24,7 +24,7 @@ import pytest
 
 from tests.support.admin_http import get_json
 from tests.support.local_testbed import default_document
-from tests.support.process_testbed import ProcessTestbed, round_trip
+from tests.support.process_testbed import ProcessTestbed, round_trip, running_with_aof
 from tests.support.sae_load import Attempt, Figures, SaeLoad, check_delivery
 
 PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-B", "SAE-R3-B")]
@@ -64,13 +64,7 @@ def replicated(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
         kms_options=["--initial-keys", "5000"],
         document=_replicated(default_document(), ("GW2", "GW3")),
     )
-    for server in testbed.redis.values():
-        server.appendonly = True
-    testbed.start()
-    try:
-        yield testbed
-    finally:
-        testbed.stop()
+    yield from running_with_aof(testbed)
 
 
 async def _qkd_lanes_filled(testbed: ProcessTestbed, gateway_id: str, neighbour: str) -> None:

@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,6 +302,18 @@ class ProcessTestbed:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return cli(*args, "--topology", str(self.topology_path))
+
+
+def running_with_aof(testbed: ProcessTestbed) -> Iterator[ProcessTestbed]:
+    """``testbed`` started with AOF on every standalone Redis (``appendfsync always``, as the launcher
+    deploys it, so what a gateway stored survives a crash), yielded, then stopped: a fixture's body."""
+    for server in testbed.redis.values():
+        server.appendonly = True
+    testbed.start()
+    try:
+        yield testbed
+    finally:
+        testbed.stop()
 
 
 async def round_trip(testbed: ProcessTestbed, master: str, slave: str, *, timeout_s: float = 20.0) -> float:
