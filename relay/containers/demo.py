@@ -19,7 +19,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from relay.compose import gateway_service
+from relay.compose import gateway_services
 from relay.containers.engine import Engine
 from relay.containers.testbed import admin_documents, current_state, stop_service
 from relay.gateway.routing import shortest_route
@@ -61,7 +61,8 @@ def fault(topology: Topology, engine: Engine, state: TestbedState, keys: KeyDire
     """Stop the transit gateway's container, then exchange keys between the SAEs of the others."""
     stopped = transit_gateway(topology)
     before = _keys_relayed(admin_documents(topology, engine, state))
-    stop_service(engine, gateway_service(stopped))
+    for service in gateway_services(next(g for g in topology.gateways if g.id == stopped)):  # every replica
+        stop_service(engine, service)
     survivors = replace(topology, saes=tuple(s for s in topology.saes if s.gateway != stopped))
     exchanges = exchange(survivors, state, keys)
     originators = sorted({next(s.gateway for s in survivors.saes if s.id == e.master) for e in exchanges})

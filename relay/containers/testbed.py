@@ -31,7 +31,7 @@ from relay.compose import (
     UID_VARIABLE,
     check_compose,
     compose_project_name,
-    gateway_service,
+    gateway_services,
     kms_service,
     redis_service,
 )
@@ -170,7 +170,8 @@ def current_state(
             "etsi020": f"https://{PUBLISH_HOST_IP}:{gateway.etsi020_port}",
             "grpc": f"{PUBLISH_HOST_IP}:{gateway.grpc_port}",
         }
-        entries.append((gateway.id, "gateway", gateway_service(gateway.id), listens))
+        for name, service in zip(gateway.replica_names(), gateway_services(gateway), strict=True):
+            entries.append((name, "gateway", service, listens))  # replicas share the published ports
     services = []
     for name, kind, service, listens in entries:
         container = containers.get(service)
@@ -193,9 +194,13 @@ def admin_documents(topology: Topology, engine: Engine, state: TestbedState) -> 
     """Admin documents by entity ID, fetched inside each container (admin listeners bind its loopback)."""
     containers = engine.containers()
     ports = {kms.id: kms.admin_port for kms in topology.kms}
-    ports.update({g.id: g.admin_port for g in topology.gateways if g.admin_port is not None})
     services = {kms.id: kms_service(kms.id) for kms in topology.kms}
-    services.update({g.id: gateway_service(g.id) for g in topology.gateways})
+    for gateway in topology.gateways:
+        if gateway.admin_port is None:
+            continue
+        for name, service in zip(gateway.replica_names(), gateway_services(gateway), strict=True):
+            ports[name] = gateway.admin_port  # a replica's own container: the base port on its loopback
+            services[name] = service
     documents: dict[str, Any] = {}
     for entry in (s for s in state.services if s.name in ports):
         container = containers[services[entry.name]]

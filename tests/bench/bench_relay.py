@@ -84,15 +84,29 @@ class Bench:
 
 @contextmanager
 def testbed(
-    bench: Bench, name: str, gateway_options: list[str], document: dict[str, Any] | None = None
+    bench: Bench,
+    name: str,
+    gateway_options: list[str],
+    document: dict[str, Any] | None = None,
+    *,
+    redis_cluster: bool = False,
 ) -> Iterator[Path]:
-    """The load-test topology ``name`` (or ``document``, run under ``name``) started; yields its state."""
+    """The load-test topology ``name`` (or ``document``, run under ``name``) started, each region's Redis a
+    Redis Cluster with ``redis_cluster``; yields its state."""
     work = bench.out / "testbeds" / name
     work.mkdir(parents=True, exist_ok=True)
-    topology_file = write_topology(with_free_ports(document or document_for(name)), work / "topology.yaml")
+    document = with_free_ports(document or document_for(name), redis_cluster=redis_cluster)
+    topology_file = write_topology(document, work / "topology.yaml")
     state = work / "state"
     print(f"\n== starting {name} {' '.join(gateway_options)}", file=sys.stderr, flush=True)
-    up(topology_module.load(topology_file), topology_file, bench.keys, state, gateway_options)
+    up(
+        topology_module.load(topology_file),
+        topology_file,
+        bench.keys,
+        state,
+        gateway_options,
+        redis_cluster=redis_cluster,
+    )
     try:
         yield state
     finally:

@@ -7,7 +7,9 @@ count it starts two testbeds with ``relay.testbed.launcher.up`` (free ports, key
   SAEs, every request served from GW1's ready pools (the replicas share them in one Redis), 4,096
   requests after the pools are full, without the slaves' ``dec_keys``;
 - ``loadtest-chain`` (pqc-only, ``--no-prerelay``): relayed keys/s of 64 SAEs asking 16 keys per
-  ``enc_keys`` over one hop, the raw relay throughput of the origin.
+  ``enc_keys`` over one hop, the raw relay throughput of the origin; once more with one origin process on
+  Redis Clusters with a replica per master and every write confirmed by ``WAIT 1`` (the cost of
+  durability across a failover).
 
 It prints requests/s and keys/s for 1 and 2 replicas and their ratio, beside the floors measured in the
 same run (:mod:`tests.bench.floors`) and the CPU cores every process used. The machine has few cores
@@ -73,11 +75,12 @@ def pool_run(bench: Bench, replicas: int) -> dict[str, Any]:
         ).summaries[0]
 
 
-def relay_run(bench: Bench, replicas: int) -> tuple[dict[str, Any], Any]:
-    name = f"{CHAIN}-x{replicas}"
-    with testbed(bench, name, ["--no-prerelay"], with_origin_replicas(CHAIN, replicas)) as state:
+def relay_run(bench: Bench, replicas: int, *, redis_cluster: bool = False) -> tuple[dict[str, Any], Any]:
+    name = f"{CHAIN}-x{replicas}{'-cluster' if redis_cluster else ''}"
+    document = with_origin_replicas(CHAIN, replicas)
+    with testbed(bench, name, ["--no-prerelay"], document, redis_cluster=redis_cluster) as state:
         floors = None
-        if replicas == 1:
+        if replicas == 1 and not redis_cluster:
             recorded = TestbedState.load(state)
             assert recorded is not None and recorded.topology_file is not None
             topology = topology_module.load(Path(recorded.topology_file))
@@ -85,7 +88,7 @@ def relay_run(bench: Bench, replicas: int) -> tuple[dict[str, Any], Any]:
                 KeyDirectory(bench.keys / topology.name), topology.regions[0].redis_port, seconds=bench.seconds(3.0)
             )
         summary = bench.run(
-            f"relay-64x{KEYS_PER_REQUEST}-x{replicas}",
+            name,
             state,
             scenarios=("pqc-1hop-ondemand",),
             concurrency=(64,),
@@ -106,6 +109,7 @@ def main() -> None:
     started, load_before = time.monotonic(), f"{load():.2f}"
     pool = {n: pool_run(bench, n) for n in REPLICA_COUNTS}
     relays = {n: relay_run(bench, n) for n in REPLICA_COUNTS}
+    clustered, _ = relay_run(bench, 1, redis_cluster=True)
     floors = relays[1][1]
     assert floors is not None
 
@@ -144,6 +148,11 @@ def main() -> None:
         "With every process on this machine's cores, the ratio is bounded by the cores the one-process run "
         f"left idle (the sums below); the per-core rows show what a replica costs: equal figures mean "
         f"{ORIGIN}'s replicas add no work per request, so on hosts of their own the rate follows the cores.",
+        "",
+        f"Durable across a Redis failover: the same relay with {ORIGIN} as one process and every region's Redis a "
+        f"Redis Cluster of 3 masters with a replica each, each write confirmed by WAIT 1: "
+        f"{keys_per_s(clustered):,.0f} relayed keys/s, {keys_per_s(clustered) / keys_per_s(relays[1][0]):.2f} "
+        f"of the standalone Redis run; CPU cores: {cores(clustered)}; errors: {clustered['errors']}",
         "",
         "CPU cores used per process:",
         "",
