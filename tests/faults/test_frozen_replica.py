@@ -25,22 +25,20 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from relay.gateway.keepalive import KeepaliveSettings
 from relay.gateway.liveness import LivenessSettings
-from tests.support.admin_http import get_json, scrape
-from tests.support.local_testbed import default_document
-from tests.support.process_testbed import ProcessTestbed, round_trip, running_with_aof
+from tests.support.admin_http import scrape
+from tests.support.process_testbed import ProcessTestbed, round_trip
+from tests.support.replica_testbed import admin_url, lease_holder, qkd_lanes_filled, replicated_testbed
 from tests.support.sae_load import Attempt, Figures, SaeLoad, check_delivery
 
 pytestmark = pytest.mark.slow
 
 PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-B", "SAE-R3-B"), ("SAE-R1-A", "SAE-R2-A")]  # through GW2, and to it
 CONCURRENCY = 6
-QKD_POOL_HIGH = 1024
 FILLER_LEASE = "qkd-filler QKD-GW2-GW3"
 FROZEN_S = 18.0
 AFTER_THAW_S = 5.0
@@ -51,52 +49,10 @@ MET_AFTER_S = _liveness.suspect_after_s
 """A request this slow waited on a hop the frozen replica did not answer (or on a probe of it)."""
 
 
-def _transit_replicated(document: dict[str, Any]) -> dict[str, Any]:
-    for region in document["regions"]:
-        for gateway in region["gateways"]:
-            if gateway["id"] == "GW2":
-                gateway["replicas"] = 2
-    return document
-
-
 @pytest.fixture
 def transit_replicas(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
-    """GW2 as two replicas, every default-size key relayed on demand, QKD-GW2-GW3 lanes that outlast the
-    filler lease's move (as in tests/faults/test_replica_faults.py)."""
-    testbed = ProcessTestbed(
-        tmp_path / "testbed",
-        keys_root,
-        gateway_options=[
-            "--no-prerelay",
-            "--hop-timeout",
-            "3",
-            "--qkd-pool",
-            f"16:{QKD_POOL_HIGH}",
-            "--qkd-fill-batch",
-            "512",
-        ],
-        kms_options=["--initial-keys", "5000"],
-        document=_transit_replicated(default_document()),
-    )
-    yield from running_with_aof(testbed)
-
-
-async def _qkd_lanes_filled(testbed: ProcessTestbed) -> None:
-    url = f"{_admin(testbed, 'GW2', 1)}/status"
-    deadline = time.monotonic() + 30
-    while True:
-        _, document = await get_json(url)
-        (link,) = (link for link in document["links"] if link["neighbour"] == "GW3")
-        levels = [lane["level"] for lane in link["qkd_pools"]]
-        if all(level >= QKD_POOL_HIGH for level in levels):
-            return
-        assert time.monotonic() < deadline, f"QKD lanes GW2-GW3 stayed at {levels}"
-        await asyncio.sleep(0.2)
-
-
-def _admin(testbed: ProcessTestbed, gateway_id: str, replica: int) -> str:
-    gateway = next(g for g in testbed.topology.gateways if g.id == gateway_id)
-    return f"http://127.0.0.1:{gateway.replica_admin_port(replica)}"
+    """GW2 as two replicas (``tests.support.replica_testbed``, as the kill tests)."""
+    yield from replicated_testbed(tmp_path / "testbed", keys_root, ("GW2",))
 
 
 def _met_frozen(attempts: list[Attempt], frozen_at: float, thawed_at: float) -> list[Attempt]:
@@ -111,14 +67,11 @@ async def test_a_frozen_transit_replica_is_left_for_the_other(transit_replicas: 
     testbed = transit_replicas
     for pair in PAIRS:
         await round_trip(testbed, *pair)
-    await _qkd_lanes_filled(testbed)
+    await qkd_lanes_filled(testbed, "GW2", "GW3")
     replicas = testbed.replicas("GW2")
-    holders = [r for r in replicas if f"took lease {FILLER_LEASE}" in r.stderr_text()]
-    assert len(holders) == 1, [r.name for r in holders]
-    frozen = holders[0]
-    survivor = next(r for r in replicas if r is not frozen)
+    frozen, survivor = lease_holder(testbed, "GW2", FILLER_LEASE)
     taken_before = survivor.stderr_text().count(f"took lease {FILLER_LEASE}")
-    gw1, frozen_admin = _admin(testbed, "GW1", 1), _admin(testbed, "GW2", replicas.index(frozen) + 1)
+    gw1, frozen_admin = admin_url(testbed, "GW1", 1), admin_url(testbed, "GW2", replicas.index(frozen) + 1)
     assert frozen.process is not None
     async with SaeLoad(testbed.sae, PAIRS, concurrency=CONCURRENCY) as load:
         await asyncio.sleep(2.0)

@@ -18,81 +18,27 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.admin_http import get_json
-from tests.support.local_testbed import default_document
-from tests.support.process_testbed import ProcessTestbed, round_trip, running_with_aof
+from tests.support.process_testbed import ProcessTestbed, round_trip
+from tests.support.replica_testbed import lease_holder, qkd_lanes_filled, replicated_testbed
 from tests.support.sae_load import Attempt, Figures, SaeLoad, check_delivery
 
 PAIRS = [("SAE-R1-A", "SAE-R3-A"), ("SAE-R1-B", "SAE-R3-B")]
 CONCURRENCY = 6
 SETTLE_S = 1.0  # after this long past the kill, a new request meets only live replicas
 LEASE_TAKEOVER_S = 10.0
-QKD_POOL_HIGH = 1024
-
-
-def _replicated(document: dict[str, Any], gateway_ids: tuple[str, ...]) -> dict[str, Any]:
-    for region in document["regions"]:
-        for gateway in region["gateways"]:
-            if gateway["id"] in gateway_ids:
-                gateway["replicas"] = 2
-    return document
 
 
 @pytest.fixture
 def replicated(tmp_path: Path, keys_root: Path) -> Iterator[ProcessTestbed]:
-    """GW2 and GW3 as two replicas each; every default-size key relayed on demand (no pre-relay).
-
-    QKD-GW2-GW3 is require-qkd: its lanes must hold what the load spends while the filler's lease passes
-    from a killed holder to the survivor (up to its 3 s ttl plus one try), as the README tells operators
-    to size them; the filler refills fast enough to get there before the load starts."""
-    testbed = ProcessTestbed(
-        tmp_path / "testbed",
-        keys_root,
-        gateway_options=[
-            "--no-prerelay",
-            "--hop-timeout",
-            "3",
-            "--qkd-pool",
-            f"16:{QKD_POOL_HIGH}",
-            "--qkd-fill-batch",
-            "512",
-        ],
-        kms_options=["--initial-keys", "5000"],
-        document=_replicated(default_document(), ("GW2", "GW3")),
-    )
-    yield from running_with_aof(testbed)
-
-
-async def _qkd_lanes_filled(testbed: ProcessTestbed, gateway_id: str, neighbour: str) -> None:
-    """Until every QKD lane of ``gateway_id`` towards ``neighbour`` is at its high watermark (admin /status)."""
-    gateway = next(g for g in testbed.topology.gateways if g.id == gateway_id)
-    url = f"http://127.0.0.1:{gateway.replica_admin_port(1)}/status"
-    deadline = time.monotonic() + 30
-    while True:
-        _, document = await get_json(url)
-        (link,) = (link for link in document["links"] if link["neighbour"] == neighbour)
-        levels = [lane["level"] for lane in link["qkd_pools"]]
-        if all(level >= QKD_POOL_HIGH for level in levels):
-            return
-        assert time.monotonic() < deadline, f"QKD lanes {gateway_id}-{neighbour} stayed at {levels}"
-        await asyncio.sleep(0.2)
+    """GW2 and GW3 as two replicas each (``tests.support.replica_testbed``)."""
+    yield from replicated_testbed(tmp_path / "testbed", keys_root, ("GW2", "GW3"))
 
 
 def _in_flight_at(load: SaeLoad, moment: float) -> list[Attempt]:
     return [a for a in load.attempts if a.started <= moment <= a.ended]
-
-
-def _lease_holder(testbed: ProcessTestbed, gateway_id: str, lease: str) -> tuple[str, str]:
-    """(holder, survivor): the replica that logged taking ``lease`` and the other one."""
-    replicas = testbed.replicas(gateway_id)
-    holders = [r.name for r in replicas if f"took lease {lease}" in r.stderr_text()]
-    assert len(holders) == 1, f"{gateway_id}: lease {lease!r} taken by {holders}"
-    survivor = next(r.name for r in replicas if r.name != holders[0])
-    return holders[0], survivor
 
 
 async def _kill_lease_holder_under_load(
@@ -101,8 +47,8 @@ async def _kill_lease_holder_under_load(
     """SIGKILL the replica of ``gateway_id`` holding ``lease`` under load; the other must take the lease."""
     for pair in PAIRS:
         await round_trip(testbed, *pair)
-    await _qkd_lanes_filled(testbed, "GW2", "GW3")
-    holder, survivor = _lease_holder(testbed, gateway_id, lease)
+    await qkd_lanes_filled(testbed, "GW2", "GW3")
+    holder, survivor = (process.name for process in lease_holder(testbed, gateway_id, lease))
     taken_before = testbed.processes[survivor].stderr_text().count(f"took lease {lease}")
     async with SaeLoad(testbed.sae, PAIRS, concurrency=CONCURRENCY) as load:
         await asyncio.sleep(2.0)
