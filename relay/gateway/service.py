@@ -310,14 +310,15 @@ async def start_gateway(
 
 @dataclass(frozen=True)
 class _Leases:
-    """This replica's leases: every one held by its instance token, each counted in the gateway's metrics."""
+    """This replica's leases: every one held by ``holder`` (its name and run token), each counted in the
+    gateway's metrics."""
 
     backend: RedisBackend
-    instance: str
+    holder: str
     metrics: LeaseMetrics
 
     def lease(self, name: str, label: str) -> Lease:
-        return Lease(self.backend, name, self.instance, TTL_MS, label=label, metrics=self.metrics)
+        return Lease(self.backend, name, self.holder, TTL_MS, label=label, metrics=self.metrics)
 
     def run(self, name: str, label: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         """A task running ``work`` while this replica holds lease ``name``."""
