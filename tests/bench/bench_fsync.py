@@ -27,10 +27,9 @@ from relay.loadtest.topologies import CHAIN
 from relay.pki.provision import provision
 from relay.pki.redis_access import ADMIN_USER, read_credentials
 from relay.testbed.launcher import TestbedState
-from tests.bench.bench_relay import Bench, testbed
+from tests.bench.bench_relay import KEYS_PER_REQUEST, Bench, relay_throughput, testbed
 
 MODES = ("always", "everysec")
-KEYS_PER_REQUEST = 16
 
 
 def redis_ports(state: Path) -> list[int]:
@@ -53,16 +52,8 @@ def set_ops_per_s(port: int, password: str) -> float:
 
 
 def run_load(bench: Bench, state: Path, name: str, seconds: float) -> float:
-    """Relayed keys/s of one closed-loop run: 64 SAEs, 16 keys per enc_keys over one pqc-only hop."""
-    report = bench.run(
-        name,
-        state,
-        scenarios=("pqc-1hop-ondemand",),
-        concurrency=(64,),
-        number=KEYS_PER_REQUEST,
-        verify=False,
-        duration_s=seconds,
-    )
+    """Relayed keys/s of one closed-loop run (:func:`tests.bench.bench_relay.relay_throughput`)."""
+    report = relay_throughput(bench, name, state, seconds)
     return float(report.summaries[0]["throughput_rps"]) * KEYS_PER_REQUEST
 
 

@@ -35,7 +35,7 @@ from relay import topology as topology_module
 from relay.loadtest.topologies import CHAIN, POOL, document_for
 from relay.pki.layout import KeyDirectory
 from relay.testbed.launcher import TestbedState
-from tests.bench.bench_relay import KEYS_PER_REQUEST, Bench, load, testbed
+from tests.bench.bench_relay import KEYS_PER_REQUEST, Bench, load, relay_throughput, testbed
 from tests.bench.floors import measure
 
 REPLICA_COUNTS = (1, 2)
@@ -87,16 +87,7 @@ def relay_run(bench: Bench, replicas: int, *, redis_cluster: bool = False) -> tu
             floors = measure(
                 KeyDirectory(bench.keys / topology.name), topology.regions[0].redis_port, seconds=bench.seconds(3.0)
             )
-        summary = bench.run(
-            name,
-            state,
-            scenarios=("pqc-1hop-ondemand",),
-            concurrency=(64,),
-            number=KEYS_PER_REQUEST,
-            verify=False,
-            duration_s=bench.seconds(8.0),
-        ).summaries[0]
-        return summary, floors
+        return relay_throughput(bench, name, state, bench.seconds(8.0)).summaries[0], floors
 
 
 def main() -> None:
