@@ -290,9 +290,10 @@ def compose_document(topology: Topology) -> dict[str, Any]:
             continue  # a real foreign KMS: not ours to run
         networks[foreign_network(foreign.id)] = {}
         listeners = sorted((foreign.etsi014_port, foreign.etsi020_port))
+        addresses = [(kme_alias(foreign.identity), port) for port in listeners]  # where they bind: its topology host
         probe = (
             "import socket, urllib.request; "
-            f"[socket.create_connection(('127.0.0.1', p), timeout=3).close() for p in {tuple(listeners)!r}]"
+            f"[socket.create_connection(a, timeout=3).close() for a in {addresses!r}]"
             + (
                 f"; urllib.request.urlopen('http://127.0.0.1:{foreign.admin_port}/admin/handover', timeout=3)"
                 if foreign.admin_port is not None
