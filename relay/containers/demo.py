@@ -65,7 +65,8 @@ def fault(topology: Topology, engine: Engine, state: TestbedState, keys: KeyDire
         stop_service(engine, service)
     survivors = replace(topology, saes=tuple(s for s in topology.saes if s.gateway != stopped))
     exchanges = exchange(survivors, state, keys)
-    originators = sorted({next(s.gateway for s in survivors.saes if s.id == e.master) for e in exchanges})
+    homes = {sae.id: sae.gateway for sae in survivors.saes}  # a foreign domain's SAE has none of ours
+    originators = sorted({homes[e.master] for e in exchanges if e.master in homes})
     deadline = time.monotonic() + REROUTE_TIMEOUT_S
     while True:  # pre-relay refills the ready pools behind the exchange: over the surviving links only
         documents = admin_documents(topology, engine, state)
