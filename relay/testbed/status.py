@@ -235,7 +235,7 @@ def _gateway_documents(topology: Topology, admin: dict[str, Any], table: Table) 
     documents = []
     for name in (name for gateway in topology.gateways for name in gateway.replica_names()):
         doc = admin.get(name, {})
-        if "error" in doc or not doc:
+        if not _answered(doc):
             table.notes.append(f"{name}: admin unreachable: {doc.get('error', 'no admin_port')}")
             continue
         documents.append((name, doc))
@@ -245,7 +245,12 @@ def _gateway_documents(topology: Topology, admin: dict[str, Any], table: Table) 
 def _replica_documents(topology: Topology, gateway_id: str, admin: dict[str, Any]) -> list[dict[str, Any]]:
     """The status documents of the gateway's replicas that answered."""
     gateway = next(g for g in topology.gateways if g.id == gateway_id)
-    return [doc for name in gateway.replica_names() if "error" not in (doc := admin.get(name, {})) and doc]
+    return [doc for name in gateway.replica_names() if _answered(doc := admin.get(name, {}))]
+
+
+def _answered(doc: dict[str, Any]) -> bool:
+    """Whether a replica's admin listener gave its status document (none at all: no admin port)."""
+    return bool(doc) and "error" not in doc
 
 
 def _link_view(gateway_doc: dict[str, Any], neighbour: str) -> dict[str, Any] | None:
